@@ -1,0 +1,90 @@
+"""A real moto server process on 127.0.0.1, started and stopped by PID.
+
+Used by the tests, the local cloud and the benchmarks: boto3 reaches it through
+``AWS_ENDPOINT_URL`` exactly as it would reach AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+REGION = "us-east-1"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MotoServer:
+    """One ``moto.server`` process; ``url`` is its endpoint."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> MotoServer:
+        env = {**os.environ, **FAKE_CREDENTIALS}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"moto server exited with {self.process.returncode}")
+            try:
+                urllib.request.urlopen(f"{self.url}/moto-api/data.json", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            self.stop()
+            raise RuntimeError("moto server did not start in time")
+        self.configure()
+        return self
+
+    def configure(self) -> None:
+        """Lambda without Docker: functions are created and configured, never run by moto."""
+        self._post("/moto-api/config", {"lambda": {"use_docker": False}})
+
+    def reset(self) -> None:
+        self._post("/moto-api/reset", None)
+        self.configure()
+
+    def _post(self, path: str, body: dict | None) -> None:
+        data = json.dumps(body).encode() if body is not None else b""
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method="POST")
+        urllib.request.urlopen(request, timeout=10).read()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self.process = None
+
+    def environment(self) -> dict[str, str]:
+        """Variables that point boto3 (in this or a child process) at this server."""
+        return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.url}
