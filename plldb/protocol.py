@@ -58,6 +58,7 @@ A_ORIGINAL = "Original"
 A_APPLIED = "Applied"
 A_ROLE_NAME = "RoleName"
 A_GRANT_ADDED = "GrantAdded"
+A_INSTRUMENTED_BY = "InstrumentedBy"  # session id that instrumented the function
 
 # Session states
 PENDING = "PENDING"

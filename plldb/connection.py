@@ -1,0 +1,169 @@
+"""The local tool's WebSocket connection to the helper stack's API.
+
+Why it is more than ``websockets.connect``: API Gateway closes a connection after 10 idle
+minutes and after 2 hours in any case, refuses frames over 32 KB, and a laptop's network
+drops. This class keeps the connection alive with application pings, splits large messages
+into frames, and reconnects with the same session (re-opened as PENDING first, because the
+authorizer lets a session id in only while it is PENDING). Messages sent while the
+connection is down are queued and sent after the reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from plldb import protocol as p
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ConnectionRefused(Exception):
+    """The helper stack refused the WebSocket upgrade (the authorizer said Deny)."""
+
+
+class Connection:
+    """One logical connection for a session, surviving drops and API Gateway's limits."""
+
+    def __init__(
+        self,
+        url: str,
+        session_id: str,
+        on_message: MessageHandler,
+        reopen: Callable[[], None],
+        ping_interval: float = 240.0,
+        pong_timeout: float = 30.0,
+        max_reconnect_delay: float = 10.0,
+    ) -> None:
+        query = urllib.parse.urlencode({"sessionId": session_id})
+        self.url = f"{url}{'&' if '?' in url else '?'}{query}"
+        self.on_message = on_message
+        self.reopen = reopen
+        self.ping_interval = ping_interval
+        self.pong_timeout = pong_timeout
+        self.max_reconnect_delay = max_reconnect_delay
+        self.closing = False
+        self.reconnects = 0
+        self._ws: ClientConnection | None = None
+        self._queue: list[str] = []
+        self._pong = asyncio.Event()
+        self._connected = asyncio.Event()
+
+    async def open(self) -> None:
+        """First connection: a refusal here is a clear error, not a retry."""
+        try:
+            self._ws = await connect(self.url, max_size=None, ping_interval=None)
+        except websockets.exceptions.InvalidStatus as exc:
+            raise ConnectionRefused(
+                f"the helper stack refused the connection (HTTP {exc.response.status_code}): "
+                "the session is unknown, expired or already in use"
+            ) from exc
+        self._connected.set()
+
+    async def run(self) -> None:
+        """Receive until :meth:`close`; reconnect whenever the connection drops."""
+        keepalive = asyncio.create_task(self._keepalive())
+        try:
+            while not self.closing:
+                if self._ws is None:
+                    await self._reconnect()
+                    continue
+                await self._flush_queue()
+                await self._receive(self._ws)
+                self._ws = None
+                self._connected.clear()
+        finally:
+            keepalive.cancel()
+
+    async def _receive(self, ws: ClientConnection) -> None:
+        try:
+            async for raw in ws:
+                await self._dispatch(raw)
+        except websockets.exceptions.ConnectionClosed as exc:
+            log.info("connection closed: %s", exc)
+
+    async def _dispatch(self, raw: str | bytes) -> None:
+        try:
+            message = p.parse_server_message(raw)
+        except p.ProtocolError as exc:
+            log.warning("ignored an invalid message from the helper stack: %s", exc)
+            return
+        if message["type"] == p.TYPE_PONG:
+            self._pong.set()
+            return
+        await self.on_message(message)
+
+    async def _reconnect(self) -> None:
+        delay = 0.2
+        while not self.closing:
+            try:
+                await asyncio.to_thread(self.reopen)
+                self._ws = await connect(self.url, max_size=None, ping_interval=None)
+                self._connected.set()
+                self.reconnects += 1
+                log.info("reconnected (%d so far)", self.reconnects)
+                return
+            except (OSError, websockets.exceptions.WebSocketException) as exc:
+                log.info("reconnect failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(self.max_reconnect_delay, delay * 2)
+
+    async def _keepalive(self) -> None:
+        """Application pings keep API Gateway's idle timer from closing the connection."""
+        while not self.closing:
+            await asyncio.sleep(self.ping_interval)
+            ws = self._ws
+            if ws is None:
+                continue
+            self._pong.clear()
+            await self.send({"action": p.ACTION_PING})
+            try:
+                await asyncio.wait_for(self._pong.wait(), self.pong_timeout)
+            except asyncio.TimeoutError:
+                log.info("no pong within %.0fs: dropping the connection", self.pong_timeout)
+                await ws.close()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send now if connected, otherwise queue until the reconnect."""
+        text = p.encode(message)
+        if len(text.encode()) > p.MESSAGE_LIMIT:
+            raise ValueError("message over the 128 KB WebSocket limit: offload its payload")
+        ws = self._ws
+        if ws is None:
+            self._queue.append(text)
+            return
+        try:
+            await self._send_text(ws, text)
+        except websockets.exceptions.ConnectionClosed:
+            self._queue.append(text)
+
+    async def _send_text(self, ws: ClientConnection, text: str) -> None:
+        pieces = p.fragments(text)
+        await ws.send(pieces[0] if len(pieces) == 1 else pieces)
+
+    async def _flush_queue(self) -> None:
+        while self._queue and self._ws is not None:
+            text = self._queue.pop(0)
+            try:
+                await self._send_text(self._ws, text)
+            except websockets.exceptions.ConnectionClosed:
+                self._queue.insert(0, text)
+                return
+
+    async def close(self) -> None:
+        self.closing = True
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def drop(self) -> None:
+        """Close the current connection without ending the session (tests, lifetime limit)."""
+        if self._ws is not None:
+            await self._ws.close()

@@ -1,0 +1,199 @@
+"""Debugging sessions in PLLDBSessions, as the local tool sees them.
+
+The session id (a random UUID) is the shared secret the authorizer checks on ``$connect``.
+The tool writes the PENDING item with the debugger role's credentials; the authorizer flips
+it to ACTIVE. A stack has at most one live session: a second attach is refused, naming who
+attached and when, unless ``--force``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+
+from plldb import protocol as p
+from plldb.aws import AwsContext, error_code
+
+log = logging.getLogger(__name__)
+
+LIVE_STATES = (p.PENDING, p.ACTIVE, p.DISCONNECTED)
+
+
+class SessionConflict(Exception):
+    """The stack already has a live session and --force was not given."""
+
+
+class SessionLost(Exception):
+    """The session can no longer be resumed (closed by a detach or after the grace period)."""
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    session_id: str
+    stack_name: str
+    status: str
+    created_at: str
+    created_by: str
+    connection_id: str | None
+    expires_at: int
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> SessionInfo:
+        return cls(
+            session_id=str(item[p.A_SESSION_ID]),
+            stack_name=str(item.get(p.A_STACK_NAME, "")),
+            status=str(item.get(p.A_STATUS, "")),
+            created_at=str(item.get(p.A_CREATED_AT, "")),
+            created_by=str(item.get(p.A_CREATED_BY, "")),
+            connection_id=item.get(p.A_CONNECTION_ID),
+            expires_at=int(item.get(p.A_TTL, 0)),
+        )
+
+    @property
+    def live(self) -> bool:
+        """TTL deletion is lazy, so an expired item is treated as gone."""
+        return self.status in LIVE_STATES and self.expires_at > time.time()
+
+
+@dataclass(frozen=True)
+class InstrumentedFunction:
+    function_name: str
+    stack_name: str
+    status: str
+    session_id: str
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> InstrumentedFunction:
+        return cls(
+            function_name=str(item.get(p.A_FUNCTION_NAME, "")),
+            stack_name=str(item.get(p.A_STACK_NAME, "")),
+            status=str(item.get(p.A_STATUS, "")),
+            session_id=str(item.get(p.A_INSTRUMENTED_BY, "")),
+        )
+
+
+class SessionStore:
+    """Reads and writes PLLDBSessions with the credentials of ``ctx``."""
+
+    def __init__(self, ctx: AwsContext, table_name: str = p.SESSIONS_TABLE) -> None:
+        self.table = ctx.session.resource("dynamodb", region_name=ctx.region_name).Table(
+            table_name
+        )
+
+    def items_for_stack(self, stack_name: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": p.STACK_NAME_INDEX,
+            "KeyConditionExpression": Key(p.A_STACK_NAME).eq(stack_name),
+        }
+        while True:
+            page = self.table.query(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def all_items(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {}
+        while True:
+            page = self.table.scan(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def sessions(self, stack_name: str | None = None) -> list[SessionInfo]:
+        items = self.items_for_stack(stack_name) if stack_name else self.all_items()
+        found = [SessionInfo.from_item(i) for i in items if i.get(p.A_KIND) == p.KIND_SESSION]
+        return sorted(found, key=lambda s: s.created_at)
+
+    def instrumented(self, stack_name: str | None = None) -> list[InstrumentedFunction]:
+        items = self.items_for_stack(stack_name) if stack_name else self.all_items()
+        return [
+            InstrumentedFunction.from_item(i)
+            for i in items
+            if i.get(p.A_KIND) == p.KIND_INSTRUMENTATION
+        ]
+
+    def live_session(self, stack_name: str) -> SessionInfo | None:
+        live = [s for s in self.sessions(stack_name) if s.live]
+        return live[-1] if live else None
+
+    def create(
+        self,
+        stack_name: str,
+        created_by: str,
+        functions: list[str],
+        timeout: int | None,
+        force: bool,
+    ) -> str:
+        """Write a PENDING session; refuse when the stack is attached already (unless force)."""
+        current = self.live_session(stack_name)
+        if current and not force:
+            raise SessionConflict(
+                f"stack {stack_name!r} is already attached by {current.created_by} since "
+                f"{current.created_at} (session {current.status.lower()}): "
+                "use --force to take it over"
+            )
+        if current:
+            log.info("taking over session %s of %s", current.session_id, current.created_by)
+            self.close(current.session_id)
+        session_id = str(uuid.uuid4())
+        item: dict[str, Any] = {
+            p.A_SESSION_ID: session_id,
+            p.A_KIND: p.KIND_SESSION,
+            p.A_STACK_NAME: stack_name,
+            p.A_STATUS: p.PENDING,
+            p.A_TTL: int(time.time()) + p.CONNECT_WINDOW_SECONDS,
+            p.A_CREATED_AT: datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            p.A_CREATED_BY: created_by,
+        }
+        if functions:
+            item[p.A_FUNCTIONS] = list(functions)
+        if timeout is not None:
+            item[p.A_TIMEOUT] = int(timeout)
+        self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(SessionId)")
+        return session_id
+
+    def reopen(self, session_id: str) -> None:
+        """Make a dropped session connectable again (same id, fresh connect window)."""
+        try:
+            self.table.update_item(
+                Key={p.A_SESSION_ID: session_id},
+                UpdateExpression="SET #s = :pending, #t = :ttl",
+                ConditionExpression="#s IN (:active, :disconnected, :pending)",
+                ExpressionAttributeNames={"#s": p.A_STATUS, "#t": p.A_TTL},
+                ExpressionAttributeValues={
+                    ":pending": p.PENDING,
+                    ":active": p.ACTIVE,
+                    ":disconnected": p.DISCONNECTED,
+                    ":ttl": int(time.time()) + p.CONNECT_WINDOW_SECONDS,
+                },
+            )
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise SessionLost(
+                    f"session {session_id} was closed (detached or past its grace period)"
+                ) from exc
+            raise
+
+    def close(self, session_id: str) -> None:
+        self.table.update_item(
+            Key={p.A_SESSION_ID: session_id},
+            UpdateExpression="SET #s = :closed",
+            ExpressionAttributeNames={"#s": p.A_STATUS},
+            ExpressionAttributeValues={":closed": p.CLOSED},
+        )
+
+    def status_of(self, session_id: str) -> str | None:
+        item = self.table.get_item(Key={p.A_SESSION_ID: session_id}, ConsistentRead=True).get(
+            "Item"
+        )
+        return str(item[p.A_STATUS]) if item else None

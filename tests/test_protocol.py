@@ -1,0 +1,96 @@
+"""The shared protocol: every invalid message is refused with a reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from plldb import protocol as p
+
+SESSION = "0f8fad5b-d9cb-469f-a165-70867728950e"
+
+
+def invocation(**overrides):
+    message = {
+        "type": "invocation",
+        "request_id": "req-1",
+        "session_id": SESSION,
+        "function_name": "fn",
+        "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:fn",
+        "deadline_ms": 1_700_000_000_000,
+        "event": "{}",
+        "environment": {},
+    }
+    message.update(overrides)
+    return json.dumps(message)
+
+
+def test_valid_client_messages_pass():
+    assert p.parse_client_message(p.encode(p.response_message("r1", result='{"a":1}')))["result"]
+    error = {"errorMessage": "boom", "errorType": "ValueError", "stackTrace": []}
+    assert p.parse_client_message(p.encode(p.error_message("r1", error)))["error"] == error
+    assert p.parse_client_message('{"action":"ping"}') == {"action": "ping"}
+    assert p.parse_client_message('{"action":"detach"}') == {"action": "detach"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("not json", "not valid JSON"),
+        ("[1,2]", "not a JSON object"),
+        ('{"action":"launch"}', "unknown action 'launch'"),
+        ('{"action":"response"}', "without 'request_id'"),
+        ('{"action":"response","request_id":"r"}', "exactly one of"),
+        ('{"action":"response","request_id":"a b","result":"1"}', "malformed request_id"),
+        ('{"action":"response","request_id":7,"result":"1"}', "wrong type"),
+        ('{"action":"error","request_id":"r","error":{"errorType":"X"}}', "errorMessage"),
+        (
+            '{"action":"response","request_id":"r","result_ref":{"bucket":"b","key":"x","size":1}}',
+            "under payloads/",
+        ),
+        (b"\xff\xfe", "not UTF-8"),
+        (12, "not text"),
+    ],
+)
+def test_invalid_client_messages_are_refused_with_a_reason(raw, reason):
+    with pytest.raises(p.ProtocolError, match=reason):
+        p.parse_client_message(raw)
+
+
+def test_oversized_message_is_refused():
+    big = p.encode(p.response_message("r", result="x" * p.MESSAGE_LIMIT))
+    with pytest.raises(p.ProtocolError, match="over the 131072 byte limit"):
+        p.parse_client_message(big)
+
+
+def test_server_messages():
+    assert p.parse_server_message(invocation())["request_id"] == "req-1"
+    with pytest.raises(p.ProtocolError, match="exactly one of 'event' and 'event_ref'"):
+        p.parse_server_message(invocation(event_ref={"bucket": "b", "key": "payloads/x", "size": 3}))
+    with pytest.raises(p.ProtocolError, match="'deadline_ms' must be int"):
+        p.parse_server_message(invocation(deadline_ms=True))
+    with pytest.raises(p.ProtocolError, match="unknown message type"):
+        p.parse_server_message('{"type":"surprise"}')
+    ref = {"bucket": "b", "key": "payloads/s/r/event.json", "size": p.MAX_PAYLOAD + 1}
+    message = json.loads(invocation())
+    del message["event"]
+    message["event_ref"] = ref
+    with pytest.raises(p.ProtocolError, match="over the 6291456 byte limit"):
+        p.parse_server_message(json.dumps(message))
+
+
+@pytest.mark.parametrize("text", ["", "a", "é" * 20000, "x" * (p.FRAME_LIMIT * 3 + 5), "日本" * 9000])
+def test_fragments_rejoin_and_respect_the_frame_limit(text):
+    pieces = p.fragments(text)
+    assert "".join(pieces) == text
+    assert all(len(piece.encode()) <= p.FRAME_LIMIT for piece in pieces)
+
+
+def test_ids_and_secrets():
+    assert p.is_session_id(SESSION)
+    assert not p.is_session_id("../../etc")
+    assert not p.is_session_id(None)
+    env = {"AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t", "AWS_ACCESS_KEY_ID": "k", "A": "1"}
+    assert p.without_secrets(env) == {"A": "1"}
+    assert p.payload_key(SESSION, "r1", "event") == f"payloads/{SESSION}/r1/event.json"
