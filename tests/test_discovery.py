@@ -1,0 +1,395 @@
+"""Discovery of local function code from SAM/CFN templates written to tmp_path."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from plldb.discovery import (
+    DiscoveryError,
+    FunctionNotInTemplateError,
+    HandlerNotFoundError,
+    NotATemplateError,
+    TemplateNotFoundError,
+    collect_stack_resources,
+    discover,
+    load_template,
+    map_stack_functions,
+    stack_name_from_samconfig,
+)
+
+LOCAL = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+pytestmark = pytest.mark.timeout(30)
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+SAM_HEADER = "Transform: AWS::Serverless-2016-10-31\n"
+
+
+def sam(body: str) -> str:
+    return SAM_HEADER + textwrap.dedent(body)
+
+
+@pytest.mark.parametrize(
+    "template, files, expected",
+    [
+        pytest.param(
+            f"""
+            Globals:
+              Function:
+                Runtime: {LOCAL}
+                Handler: app.lambda_handler
+                CodeUri: src/
+                Timeout: 10
+            Resources:
+              Hello:
+                Type: AWS::Serverless::Function
+              Other:
+                Type: AWS::Serverless::Function
+                Properties:
+                  CodeUri: other/
+                  Handler: main.handle
+                  Timeout: 30
+            """,
+            {"src/app.py": "", "other/main.py": ""},
+            {"Hello": ("src", "app.lambda_handler", 10), "Other": ("other", "main.handle", 30)},
+            id="globals",
+        ),
+        pytest.param(
+            f"""
+            Resources:
+              Hello:
+                Type: AWS::Serverless::Function
+                Properties:
+                  Runtime: {LOCAL}
+                  Handler: app.handler
+            """,
+            {"app.py": ""},
+            {"Hello": (".", "app.handler", None)},
+            id="default-codeuri",
+        ),
+        pytest.param(
+            f"""
+            Resources:
+              Hello:
+                Type: AWS::Serverless::Function
+                Properties:
+                  Runtime: {LOCAL}
+                  CodeUri: functions/hello
+                  Handler: pkg/sub/app.handler
+                  Environment:
+                    Variables:
+                      TABLE: !Ref Table
+                      NAME: !Sub "${{AWS::StackName}}-x"
+                      ARN: !GetAtt Table.Arn
+              Table:
+                Type: AWS::DynamoDB::Table
+            """,
+            {"functions/hello/pkg/sub/app.py": "", "functions/hello/pkg/__init__.py": ""},
+            {"Hello": ("functions/hello", "pkg/sub/app.handler", None)},
+            id="nested-folders-and-cfn-tags",
+        ),
+        pytest.param(
+            f"""
+            AWSTemplateFormatVersion: "2010-09-09"
+            Resources:
+              Plain:
+                Type: AWS::Lambda::Function
+                Properties:
+                  Runtime: {LOCAL}
+                  Handler: index.handler
+                  Code: code
+                  Role: !GetAtt Role.Arn
+              Role:
+                Type: AWS::IAM::Role
+            """,
+            {"code/index.py": ""},
+            {"Plain": ("code", "index.handler", None)},
+            id="plain-cfn",
+        ),
+    ],
+)
+def test_functions_are_found(tmp_path: Path, template: str, files: dict, expected: dict) -> None:
+    write(tmp_path, {"template.yaml": sam(template), **files})
+    found = discover(tmp_path / "template.yaml")
+    assert set(found.functions) == set(expected)
+    for logical_id, (code, handler, timeout) in expected.items():
+        function = found.functions[logical_id]
+        assert function.code_dir == (tmp_path / code).resolve()
+        assert function.handler == handler
+        assert function.timeout == timeout
+        assert function.import_path[0] == function.code_dir
+        assert function.runtime == LOCAL
+    assert found.warnings == []
+
+
+def test_cfn_tags_become_intrinsic_functions(tmp_path: Path) -> None:
+    write(tmp_path, {"t.yaml": """
+        Resources:
+          X:
+            Type: Foo
+            Properties: {A: !Ref Y, B: !GetAtt Y.Arn, C: !Sub "a-${Y}", D: !Join [",", [a, b]], E: !If [C, 1, 2]}
+        """})
+    props = load_template(tmp_path / "t.yaml")["Resources"]["X"]["Properties"]
+    assert props == {
+        "A": {"Ref": "Y"},
+        "B": {"Fn::GetAtt": ["Y", "Arn"]},
+        "C": {"Fn::Sub": "a-${Y}"},
+        "D": {"Fn::Join": [",", ["a", "b"]]},
+        "E": {"Fn::If": ["C", 1, 2]},
+    }
+
+
+LAYERED = f"""
+Globals:
+  Function:
+    Runtime: {LOCAL}
+    Layers: [!Ref Shared]
+Resources:
+  Hello:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: hello/
+      Handler: app.handler
+      Layers:
+        - !Ref Built
+        - arn:aws:lambda:eu-west-1:123456789012:layer:powertools:3
+  Shared:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: layers/shared
+  Built:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: layers/built
+    Metadata:
+      BuildMethod: {LOCAL}
+"""
+
+
+def test_local_layers_and_build_dir_order(tmp_path: Path) -> None:
+    write(tmp_path, {
+        "template.yaml": SAM_HEADER + LAYERED,
+        "hello/app.py": "",
+        "layers/shared/python/shared.py": "",
+        "layers/built/helpers.py": "",
+        ".aws-sam/build/Hello/requests/__init__.py": "",
+        ".aws-sam/build/Built/python/helpers.py": "",
+    })
+    function = discover(tmp_path / "template.yaml").functions["Hello"]
+    build = tmp_path / ".aws-sam" / "build"
+    assert function.import_path == (
+        (tmp_path / "hello").resolve(),
+        (tmp_path / "layers/shared/python").resolve(),
+        (tmp_path / "layers/built").resolve(),
+        (build / "Hello").resolve(),
+        (build / "Built/python").resolve(),
+    )
+    assert function.package_dirs == ((build / "Hello").resolve(), (build / "Built/python").resolve())
+    assert function.remote_layers == ("arn:aws:lambda:eu-west-1:123456789012:layer:powertools:3",)
+
+
+def test_built_template_maps_back_to_the_source(tmp_path: Path) -> None:
+    write(tmp_path, {
+        "template.yaml": sam(f"""
+            Resources:
+              Hello:
+                Type: AWS::Serverless::Function
+                Properties: {{Runtime: {LOCAL}, CodeUri: src/hello, Handler: app.handler}}
+            """),
+        "src/hello/app.py": "",
+        ".aws-sam/build/template.yaml": sam(f"""
+            Resources:
+              Hello:
+                Type: AWS::Serverless::Function
+                Properties: {{Runtime: {LOCAL}, CodeUri: Hello, Handler: app.handler}}
+            """),
+        ".aws-sam/build/Hello/app.py": "",
+    })
+    found = discover(tmp_path / ".aws-sam/build/template.yaml")
+    function = found.functions["Hello"]
+    assert function.code_dir == (tmp_path / "src/hello").resolve()
+    assert function.import_path[-1] == (tmp_path / ".aws-sam/build/Hello").resolve()
+    assert found.template == (tmp_path / "template.yaml").resolve()
+
+
+def test_built_template_alone_runs_the_build_copy_with_a_warning(tmp_path: Path) -> None:
+    write(tmp_path, {
+        ".aws-sam/build/template.yaml": sam(f"""
+            Resources:
+              Hello:
+                Type: AWS::Serverless::Function
+                Properties: {{Runtime: {LOCAL}, CodeUri: Hello, Handler: app.handler}}
+            """),
+        ".aws-sam/build/Hello/app.py": "",
+    })
+    found = discover(tmp_path / ".aws-sam/build/template.yaml")
+    assert found.functions["Hello"].code_dir == (tmp_path / ".aws-sam/build/Hello").resolve()
+    assert "no source template next to .aws-sam" in found.warnings[0]
+
+
+def test_non_python_image_and_inline_functions_are_skipped(tmp_path: Path) -> None:
+    write(tmp_path, {"template.yaml": sam(f"""
+        Resources:
+          Node: {{Type: AWS::Serverless::Function, Properties: {{Runtime: nodejs20.x, Handler: index.h}}}}
+          Image: {{Type: AWS::Serverless::Function, Properties: {{PackageType: Image}}}}
+          Inline: {{Type: AWS::Serverless::Function, Properties: {{Runtime: {LOCAL}, Handler: index.h, InlineCode: "x"}}}}
+        """)})
+    found = discover(tmp_path / "template.yaml")
+    assert found.functions == {}
+    assert found.skipped == {
+        "Node": "runtime 'nodejs20.x' is not Python",
+        "Image": "container image function",
+        "Inline": "inline code",
+    }
+
+
+def test_nested_application_functions_are_prefixed(tmp_path: Path) -> None:
+    write(tmp_path, {
+        "template.yaml": sam("""
+            Resources:
+              App:
+                Type: AWS::Serverless::Application
+                Properties: {Location: child/template.yaml}
+            """),
+        "child/template.yaml": sam(f"""
+            Resources:
+              Fn: {{Type: AWS::Serverless::Function, Properties: {{Runtime: {LOCAL}, Handler: app.h, CodeUri: code}}}}
+            """),
+        "child/code/app.py": "",
+    })
+    found = discover(tmp_path / "template.yaml")
+    assert found.functions["App/Fn"].code_dir == (tmp_path / "child/code").resolve()
+
+
+def test_python_version_mismatch_is_a_returned_warning(tmp_path: Path) -> None:
+    write(tmp_path, {"template.yaml": sam("""
+        Resources:
+          Hello: {Type: AWS::Serverless::Function, Properties: {Runtime: python3.9, Handler: app.h}}
+        """), "app.py": ""})
+    found = discover(tmp_path / "template.yaml", python_version=(3, 11))
+    assert found.warnings == [
+        "function Hello: runtime python3.9 but plldb runs on Python 3.11; version-specific behaviour may differ"
+    ]
+
+
+@pytest.mark.parametrize(
+    "files, error, message",
+    [
+        ({}, TemplateNotFoundError, "template {root}/template.yaml not found"),
+        ({"template.yaml": "- a\n- b\n"}, NotATemplateError, "is not a SAM/CloudFormation template (no Resources mapping)"),
+        ({"template.yaml": "Outputs: {}\n"}, NotATemplateError, "no Resources mapping"),
+        ({"template.yaml": "Resources: [\n"}, NotATemplateError, "is not valid YAML/JSON"),
+        (
+            {"template.yaml": f"Resources:\n  HelloFunction:\n    Type: AWS::Serverless::Function\n    Properties: {{Runtime: {LOCAL}, CodeUri: functions/hello, Handler: app.lambda_handler}}\n",
+             "functions/hello/other.py": ""},
+            HandlerNotFoundError,
+            "function HelloFunction: handler app.lambda_handler -> {root}/functions/hello/app.py not found",
+        ),
+        (
+            {"template.yaml": f"Resources:\n  HelloFunction:\n    Type: AWS::Serverless::Function\n    Properties: {{Runtime: {LOCAL}, CodeUri: nowhere, Handler: app.h}}\n"},
+            HandlerNotFoundError,
+            "function HelloFunction: code folder nowhere",
+        ),
+        (
+            {"template.yaml": f"Resources:\n  HelloFunction:\n    Type: AWS::Serverless::Function\n    Properties: {{Runtime: {LOCAL}}}\n"},
+            DiscoveryError,
+            "function HelloFunction: no Handler in the template",
+        ),
+    ],
+)
+def test_errors_name_the_file_or_function(tmp_path: Path, files: dict, error: type, message: str) -> None:
+    write(tmp_path, files)
+    root = tmp_path.resolve().as_posix()
+    with pytest.raises(error) as raised:
+        discover(tmp_path / "template.yaml")
+    assert message.format(root=root) in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def _stack_resources() -> list[dict]:
+    return [
+        {"LogicalResourceId": "Hello", "PhysicalResourceId": "stack-Hello-ABC", "ResourceType": "AWS::Lambda::Function"},
+        {"LogicalResourceId": "HelloRole", "PhysicalResourceId": "stack-HelloRole-1", "ResourceType": "AWS::IAM::Role"},
+        {"LogicalResourceId": "Node", "PhysicalResourceId": "stack-Node-1", "ResourceType": "AWS::Lambda::Function"},
+    ]
+
+
+def test_stack_functions_are_keyed_by_physical_name(tmp_path: Path) -> None:
+    write(tmp_path, {"template.yaml": sam(f"""
+        Resources:
+          Hello: {{Type: AWS::Serverless::Function, Properties: {{Runtime: {LOCAL}, Handler: app.h}}}}
+          Node: {{Type: AWS::Serverless::Function, Properties: {{Runtime: nodejs20.x, Handler: app.h}}}}
+        """), "app.py": ""})
+    mapping = map_stack_functions(discover(tmp_path / "template.yaml"), _stack_resources())
+    assert list(mapping.functions) == ["stack-Hello-ABC"]
+    assert mapping.functions["stack-Hello-ABC"].logical_id == "Hello"
+    assert mapping.functions["stack-Hello-ABC"].physical_name == "stack-Hello-ABC"
+    assert mapping.skipped == {"stack-Node-1": "runtime 'nodejs20.x' is not Python"}
+
+
+def test_stack_function_missing_from_template_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, {"template.yaml": sam(f"""
+        Resources:
+          Hello: {{Type: AWS::Serverless::Function, Properties: {{Runtime: {LOCAL}, Handler: app.h}}}}
+        """), "app.py": ""})
+    with pytest.raises(FunctionNotInTemplateError, match=r"^function Node \(stack-Node-1\) of the stack has no match in template.yaml$"):
+        map_stack_functions(discover(tmp_path / "template.yaml"), _stack_resources())
+
+
+def test_nested_stack_resources_are_prefixed() -> None:
+    stacks = {
+        "parent": [
+            {"LogicalResourceId": "App", "PhysicalResourceId": "arn:child", "ResourceType": "AWS::CloudFormation::Stack"},
+            {"LogicalResourceId": "Top", "PhysicalResourceId": "top-fn", "ResourceType": "AWS::Lambda::Function"},
+        ],
+        "arn:child": [{"LogicalResourceId": "Fn", "PhysicalResourceId": "child-fn", "ResourceType": "AWS::Lambda::Function"}],
+    }
+    collected = collect_stack_resources(stacks.__getitem__, "parent")
+    assert [(r["LogicalResourceId"], r["PhysicalResourceId"]) for r in collected] == [
+        ("App", "arn:child"), ("App/Fn", "child-fn"), ("Top", "top-fn")
+    ]
+
+
+@pytest.mark.parametrize("name, text", [
+    ("samconfig.toml", 'version = 0.1\n[default.deploy.parameters]\nstack_name = "my-stack"  # c\nregion = "eu-west-1"\n'),
+    ("samconfig.toml", 'version = 0.1\n[default.global.parameters]\nstack_name = "my-stack"\n'),
+    ("samconfig.yaml", "version: 0.1\ndefault:\n  deploy:\n    parameters:\n      stack_name: my-stack\n"),
+])
+def test_stack_name_from_samconfig(tmp_path: Path, name: str, text: str) -> None:
+    (tmp_path / name).write_text(text)
+    assert stack_name_from_samconfig(tmp_path) == "my-stack"
+
+
+def test_samconfig_absent_or_without_stack_name(tmp_path: Path) -> None:
+    assert stack_name_from_samconfig(tmp_path) is None
+    (tmp_path / "samconfig.toml").write_text('[prod.deploy.parameters]\nstack_name = "p"\n')
+    assert stack_name_from_samconfig(tmp_path) is None
+    assert stack_name_from_samconfig(tmp_path, environment="prod") == "p"
+
+
+def test_samconfig_fallback_parser_matches_tomllib() -> None:
+    import tomllib
+
+    from plldb.discovery import _parse_simple_toml
+
+    text = 'version = 0.1\n[default.deploy.parameters]\nstack_name = "a\\"b"\ns3_prefix = "x"\n[default.global.parameters]\nregion = "r"\n'
+    ours = _parse_simple_toml(text)
+    theirs = tomllib.loads(text)
+    assert ours["default"] == theirs["default"]
+
+
+def test_broken_samconfig_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "samconfig.toml").write_text("[default.deploy\n")
+    with pytest.raises(DiscoveryError, match="samconfig.toml cannot be parsed"):
+        stack_name_from_samconfig(tmp_path)
