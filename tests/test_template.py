@@ -1,0 +1,257 @@
+"""The helper stack template: cfn-lint, the real SAM transform, and what it grants."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from samcli.yamlhelper import yaml_parse
+from samtranslator.translator.transform import transform
+
+from plldb import protocol
+from plldb.bootstrap import CODE_KEY_PARAMETERS, TEMPLATE_PATH
+
+OUTPUTS = {
+    protocol.OUTPUT_WEBSOCKET_URL,
+    protocol.OUTPUT_MANAGEMENT_URL,
+    protocol.OUTPUT_SESSIONS_TABLE,
+    protocol.OUTPUT_DEBUGGER_TABLE,
+    protocol.OUTPUT_DEBUGGER_ROLE,
+    protocol.OUTPUT_MANAGER_ROLE,
+    protocol.OUTPUT_MANAGER_FUNCTION,
+    protocol.OUTPUT_LAYER_ARN,
+    protocol.OUTPUT_PAYLOAD_BUCKET,
+    protocol.OUTPUT_VERSION,
+}
+HELPER_ENV = {
+    protocol.ENV_SESSIONS_TABLE,
+    protocol.ENV_DEBUGGER_TABLE,
+    protocol.ENV_MANAGER_FUNCTION,
+    protocol.ENV_LAYER_ARN,
+    protocol.ENV_MANAGEMENT_URL,
+    protocol.ENV_PAYLOAD_BUCKET,
+    protocol.ENV_GRACE_SECONDS,
+    protocol.ENV_DEFAULT_TIMEOUT,
+    protocol.ENV_CONNECTIONS_ARN,
+}
+
+
+class _NoManagedPolicies:
+    """The template names no managed policy by name, so the translator needs no IAM call."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def transformed_template(region: str = "us-east-1") -> dict[str, Any]:
+    """The helper template expanded by aws-sam-translator, as CloudFormation would."""
+    import os
+
+    previous = os.environ.get("AWS_DEFAULT_REGION")
+    os.environ["AWS_DEFAULT_REGION"] = region  # the translator asks boto3 for the region
+    try:
+        return transform(yaml_parse(TEMPLATE_PATH.read_text()), {}, _NoManagedPolicies())
+    finally:
+        if previous is None:
+            os.environ.pop("AWS_DEFAULT_REGION")
+        else:
+            os.environ["AWS_DEFAULT_REGION"] = previous
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return transformed_template()
+
+
+def _of_type(template: dict, kind: str) -> dict[str, dict]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def _statements(template: dict) -> list[tuple[str, dict]]:
+    """(owner, statement) for every IAM statement of every role and managed policy."""
+    found = []
+    for name, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
+        if resource["Type"] == "AWS::IAM::ManagedPolicy":
+            documents.append(props["PolicyDocument"])
+        for document in documents:
+            found += [(name, s) for s in document["Statement"]]
+    return found
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_cfn_lint_passes() -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), str(TEMPLATE_PATH)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_translator_expands_every_serverless_resource(template: dict) -> None:
+    kinds = {r["Type"] for r in template["Resources"].values()}
+    assert not any(k.startswith("AWS::Serverless::") for k in kinds)
+    assert len(_of_type(template, "AWS::Lambda::Function")) == 5
+    assert len(_of_type(template, "AWS::Lambda::LayerVersion")) == 1
+
+
+def test_no_wildcard_actions_and_no_bare_star_resources(template: dict) -> None:
+    statements = _statements(template)
+    assert len(statements) >= 9
+    for owner, statement in statements:
+        for action in _as_list(statement["Action"]):
+            assert "*" not in action, f"{owner}: wildcard action {action}"
+        for resource in _as_list(statement.get("Resource", [])):
+            assert resource != "*", f"{owner}: Resource '*'"
+
+
+def _actions(template: dict, owners: set[str]) -> set[str]:
+    """Actions granted to a role, its inline policies and the managed policies it attaches."""
+    role_names = {o for o in owners if template["Resources"][o]["Type"] == "AWS::IAM::Role"}
+    attached = {
+        ref["Ref"]
+        for r in role_names
+        for ref in template["Resources"][r]["Properties"].get("ManagedPolicyArns", [])
+    }
+    return {
+        action
+        for owner, statement in _statements(template)
+        if owner in owners | attached
+        for action in _as_list(statement["Action"])
+    }
+
+
+def test_roles_grant_what_each_party_needs(template: dict) -> None:
+    debugger = _actions(template, {"DebuggerRole"})
+    assert {"dynamodb:PutItem", "dynamodb:Query", "execute-api:ManageConnections"} <= debugger
+    assert {"s3:GetObject", "s3:PutObject"} <= debugger  # the shim's payload offloading
+    assert not any(a.startswith(("lambda:", "iam:", "cloudformation:")) for a in debugger)
+
+    manager = _actions(template, {"ManagerRole"})
+    assert {
+        "cloudformation:DescribeStacks",
+        "cloudformation:ListStackResources",
+        "lambda:GetFunction",
+        "lambda:GetFunctionConfiguration",
+        "lambda:UpdateFunctionConfiguration",
+        "lambda:GetLayerVersion",
+        "iam:GetRole",
+        "iam:PutRolePolicy",
+        "iam:DeleteRolePolicy",
+        "iam:GetRolePolicy",
+        "dynamodb:UpdateItem",
+        "execute-api:ManageConnections",
+    } <= manager
+    assert "iam:PassRole" not in manager and "lambda:InvokeFunction" not in manager
+
+    helpers = _actions(template, {"HelperFunctionRole"})
+    assert "lambda:InvokeFunction" in helpers
+    assert not any(a.startswith(("iam:", "cloudformation:")) for a in helpers)
+
+
+def test_debugger_role_trusts_only_its_own_account(template: dict) -> None:
+    role = template["Resources"]["DebuggerRole"]["Properties"]
+    assert role["RoleName"] == "PLLDBDebuggerRole"
+    (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {
+        "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+    }
+    manager = template["Resources"]["ManagerRole"]["Properties"]
+    assert manager["RoleName"] == "PLLDBManagerRole"
+
+
+def test_authorizer_wiring(template: dict) -> None:
+    (authorizer,) = _of_type(template, "AWS::ApiGatewayV2::Authorizer").values()
+    props = authorizer["Properties"]
+    assert props["AuthorizerType"] == "REQUEST"
+    assert props["IdentitySource"] == ["route.request.querystring.sessionId"]
+    assert "${AuthorizerFunction.Arn}" in props["AuthorizerUri"]["Fn::Sub"]
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in _of_type(template, "AWS::ApiGatewayV2::Route").values()
+    }
+    assert set(routes) == {"$connect", "$disconnect", "$default"}
+    assert routes["$connect"]["AuthorizationType"] == "CUSTOM"
+    assert routes["$connect"]["AuthorizerId"] == {"Ref": "ConnectAuthorizer"}
+    (api,) = _of_type(template, "AWS::ApiGatewayV2::Api").values()
+    assert api["Properties"]["RouteSelectionExpression"] == "$request.body.action"
+    permitted = {
+        p["Properties"]["FunctionName"]["Ref"]
+        for p in _of_type(template, "AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    }
+    assert permitted == {
+        "AuthorizerFunction",
+        "ConnectFunction",
+        "DisconnectFunction",
+        "DefaultFunction",
+    }
+
+
+def test_tables_have_ttl_indexes_and_sse(template: dict) -> None:
+    tables = {
+        t["Properties"]["TableName"]: t["Properties"]
+        for t in _of_type(template, "AWS::DynamoDB::Table").values()
+    }
+    assert set(tables) == {protocol.SESSIONS_TABLE, protocol.DEBUGGER_TABLE}
+    for props in tables.values():
+        assert props["TimeToLiveSpecification"] == {
+            "AttributeName": protocol.A_TTL,
+            "Enabled": True,
+        }
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["SSESpecification"] == {"SSEEnabled": True}
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": False}
+
+    def indexes(props: dict) -> dict[str, str]:
+        return {
+            i["IndexName"]: i["KeySchema"][0]["AttributeName"]
+            for i in props["GlobalSecondaryIndexes"]
+        }
+
+    sessions, debugger = tables[protocol.SESSIONS_TABLE], tables[protocol.DEBUGGER_TABLE]
+    assert sessions["KeySchema"] == [{"AttributeName": protocol.A_SESSION_ID, "KeyType": "HASH"}]
+    assert indexes(sessions) == {
+        protocol.STACK_NAME_INDEX: protocol.A_STACK_NAME,
+        protocol.CONNECTION_ID_INDEX: protocol.A_CONNECTION_ID,
+    }
+    assert debugger["KeySchema"] == [{"AttributeName": protocol.A_REQUEST_ID, "KeyType": "HASH"}]
+    assert indexes(debugger) == {protocol.SESSION_ID_INDEX: protocol.A_SESSION_ID}
+
+
+def test_functions_layer_and_parameters(template: dict) -> None:
+    functions = {k: v["Properties"] for k, v in _of_type(template, "AWS::Lambda::Function").items()}
+    for name in ("authorizer", "connect", "disconnect", "default", "manager"):
+        props = functions[f"{name.capitalize()}Function"]
+        assert props["Handler"] == f"plldb.lambdas.{name}.handler"
+        assert props["Runtime"] == "python3.12"
+        assert props["Code"]["S3Key"] == {"Ref": CODE_KEY_PARAMETERS[name]}
+        assert set(props["Environment"]["Variables"]) == HELPER_ENV
+    assert functions["ManagerFunction"]["Timeout"] == 900
+    assert functions["ManagerFunction"]["Role"] == {"Fn::GetAtt": ["ManagerRole", "Arn"]}
+    (layer,) = _of_type(template, "AWS::Lambda::LayerVersion").values()
+    assert layer["Properties"]["LayerName"] == protocol.LAYER_NAME
+    assert layer["Properties"]["CompatibleRuntimes"] == [
+        "python3.10",
+        "python3.11",
+        "python3.12",
+        "python3.13",
+    ]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64", "arm64"]
+    params = set(template["Parameters"])
+    assert {"HelperStackVersion", "ArtifactBucket", *CODE_KEY_PARAMETERS.values()} <= params
+
+
+def test_outputs_are_the_protocol_outputs(template: dict) -> None:
+    assert set(template["Outputs"]) == OUTPUTS
+    management = template["Outputs"][protocol.OUTPUT_MANAGEMENT_URL]["Value"]["Fn::Sub"]
+    assert management.startswith("https://${WebSocketApi}.execute-api.${AWS::Region}.")
