@@ -84,6 +84,11 @@ A_PAYLOAD_REF = "PayloadRef"
 REQUEST_PENDING = "PENDING"
 REQUEST_RESPONDED = "RESPONDED"
 REQUEST_FAILED = "FAILED"
+REQUEST_EXPIRED = "EXPIRED"  # the shim gave up at the deadline; a late answer is refused
+
+# errorType of the errors the shim itself answers an invocation with
+ERROR_NO_RESPONSE = "PLLDB.NoDebuggerResponse"  # no answer before the function's deadline
+ERROR_SHIM = "PLLDB.ShimError"  # the debug path failed (AWS call, payload too large, ...)
 
 # --- Environment variables ----------------------------------------------------------------
 # Set on an instrumented function by the manager, read by the shim.

@@ -1,0 +1,249 @@
+"""The shim's view of the helper stack: the session, the request item, payloads, the connection.
+
+Everything here runs inside the debugged function, under its own role, with the grants the
+manager adds while the function is instrumented (PLLDBShimAccess): read the session, write
+and read the request item, put/get objects under ``payloads/`` of the bucket, and post to the
+session's connection. Credentials never leave through this module: the request item holds
+the environment *without* secrets and the bucket holds only event and response bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from plldb import protocol
+
+log = logging.getLogger("plldb.shim")
+
+# Short timeouts and few retries: every call is on the invocation's critical path, and the
+# wait loop retries reads on its own.
+_CLIENT_CONFIG = botocore.config.Config(
+    retries={"max_attempts": 3, "mode": "standard"},
+    connect_timeout=3,
+    read_timeout=10,
+)
+
+
+class ShimConfigError(RuntimeError):
+    """A variable the manager sets on instrumented functions is missing."""
+
+
+class PayloadError(RuntimeError):
+    """An event or response cannot travel (too large, no bucket, foreign reference)."""
+
+
+@dataclass(frozen=True)
+class ShimConfig:
+    """What the manager put in the function's environment for the shim."""
+
+    session_id: str
+    sessions_table: str
+    debugger_table: str
+    management_url: str
+    payload_bucket: str
+    function_name: str
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | os._Environ) -> ShimConfig:
+        required = {
+            "session_id": protocol.ENV_SESSION_ID,
+            "sessions_table": protocol.ENV_SESSIONS_TABLE,
+            "debugger_table": protocol.ENV_DEBUGGER_TABLE,
+            "management_url": protocol.ENV_MANAGEMENT_URL,
+            "function_name": "AWS_LAMBDA_FUNCTION_NAME",
+        }
+        missing = [name for name in required.values() if not environ.get(name)]
+        if missing:
+            raise ShimConfigError(f"missing environment variable(s): {', '.join(missing)}")
+        values = {field: environ[name] for field, name in required.items()}
+        return cls(payload_bucket=environ.get(protocol.ENV_PAYLOAD_BUCKET, ""), **values)
+
+
+@dataclass(frozen=True)
+class Session:
+    """The session item as the shim needs it; ``status`` is None when the item is gone."""
+
+    status: str | None
+    connection_id: str | None = None
+
+    @property
+    def gone(self) -> bool:
+        """No debugger will come back: run the function in the cloud."""
+        return self.status in (None, protocol.CLOSED)
+
+    @property
+    def connected(self) -> bool:
+        return self.status == protocol.ACTIVE and bool(self.connection_id)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the local tool sent for a request: a response body or an error in Lambda's shape."""
+
+    body: bytes | None = None
+    error: dict[str, Any] | None = None
+
+
+def _iso_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _text(item: dict[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return value.get("S") if isinstance(value, dict) else None
+
+
+class Cloud:
+    """boto3 clients for the helper stack, created once per execution environment."""
+
+    def __init__(self, config: ShimConfig) -> None:
+        self.config = config
+        self.dynamodb = boto3.client("dynamodb", config=_CLIENT_CONFIG)
+        self.s3 = boto3.client("s3", config=_CLIENT_CONFIG)
+        self.management = boto3.client(
+            "apigatewaymanagementapi", endpoint_url=config.management_url, config=_CLIENT_CONFIG
+        )
+        # reads of the request item and of the session, for the per-invocation log line
+        self.reads = 0
+        self.session_reads = 0
+
+    # --- session ------------------------------------------------------------------------
+
+    def read_session(self) -> Session:
+        self.session_reads += 1
+        item = self.dynamodb.get_item(
+            TableName=self.config.sessions_table,
+            Key={protocol.A_SESSION_ID: {"S": self.config.session_id}},
+            ConsistentRead=True,
+        ).get("Item")
+        if not item:
+            return Session(status=None)
+        return Session(
+            status=_text(item, protocol.A_STATUS),
+            connection_id=_text(item, protocol.A_CONNECTION_ID),
+        )
+
+    # --- request item -------------------------------------------------------------------
+
+    def put_request(
+        self,
+        request_id: str,
+        connection_id: str | None,
+        request: str | None,
+        ref: dict | None,
+        environment: Mapping[str, str],
+    ) -> None:
+        """Record a PENDING request: the ``$default`` route accepts answers only for these.
+
+        The environment is stored without its credentials (they travel in the message only).
+        """
+        item: dict[str, Any] = {
+            protocol.A_REQUEST_ID: {"S": request_id},
+            protocol.A_SESSION_ID: {"S": self.config.session_id},
+            protocol.A_FUNCTION_NAME: {"S": self.config.function_name},
+            protocol.A_STATUS: {"S": protocol.REQUEST_PENDING},
+            protocol.A_ENVIRONMENT: {"S": json.dumps(protocol.without_secrets(dict(environment)))},
+            protocol.A_TTL: {"N": str(int(time.time()) + protocol.REQUEST_TTL_SECONDS)},
+            protocol.A_CREATED_AT: {"S": _iso_now()},
+        }
+        if connection_id:
+            item[protocol.A_CONNECTION_ID] = {"S": connection_id}
+        if ref is not None:
+            item[protocol.A_PAYLOAD_REF] = {"S": protocol.encode(ref)}
+        else:
+            item[protocol.A_REQUEST] = {"S": request or ""}
+        self.dynamodb.put_item(TableName=self.config.debugger_table, Item=item)
+
+    def read_answer(self, request_id: str) -> Answer | None:
+        """The answer to ``request_id``, or None while it is still pending."""
+        self.reads += 1
+        item = self.dynamodb.get_item(
+            TableName=self.config.debugger_table,
+            Key={protocol.A_REQUEST_ID: {"S": request_id}},
+            ConsistentRead=True,
+        ).get("Item") or {}
+        return self._answer(request_id, item)
+
+    def expire(self, request_id: str) -> Answer | None:
+        """Mark a still-pending request EXPIRED, so a late answer is refused by ``$default``.
+
+        Returns the answer instead when one arrived in the meantime (the condition fails).
+        """
+        try:
+            self.dynamodb.update_item(
+                TableName=self.config.debugger_table,
+                Key={protocol.A_REQUEST_ID: {"S": request_id}},
+                ConditionExpression="#status = :pending",
+                UpdateExpression="SET #status = :expired",
+                ExpressionAttributeNames={"#status": protocol.A_STATUS},
+                ExpressionAttributeValues={
+                    ":pending": {"S": protocol.REQUEST_PENDING},
+                    ":expired": {"S": protocol.REQUEST_EXPIRED},
+                },
+            )
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return self.read_answer(request_id)
+        return None
+
+    def _answer(self, request_id: str, item: dict[str, Any]) -> Answer | None:
+        status = _text(item, protocol.A_STATUS)
+        if status == protocol.REQUEST_FAILED:
+            return Answer(error=json.loads(_text(item, protocol.A_ERROR) or "{}"))
+        if status != protocol.REQUEST_RESPONDED:
+            return None
+        inline = _text(item, protocol.A_RESPONSE)
+        if inline is not None:
+            return Answer(body=inline.encode())
+        # $default stores an offloaded result's reference where the event's was.
+        ref = json.loads(_text(item, protocol.A_PAYLOAD_REF) or "null")
+        return Answer(body=self.get_payload(request_id, ref))
+
+    # --- payloads -----------------------------------------------------------------------
+
+    def put_payload(self, request_id: str, direction: str, body: bytes) -> dict[str, Any]:
+        """Upload an event too large for a message and return its reference."""
+        if len(body) > protocol.MAX_PAYLOAD:
+            raise PayloadError(
+                f"{direction} of {len(body)} bytes is over the {protocol.MAX_PAYLOAD} byte limit"
+            )
+        if not self.config.payload_bucket:
+            raise PayloadError(
+                f"{direction} of {len(body)} bytes needs the payload bucket, but "
+                f"{protocol.ENV_PAYLOAD_BUCKET} is not set"
+            )
+        key = protocol.payload_key(self.config.session_id, request_id, direction)
+        self.s3.put_object(Bucket=self.config.payload_bucket, Key=key, Body=body)
+        return {"bucket": self.config.payload_bucket, "key": key, "size": len(body)}
+
+    def get_payload(self, request_id: str, ref: Any) -> bytes:
+        """Download an offloaded response; only this request's own response object is read."""
+        key = protocol.payload_key(self.config.session_id, request_id, "response")
+        if not isinstance(ref, dict) or ref.get("bucket") != self.config.payload_bucket or ref.get("key") != key:
+            raise PayloadError(f"response reference {ref!r} does not point to {key} in the payload bucket")
+        return self.s3.get_object(Bucket=ref["bucket"], Key=ref["key"])["Body"].read()
+
+    # --- connection ---------------------------------------------------------------------
+
+    def post(self, connection_id: str, data: bytes) -> bool:
+        """Send a message to the local tool; False when the connection is gone (410)."""
+        try:
+            self.management.post_to_connection(ConnectionId=connection_id, Data=data)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "GoneException":
+                log.info("connection %s is gone", connection_id)
+                return False
+            raise
+        return True

@@ -1,0 +1,220 @@
+"""The shim's Runtime API loop: send each invocation to the local debugger, return its answer.
+
+For every event: read the session; if it is gone, run the handler here (pass-through) and
+stop, so the caller hands the process over to the original runtime. Otherwise record the
+request in PLLDBDebugger, post the ``invocation`` message to the session's connection, and
+poll the request item (see :mod:`plldb.layer.polling`) until the answer, the deadline, or the
+end of the session. While waiting, the session is re-read every couple of seconds: a new
+connection (the tool reconnected) gets the invocation again (the tool ignores duplicates),
+a closed session turns the invocation into a pass-through.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+from plldb import protocol, runner
+from plldb.layer import polling
+from plldb.layer.cloud import Answer, Cloud, PayloadError, Session, ShimConfig, ShimConfigError
+from plldb.layer.runtime_api import Invocation, RuntimeApi, RuntimeApiError
+
+log = logging.getLogger("plldb.shim")
+
+
+def shim_error(message: str, error_type: str = protocol.ERROR_SHIM) -> dict[str, Any]:
+    """An error the shim answers with itself, in the runtime's shape."""
+    return runner.make_error(message, error_type, [])
+
+
+class Shim:
+    """Serves invocations through the local debugger until the session is gone."""
+
+    def __init__(
+        self,
+        config: ShimConfig,
+        api: RuntimeApi,
+        cloud: Cloud,
+        environ: MutableMapping[str, str] = os.environ,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.api = api
+        self.cloud = cloud
+        self.environ = environ
+        self.clock = clock
+        self.sleep = sleep
+
+    @classmethod
+    def from_environ(cls) -> Shim:
+        config = ShimConfig.from_environ(os.environ)
+        address = os.environ.get("AWS_LAMBDA_RUNTIME_API")
+        if not address:
+            raise ShimConfigError("missing environment variable: AWS_LAMBDA_RUNTIME_API")
+        return cls(config, RuntimeApi(address), Cloud(config))
+
+    def run(self) -> None:
+        """Serve invocations; returns after a pass-through (the session is over)."""
+        while True:
+            if not self.handle(self.api.next_invocation()):
+                return
+
+    def handle(self, invocation: Invocation) -> bool:
+        """Answer one invocation; False when it was passed through (session gone)."""
+        try:
+            return self._debug(invocation)
+        except RuntimeApiError as exc:
+            log.error("the Runtime API refused the answer to %s: %s", invocation.request_id, exc)
+        except Exception as exc:  # noqa: BLE001 - any failure must still answer the invocation
+            log.exception("debugging request %s failed", invocation.request_id)
+            message = f"plldb could not send the invocation to the local debugger: {exc}"
+            self.api.post_error(invocation, shim_error(message))
+        return True
+
+    # --- debug path ---------------------------------------------------------------------
+
+    def _debug(self, invocation: Invocation) -> bool:
+        session = self.cloud.read_session()
+        if session.gone:
+            self.pass_through(invocation, f"session is {session.status or 'deleted'}")
+            return False
+        message, request, ref = self._message(invocation)
+        self.cloud.put_request(
+            invocation.request_id, session.connection_id, request, ref, self.environ
+        )
+        started = self.clock()
+        self.cloud.reads = self.cloud.session_reads = 0
+        answer = self._wait(invocation, session, protocol.encode(message).encode(), started)
+        if answer is None:
+            self.pass_through(invocation, "session closed while waiting")
+            return False
+        log.info(
+            "request %s answered after %.3f s (%d item reads, %d session reads)",
+            invocation.request_id,
+            self.clock() - started,
+            self.cloud.reads,
+            self.cloud.session_reads,
+        )
+        if answer.error is not None:
+            self.api.post_error(invocation, answer.error)
+        else:
+            self.api.post_response(invocation, answer.body or b"")
+        return True
+
+    def _message(self, invocation: Invocation) -> tuple[dict[str, Any], str | None, dict | None]:
+        """The ``invocation`` message, plus the event as stored in the item (text or ref).
+
+        The event travels inline when it fits in one WebSocket message, else through the
+        bucket. The full environment (with the function's credentials) goes in the message
+        only: it reaches the local tool over the connection and is never stored.
+        """
+        try:
+            event = invocation.body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadError(f"the event is not UTF-8 text: {exc}") from exc
+        message: dict[str, Any] = {
+            "type": protocol.TYPE_INVOCATION,
+            "request_id": invocation.request_id,
+            "session_id": self.config.session_id,
+            "function_name": self.config.function_name,
+            "invoked_function_arn": invocation.header(runner.H_FUNCTION_ARN) or "",
+            "deadline_ms": invocation.deadline_ms,
+            "environment": dict(self.environ),
+            "trace_id": invocation.header(runner.H_TRACE_ID),
+            "client_context": invocation.header(runner.H_CLIENT_CONTEXT),
+            "cognito_identity": invocation.header(runner.H_COGNITO_IDENTITY),
+            "event": event,
+        }
+        if (
+            len(invocation.body) <= protocol.INLINE_PAYLOAD_LIMIT
+            and len(protocol.encode(message).encode()) <= protocol.MESSAGE_LIMIT
+        ):
+            return message, event, None
+        ref = self.cloud.put_payload(invocation.request_id, "event", invocation.body)
+        del message["event"]
+        message["event_ref"] = ref
+        return message, None, ref
+
+    def _wait(
+        self, invocation: Invocation, session: Session, data: bytes, started: float
+    ) -> Answer | None:
+        """Poll for the answer; None when the session ended first (pass-through).
+
+        Gives up ``polling.deadline_margin`` before the deadline with a clear error, after
+        marking the request EXPIRED so that a late answer is refused.
+        """
+        request_id = invocation.request_id
+        deadline = invocation.deadline_ms / 1000
+        give_up_at = deadline - polling.deadline_margin(deadline - started)
+        backoff = polling.Backoff()
+        attempted: str | None = None  # the connection the message was last posted to
+        fresh: Session | None = session  # the session read just before, if any
+        session_due = started
+        while True:
+            now = self.clock()
+            if now >= session_due:
+                current = fresh or self.cloud.read_session()
+                fresh = None
+                if current.gone:
+                    return self.cloud.expire(request_id)
+                session_due = now + polling.SESSION_CHECK_INTERVAL
+                if current.connected and current.connection_id != attempted:
+                    attempted = current.connection_id
+                    if self.cloud.post(attempted, data):
+                        backoff.reset()
+                    else:
+                        session_due = now  # gone: look for the new connection at once
+            answer = self.cloud.read_answer(request_id)
+            if answer is not None:
+                return answer
+            now = self.clock()
+            if now >= give_up_at:
+                return self.cloud.expire(request_id) or Answer(
+                    error=shim_error(
+                        "no response from the local debugger before the deadline (waited "
+                        f"{now - started:.1f} s; answered {deadline - now:.1f} s before the "
+                        "function's timeout)",
+                        protocol.ERROR_NO_RESPONSE,
+                    )
+                )
+            self.sleep(max(0.0, min(backoff.delay(), give_up_at - now, session_due - now)))
+
+    # --- pass-through -------------------------------------------------------------------
+
+    def pass_through(self, invocation: Invocation, reason: str) -> None:
+        """Run the function's own handler here, exactly as the runtime would, and answer."""
+        handler = self.environ.get("_HANDLER", "")
+        log.info("%s: running %s in the cloud (pass-through)", reason, handler)
+        use_runtime_sys_path(self.environ)
+        runner.set_trace_id(invocation.header(runner.H_TRACE_ID), self.environ)
+        outcome = runner.run_invocation(handler, invocation.body, invocation.headers, self.environ)
+        if outcome.ok:
+            self.api.post_response(invocation, outcome.body, outcome.content_type)
+        else:
+            assert outcome.error is not None
+            sys.stdout.write(runner.error_log_text(outcome.error))
+            sys.stdout.flush()
+            self.api.post_error(invocation, outcome.error)
+
+
+def use_runtime_sys_path(environ: MutableMapping[str, str]) -> None:
+    """Put the function's code on ``sys.path`` like the runtime's bootstrap does.
+
+    Precedence: task root, then (only when PYTHONPATH is unset) the layers' site-packages
+    and ``/opt/python``: the standard locations of other layers, not of this one.
+    """
+    wanted = []
+    task_root = environ.get("LAMBDA_TASK_ROOT")
+    if task_root:
+        wanted.append(task_root)
+    if "PYTHONPATH" not in environ:
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        wanted += [f"/opt/python/lib/python{version}/site-packages", "/opt/python"]
+    for path in reversed(wanted):
+        if path not in sys.path:
+            sys.path.insert(0, path)
