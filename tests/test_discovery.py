@@ -393,3 +393,18 @@ def test_broken_samconfig_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "samconfig.toml").write_text("[default.deploy\n")
     with pytest.raises(DiscoveryError, match="samconfig.toml cannot be parsed"):
         stack_name_from_samconfig(tmp_path)
+
+
+TEST_STACK = Path(__file__).parent / "test_stack"
+
+
+def test_the_test_stack_is_discovered() -> None:
+    found = discover(TEST_STACK / "template.yaml")
+    assert set(found.functions) == {"HelloFunction", "EchoFunction"}
+    hello = found.functions["HelloFunction"]
+    assert hello.code_dir == (TEST_STACK / "functions/hello").resolve()
+    assert hello.import_path[:2] == (hello.code_dir, (TEST_STACK / "layers/common/python").resolve())
+    assert (hello.handler, hello.runtime, hello.timeout, hello.memory_size) == ("app.handler", "python3.11", 10, 128)
+    assert hello.environment == {"GREETING": "hello-from-env"}
+    assert found.functions["EchoFunction"].import_path[0] == (TEST_STACK / "functions/echo").resolve()
+    assert stack_name_from_samconfig(TEST_STACK) == "plldb-test-stack"

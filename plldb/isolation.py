@@ -1,0 +1,344 @@
+"""Give each function its own modules and environment inside the one ``plldb`` process.
+
+Handlers run in this process so that a debugger attached to it sees them; several functions
+(and several invocations) run at once on worker threads. Lambda gives each function its own
+process, so two things must be separated here by hand:
+
+* **Modules.** Each function's source folders (code folder, local layers) are imported under
+  a private root package, ``_plldb_<LogicalId>``: its ``app.py`` is the module
+  ``_plldb_HelloFunction.app``. An ``import utils`` executed by a module of that root is
+  redirected to ``_plldb_HelloFunction.utils`` when the function's folders provide
+  ``utils`` (decided by the importing module's ``__name__``, so it holds on any thread).
+  Anything else (standard library, plldb's own dependencies, the ``sam build`` packages of
+  the function) is imported under its real name, once per process; the function's build
+  folders are searched last, for the function whose code is importing.
+* **Environment.** ``os.environ`` is replaced by :class:`ThreadEnviron`, which reads and
+  writes the environment bound to the current thread (the function's) and the real one
+  elsewhere; ``os.getenv`` reads ``os.environ`` and so follows. Threads started by a bound
+  thread inherit its binding.
+
+:func:`install` sets this up once per process (idempotent). See
+docs/requirements/executor-and-discovery.md for what is not isolated.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import importlib.machinery
+import importlib.util
+import os
+import re
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT_PREFIX = "_plldb_"
+
+_thread = threading.local()  # .env: dict | None, .active: list[FunctionNamespace]
+_namespaces: dict[str, FunctionNamespace] = {}  # root package name -> namespace
+_registry_lock = threading.Lock()
+_installed = False
+
+_original_import = builtins.__import__
+_original_import_module = importlib.import_module
+_original_thread_start = threading.Thread.start
+
+
+# --- Environment --------------------------------------------------------------------------
+
+
+class ThreadEnviron(os._Environ):  # type: ignore[misc,name-defined]
+    """``os.environ`` that shows the current thread's bound environment, if any.
+
+    Unbound threads (plldb's own) see and change the real process environment exactly as
+    before (same storage, ``putenv`` included). A bound thread sees only its dict: writes
+    stay in it and never reach the process environment.
+    """
+
+    def __init__(self, real: os._Environ) -> None:  # type: ignore[name-defined]
+        super().__init__(real._data, real.encodekey, real.decodekey, real.encodevalue, real.decodevalue)
+
+    def __getitem__(self, key: str) -> str:
+        env = _bound_env()
+        return super().__getitem__(key) if env is None else env[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        env = _bound_env()
+        if env is None:
+            super().__setitem__(key, value)
+            return
+        self.encodekey(key), self.encodevalue(value)  # the same type checks as os.environ
+        env[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        env = _bound_env()
+        if env is None:
+            super().__delitem__(key)
+        else:
+            del env[key]
+
+    def __iter__(self) -> Iterator[str]:
+        env = _bound_env()
+        return super().__iter__() if env is None else iter(list(env))
+
+    def __len__(self) -> int:
+        env = _bound_env()
+        return super().__len__() if env is None else len(env)
+
+    def __repr__(self) -> str:
+        return f"environ({dict(self)!r})"
+
+
+def _bound_env() -> dict[str, str] | None:
+    return getattr(_thread, "env", None)
+
+
+def process_environment() -> dict[str, str]:
+    """The real process environment, whatever the current thread is bound to."""
+    environ = os.environ
+    return {environ.decodekey(k): environ.decodevalue(v) for k, v in list(environ._data.items())}
+
+
+@contextmanager
+def bound(env: dict[str, str] | None, namespace: FunctionNamespace | None) -> Iterator[None]:
+    """Run the block as the function: its environment, its build folders for imports."""
+    saved = (getattr(_thread, "env", None), getattr(_thread, "active", []))
+    _thread.env, _thread.active = env, [namespace] if namespace else []
+    try:
+        yield
+    finally:
+        _thread.env, _thread.active = saved
+
+
+def _start_inheriting(self: threading.Thread) -> None:
+    """``Thread.start`` that hands the starting thread's binding to the new thread, so a
+    handler's own threads (thread pools, timers) see the function's environment."""
+    env, active = _bound_env(), list(getattr(_thread, "active", []))
+    if env is not None or active:
+        run = self.run
+
+        def run_bound() -> None:
+            _thread.env, _thread.active = env, active
+            run()
+
+        self.run = run_bound  # type: ignore[method-assign]
+    _original_thread_start(self)
+
+
+# --- Modules ------------------------------------------------------------------------------
+
+
+class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles from source every time and records the file's stamp.
+
+    No ``__pycache__`` is read or written in the user's folders, so an edit made within the
+    same second as the previous load (a .pyc only stores whole seconds) is never hidden.
+    """
+
+    def get_code(self, fullname: str) -> Any:
+        namespace = _namespaces.get(fullname.partition(".")[0])
+        if namespace is not None:
+            namespace.record(self.path)
+        return self.source_to_code(self.get_data(self.path), self.path)
+
+
+_LOADERS = (
+    (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
+    (_FreshSourceLoader, importlib.machinery.SOURCE_SUFFIXES),
+    (importlib.machinery.SourcelessFileLoader, importlib.machinery.BYTECODE_SUFFIXES),
+)
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+class FunctionNamespace:
+    """One function's private module tree: root package ``_plldb_<name>``."""
+
+    def __init__(self, name: str, source_dirs: Sequence[Path], package_dirs: Sequence[Path] = ()) -> None:
+        self.source_dirs = [str(p) for p in source_dirs]
+        self.package_dirs = [str(p) for p in package_dirs]
+        self._provides: dict[str, bool] = {}
+        self._finders: dict[str, importlib.machinery.FileFinder] = {}
+        self._stamps: dict[str, tuple[int, int]] = {}
+        with _registry_lock:
+            base = ROOT_PREFIX + re.sub(r"\W", "_", name)
+            root, counter = base, 1
+            while root in _namespaces:
+                counter += 1
+                root = f"{base}_{counter}"
+            self.root = root
+            _namespaces[root] = self
+
+    # -- used by the executor
+
+    def import_module(self, name: str) -> ModuleType:
+        """Import ``name`` (as the handler names it, e.g. ``app``) from this function."""
+        self._ensure_root()
+        try:
+            return _original_import_module(f"{self.root}.{name}")
+        except ImportError as exc:
+            prefix = f"{self.root}."
+            if prefix not in str(exc):
+                raise
+            public = type(exc)(str(exc).replace(prefix, ""), name=(exc.name or "").replace(prefix, ""))
+            raise public.with_traceback(exc.__traceback__) from None
+
+    def changed(self) -> bool:
+        """True when a source file loaded for this function was modified or removed."""
+        return any(_stamp(path) != stamp for path, stamp in list(self._stamps.items()))
+
+    def reset(self) -> None:
+        """Forget every module of this function, so the next import runs module code again."""
+        for name in [n for n in list(sys.modules) if n == self.root or n.startswith(self.root + ".")]:
+            sys.modules.pop(name, None)
+        self._provides.clear()
+        self._finders.clear()
+        self._stamps.clear()
+
+    def module_name(self, name: str) -> str:
+        """The name under which this function's module ``name`` lives in ``sys.modules``."""
+        return f"{self.root}.{name}"
+
+    # -- used by the import machinery
+
+    def record(self, path: str) -> None:
+        self._stamps[path] = _stamp(path)
+
+    def provides(self, top: str) -> bool:
+        """Whether this function's source folders hold the top-level module ``top``."""
+        known = self._provides.get(top)
+        if known is None:
+            known = self._provides[top] = self.find_spec(f"{self.root}.{top}", self.source_dirs) is not None
+        return known
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None) -> importlib.machinery.ModuleSpec | None:
+        portions: list[str] = []
+        for entry in path if path is not None else self.source_dirs:
+            finder = self._finders.get(entry)
+            if finder is None:
+                finder = self._finders[entry] = importlib.machinery.FileFinder(entry, *_LOADERS)
+            spec = finder.find_spec(fullname)
+            if spec is None:
+                continue
+            if spec.loader is not None:
+                return spec
+            portions += spec.submodule_search_locations or []
+        if not portions:
+            return None
+        spec = importlib.machinery.ModuleSpec(fullname, None, is_package=True)
+        spec.submodule_search_locations = portions
+        return spec
+
+    def import_from(self, name: str, globals_: Any, locals_: Any, fromlist: Any) -> ModuleType:
+        """``import name`` executed by one of this function's modules."""
+        top = name.partition(".")[0]
+        if top != self.root and self.provides(top):
+            module = _original_import(f"{self.root}.{name}", globals_, locals_, fromlist, 0)
+            return module if fromlist else sys.modules[f"{self.root}.{top}"]
+        with self.active():
+            return _original_import(name, globals_, locals_, fromlist, 0)
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Let the build-folder finder search this function's packages during the block."""
+        stack = getattr(_thread, "active", None)
+        if stack is None:
+            stack = _thread.active = []
+        stack.append(self)
+        try:
+            yield
+        finally:
+            stack.pop()
+
+    def _ensure_root(self) -> None:
+        if self.root not in sys.modules:
+            spec = importlib.machinery.ModuleSpec(self.root, None, is_package=True)
+            spec.submodule_search_locations = list(self.source_dirs)
+            sys.modules[self.root] = importlib.util.module_from_spec(spec)
+
+
+def _namespace_of(globals_: Any) -> FunctionNamespace | None:
+    if not isinstance(globals_, dict):
+        return None
+    name = globals_.get("__name__")
+    if not isinstance(name, str) or not name.startswith(ROOT_PREFIX):
+        return None
+    return _namespaces.get(name.partition(".")[0])
+
+
+def _import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> ModuleType:  # noqa: A002
+    if level == 0:
+        namespace = _namespace_of(globals)
+        if namespace is not None:
+            return namespace.import_from(name, globals, locals, fromlist)
+    return _original_import(name, globals, locals, fromlist, level)
+
+
+def _import_module(name: str, package: str | None = None) -> ModuleType:
+    """``importlib.import_module`` that resolves a function's modules for its own code."""
+    namespace = None if name.startswith(".") else _namespace_of(sys._getframe(1).f_globals)
+    if namespace is None:
+        return _original_import_module(name, package)
+    if namespace.provides(name.partition(".")[0]):
+        return _original_import_module(f"{namespace.root}.{name}")
+    with namespace.active():
+        return _original_import_module(name, package)
+
+
+class _NamespaceFinder:
+    """First on ``sys.meta_path``: finds ``_plldb_<fn>.*`` modules in the function's folders."""
+
+    @staticmethod
+    def find_spec(fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        root = fullname.partition(".")[0]
+        namespace = _namespaces.get(root) if root != fullname else None
+        return namespace.find_spec(fullname, path) if namespace else None
+
+    @staticmethod
+    def invalidate_caches() -> None:
+        for namespace in list(_namespaces.values()):
+            namespace._finders.clear()
+            namespace._provides.clear()
+
+
+class _PackageFinder:
+    """Last on ``sys.meta_path``: top-level packages from the build folders of the function
+    running (or importing) on this thread, when nothing else provides them."""
+
+    @staticmethod
+    def find_spec(fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if path is not None:
+            return None
+        for namespace in reversed(getattr(_thread, "active", [])):
+            if namespace.package_dirs:
+                spec = importlib.machinery.PathFinder.find_spec(fullname, namespace.package_dirs)
+                if spec is not None:
+                    return spec
+        return None
+
+
+def install() -> None:
+    """Install the environment and import hooks in this process (once; idempotent)."""
+    global _installed
+    with _registry_lock:
+        if _installed:
+            return
+        if not isinstance(os.environ, ThreadEnviron):
+            os.environ = ThreadEnviron(os.environ)  # noqa: B003 (same storage, kept)
+        builtins.__import__ = _import
+        importlib.import_module = _import_module
+        sys.meta_path.insert(0, _NamespaceFinder)
+        sys.meta_path.append(_PackageFinder)
+        threading.Thread.start = _start_inheriting  # type: ignore[method-assign]
+        _installed = True
