@@ -1,0 +1,193 @@
+"""What the helper Lambdas share: configuration, boto3 clients, posting to a connection.
+
+Configuration is read from the environment at call time (the template sets it; the gateway
+emulator sets the same variables), never at import time, so one warm process always sees
+its current configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from plldb import protocol
+
+log = logging.getLogger("plldb.lambdas")
+log.setLevel(logging.INFO)
+
+_CLIENT_CONFIG = botocore.config.Config(
+    retries={"max_attempts": 4, "mode": "standard"},
+    connect_timeout=5,
+    read_timeout=30,
+)
+_clients: dict[tuple, Any] = {}
+_clients_lock = threading.Lock()
+
+
+class ConfigurationError(RuntimeError):
+    """A variable the template must set is missing: the helper stack is broken."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The helper Lambdas' environment, as set by the helper stack template."""
+
+    sessions_table: str
+    debugger_table: str
+    manager_function: str
+    layer_arn: str
+    management_url: str
+    payload_bucket: str
+    connections_arn: str
+    grace_seconds: float
+    default_timeout: int
+
+    @classmethod
+    def from_environ(cls) -> Config:
+        env = os.environ
+        return cls(
+            sessions_table=env.get(protocol.ENV_SESSIONS_TABLE, protocol.SESSIONS_TABLE),
+            debugger_table=env.get(protocol.ENV_DEBUGGER_TABLE, protocol.DEBUGGER_TABLE),
+            manager_function=env.get(protocol.ENV_MANAGER_FUNCTION, ""),
+            layer_arn=env.get(protocol.ENV_LAYER_ARN, ""),
+            management_url=env.get(protocol.ENV_MANAGEMENT_URL, ""),
+            payload_bucket=env.get(protocol.ENV_PAYLOAD_BUCKET, ""),
+            connections_arn=env.get(protocol.ENV_CONNECTIONS_ARN, ""),
+            grace_seconds=_number(protocol.ENV_GRACE_SECONDS, protocol.DEFAULT_GRACE_SECONDS),
+            default_timeout=int(
+                _number(protocol.ENV_DEFAULT_TIMEOUT, protocol.DEFAULT_DEBUG_TIMEOUT)
+            ),
+        )
+
+    def require(self, *names: str) -> None:
+        """Fail with the variable's name rather than with an obscure boto3 error later."""
+        missing = [name for name in names if not getattr(self, name)]
+        if missing:
+            raise ConfigurationError(f"helper Lambda configuration lacks {', '.join(missing)}")
+
+
+def _number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from exc
+
+
+def client(service: str, endpoint_url: str | None = None) -> Any:
+    """A cached boto3 client; the cache key includes the endpoint variables botocore reads.
+
+    Clients are reused across warm invocations (creating one costs tens of milliseconds on
+    every WebSocket message otherwise) and are thread-safe once created.
+    """
+    env = os.environ
+    key = (
+        service,
+        endpoint_url,
+        env.get("AWS_ENDPOINT_URL"),
+        env.get(f"AWS_ENDPOINT_URL_{service.upper()}"),
+        env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+        env.get("AWS_ACCESS_KEY_ID"),
+    )
+    with _clients_lock:
+        if key not in _clients:
+            session = boto3.session.Session()
+            _clients[key] = session.client(
+                service, endpoint_url=endpoint_url, config=_CLIENT_CONFIG
+            )
+        return _clients[key]
+
+
+def error_code(exc: botocore.exceptions.ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def iso_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def dumps(value: Any) -> str:
+    """Stable JSON text for what is stored and compared (sorted keys, compact)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def authorizer_context(event: Any) -> dict[str, Any]:
+    """The flat context the authorizer returned, as API Gateway passes it to later routes."""
+    if not isinstance(event, dict):
+        return {}
+    request_context = event.get("requestContext")
+    if not isinstance(request_context, dict):
+        return {}
+    context = request_context.get("authorizer")
+    return context if isinstance(context, dict) else {}
+
+
+def connection_id_of(event: Any) -> str | None:
+    if not isinstance(event, dict) or not isinstance(event.get("requestContext"), dict):
+        return None
+    value = event["requestContext"].get("connectionId")
+    return value if isinstance(value, str) and value else None
+
+
+class Connection:
+    """Posts server messages to one WebSocket connection through the management API.
+
+    A connection that has gone away (GoneException) is remembered, so a long run of progress
+    messages stops trying; the work itself carries on.
+    """
+
+    def __init__(self, connection_id: str | None, management_url: str) -> None:
+        self.connection_id = connection_id
+        self.management_url = management_url
+        self.gone = not connection_id or not management_url
+
+    def post(self, message: dict[str, Any]) -> bool:
+        """Send one message; False when it could not be delivered."""
+        if self.gone:
+            return False
+        data = protocol.encode(message).encode()
+        if len(data) > protocol.MESSAGE_LIMIT:
+            log.error(
+                "not posting a %d byte %s message: over the limit", len(data), message.get("type")
+            )
+            return False
+        api = client("apigatewaymanagementapi", endpoint_url=self.management_url)
+        try:
+            api.post_to_connection(ConnectionId=self.connection_id, Data=data)
+            return True
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) == "GoneException":
+                log.info("connection %s is gone", self.connection_id)
+                self.gone = True
+            else:
+                log.error("posting to %s failed: %s", self.connection_id, exc)
+            return False
+        except botocore.exceptions.BotoCoreError as exc:
+            log.error("posting to %s failed: %s", self.connection_id, exc)
+            return False
+
+
+def invoke_manager(config: Config, payload: dict[str, Any]) -> None:
+    """Start the manager asynchronously: the WebSocket routes must answer within 29 s."""
+    config.require("manager_function")
+    client("lambda").invoke(
+        FunctionName=config.manager_function,
+        InvocationType="Event",
+        Payload=json.dumps(payload).encode(),
+    )

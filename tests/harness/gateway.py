@@ -1,0 +1,749 @@
+"""An API Gateway WebSocket API on 127.0.0.1, running the real handlers of plldb/lambdas.
+
+What it imitates (and where it stops):
+
+* WebSocket endpoint ``ws://127.0.0.1:<ws_port>/<stage>?sessionId=...``: on the HTTP upgrade
+  the REQUEST authorizer runs with the event AWS sends (identity source: the ``sessionId``
+  query parameter, missing -> 401 without calling it); Deny -> 403; then ``$connect`` runs
+  (non-2xx -> the upgrade is refused). Messages are routed on ``$request.body.action``
+  (only ``$default`` exists) with ``requestContext.authorizer`` = the authorizer's context.
+  ``$disconnect`` runs when the client goes away, cleanly or not. Frames over 32 KB and
+  messages over 128 KB close the connection with 1009; the idle timeout (counted on
+  client messages) and the connection lifetime close it with 1001.
+* HTTP endpoint ``http://127.0.0.1:<http_port>``:
+  - the management API ``POST/GET/DELETE /<stage>/@connections/<id>`` (410 GoneException
+    for unknown or closed connections, 413 over 128 KB), used by boto3's
+    ``apigatewaymanagementapi`` with ``endpoint_url=<management_url>``;
+  - a Lambda endpoint for ``AWS_ENDPOINT_URL_LAMBDA``: ``Invoke`` of a helper function runs
+    its handler here (``Event`` -> 202 and a background thread); every other Lambda call is
+    forwarded verbatim to moto, because botocore sends all Lambda calls to one endpoint.
+
+Handlers run in this process and read their configuration from ``os.environ``: ``start()``
+sets :meth:`Gateway.environment` there (and ``stop()`` puts the previous values back), as
+the template sets a helper Lambda's environment.
+
+In-process: ``with Gateway(GatewaySettings(moto_url=...)) as gateway: ...``.
+As a process: ``python -m tests.harness.gateway --moto-url URL [--provision]`` prints one
+JSON line (``websocket_url``, ``management_url``, ``lambda_url``, ``environment``) and runs
+until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import http.client
+import importlib
+import json
+import logging
+import os
+import re
+import secrets
+import signal
+import threading
+import time
+import traceback
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from plldb import protocol
+from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
+
+log = logging.getLogger(__name__)
+
+ACCOUNT_ID = "123456789012"
+IDENTITY_SOURCE = "sessionId"  # route.request.querystring.sessionId in the template
+
+
+@dataclass(frozen=True)
+class HelperFunction:
+    module: str
+    timeout: int  # seconds, as in the template
+    memory: int = 256
+
+
+# Function name -> handler module. Names are the emulator's; the real stack's are physical.
+DEFAULT_FUNCTIONS = {
+    "plldb-authorizer": HelperFunction("plldb.lambdas.authorizer", 10),
+    "plldb-connect": HelperFunction("plldb.lambdas.connect", 29),
+    "plldb-disconnect": HelperFunction("plldb.lambdas.disconnect", 29),
+    "plldb-default": HelperFunction("plldb.lambdas.default", 29),
+    "plldb-manager": HelperFunction("plldb.lambdas.manager", 900),
+}
+ROUTES = {
+    "$connect": "plldb-connect",
+    "$disconnect": "plldb-disconnect",
+    "$default": "plldb-default",
+}
+AUTHORIZER = "plldb-authorizer"
+MANAGER = "plldb-manager"
+
+
+@dataclass
+class GatewaySettings:
+    moto_url: str
+    layer_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:{protocol.LAYER_NAME}:1"
+    payload_bucket: str = "plldb-core-infrastructure-us-east-1-123456789012"
+    sessions_table: str = protocol.SESSIONS_TABLE
+    debugger_table: str = protocol.DEBUGGER_TABLE
+    stage: str = "prod"
+    api_id: str = "plldbemu01"
+    ws_port: int = 0  # 0: a free port
+    http_port: int = 0
+    idle_timeout: float = protocol.IDLE_TIMEOUT_SECONDS
+    max_lifetime: float = protocol.CONNECTION_LIFETIME_SECONDS
+    grace_seconds: float = protocol.DEFAULT_GRACE_SECONDS
+    default_timeout: int = protocol.DEFAULT_DEBUG_TIMEOUT
+    functions: dict[str, HelperFunction] = field(default_factory=lambda: dict(DEFAULT_FUNCTIONS))
+
+
+@dataclass
+class Invocation:
+    """One run of a helper handler, kept for tests to inspect."""
+
+    function: str
+    event: Any
+    result: Any = None
+    error: str | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+
+
+class LambdaContext:
+    """The attributes and method the Python runtime's context object has."""
+
+    def __init__(self, function_name: str, timeout: int, memory: int) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function_name}"
+        self.memory_limit_in_mb = str(memory)
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
+        self.identity = None
+        self.client_context = None
+        self._deadline = time.monotonic() + timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class ClientConnection:
+    connection_id: str
+    websocket: ServerConnection
+    authorizer: dict[str, Any]
+    source_ip: str
+    user_agent: str
+    connected_at: float = field(default_factory=time.time)
+    last_active: float = field(default_factory=time.monotonic)
+
+
+def _connection_id() -> str:
+    """API Gateway's ids look like ``L0SM9cOFvHcCIhw=``."""
+    return base64.b64encode(secrets.token_bytes(10)).decode()
+
+
+def _epoch_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Gateway:
+    """The emulator; ``start()``/``stop()`` or use it as a context manager."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.connections: dict[str, ClientConnection] = {}
+        self.invocations: list[Invocation] = []
+        self._lock = threading.Lock()
+        self._background: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._server: Server | None = None
+        self._http: ThreadingHTTPServer | None = None
+        self._http_thread: threading.Thread | None = None
+        self._saved_environ: dict[str, str | None] = {}
+        self._disconnects: set[asyncio.Task] = set()
+        self.ws_port = settings.ws_port
+        self.http_port = settings.http_port
+
+    # --- public API ----------------------------------------------------------------------
+
+    @property
+    def websocket_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ws_port}/{self.settings.stage}"
+
+    @property
+    def lambda_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def management_url(self) -> str:
+        return f"{self.lambda_url}/{self.settings.stage}"
+
+    @property
+    def connections_arn(self) -> str:
+        s = self.settings
+        return f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{s.api_id}/{s.stage}/POST/@connections/*"
+
+    def environment(self) -> dict[str, str]:
+        """The helper Lambdas' environment: what the template sets, pointed at moto and here."""
+        s = self.settings
+        return {
+            **FAKE_CREDENTIALS,
+            "AWS_ENDPOINT_URL": s.moto_url,
+            "AWS_ENDPOINT_URL_LAMBDA": self.lambda_url,
+            protocol.ENV_SESSIONS_TABLE: s.sessions_table,
+            protocol.ENV_DEBUGGER_TABLE: s.debugger_table,
+            protocol.ENV_MANAGER_FUNCTION: MANAGER,
+            protocol.ENV_LAYER_ARN: s.layer_arn,
+            protocol.ENV_MANAGEMENT_URL: self.management_url,
+            protocol.ENV_PAYLOAD_BUCKET: s.payload_bucket,
+            protocol.ENV_GRACE_SECONDS: str(s.grace_seconds),
+            protocol.ENV_DEFAULT_TIMEOUT: str(s.default_timeout),
+            protocol.ENV_CONNECTIONS_ARN: self.connections_arn,
+        }
+
+    def start(self, timeout: float = 10.0) -> Gateway:
+        self._start_http()
+        self._loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self._loop_thread = threading.Thread(
+            target=self._run_loop, args=(started,), name="gateway-ws", daemon=True
+        )
+        self._loop_thread.start()
+        if not started.wait(timeout):
+            raise RuntimeError("gateway WebSocket server did not start")
+        for name, value in self.environment().items():
+            self._saved_environ[name] = os.environ.get(name)
+            os.environ[name] = value
+        log.info("gateway on %s, management %s", self.websocket_url, self.management_url)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Close every connection (running ``$disconnect``), wait for background handlers."""
+        if self._loop is not None and self._server is not None:
+            future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+            future.result(timeout)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop_thread.join(timeout)
+            self._loop.close()
+            self._loop = None
+        self.wait_for_invocations(timeout)
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http_thread.join(timeout)
+            self._http = None
+        for name, value in self._saved_environ.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_environ.clear()
+
+    def __enter__(self) -> Gateway:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def wait_for_invocations(self, timeout: float = 30.0) -> None:
+        """Wait until every background (``Event``) invocation so far has finished."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                pending = [t for t in self._background if t.is_alive()]
+            if not pending:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{len(pending)} helper invocation(s) still running")
+            pending[0].join(remaining)
+
+    def invocations_of(self, function: str) -> list[Invocation]:
+        with self._lock:
+            return [i for i in self.invocations if i.function == function]
+
+    def close_connection(self, connection_id: str, code: int = 1000, reason: str = "") -> bool:
+        """Close a connection from the server side, as DeleteConnection does."""
+        client = self.connections.get(connection_id)
+        if client is None or self._loop is None:
+            return False
+        asyncio.run_coroutine_threadsafe(client.websocket.close(code, reason), self._loop).result(
+            10
+        )
+        return True
+
+    # --- running handlers ----------------------------------------------------------------
+
+    def invoke(self, function: str, event: Any) -> Invocation:
+        """Run a helper handler synchronously, as Lambda would, and record it."""
+        spec = self.settings.functions[function]
+        invocation = Invocation(function, event)
+        with self._lock:
+            self.invocations.append(invocation)
+        context = LambdaContext(function, spec.timeout, spec.memory)
+        try:
+            handler: Callable[[Any, Any], Any] = importlib.import_module(spec.module).handler
+            invocation.result = handler(event, context)
+        except Exception as exc:
+            invocation.error = f"{type(exc).__name__}: {exc}"
+            invocation.result = {
+                "errorMessage": str(exc),
+                "errorType": type(exc).__name__,
+                "stackTrace": traceback.format_tb(exc.__traceback__),
+            }
+            log.exception("%s raised", function)
+        finally:
+            invocation.finished.set()
+        return invocation
+
+    def invoke_async(self, function: str, event: Any) -> None:
+        thread = threading.Thread(
+            target=self.invoke, args=(function, event), name=f"invoke-{function}", daemon=True
+        )
+        with self._lock:
+            self._background = [t for t in self._background if t.is_alive()] + [thread]
+        thread.start()
+
+    # --- WebSocket side ------------------------------------------------------------------
+
+    def _run_loop(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._serve())
+        started.set()
+        self._loop.run_forever()
+
+    async def _serve(self) -> None:
+        self._server = await serve(
+            self._handle,
+            "127.0.0.1",
+            self.ws_port,
+            process_request=self._process_request,
+            max_size=(protocol.MESSAGE_LIMIT, protocol.FRAME_LIMIT),
+            ping_interval=None,  # API Gateway answers pings but does not send them
+            server_header="plldb-gateway-emulator",
+        )
+        self.ws_port = self._server.sockets[0].getsockname()[1]
+
+    async def _shutdown(self) -> None:
+        self._server.close(close_connections=True)
+        await self._server.wait_closed()
+        while self._disconnects:
+            await asyncio.gather(*list(self._disconnects), return_exceptions=True)
+
+    def _base_context(
+        self, connection_id: str, route: str, event_type: str, request_headers: Headers
+    ) -> dict:
+        now_ms = _epoch_ms()
+        return {
+            "routeKey": route,
+            "eventType": event_type,
+            "extendedRequestId": secrets.token_urlsafe(12),
+            "requestTime": datetime.now(timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "messageDirection": "IN",
+            "stage": self.settings.stage,
+            "connectedAt": now_ms,
+            "requestTimeEpoch": now_ms,
+            "identity": {
+                "sourceIp": "127.0.0.1",
+                "userAgent": request_headers.get("User-Agent", ""),
+            },
+            "requestId": secrets.token_urlsafe(12),
+            "domainName": f"127.0.0.1:{self.ws_port}",
+            "connectionId": connection_id,
+            "apiId": self.settings.api_id,
+        }
+
+    @staticmethod
+    def _headers(headers: Headers) -> tuple[dict[str, str], dict[str, list[str]]]:
+        multi: dict[str, list[str]] = {}
+        for name, value in headers.raw_items():
+            multi.setdefault(name, []).append(value)
+        return {name: values[-1] for name, values in multi.items()}, multi
+
+    async def _process_request(
+        self, websocket: ServerConnection, request: Request
+    ) -> Response | None:
+        """The upgrade: stage check, authorizer, ``$connect``; a Response refuses it."""
+        url = urllib.parse.urlsplit(request.path)
+        if url.path.rstrip("/") != f"/{self.settings.stage}":
+            return websocket.respond(403, "Forbidden\n")
+        query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+        if not query.get(IDENTITY_SOURCE, [""])[0]:
+            return websocket.respond(401, "Unauthorized\n")
+        connection_id = _connection_id()
+        headers, multi_headers = self._headers(request.headers)
+        request_context = self._base_context(connection_id, "$connect", "CONNECT", request.headers)
+        s = self.settings
+        authorizer_event = {
+            "type": "REQUEST",
+            "methodArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{s.api_id}/{s.stage}/$connect",
+            "headers": headers,
+            "multiValueHeaders": multi_headers,
+            "queryStringParameters": {k: v[-1] for k, v in query.items()},
+            "multiValueQueryStringParameters": query,
+            "stageVariables": {},
+            "requestContext": request_context,
+        }
+        authorization = await asyncio.to_thread(self.invoke, AUTHORIZER, authorizer_event)
+        context = self._allowed_context(authorization.result)
+        if authorization.error is not None:
+            return websocket.respond(500, "Internal server error\n")
+        if context is None:
+            return websocket.respond(403, "Forbidden\n")
+        connect_event = {
+            "headers": headers,
+            "multiValueHeaders": multi_headers,
+            "queryStringParameters": authorizer_event["queryStringParameters"],
+            "multiValueQueryStringParameters": query,
+            "requestContext": {**request_context, "authorizer": context},
+            "isBase64Encoded": False,
+        }
+        connect = await asyncio.to_thread(self.invoke, ROUTES["$connect"], connect_event)
+        status = connect.result.get("statusCode", 200) if isinstance(connect.result, dict) else 200
+        if connect.error is not None or not 200 <= int(status) < 300:
+            return websocket.respond(500 if connect.error else int(status), "Connection refused\n")
+        websocket.plldb_client = ClientConnection(
+            connection_id=connection_id,
+            websocket=websocket,
+            authorizer=context,
+            source_ip="127.0.0.1",
+            user_agent=headers.get("User-Agent", ""),
+        )
+        return None
+
+    @staticmethod
+    def _allowed_context(result: Any) -> dict[str, Any] | None:
+        """The context API Gateway passes on, when the policy allows ``execute-api:Invoke``."""
+        try:
+            statements = result["policyDocument"]["Statement"]
+            allowed = any(s["Effect"] == "Allow" for s in statements) and not any(
+                s["Effect"] == "Deny" for s in statements
+            )
+        except (KeyError, TypeError):
+            return None
+        if not allowed:
+            return None
+        context = dict(result.get("context") or {})
+        if any(isinstance(v, (dict, list)) for v in context.values()):
+            log.error("authorizer context is not flat: API Gateway would fail the connection")
+            return None
+        return {**context, "principalId": result.get("principalId", "")}
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        client: ClientConnection = websocket.plldb_client
+        self.connections[client.connection_id] = client
+        watchdog = asyncio.create_task(self._watch(client))
+        close_code, close_reason = 1006, "abnormal closure"
+        try:
+            async for message in websocket:
+                client.last_active = time.monotonic()
+                self._route(client, message, websocket.request.headers)
+        except ConnectionClosed:
+            pass
+        finally:
+            watchdog.cancel()
+            self.connections.pop(client.connection_id, None)
+            if websocket.close_code is not None:
+                close_code, close_reason = websocket.close_code, websocket.close_reason or ""
+            task = asyncio.create_task(
+                self._disconnect(client, close_code, close_reason, websocket.request.headers)
+            )
+            self._disconnects.add(task)
+            task.add_done_callback(self._disconnects.discard)
+
+    def _route(self, client: ClientConnection, message: str | bytes, headers: Headers) -> None:
+        """Route selection on ``$request.body.action``; ``$default`` when nothing matches."""
+        route = "$default"
+        if isinstance(message, str):
+            try:
+                action = json.loads(message).get("action")
+                if isinstance(action, str) and action in ROUTES and not action.startswith("$"):
+                    route = action
+            except (ValueError, AttributeError):
+                pass
+        if isinstance(message, bytes):
+            body, encoded = base64.b64encode(message).decode(), True
+        else:
+            body, encoded = message, False
+        context = self._base_context(client.connection_id, route, "MESSAGE", headers)
+        context["connectedAt"] = int(client.connected_at * 1000)
+        context["messageId"] = secrets.token_urlsafe(12)
+        context["authorizer"] = client.authorizer
+        event = {"requestContext": context, "body": body, "isBase64Encoded": encoded}
+        self.invoke_async(ROUTES[route], event)
+
+    async def _disconnect(
+        self, client: ClientConnection, code: int, reason: str, headers: Headers
+    ) -> None:
+        context = self._base_context(client.connection_id, "$disconnect", "DISCONNECT", headers)
+        context["connectedAt"] = int(client.connected_at * 1000)
+        context["disconnectStatusCode"] = code
+        context["disconnectReason"] = reason
+        context["authorizer"] = client.authorizer
+        plain, multi = self._headers(headers)
+        event = {
+            "headers": plain,
+            "multiValueHeaders": multi,
+            "requestContext": context,
+            "isBase64Encoded": False,
+        }
+        await asyncio.to_thread(self.invoke, ROUTES["$disconnect"], event)
+
+    async def _watch(self, client: ClientConnection) -> None:
+        """Close an idle connection, and any connection at the end of its lifetime."""
+        opened = time.monotonic()
+        while True:
+            now = time.monotonic()
+            idle_left = client.last_active + self.settings.idle_timeout - now
+            life_left = opened + self.settings.max_lifetime - now
+            if idle_left <= 0 or life_left <= 0:
+                await client.websocket.close(1001, "Going away")
+                return
+            await asyncio.sleep(min(idle_left, life_left) + 0.01)
+
+    def _post(self, connection_id: str, data: bytes) -> bool:
+        """Send a management-API message; False when the connection is gone."""
+        client = self.connections.get(connection_id)
+        if client is None or self._loop is None:
+            return False
+        try:
+            text: str | bytes = data.decode()
+            pieces = protocol.fragments(text) if len(data) > protocol.FRAME_LIMIT else text
+        except UnicodeDecodeError:
+            pieces = data
+        future = asyncio.run_coroutine_threadsafe(client.websocket.send(pieces), self._loop)
+        try:
+            future.result(10)
+        except ConnectionClosed:
+            return False
+        return True
+
+    # --- HTTP side: management API, Lambda endpoint, forwarding to moto -----------------
+
+    def _start_http(self) -> None:
+        gateway = self
+
+        class Handler(_HttpHandler):
+            owner = gateway
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", self.http_port), Handler)
+        self._http.daemon_threads = True
+        self.http_port = self._http.server_address[1]
+        self._http_thread = threading.Thread(
+            target=self._http.serve_forever, name="gateway-http", daemon=True
+        )
+        self._http_thread.start()
+
+
+_INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "host", "content-length"}
+
+
+class _HttpHandler(BaseHTTPRequestHandler):
+    owner: Gateway
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http: " + format, *args)
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path = urllib.parse.urlsplit(self.path).path
+        prefix = f"/{self.owner.settings.stage}/@connections/"
+        if path.startswith(prefix):
+            self._management(urllib.parse.unquote(path[len(prefix) :]), body)
+            return
+        match = _INVOKE.match(path)
+        if match and self.command == "POST":
+            name = _function_name(urllib.parse.unquote(match.group(1)))
+            if name in self.owner.settings.functions:
+                self._invoke(name, body)
+                return
+        self._forward(body)
+
+    # management API
+
+    def _management(self, connection_id: str, body: bytes) -> None:
+        gateway = self.owner
+        client = gateway.connections.get(connection_id)
+        if client is None:
+            self._error(410, "GoneException", None)
+            return
+        if self.command == "POST":
+            if len(body) > protocol.MESSAGE_LIMIT:
+                self._error(413, "PayloadTooLargeException", "Message too long")
+            elif gateway._post(connection_id, body):
+                self._send(200, b"", {})
+            else:
+                self._error(410, "GoneException", None)
+        elif self.command == "GET":
+            info = {
+                "ConnectedAt": _iso(client.connected_at),
+                "LastActiveAt": _iso(time.time() - (time.monotonic() - client.last_active)),
+                "Identity": {"SourceIp": client.source_ip, "UserAgent": client.user_agent},
+            }
+            self._send(200, json.dumps(info).encode(), {"Content-Type": "application/json"})
+        elif self.command == "DELETE":
+            gateway.close_connection(connection_id, 1000, "")
+            self._send(204, b"", {})
+        else:
+            self._error(405, "MethodNotAllowed", "Method not allowed")
+
+    # Lambda Invoke of a helper function
+
+    def _invoke(self, name: str, body: bytes) -> None:
+        invocation_type = self.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+        try:
+            event = json.loads(body) if body else {}
+        except ValueError:
+            self._error(
+                400, "InvalidRequestContentException", "Could not parse request body into json"
+            )
+            return
+        if invocation_type == "DryRun":
+            self._send(204, b"", {})
+        elif invocation_type == "Event":
+            self.owner.invoke_async(name, event)
+            self._send(202, b"", {})
+        else:
+            invocation = self.owner.invoke(name, event)
+            headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}
+            if invocation.error is not None:
+                headers["X-Amz-Function-Error"] = "Unhandled"
+            self._send(200, json.dumps(invocation.result).encode(), headers)
+
+    # everything else: moto
+
+    def _forward(self, body: bytes) -> None:
+        target = urllib.parse.urlsplit(self.owner.settings.moto_url)
+        connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        try:
+            connection.request(self.command, self.path, body=body or None, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+            out = {k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP}
+            self._send(response.status, data, out)
+        finally:
+            connection.close()
+
+    def _error(self, status: int, code: str, message: str | None) -> None:
+        body = json.dumps({"message": message}).encode()
+        self._send(status, body, {"Content-Type": "application/json", "x-amzn-ErrorType": code})
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.send_header("Date", formatdate(usegmt=True))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+def _function_name(identifier: str) -> str:
+    """Name from a name, a partial or full ARN, with or without qualifier."""
+    parts = identifier.split(":")
+    if identifier.startswith("arn:") and len(parts) >= 7:
+        return parts[6]
+    if len(parts) >= 3 and parts[1] == "function":
+        return parts[2]
+    return parts[0]
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- standalone process ---------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--moto-url", required=True, help="moto server endpoint")
+    parser.add_argument("--port", type=int, default=0, help="WebSocket port (0: free port)")
+    parser.add_argument("--http-port", type=int, default=0, help="management + Lambda port")
+    parser.add_argument("--stage", default="prod")
+    parser.add_argument("--idle-timeout", type=float, default=protocol.IDLE_TIMEOUT_SECONDS)
+    parser.add_argument("--max-lifetime", type=float, default=protocol.CONNECTION_LIFETIME_SECONDS)
+    parser.add_argument("--grace-seconds", type=float, default=protocol.DEFAULT_GRACE_SECONDS)
+    parser.add_argument("--layer-arn", help="plldb layer version ARN (default: --provision's)")
+    parser.add_argument(
+        "--provision", action="store_true", help="create the tables, bucket and layer in moto first"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = GatewaySettings(
+        moto_url=args.moto_url,
+        ws_port=args.port,
+        http_port=args.http_port,
+        stage=args.stage,
+        idle_timeout=args.idle_timeout,
+        max_lifetime=args.max_lifetime,
+        grace_seconds=args.grace_seconds,
+    )
+    if args.provision:
+        from tests.harness.gateway_setup import provision
+
+        os.environ.update({**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": args.moto_url})
+        resources = provision()
+        settings.layer_arn = resources.layer_arn
+        settings.payload_bucket = resources.payload_bucket
+    if args.layer_arn:
+        settings.layer_arn = args.layer_arn
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    gateway = Gateway(settings).start()
+    print(json.dumps(_announcement(gateway)), flush=True)
+    stop.wait()
+    gateway.stop()
+    return 0
+
+
+def _announcement(gateway: Gateway) -> dict[str, Any]:
+    return {
+        "websocket_url": gateway.websocket_url,
+        "management_url": gateway.management_url,
+        "lambda_url": gateway.lambda_url,
+        "environment": gateway.environment(),
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

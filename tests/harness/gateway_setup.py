@@ -1,0 +1,172 @@
+"""Helper-stack resources in moto, shaped like the ones plldb/infra/template.yaml creates.
+
+The gateway emulator runs the real helper Lambdas; they need their tables, the payload
+bucket and a published layer version to exist in moto first.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from plldb import protocol
+
+PAYLOAD_BUCKET = "plldb-core-infrastructure-us-east-1-123456789012"
+
+_WRAPPER = (
+    '#!/bin/sh\n# placeholder plldb wrapper for tests: runs the runtime untouched\nexec "$@"\n'
+)
+
+
+@dataclass(frozen=True)
+class HelperResources:
+    sessions_table: str
+    debugger_table: str
+    payload_bucket: str
+    layer_arn: str
+
+
+def create_tables(
+    dynamodb: Any,
+    sessions_table: str = protocol.SESSIONS_TABLE,
+    debugger_table: str = protocol.DEBUGGER_TABLE,
+) -> None:
+    """Both tables with the template's keys, GSIs and TTL attribute (on-demand billing)."""
+    string = "S"
+    dynamodb.create_table(
+        TableName=sessions_table,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": protocol.A_SESSION_ID, "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": protocol.A_SESSION_ID, "AttributeType": string},
+            {"AttributeName": protocol.A_STACK_NAME, "AttributeType": string},
+            {"AttributeName": protocol.A_CONNECTION_ID, "AttributeType": string},
+        ],
+        GlobalSecondaryIndexes=[
+            _index(protocol.STACK_NAME_INDEX, protocol.A_STACK_NAME),
+            _index(protocol.CONNECTION_ID_INDEX, protocol.A_CONNECTION_ID),
+        ],
+    )
+    dynamodb.create_table(
+        TableName=debugger_table,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": protocol.A_REQUEST_ID, "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": protocol.A_REQUEST_ID, "AttributeType": string},
+            {"AttributeName": protocol.A_SESSION_ID, "AttributeType": string},
+        ],
+        GlobalSecondaryIndexes=[_index(protocol.SESSION_ID_INDEX, protocol.A_SESSION_ID)],
+    )
+    for table in (sessions_table, debugger_table):
+        dynamodb.update_time_to_live(
+            TableName=table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": protocol.A_TTL},
+        )
+
+
+def _index(name: str, attribute: str) -> dict[str, Any]:
+    return {
+        "IndexName": name,
+        "KeySchema": [{"AttributeName": attribute, "KeyType": "HASH"}],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+
+
+def layer_zip() -> bytes:
+    """A minimal layer holding the wrapper at the path the manager points to."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo(f"{protocol.LAYER_DIR}/wrapper")
+        info.external_attr = 0o755 << 16
+        archive.writestr(info, _WRAPPER)
+    return buffer.getvalue()
+
+
+def publish_layer(lambda_client: Any, content: bytes | None = None) -> str:
+    """Publish the plldb layer in moto; returns its LayerVersionArn."""
+    result = lambda_client.publish_layer_version(
+        LayerName=protocol.LAYER_NAME,
+        Content={"ZipFile": content or layer_zip()},
+        CompatibleRuntimes=["python3.10", "python3.11", "python3.12", "python3.13"],
+    )
+    return result["LayerVersionArn"]
+
+
+def provision(session: boto3.Session | None = None) -> HelperResources:
+    """Tables, payload bucket and layer in the moto that AWS_ENDPOINT_URL points at."""
+    session = session or boto3.Session()
+    create_tables(session.client("dynamodb"))
+    session.client("s3").create_bucket(Bucket=PAYLOAD_BUCKET)
+    return HelperResources(
+        sessions_table=protocol.SESSIONS_TABLE,
+        debugger_table=protocol.DEBUGGER_TABLE,
+        payload_bucket=PAYLOAD_BUCKET,
+        layer_arn=publish_layer(session.client("lambda")),
+    )
+
+
+def put_session(
+    stack_name: str,
+    *,
+    status: str = protocol.PENDING,
+    ttl_in: int = protocol.CONNECT_WINDOW_SECONDS,
+    functions: list[str] | None = None,
+    timeout: int | None = None,
+    session_id: str | None = None,
+) -> str:
+    """Write a session item as ``plldb attach`` does; returns its id."""
+    session_id = session_id or str(uuid.uuid4())
+    item: dict[str, Any] = {
+        protocol.A_SESSION_ID: {"S": session_id},
+        protocol.A_KIND: {"S": protocol.KIND_SESSION},
+        protocol.A_STACK_NAME: {"S": stack_name},
+        protocol.A_STATUS: {"S": status},
+        protocol.A_TTL: {"N": str(int(time.time()) + ttl_in)},
+        protocol.A_CREATED_AT: {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        protocol.A_CREATED_BY: {"S": "arn:aws:iam::123456789012:user/tester"},
+    }
+    if functions is not None:
+        item[protocol.A_FUNCTIONS] = {"L": [{"S": f} for f in functions]}
+    if timeout is not None:
+        item[protocol.A_TIMEOUT] = {"N": str(timeout)}
+    boto3.client("dynamodb").put_item(TableName=protocol.SESSIONS_TABLE, Item=item)
+    return session_id
+
+
+def get_session(session_id: str) -> dict[str, Any]:
+    return (
+        boto3.client("dynamodb")
+        .get_item(
+            TableName=protocol.SESSIONS_TABLE,
+            Key={protocol.A_SESSION_ID: {"S": session_id}},
+            ConsistentRead=True,
+        )
+        .get("Item", {})
+    )
+
+
+def scan(table: str) -> list[dict[str, Any]]:
+    """Every item of a table, sorted: a snapshot to compare before and after."""
+    client = boto3.client("dynamodb")
+    items: list[dict[str, Any]] = []
+    for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+        items.extend(page["Items"])
+    return sorted(items, key=repr)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")

@@ -1,0 +1,281 @@
+"""The manager, end to end: a stack in moto, the real handlers behind the gateway emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+from unittest import mock
+
+import boto3
+from websockets.sync.client import ClientConnection, connect
+
+from plldb import protocol
+from plldb.lambdas import manager
+from tests.harness.gateway import MANAGER, Gateway
+from tests.harness.gateway_setup import get_session, put_session, scan, wait_until
+from tests.harness.gateway_stack import (
+    EXISTING_WRAPPER,
+    INSTRUMENTABLE,
+    SKIPPED,
+    STACK_NAME,
+    configuration,
+    create_stack,
+    role_policies,
+    snapshot,
+)
+
+pytest_plugins = ["tests.harness.gateway_fixtures"]
+
+
+def _connect(gateway: Gateway, session_id: str) -> ClientConnection:
+    return connect(f"{gateway.websocket_url}?sessionId={session_id}", open_timeout=10)
+
+
+def _until(ws: ClientConnection, done: Any, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Messages received until one satisfies ``done`` (included)."""
+    messages = []
+    deadline = time.monotonic() + timeout
+    while True:
+        message = protocol.parse_server_message(
+            ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+        )
+        messages.append(message)
+        if done(message):
+            return messages
+
+
+def _summary_done(message: dict[str, Any]) -> bool:
+    return message["type"] == protocol.TYPE_PROGRESS and message["done"]
+
+
+def _records() -> list[dict[str, Any]]:
+    return [
+        i
+        for i in scan(protocol.SESSIONS_TABLE)
+        if i[protocol.A_KIND]["S"] == protocol.KIND_INSTRUMENTATION
+    ]
+
+
+def _attach(gateway: Gateway, **session: Any) -> tuple[str, ClientConnection, list[dict]]:
+    session_id = put_session(STACK_NAME, **session)
+    ws = _connect(gateway, session_id)
+    return session_id, ws, _until(ws, _summary_done)
+
+
+def _assert_instrumented(
+    names: dict[str, str], logical: str, session_id: str, timeout: int
+) -> None:
+    config = configuration(names[logical])
+    env = config["Environment"]["Variables"]
+    assert env[protocol.ENV_EXEC_WRAPPER] == protocol.WRAPPER_PATH
+    assert env[protocol.ENV_SESSION_ID] == session_id
+    assert env[protocol.ENV_CONNECTION_ID]
+    assert env[protocol.ENV_MANAGEMENT_URL].endswith("/prod")
+    assert config["Layers"][-1]["Arn"] == os.environ[protocol.ENV_LAYER_ARN]
+    assert config["Timeout"] == timeout
+    assert protocol.SHIM_POLICY_NAME in role_policies(names[logical])
+
+
+def test_instrument_then_detach_restores_byte_for_byte(gateway: Gateway) -> None:
+    names = create_stack()
+    before = snapshot(names)
+    session_id, ws, messages = _attach(gateway, timeout=600)
+    with ws:
+        per_function = {m["function"]: m for m in messages if m.get("function")}
+        for logical in INSTRUMENTABLE:
+            assert per_function[names[logical]]["status"] == "ok"
+            _assert_instrumented(names, logical, session_id, 600)
+        reasons = {logical: per_function[names[logical]]["message"] for logical in SKIPPED}
+        assert all(per_function[names[logical]]["status"] == "skipped" for logical in SKIPPED)
+        assert "already has 5 layers" in reasons["FiveLayers"]
+        assert "runtime nodejs20.x is not Python" in reasons["Node"]
+        assert "over the 4096 byte limit" in reasons["BigEnv"]
+        for logical in SKIPPED:
+            assert configuration(names[logical]) == before[logical]["configuration"]
+        summary = messages[-1]["summary"]
+        assert sorted(summary["instrumented"]) == sorted(names[n] for n in INSTRUMENTABLE)
+        wrapped = configuration(names["Wrapped"])["Environment"]["Variables"]
+        assert wrapped[protocol.ENV_ORIGINAL_WRAPPER] == EXISTING_WRAPPER
+        assert len(_records()) == len(INSTRUMENTABLE)
+
+        ws.send(json.dumps({"action": protocol.ACTION_DETACH}))
+        detached = _until(ws, lambda m: m["type"] == protocol.TYPE_DETACHED)[-1]
+    assert sorted(detached["restored"]) == sorted(names[n] for n in INSTRUMENTABLE)
+    assert detached["failed"] == []
+    assert snapshot(names) == before
+    assert _records() == []
+    assert get_session(session_id)[protocol.A_STATUS]["S"] == protocol.CLOSED
+
+
+def test_abrupt_client_kill_restores_after_grace(gateway: Gateway) -> None:
+    names = create_stack()
+    before = snapshot(names)
+    session_id = put_session(STACK_NAME)
+    client = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from websockets.sync.client import connect\n"
+            "ws = connect(sys.argv[1], open_timeout=10); print('up', flush=True); time.sleep(60)",
+            f"{gateway.websocket_url}?sessionId={session_id}",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert client.stdout.readline().strip() == "up"
+        wait_until(
+            lambda: (
+                len(_records()) == len(INSTRUMENTABLE)
+                and all(r[protocol.A_STATUS]["S"] == protocol.INSTRUMENTED for r in _records())
+            )
+        )
+        _assert_instrumented(names, "Plain", session_id, protocol.DEFAULT_DEBUG_TIMEOUT)
+    finally:
+        os.kill(client.pid, signal.SIGKILL)
+        client.wait(10)
+    wait_until(lambda: get_session(session_id)[protocol.A_STATUS]["S"] == protocol.CLOSED)
+    gateway.wait_for_invocations()
+    assert snapshot(names) == before
+    assert _records() == []
+    disconnect = gateway.invocations_of("plldb-disconnect")[-1]
+    assert disconnect.event["requestContext"]["disconnectStatusCode"] == 1006
+
+
+def test_reconnect_within_grace_keeps_instrumentation(make_gateway: Any) -> None:
+    gateway = make_gateway(grace_seconds=1.5)
+    names = create_stack()
+    before = snapshot(names)
+    session_id, ws, _ = _attach(gateway, functions=["Plain"])
+    ws.close()
+    wait_until(lambda: get_session(session_id)[protocol.A_STATUS]["S"] == protocol.DISCONNECTED)
+    # what `plldb attach` does to reconnect: its own session back to PENDING, then connect
+    boto3.client("dynamodb").update_item(
+        TableName=protocol.SESSIONS_TABLE,
+        Key={protocol.A_SESSION_ID: {"S": session_id}},
+        UpdateExpression="SET #s = :pending, #t = :ttl",
+        ExpressionAttributeNames={"#s": protocol.A_STATUS, "#t": protocol.A_TTL},
+        ExpressionAttributeValues={
+            ":pending": {"S": protocol.PENDING},
+            ":ttl": {"N": str(int(time.time()) + 300)},
+        },
+    )
+    with _connect(gateway, session_id) as again:
+        _until(again, _summary_done)
+        wait_until(
+            lambda: all(i.finished.is_set() for i in gateway.invocations_of(MANAGER)), timeout=20
+        )
+        assert get_session(session_id)[protocol.A_STATUS]["S"] == protocol.ACTIVE
+        _assert_instrumented(names, "Plain", session_id, protocol.DEFAULT_DEBUG_TIMEOUT)
+        assert [r[protocol.A_FUNCTION_NAME]["S"] for r in _records()] == [names["Plain"]]
+        grace_runs = [
+            i
+            for i in gateway.invocations_of(MANAGER)
+            if i.event["action"] == "deinstrument_after_grace"
+        ]
+        assert grace_runs and grace_runs[0].result == {"reconnected": True}
+        again.send(json.dumps({"action": protocol.ACTION_DETACH}))
+        _until(again, lambda m: m["type"] == protocol.TYPE_DETACHED)
+    assert snapshot(names) == before
+
+
+def test_deploy_while_instrumented_is_not_clobbered(gateway: Gateway) -> None:
+    names = create_stack()
+    session_id, ws, _ = _attach(gateway, functions=["Plain", "Wrapped"])
+    lambda_client = boto3.client("lambda")
+    # a CloudFormation deploy: the template's configuration, no plldb trace left
+    lambda_client.update_function_configuration(
+        FunctionName=names["Plain"], Environment={"Variables": {"A": "2"}}, Layers=[], Timeout=42
+    )
+    # a console edit of the timeout only: plldb's layer and variables still there
+    lambda_client.update_function_configuration(FunctionName=names["Wrapped"], Timeout=77)
+    with ws:
+        ws.send(json.dumps({"action": protocol.ACTION_DETACH}))
+        messages = _until(ws, lambda m: m["type"] == protocol.TYPE_DETACHED)
+    statuses = {m["function"]: m for m in messages if m.get("function")}
+    assert statuses[names["Plain"]]["status"] == "kept-deploy"
+    assert "kept as deployed" in statuses[names["Plain"]]["message"]
+    plain = configuration(names["Plain"])
+    assert (plain["Environment"], plain["Layers"], plain["Timeout"]) == (
+        {"Variables": {"A": "2"}},
+        [],
+        42,
+    )
+    wrapped = configuration(names["Wrapped"])
+    assert wrapped["Environment"]["Variables"] == {
+        "AWS_LAMBDA_EXEC_WRAPPER": EXISTING_WRAPPER,
+        "B": "2",
+    }
+    assert wrapped["Layers"] == [] and wrapped["Timeout"] == 77
+    assert protocol.SHIM_POLICY_NAME not in role_policies(names["Plain"])
+    assert session_id and _records() == []
+
+
+def _run_manager(action: str, session_id: str, **fields: Any) -> dict[str, Any]:
+    event = {"action": action, "session_id": session_id, "connection_id": None, **fields}
+    return manager.handler(event, None)
+
+
+def test_crash_midway_then_rerun_keeps_the_original(gateway: Gateway) -> None:
+    names = create_stack()
+    before = snapshot(names)
+    session_id = put_session(STACK_NAME, status=protocol.ACTIVE)
+    real_update = manager.Manager.update_function
+    calls: list[str] = []
+
+    def crash_after_first(self: manager.Manager, name: str, subset: dict[str, Any]) -> None:
+        calls.append(name)
+        if len(calls) > 1:
+            raise RuntimeError("manager killed")
+        real_update(self, name, subset)
+
+    instrument = {"stack_name": STACK_NAME, "functions": list(INSTRUMENTABLE)}
+    with (
+        mock.patch.object(manager, "MAX_WORKERS", 1),
+        mock.patch.object(manager.Manager, "update_function", crash_after_first),
+    ):
+        first = _run_manager("instrument", session_id, **instrument)
+    assert len(first["instrumented"]) == 1 and len(first["failed"]) == len(INSTRUMENTABLE) - 1
+    statuses = {r[protocol.A_STATUS]["S"] for r in _records()}
+    assert statuses == {protocol.INSTRUMENTED, protocol.INSTRUMENTING}
+
+    second = _run_manager("instrument", session_id, **instrument)
+    assert sorted(second["instrumented"]) == sorted(names[n] for n in INSTRUMENTABLE)
+    for record in _records():
+        logical = next(k for k, v in names.items() if v == record[protocol.A_FUNCTION_NAME]["S"])
+        original = json.loads(record[protocol.A_ORIGINAL]["S"])
+        assert original == manager.config_subset(before[logical]["configuration"])
+        assert record[protocol.A_STATUS]["S"] == protocol.INSTRUMENTED
+    assert _run_manager("instrument", session_id, **instrument) == second  # idempotent
+
+    restored = _run_manager("deinstrument", session_id)
+    assert sorted(restored["restored"]) == sorted(names[n] for n in INSTRUMENTABLE)
+    assert snapshot(names) == before
+    assert _run_manager("deinstrument", session_id) == {"restored": [], "failed": []}
+    assert snapshot(names) == before
+
+
+def test_missing_stack_and_bad_requests_are_reported(gateway: Gateway) -> None:
+    session_id = put_session("no-such-stack", status=protocol.ACTIVE)
+    result = _run_manager("instrument", session_id, stack_name="no-such-stack")
+    assert result == {"error": "stack no-such-stack does not exist"}
+    assert _run_manager("explode", session_id) == {
+        "error": "manager request without a known action"
+    }
+    assert manager.handler({"action": "instrument", "session_id": "nope"}, None) == {
+        "error": "manager request without a valid session_id"
+    }
+    closed = put_session(STACK_NAME, status=protocol.CLOSED)
+    assert "is not active" in _run_manager("instrument", closed, stack_name=STACK_NAME)["error"]
+
+
+def test_container_image_functions_are_skipped() -> None:
+    assert manager.Manager.unsupported({"PackageType": "Image"}) == (
+        "container image function: layers cannot be added to it"
+    )
+    assert manager.Manager.unsupported({"PackageType": "Zip", "Runtime": "python3.12"}) is None
