@@ -169,7 +169,9 @@ class Executor:
         """
         self._closed = True
         deadline = time.monotonic() + timeout
-        for thread in list(self._running):
+        with self._lock:
+            threads = list(self._running)
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         return self.running()
 
