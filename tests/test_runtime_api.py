@@ -343,3 +343,27 @@ def test_standalone_process(code_dir: Path, tmp_path: Path) -> None:
     finally:
         process.terminate()
         assert process.wait(10) == 0
+
+
+def test_stop_ends_the_whole_process_group(code_dir: Path) -> None:
+    """A wrapper that forks instead of exec'ing leaves a child: stop() ends it too."""
+    import psutil
+
+    layer = io.BytesIO()
+    with zipfile.ZipFile(layer, "w") as archive:
+        script = zipfile.ZipInfo("bin/forking")
+        script.external_attr = 0o755 << 16
+        archive.writestr(script, '#!/bin/sh\n"$@" &\nwait\n')
+    with RuntimeApiEmulator("group") as emu:
+        container = launch(emu, code_dir, "app.handler", layer_zips=[layer.getvalue()],
+                           environment={"AWS_LAMBDA_EXEC_WRAPPER": "/opt/bin/forking"})
+        assert emu.invoke(b'{"alive": 1}', wait_s=15).status == SUCCESS
+        processes = [psutil.Process(container.pid), *psutil.Process(container.pid).children()]
+        assert len(processes) == 2
+        workdir = container.workdir
+
+        container.stop()
+
+        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in processes)
+        assert not workdir.exists()
+        assert "Traceback" not in container.logs()
