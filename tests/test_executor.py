@@ -148,6 +148,8 @@ def test_colliding_module_names_stay_separate(two: Executor, answers: Answers) -
     assert rb["event"] == {"n": 1}
     assert ra["module"] != rb["module"] and ra["module"].endswith(".app")
     assert "utils" not in sys.modules and "app" not in sys.modules
+    module = sys.modules[two.runtimes["stack-Alpha"].namespace.module_name("app")]
+    assert module.whoami.__code__.co_filename == str(FIXTURES / "alpha" / "app.py"), "breakpoints match the source file"
 
 
 def test_answers_come_from_worker_threads(two: Executor, answers: Answers) -> None:
@@ -428,3 +430,19 @@ def test_the_test_stack_runs_isolated(answers: Answers) -> None:
             "utils": "hello-utils:ADA", "layer": "common-layer:hello",
         }
         assert answers.result(echo["request_id"])["utils"] == "echo-utils:a,b"
+
+
+def test_dotted_imports_namespace_packages_and_path_handlers(tmp_path: Path, answers: Answers) -> None:
+    code = tmp_path / "fn"
+    (code / "handlers").mkdir(parents=True)  # no __init__.py: a namespace package
+    (code / "lib" / "deep").mkdir(parents=True)
+    (code / "lib" / "__init__.py").write_text("")
+    (code / "lib" / "deep" / "__init__.py").write_text("from .leaf import VALUE\n")
+    (code / "lib" / "deep" / "leaf.py").write_text("VALUE = 'leaf'\n")
+    (code / "handlers" / "main.py").write_text(
+        "import lib.deep\nimport lib.deep.leaf as leaf\n"
+        "def handler(event, context):\n    return [lib.deep.VALUE, leaf.VALUE, __name__.rsplit('.', 2)[-2:]]\n"
+    )
+    with make_executor({"f": local_function("Dotted", "handlers/main.handler", code)}) as executor:
+        outcome = run(executor, answers, invocation("stack-Dotted"))
+        assert json.loads(outcome.body) == ["leaf", "leaf", ["handlers", "main"]]
