@@ -1,0 +1,143 @@
+"""The `plldb` command line: help, bootstrap against moto, and one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from plldb.cli import cli
+from tests.harness.moto_server import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_plldb(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """`plldb <args>` in a fresh process with exactly ``env`` (plus PATH), wide output."""
+    base = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),  # no ~/.aws of this machine
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "COLUMNS": "400",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "plldb.cli", *args],
+        env={**base, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, text: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and text in lines[0], lines[0]
+
+
+def test_help_lists_commands_and_global_options() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for text in ("--profile", "--region", "--verbose", "bootstrap"):
+        assert text in result.output
+    result = CliRunner().invoke(cli, ["bootstrap", "--help"])
+    assert result.exit_code == 0
+    assert "setup" in result.output and "destroy" in result.output
+
+
+def test_missing_credentials_is_one_line(moto_server: Any, tmp_path: Path) -> None:
+    result = run_plldb(
+        ["bootstrap", "setup"],
+        {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto_server.url},
+        tmp_path,
+    )
+    assert_one_line_error(result, "No AWS credentials found: run `aws configure`")
+
+
+def test_missing_region_is_one_line(moto_server: Any, tmp_path: Path) -> None:
+    env = {**moto_server.environment()}
+    env.pop("AWS_REGION"), env.pop("AWS_DEFAULT_REGION")
+    result = run_plldb(["bootstrap"], env, tmp_path)
+    assert_one_line_error(result, "No AWS region configured: pass --region")
+
+
+def test_unknown_profile_is_one_line(moto_server: Any, tmp_path: Path) -> None:
+    result = run_plldb(["--profile", "nobody", "bootstrap"], moto_server.environment(), tmp_path)
+    assert_one_line_error(result, "AWS profile 'nobody' not found")
+
+
+class _OptInRequired(BaseHTTPRequestHandler):
+    """Answers like STS in a region the account has not enabled."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = (
+            b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+            b"<Type>Sender</Type><Code>OptInRequired</Code><Message>The region is not "
+            b"enabled for this account</Message></Error><RequestId>1</RequestId></ErrorResponse>"
+        )
+        self.send_response(403)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def opt_in_sts() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _OptInRequired)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def test_region_without_access_is_one_line(
+    moto_server: Any, opt_in_sts: str, tmp_path: Path
+) -> None:
+    env = {**moto_server.environment(), "AWS_ENDPOINT_URL_STS": opt_in_sts}
+    result = run_plldb(["--region", "ap-east-1", "bootstrap"], env, tmp_path)
+    assert_one_line_error(
+        result, "No access in region 'ap-east-1': enable the region or choose another with --region"
+    )
+
+
+def test_bootstrap_against_moto_fails_like_aws_then_destroy_twice(aws: Any, tmp_path: Path) -> None:
+    env = aws.environment()
+    setup = run_plldb(["bootstrap"], env, tmp_path)
+    assert "created bucket plldb-core-infrastructure-us-east-1-123456789012" in setup.stdout
+    assert (
+        "uploaded s3://plldb-core-infrastructure-us-east-1-123456789012/artifacts/" in setup.stdout
+    )
+    assert "resource change(s), executing" in setup.stdout
+    assert_one_line_error(setup, "executing change set plldb-")
+
+    destroy = run_plldb(["bootstrap", "destroy"], env, tmp_path)
+    assert destroy.returncode == 0, destroy.stderr
+    assert "deleted stack plldb" in destroy.stdout
+    assert (
+        "deleted bucket plldb-core-infrastructure-us-east-1-123456789012 (6 object(s))"
+        in destroy.stdout
+    )
+    again = CliRunner().invoke(cli, ["bootstrap", "destroy"])
+    assert again.exit_code == 0, again.output
+    assert "stack plldb does not exist" in again.output
+    assert "✓ helper stack and bucket removed from us-east-1" in again.output
