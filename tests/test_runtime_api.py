@@ -168,6 +168,13 @@ def test_sequential_service_of_concurrent_invocations(emulator: RuntimeApiEmulat
     assert all(prev[1] <= cur[0] for prev, cur in itertools.pairwise(spans)), "one at a time"
 
 
+def test_round_trip_is_fast(emulator: RuntimeApiEmulator, app: Container) -> None:
+    """No Nagle/delayed-ACK stalls: the shim's latency tests rely on a quick emulator."""
+    results = [emulator.invoke(b"{}") for _ in range(20)]
+
+    assert sorted(r.answered_at - r.submitted_at for r in results)[10] < 0.02
+
+
 def test_async_invoke(emulator: RuntimeApiEmulator, app: Container) -> None:
     import asyncio
 

@@ -27,6 +27,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
@@ -109,23 +110,33 @@ class InitError:
 class Invocation:
     """One invocation, from submission to its result (a handle for concurrent callers)."""
 
-    def __init__(self, event: bytes, timeout_s: float, headers: dict[str, str],
-                 invocation_id: str | None) -> None:
+    def __init__(
+        self, event: bytes, timeout_s: float, headers: dict[str, str], invocation_id: str | None
+    ) -> None:
         self.event = event
         self.timeout_s = timeout_s
         self.request_id = headers[runner.H_REQUEST_ID]
         self.headers = headers
         self.result_record = InvocationResult(
-            request_id=self.request_id, status="", invocation_id=invocation_id,
-            submitted_at=time.monotonic())
+            request_id=self.request_id,
+            status="",
+            invocation_id=invocation_id,
+            submitted_at=time.monotonic(),
+        )
         self._done = threading.Event()
         self.timer: threading.Timer | None = None
 
     def done(self) -> bool:
         return self._done.is_set()
 
-    def finish(self, status: str, body: bytes, error_type: str | None = None,
-               content_type: str | None = None, answer_headers: dict[str, str] | None = None) -> None:
+    def finish(
+        self,
+        status: str,
+        body: bytes,
+        error_type: str | None = None,
+        content_type: str | None = None,
+        answer_headers: dict[str, str] | None = None,
+    ) -> None:
         record = self.result_record
         record.status, record.body, record.error_type = status, body, error_type
         record.content_type = content_type
@@ -141,8 +152,10 @@ class Invocation:
         if wait_s is None:
             wait_s = self.timeout_s + DEFAULT_QUEUE_WAIT_S
         if not self._done.wait(wait_s):
-            raise TimeoutError(f"invocation {self.request_id} not finished after {wait_s:.1f}s "
-                               "(was the runtime ever started?)")
+            raise TimeoutError(
+                f"invocation {self.request_id} not finished after {wait_s:.1f}s "
+                "(was the runtime ever started?)"
+            )
         return self.result_record
 
 
@@ -151,15 +164,23 @@ def _error_json(message: str, error_type: str) -> bytes:
 
 
 def new_trace_id() -> str:
-    return (f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)};"
-            f"Parent={secrets.token_hex(8)};Sampled=0")
+    return (
+        f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)};"
+        f"Parent={secrets.token_hex(8)};Sampled=0"
+    )
 
 
 class RuntimeApiEmulator:
     """The Runtime API of one function, served on 127.0.0.1 from a thread."""
 
-    def __init__(self, function_name: str = "function", region: str = "us-east-1",
-                 account_id: str = "123456789012", timeout_s: float = 3.0, port: int = 0) -> None:
+    def __init__(
+        self,
+        function_name: str = "function",
+        region: str = "us-east-1",
+        account_id: str = "123456789012",
+        timeout_s: float = 3.0,
+        port: int = 0,
+    ) -> None:
         self.function_name = function_name
         self.function_arn = f"arn:aws:lambda:{region}:{account_id}:function:{function_name}"
         self.timeout_s = timeout_s  # used by the Invoke route
@@ -189,8 +210,12 @@ class RuntimeApiEmulator:
 
         Handler.emulator = emulator
         self._server = _Server(("127.0.0.1", self._port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        name=f"runtime-api-{self.function_name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            args=(0.05,),
+            name=f"runtime-api-{self.function_name}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -229,33 +254,46 @@ class RuntimeApiEmulator:
 
     # --- invoking -----------------------------------------------------------------------
 
-    def submit(self, event: bytes | str, timeout_s: float | None = None, *,
-               request_id: str | None = None, trace_id: str | None = None,
-               client_context: str | None = None, cognito_identity: str | None = None,
-               tenant_id: str | None = None, send_invocation_id: bool = True,
-               content_type: str = runner.JSON_CONTENT_TYPE) -> Invocation:
+    def submit(
+        self,
+        event: bytes | str,
+        timeout_s: float | None = None,
+        *,
+        request_id: str | None = None,
+        trace_id: str | None = None,
+        client_context: str | None = None,
+        cognito_identity: str | None = None,
+        tenant_id: str | None = None,
+        send_invocation_id: bool = True,
+        content_type: str = runner.JSON_CONTENT_TYPE,
+    ) -> Invocation:
         """Queue an invocation and return its handle at once.
 
         ``client_context``/``cognito_identity`` are JSON texts, sent as is in the headers.
         """
         data = event.encode() if isinstance(event, str) else bytes(event)
         if len(data) > REQUEST_LIMIT:
-            raise InvocationRefused(f"request payload of {len(data)} bytes is over the "
-                                    f"{REQUEST_LIMIT} byte limit")
+            raise InvocationRefused(
+                f"request payload of {len(data)} bytes is over the {REQUEST_LIMIT} byte limit"
+            )
         headers = {
             "Content-Type": content_type,
             runner.H_REQUEST_ID: request_id or str(uuid.uuid4()),
             runner.H_FUNCTION_ARN: self.function_arn,
             runner.H_TRACE_ID: trace_id or new_trace_id(),
         }
-        optional = {runner.H_CLIENT_CONTEXT: client_context,
-                    runner.H_COGNITO_IDENTITY: cognito_identity, runner.H_TENANT_ID: tenant_id}
+        optional = {
+            runner.H_CLIENT_CONTEXT: client_context,
+            runner.H_COGNITO_IDENTITY: cognito_identity,
+            runner.H_TENANT_ID: tenant_id,
+        }
         headers.update({k: v for k, v in optional.items() if v is not None})
         invocation_id = str(uuid.uuid4()) if send_invocation_id else None
         if invocation_id:
             headers[runner.H_INVOCATION_ID] = invocation_id
-        invocation = Invocation(data, self.timeout_s if timeout_s is None else timeout_s, headers,
-                                invocation_id)
+        invocation = Invocation(
+            data, self.timeout_s if timeout_s is None else timeout_s, headers, invocation_id
+        )
         with self._lock:
             self._queue.append(invocation)
             self._lock.notify_all()
@@ -263,13 +301,25 @@ class RuntimeApiEmulator:
             self.before_submit()
         return invocation
 
-    def invoke(self, event: bytes | str, timeout_s: float | None = None, *,
-               wait_s: float | None = None, **options: Any) -> InvocationResult:
+    def invoke(
+        self,
+        event: bytes | str,
+        timeout_s: float | None = None,
+        *,
+        wait_s: float | None = None,
+        **options: Any,
+    ) -> InvocationResult:
         """Invoke and wait for the result (see :meth:`submit` for the options)."""
         return self.submit(event, timeout_s, **options).result(wait_s)
 
-    async def ainvoke(self, event: bytes | str, timeout_s: float | None = None, *,
-                      wait_s: float | None = None, **options: Any) -> InvocationResult:
+    async def ainvoke(
+        self,
+        event: bytes | str,
+        timeout_s: float | None = None,
+        *,
+        wait_s: float | None = None,
+        **options: Any,
+    ) -> InvocationResult:
         """:meth:`invoke` for asyncio code: the wait runs in a worker thread."""
         invocation = self.submit(event, timeout_s, **options)
         return await asyncio.to_thread(invocation.result, wait_s)
@@ -314,11 +364,18 @@ class RuntimeApiEmulator:
                 victims += list(self._queue)
                 self._queue.clear()
             self._finished.update({v.request_id: v for v in victims})
-        reason = f"exit status {returncode}" if returncode is not None and returncode >= 0 \
-            else f"signal: {signal.Signals(-returncode).name.lower()}" if returncode else "exit"
+        reason = (
+            f"exit status {returncode}"
+            if returncode is not None and returncode >= 0
+            else f"signal: {signal.Signals(-returncode).name.lower()}"
+            if returncode
+            else "exit"
+        )
         for invocation in victims:
-            body = _error_json(f"RequestId: {invocation.request_id} Error: Runtime exited with "
-                               f"error: {reason}", "Runtime.ExitError")
+            body = _error_json(
+                f"RequestId: {invocation.request_id} Error: Runtime exited with error: {reason}",
+                "Runtime.ExitError",
+            )
             invocation.finish(ERROR, body, "Runtime.ExitError", runner.JSON_CONTENT_TYPE)
 
     # --- Runtime API operations (called by the HTTP handler) -------------------------------
@@ -353,43 +410,62 @@ class RuntimeApiEmulator:
             if self._in_flight.pop(invocation.request_id, None) is None:
                 return
             self._finished[invocation.request_id] = invocation
-        body = _error_json(f"RequestId: {invocation.request_id} Error: Task timed out after "
-                           f"{invocation.timeout_s:.2f} seconds", "Sandbox.Timedout")
+        body = _error_json(
+            f"RequestId: {invocation.request_id} Error: Task timed out after "
+            f"{invocation.timeout_s:.2f} seconds",
+            "Sandbox.Timedout",
+        )
         invocation.finish(TIMEOUT, body, "Sandbox.Timedout", runner.JSON_CONTENT_TYPE)
         log.info("invocation %s timed out", invocation.request_id)
         if self.on_timeout is not None:
             self.on_timeout(invocation.result_record)
 
-    def _answer(self, request_id: str, kind: str, body: bytes,
-                headers: dict[str, str]) -> tuple[int, bytes]:
+    def _answer(
+        self, request_id: str, kind: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
         with self._lock:
             invocation = self._in_flight.get(request_id)
             if invocation is None:
                 if request_id in self._finished:
                     return HTTPStatus.FORBIDDEN, _error_json(
                         "Invalid state transition: the invocation is already finished",
-                        "InvalidStateTransition")
+                        "InvalidStateTransition",
+                    )
                 return HTTPStatus.BAD_REQUEST, _error_json("Invalid request ID", "InvalidRequestID")
             del self._in_flight[request_id]
             self._finished[request_id] = invocation
         sent_id = invocation.result_record.invocation_id
         if sent_id is not None:
             invocation.result_record.invocation_id_echoed = (
-                runner.header(headers, runner.H_INVOCATION_ID) == sent_id)
+                runner.header(headers, runner.H_INVOCATION_ID) == sent_id
+            )
         content_type = runner.header(headers, "Content-Type")
         if kind == "response" and len(body) > RESPONSE_LIMIT:
-            message = (f"Response payload size exceeded maximum allowed payload size "
-                       f"({RESPONSE_LIMIT} bytes).")
-            invocation.finish(ERROR, _error_json(message, "Function.ResponseSizeTooLarge"),
-                              "Function.ResponseSizeTooLarge", runner.JSON_CONTENT_TYPE, headers)
+            message = (
+                f"Response payload size exceeded maximum allowed payload size "
+                f"({RESPONSE_LIMIT} bytes)."
+            )
+            invocation.finish(
+                ERROR,
+                _error_json(message, "Function.ResponseSizeTooLarge"),
+                "Function.ResponseSizeTooLarge",
+                runner.JSON_CONTENT_TYPE,
+                headers,
+            )
             return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _error_json(
                 f"Exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes).",
-                "RequestEntityTooLarge")
+                "RequestEntityTooLarge",
+            )
         if kind == "response":
             invocation.finish(SUCCESS, body, None, content_type, headers)
         else:
-            invocation.finish(ERROR, body, runner.header(headers, runner.H_FUNCTION_ERROR_TYPE),
-                              content_type, headers)
+            invocation.finish(
+                ERROR,
+                body,
+                runner.header(headers, runner.H_FUNCTION_ERROR_TYPE),
+                content_type,
+                headers,
+            )
         return HTTPStatus.ACCEPTED, b'{"status":"OK"}'
 
     def _init_error(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -397,7 +473,8 @@ class RuntimeApiEmulator:
             if self._in_flight:
                 return HTTPStatus.FORBIDDEN, _error_json(
                     "Invalid state transition: init error during an invocation",
-                    "InvalidStateTransition")
+                    "InvalidStateTransition",
+                )
             error = InitError(runner.header(headers, runner.H_FUNCTION_ERROR_TYPE), body)
             self.init_errors.append(error)
             victims = list(self._queue)
@@ -423,6 +500,12 @@ class _Server(ThreadingHTTPServer):
 class _RuntimeApiHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     emulator: RuntimeApiEmulator
+
+    def setup(self) -> None:
+        """Headers and body go out in two writes: without TCP_NODELAY the body waits for the
+        client's delayed ACK (~40 ms per request)."""
+        super().setup()
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("runtime api: " + format, *args)
@@ -483,14 +566,19 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
         try:
             result = self.emulator.invoke(body)
         except InvocationRefused as exc:
-            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                       _error_json(str(exc), "RequestTooLargeException"))
+            self._send(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                _error_json(str(exc), "RequestTooLargeException"),
+            )
             return
         except TimeoutError as exc:
             self._send(HTTPStatus.SERVICE_UNAVAILABLE, _error_json(str(exc), "ServiceException"))
             return
-        headers = {"X-Amz-Executed-Version": "$LATEST", "X-Amzn-RequestId": result.request_id,
-                   "Content-Type": result.content_type or runner.JSON_CONTENT_TYPE}
+        headers = {
+            "X-Amz-Executed-Version": "$LATEST",
+            "X-Amzn-RequestId": result.request_id,
+            "Content-Type": result.content_type or runner.JSON_CONTENT_TYPE,
+        }
         if result.status != SUCCESS:
             headers["X-Amz-Function-Error"] = "Unhandled"
         self._send(HTTPStatus.OK, result.body, headers)
@@ -515,20 +603,36 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args(argv)
 
-    emulator = RuntimeApiEmulator(args.function_name, args.region, timeout_s=args.timeout,
-                                  port=args.port).start()
+    emulator = RuntimeApiEmulator(
+        args.function_name, args.region, timeout_s=args.timeout, port=args.port
+    ).start()
     container = None
     if args.code_dir:
         environment = dict(item.split("=", 1) for item in args.env)
-        container = launch(emulator, args.code_dir, args.handler,
-                           layer_zips=[p.read_bytes() for p in args.layer_zip],
-                           environment=environment, function_name=args.function_name,
-                           timeout_s=args.timeout, region=args.region, workdir=args.workdir)
+        container = launch(
+            emulator,
+            args.code_dir,
+            args.handler,
+            layer_zips=[p.read_bytes() for p in args.layer_zip],
+            environment=environment,
+            function_name=args.function_name,
+            timeout_s=args.timeout,
+            region=args.region,
+            workdir=args.workdir,
+        )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    print(json.dumps({"address": emulator.address, "pid": os.getpid(),
-                      "runtime_pid": container.pid if container else None}), flush=True)
+    print(
+        json.dumps(
+            {
+                "address": emulator.address,
+                "pid": os.getpid(),
+                "runtime_pid": container.pid if container else None,
+            }
+        ),
+        flush=True,
+    )
     stop.wait()
     if container is not None:
         container.stop()
