@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +49,6 @@ class _NoManagedPolicies:
 
 def transformed_template(region: str = "us-east-1") -> dict[str, Any]:
     """The helper template expanded by aws-sam-translator, as CloudFormation would."""
-    import os
 
     previous = os.environ.get("AWS_DEFAULT_REGION")
     os.environ["AWS_DEFAULT_REGION"] = region  # the translator asks boto3 for the region
@@ -255,3 +255,36 @@ def test_outputs_are_the_protocol_outputs(template: dict) -> None:
     assert set(template["Outputs"]) == OUTPUTS
     management = template["Outputs"][protocol.OUTPUT_MANAGEMENT_URL]["Value"]["Fn::Sub"]
     assert management.startswith("https://${WebSocketApi}.execute-api.${AWS::Region}.")
+
+
+# ------------------------------------------------------------------ tests/test_stack
+
+TEST_STACK = Path(__file__).resolve().parent / "test_stack"
+
+
+def _sam(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "sam"), *args],
+        cwd=TEST_STACK,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_test_stack_validates_with_lint(tmp_path: Path) -> None:
+    result = _sam(["validate", "--lint"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_test_stack_builds_without_docker(tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    result = _sam(
+        ["build", "--build-dir", str(build), "--cache-dir", str(tmp_path / "cache")], tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for function in ("HelloFunction", "EchoFunction"):
+        assert sorted(p.name for p in (build / function).glob("*.py")) == ["app.py", "utils.py"]
+    samconfig = (TEST_STACK / "samconfig.toml").read_text()
+    assert 'stack_name = "plldb-test-stack"' in samconfig
