@@ -26,8 +26,8 @@ test-fast: $(PY)
 build: $(PY)
 	$(PY) -m plldb.packaging dist
 
-demo: $(PY)
-	$(PY) -m plldb.localcloud.demo $(ARGS)
+demo: init
+	$(PY) -m tests.harness.demo $(ARGS)
 
 bench: $(PY)
 	$(PY) -m benchmarks $(ARGS)

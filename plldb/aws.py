@@ -19,8 +19,8 @@ import botocore.exceptions
 log = logging.getLogger(__name__)
 
 _CLIENT_CONFIG = botocore.config.Config(
-    retries={"max_attempts": 5, "mode": "standard"},
-    connect_timeout=10,
+    retries={"max_attempts": 3, "mode": "standard"},
+    connect_timeout=5,
     read_timeout=60,
 )
 
@@ -53,7 +53,7 @@ class AwsContext:
         region = self.session.region_name
         if not region:
             raise AwsAccessError(
-                "No AWS region configured: pass --region or set AWS_REGION / a profile region"
+                "No AWS region configured: pass --region or set AWS_DEFAULT_REGION / a profile region"
             )
         return region
 

@@ -8,16 +8,21 @@ exits 1, for every command, so commands never catch them themselves.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import sys
+from pathlib import Path
 
 import botocore.exceptions
 import click
 from rich.markup import escape
 
-from plldb import __version__, bootstrap, console
+from plldb import __version__, admin, attach, bootstrap, console, debuggers, discovery
 from plldb.aws import AwsAccessError, AwsContext
+from plldb.connection import ConnectionRefused
 from plldb.helper_stack import HelperStackMissing, HelperStackOutdated
+from plldb.sessions import SessionConflict, SessionLost
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,14 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     bootstrap.BootstrapError,
     HelperStackMissing,
     HelperStackOutdated,
+    discovery.DiscoveryError,
+    attach.StackNotFound,
+    attach.NothingToDebug,
+    SessionConflict,
+    SessionLost,
+    ConnectionRefused,
+    debuggers.DebuggerError,
+    admin.DetachError,
 )
 
 
@@ -64,7 +77,7 @@ class PlldbGroup(click.Group):
 @click.group(cls=PlldbGroup)
 @click.version_option(__version__, prog_name="plldb")
 @click.option("--profile", help="AWS profile (default: the usual chain).")
-@click.option("--region", help="AWS region (default: AWS_REGION or the profile's region).")
+@click.option("--region", help="AWS region (default: AWS_DEFAULT_REGION or the profile's region).")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens (to stderr).")
 @click.pass_context
 def cli(ctx: click.Context, profile: str | None, region: str | None, verbose: bool) -> None:
@@ -84,15 +97,13 @@ def _print_outputs(outputs: dict[str, str]) -> None:
         )
 
 
-@cli.group(invoke_without_command=True)
+@cli.group("bootstrap", invoke_without_command=True)
 @click.pass_context
 def bootstrap_group(ctx: click.Context) -> None:
     """Deploy (setup, the default) or remove (destroy) the helper stack `plldb`."""
     if ctx.invoked_subcommand is None:
         ctx.invoke(setup)
 
-
-cli.add_command(bootstrap_group, name="bootstrap")
 
 
 @bootstrap_group.command()
@@ -111,6 +122,145 @@ def destroy(aws: AwsContext) -> None:
     """Delete the helper stack and the artifact bucket (idempotent)."""
     bootstrap.destroy(aws, _progress)
     console.success(f"helper stack and bucket removed from {aws.region_name}")
+
+
+def _default_stack_name(stack_name: str | None) -> str:
+    """--stack-name, else the stack name `sam deploy` would use (samconfig.toml here)."""
+    found = stack_name or discovery.stack_name_from_samconfig(Path.cwd())
+    if not found:
+        raise click.UsageError("--stack-name is required (no samconfig.toml with a stack_name here)")
+    return found
+
+
+@cli.command("attach")
+@click.option("--stack-name", help="Stack to debug (default: stack_name in samconfig.toml).")
+@click.option(
+    "--template",
+    type=click.Path(path_type=Path),
+    default=Path("template.yaml"),
+    show_default=True,
+    help="SAM/CFN template of the stack (also .aws-sam/build/template.yaml).",
+)
+@click.option("--function", "functions", multiple=True, metavar="NAME",
+              help="Only these functions (logical id, physical name or glob); repeatable.")
+@click.option("--timeout", type=click.IntRange(1, 900), metavar="SECONDS",
+              help="Timeout the functions get while attached (default 900).")
+@click.option("--debugpy", "use_debugpy", is_flag=True,
+              help="Start debugpy for VS Code \"Python Debugger: Remote Attach\".")
+@click.option("--debugpy-host", default="127.0.0.1", show_default=True)
+@click.option("--debugpy-port", type=click.IntRange(1, 65535), default=5678, show_default=True)
+@click.option("--wait-for-client", is_flag=True,
+              help="Hold invocations until a debugger has attached (with --debugpy).")
+@click.option("--pycharm-port", type=click.IntRange(1, 65535),
+              help="Connect to PyCharm's \"Python Debug Server\" on this port (needs pydevd-pycharm).")
+@click.option("--force", is_flag=True, help="Take over a stack attached by someone else.")
+@click.option(
+    "--credentials",
+    type=click.Choice(["function", "local"]),
+    default="function",
+    show_default=True,
+    help="Run handlers with the function's own role (from the cloud) or your local profile.",
+)
+@click.pass_obj
+def attach_command(
+    aws: AwsContext,
+    stack_name: str | None,
+    template: Path,
+    functions: tuple[str, ...],
+    timeout: int | None,
+    use_debugpy: bool,
+    debugpy_host: str,
+    debugpy_port: int,
+    wait_for_client: bool,
+    pycharm_port: int | None,
+    force: bool,
+    credentials: str,
+) -> None:
+    """Run the stack's Python functions here, under your debugger, until Ctrl-C."""
+    if (wait_for_client or debugpy_host != "127.0.0.1" or debugpy_port != 5678) and not use_debugpy:
+        raise click.UsageError("--wait-for-client, --debugpy-host and --debugpy-port need --debugpy")
+    options = attach.AttachOptions(
+        stack_name=_default_stack_name(stack_name),
+        template=template,
+        functions=functions,
+        timeout=timeout,
+        debugpy=debuggers.DebugpyOptions(debugpy_host, debugpy_port, wait_for_client)
+        if use_debugpy else None,
+        pycharm=("localhost", pycharm_port) if pycharm_port else None,
+        force=force,
+        credentials=credentials,
+    )
+    plan = attach.plan_attach(aws, options)
+    for warning in plan.warnings:
+        console.warn(escape(warning))
+    console.table(
+        f"Functions of {options.stack_name} run here",
+        ["Function", "Physical name", "Handler", "Code"],
+        [[f.logical_id, name, f.handler, str(f.code_dir)] for name, f in plan.functions.items()],
+    )
+    attachment = attach.Attachment(aws, options, plan)
+    attachment.start_debuggers()
+    if options.debugpy:
+        _print_debugpy_help(options.debugpy)
+    raise click.exceptions.Exit(asyncio.run(attachment.run()))
+
+
+def _print_debugpy_help(options: debuggers.DebugpyOptions) -> None:
+    console.info(
+        f"debugpy listening on {options.host}:{options.port}. VS Code: "
+        "Run and Debug → \"Python Debugger: Remote Attach\", or this .vscode/launch.json:"
+    )
+    console.info(escape(debuggers.vscode_launch_json(options.host, options.port)))
+    if options.wait_for_client:
+        console.info("invocations wait until a debugger attaches (--wait-for-client)")
+
+
+@cli.command("detach")
+@click.option("--stack-name", help="Stack to restore (default: stack_name in samconfig.toml).")
+@click.pass_obj
+def detach_command(aws: AwsContext, stack_name: str | None) -> None:
+    """Restore every instrumented function of a stack now (idempotent)."""
+    name = _default_stack_name(stack_name)
+    result = admin.detach_stack(aws, name)
+    for function in result.restored:
+        console.success(f"restored {escape(function)}")
+    for function in result.failed:
+        console.error(f"not restored: {escape(function)}")
+    if not result.restored and not result.failed:
+        console.info(f"nothing to restore: {escape(name)} is not instrumented")
+    if result.sessions_closed:
+        console.info(f"closed {len(result.sessions_closed)} session(s)")
+    if result.failed:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command("status")
+@click.option("--stack-name", help="Only this stack.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status_command(aws: AwsContext, stack_name: str | None, as_json: bool) -> None:
+    """Helper stack version, debugging sessions and instrumented functions."""
+    status = admin.stack_status(aws, stack_name)
+    if as_json:
+        click.echo(json.dumps(status, indent=2, default=str))
+        return
+    console.info(
+        f"plldb {status['plldb_version']}, helper stack {status['helper_stack_version']} "
+        f"in {status['region']}"
+    )
+    console.table(
+        "Sessions",
+        ["Stack", "Session", "Status", "Since", "By"],
+        [[s["stack_name"], s["session_id"], s["status"] + ("" if s["live"] else " (expired)")
+          if s["status"] != "CLOSED" else "CLOSED", s["created_at"], s["created_by"]]
+         for s in status["sessions"]],
+    )
+    console.table(
+        "Instrumented functions",
+        ["Stack", "Function", "Status", "Session"],
+        [[f["stack_name"], f["function_name"], f["status"], f["session_id"]]
+         for f in status["instrumented_functions"]],
+    )
 
 
 def main() -> None:

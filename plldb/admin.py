@@ -1,0 +1,89 @@
+"""`plldb detach` and `plldb status`: look at and restore a stack without a live attach.
+
+detach asks the manager Lambda (synchronously) to restore every function of the stack that
+has an instrumentation record, then closes the stack's live sessions; it is what to run
+after a crash, and running it twice is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from plldb import __version__
+from plldb import protocol as p
+from plldb.aws import AwsContext, caller_identity
+from plldb.helper_stack import find_helper_stack
+from plldb.sessions import SessionStore
+
+log = logging.getLogger(__name__)
+
+
+class DetachError(Exception):
+    """The manager could not restore the stack; the message says which function and why."""
+
+
+@dataclass
+class DetachResult:
+    restored: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    sessions_closed: list[str] = field(default_factory=list)
+
+
+def detach_stack(ctx: AwsContext, stack_name: str) -> DetachResult:
+    """Restore every instrumented function of ``stack_name`` and close its sessions.
+
+    Sessions are closed first, so the shim stops routing to them; then the manager restores
+    the functions each session instrumented (it also sweeps records of sessions that are over).
+    """
+    caller_identity(ctx)
+    helper = find_helper_stack(ctx)
+    debugger = ctx.assumed(helper.debugger_role_arn, "plldb-detach")
+    store = SessionStore(debugger, helper.sessions_table)
+    result = DetachResult()
+    for session in store.sessions(stack_name):
+        if session.status != p.CLOSED:
+            store.close(session.session_id)
+            result.sessions_closed.append(session.session_id)
+    owners = sorted({f.session_id for f in store.instrumented(stack_name) if f.session_id})
+    for session_id in owners:
+        outcome = invoke_manager(ctx, helper.manager_function,
+                                 {"action": "deinstrument", "session_id": session_id})
+        result.restored += list(outcome.get("restored", []))
+        result.failed += list(outcome.get("failed", []))
+    return result
+
+
+def invoke_manager(ctx: AwsContext, function_name: str, request: dict[str, Any]) -> dict:
+    """Run a manager action synchronously; its failure becomes a DetachError."""
+    response = ctx.client("lambda").invoke(
+        FunctionName=function_name,
+        InvocationType="RequestResponse",
+        Payload=json.dumps(request).encode(),
+    )
+    payload = json.loads(response["Payload"].read() or b"null")
+    if not isinstance(payload, dict):
+        raise DetachError(f"the manager answered {payload!r}")
+    if response.get("FunctionError") or "error" in payload:
+        message = payload.get("errorMessage") or payload.get("error")
+        raise DetachError(f"the manager failed to restore the stack: {message}")
+    return payload
+
+
+def stack_status(ctx: AwsContext, stack_name: str | None = None) -> dict[str, Any]:
+    """Helper stack version, sessions and instrumented functions, as plain data for --json."""
+    caller_identity(ctx)
+    helper = find_helper_stack(ctx)
+    debugger = ctx.assumed(helper.debugger_role_arn, "plldb-status")
+    store = SessionStore(debugger, helper.sessions_table)
+    return {
+        "plldb_version": __version__,
+        "helper_stack_version": helper.version,
+        "region": ctx.region_name,
+        "sessions": [
+            {**asdict(s), "live": s.live} for s in store.sessions(stack_name)
+        ],
+        "instrumented_functions": [asdict(f) for f in store.instrumented(stack_name)],
+    }

@@ -1,0 +1,303 @@
+"""`plldb attach`: plan (find everything, check everything) then run (session + connection).
+
+Split like Chalice's deploy: :func:`plan_attach` makes no change anywhere and fails with a
+clear error on bad input (no helper stack, no such stack, template that doesn't match);
+:class:`Attachment` then creates the session, connects, and serves invocations until Ctrl-C.
+
+Threading model: one asyncio loop owns the WebSocket; handlers run on the executor's worker
+threads and hand their outcome back with ``call_soon_threadsafe``, so a handler paused on a
+breakpoint never stalls pings, other invocations or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import os
+import signal
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from plldb import console
+from plldb import protocol as p
+from plldb.aws import AwsContext, caller_identity, error_code
+from plldb.connection import Connection
+from plldb.debuggers import DebugpyOptions, client_gate, connect_pycharm, start_debugpy
+from plldb.discovery import LocalFunction, collect_stack_resources, discover, map_stack_functions
+from plldb.executor import Executor
+from plldb.helper_stack import HelperStack, find_helper_stack
+from plldb.payloads import PayloadStore
+from plldb.sessions import SessionStore
+
+log = logging.getLogger(__name__)
+
+ANSWER_CACHE = 1000  # answers kept to resend when the shim reposts after a reconnect
+DETACH_WAIT_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class AttachOptions:
+    stack_name: str
+    template: Path
+    functions: tuple[str, ...] = ()
+    timeout: int | None = None
+    debugpy: DebugpyOptions | None = None
+    pycharm: tuple[str, int] | None = None
+    force: bool = False
+    credentials: str = "function"
+
+
+@dataclass
+class AttachPlan:
+    helper: HelperStack
+    functions: dict[str, LocalFunction]
+    warnings: list[str] = field(default_factory=list)
+
+
+class StackNotFound(Exception):
+    """The target stack does not exist in this account and region."""
+
+
+class NothingToDebug(Exception):
+    """The stack (or the --function filter) leaves no Python function to run locally."""
+
+
+def plan_attach(ctx: AwsContext, options: AttachOptions) -> AttachPlan:
+    """Everything attach needs, found and checked without changing anything."""
+    caller_identity(ctx)
+    helper = find_helper_stack(ctx)
+    discovery = discover(options.template)
+    resources = collect_stack_resources(
+        lambda stack: list_stack_resources(ctx, stack), options.stack_name
+    )
+    mapping = map_stack_functions(discovery, resources)
+    functions = select_functions(mapping.functions, options.functions)
+    if not functions:
+        raise NothingToDebug(describe_nothing_to_debug(options, mapping.skipped))
+    warnings = list(discovery.warnings)
+    warnings += [f"{name}: not debugged ({why})" for name, why in mapping.skipped.items()]
+    return AttachPlan(helper=helper, functions=functions, warnings=warnings)
+
+
+def list_stack_resources(ctx: AwsContext, stack_name: str) -> list[dict[str, Any]]:
+    """Every resource summary of one stack; a missing stack is a clear error."""
+    paginator = ctx.client("cloudformation").get_paginator("list_stack_resources")
+    try:
+        return [r for page in paginator.paginate(StackName=stack_name)
+                for r in page["StackResourceSummaries"]]
+    except Exception as exc:
+        if error_code(exc) == "ValidationError" and "does not exist" in str(exc):
+            raise StackNotFound(
+                f"stack {stack_name!r} not found in region {ctx.region_name}: "
+                "check --stack-name and --region"
+            ) from exc
+        raise
+
+
+def select_functions(
+    functions: dict[str, LocalFunction], patterns: tuple[str, ...]
+) -> dict[str, LocalFunction]:
+    """Keep the functions whose logical id or physical name matches a --function glob."""
+    if not patterns:
+        return functions
+    return {
+        physical: function
+        for physical, function in functions.items()
+        if any(fnmatch.fnmatchcase(function.logical_id, pattern)
+               or fnmatch.fnmatchcase(physical, pattern) for pattern in patterns)
+    }
+
+
+def describe_nothing_to_debug(options: AttachOptions, skipped: dict[str, str]) -> str:
+    if options.functions:
+        return (f"no Python function of stack {options.stack_name!r} matches "
+                f"--function {' '.join(options.functions)}")
+    reasons = "; ".join(f"{name}: {why}" for name, why in skipped.items())
+    return f"stack {options.stack_name!r} has no Python functions" + (
+        f" ({reasons})" if reasons else "")
+
+
+class Attachment:
+    """A running attach: one session, one connection, one executor."""
+
+    def __init__(self, ctx: AwsContext, options: AttachOptions, plan: AttachPlan) -> None:
+        self.options = options
+        self.plan = plan
+        self.user_arn = caller_identity(ctx)["Arn"]
+        self.debugger_ctx = ctx.assumed(plan.helper.debugger_role_arn, "plldb-attach")
+        self.store = SessionStore(self.debugger_ctx, plan.helper.sessions_table)
+        self.payloads = PayloadStore(self.debugger_ctx, plan.helper.payload_bucket)
+        self.executor = Executor(plan.functions, credentials=options.credentials)
+        self.session_id = ""
+        self.connection: Connection | None = None
+        self.answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.running: set[str] = set()
+        self.detaching = False
+        self.detached: dict[str, Any] | None = None
+        self.finished = asyncio.Event()
+        self.gate = client_gate(options.debugpy or DebugpyOptions())
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start_debuggers(self) -> None:
+        """Before any user module is imported, so breakpoints bind on first load."""
+        if self.options.debugpy:
+            start_debugpy(self.options.debugpy)
+        if self.options.pycharm:
+            connect_pycharm(*self.options.pycharm)
+
+    async def run(self) -> int:
+        """Attach, serve invocations until detached; returns the exit code."""
+        loop = asyncio.get_running_loop()
+        self.session_id = self.store.create(
+            self.options.stack_name,
+            self.user_arn,
+            list(self.options.functions),
+            self.options.timeout,
+            self.options.force,
+        )
+        console.info(f"session {self.session_id} created for stack {self.options.stack_name}")
+        self.connection = Connection(
+            self.plan.helper.websocket_url,
+            self.session_id,
+            self.on_message,
+            reopen=lambda: self.store.reopen(self.session_id),
+        )
+        await self.connection.open()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.on_interrupt)
+        runner = asyncio.create_task(self.connection.run())
+        finished = asyncio.create_task(self.finished.wait())
+        await asyncio.wait({runner, finished}, return_when=asyncio.FIRST_COMPLETED)
+        if runner.done() and runner.exception():
+            raise runner.exception()  # type: ignore[misc]
+        await self.connection.close()
+        runner.cancel()
+        self.executor.shutdown()
+        return self.report_detached()
+
+    def on_interrupt(self) -> None:
+        """First Ctrl-C detaches and waits; a second one exits at once."""
+        if self.detaching:
+            console.warn("exiting without waiting: the helper stack restores the functions")
+            os._exit(130)
+        self.detaching = True
+        console.info("detaching: restoring the stack (Ctrl-C again to exit at once)")
+        asyncio.get_running_loop().create_task(self.detach())
+
+    async def detach(self) -> None:
+        assert self.connection is not None
+        await self.connection.send({"action": p.ACTION_DETACH})
+        try:
+            await asyncio.wait_for(self.finished.wait(), DETACH_WAIT_SECONDS)
+        except asyncio.TimeoutError:
+            console.error(
+                f"no confirmation from the helper stack within {DETACH_WAIT_SECONDS}s: "
+                f"run `plldb detach --stack-name {self.options.stack_name}`"
+            )
+            self.finished.set()
+
+    def report_detached(self) -> int:
+        if not self.detached:
+            return 1
+        restored = self.detached.get("restored", [])
+        failed = self.detached.get("failed", [])
+        console.success(f"detached: {len(restored)} function(s) restored")
+        for name in failed:
+            console.error(f"not restored: {name}")
+        return 1 if failed else 0
+
+    # -- messages ------------------------------------------------------------------------
+
+    async def on_message(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == p.TYPE_INVOCATION:
+            await self.on_invocation(message)
+        elif kind == p.TYPE_PROGRESS:
+            self.on_progress(message)
+        elif kind == p.TYPE_LOG:
+            console.info(f"[dim]{message['level']}: {message['message']}[/dim]")
+        elif kind == p.TYPE_REJECTED:
+            console.warn(f"the helper stack rejected a message: {message['reason']}")
+        elif kind == p.TYPE_DETACHED:
+            self.detached = message
+            self.finished.set()
+
+    def on_progress(self, message: dict[str, Any]) -> None:
+        status = message.get("status", "ok")
+        text = message["message"]
+        if status == "ok":
+            console.success(text)
+        elif status == "skipped":
+            console.warn(text)
+        elif status == "failed":
+            console.error(text)
+        else:
+            console.info(text)
+        if message.get("done") and message["phase"] == "instrument":
+            console.info("[bold]attached[/bold]: waiting for invocations (Ctrl-C to detach)")
+
+    async def on_invocation(self, message: dict[str, Any]) -> None:
+        request_id = message["request_id"]
+        assert self.connection is not None
+        if request_id in self.answers:  # reposted after a reconnect: the answer may be lost
+            await self.connection.send(self.answers[request_id])
+            return
+        if request_id in self.running:
+            return
+        self.running.add(request_id)
+        if "event_ref" in message:
+            event = await asyncio.to_thread(self.payloads.fetch, message["event_ref"])
+            message = {**message, "event": event.decode()}
+            del message["event_ref"]
+        await asyncio.to_thread(self.gate.wait)
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+
+        def done(_request_id: str, outcome: Any) -> None:
+            loop.call_soon_threadsafe(
+                lambda: loop.create_task(self.answer(message, outcome, started))
+            )
+
+        self.executor.submit(message, done)
+
+    async def answer(self, invocation: dict[str, Any], outcome: Any, started: float) -> None:
+        request_id = invocation["request_id"]
+        if outcome.ok:
+            reply = await self.result_message(request_id, outcome.body)
+        else:
+            reply = p.error_message(request_id, outcome.error)
+        self.answers[request_id] = reply
+        while len(self.answers) > ANSWER_CACHE:
+            self.answers.popitem(last=False)
+        self.running.discard(request_id)
+        assert self.connection is not None
+        await self.connection.send(reply)
+        self.print_invocation(invocation, outcome, time.monotonic() - started)
+
+    async def result_message(self, request_id: str, body: bytes) -> dict[str, Any]:
+        if len(body) <= p.INLINE_PAYLOAD_LIMIT:
+            return p.response_message(request_id, result=body.decode())
+        ref = await asyncio.to_thread(
+            self.payloads.offload, self.session_id, request_id, "response", body
+        )
+        return p.response_message(request_id, result_ref=ref)
+
+    def print_invocation(self, invocation: dict[str, Any], outcome: Any, seconds: float) -> None:
+        local = self.plan.functions.get(invocation["function_name"])
+        name = local.logical_id if local else invocation["function_name"]
+        when = datetime.now().strftime("%H:%M:%S")
+        result = (
+            "[green]ok[/green]"
+            if outcome.ok
+            else f"[red]{outcome.error.get('errorType', 'error')}[/red]: "
+            f"{outcome.error.get('errorMessage', '')[:80]}"
+        )
+        console.info(
+            f"{when}  {name}  {invocation['request_id']}  {seconds * 1000:.0f} ms  {result}"
+        )
