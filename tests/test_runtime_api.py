@@ -374,3 +374,19 @@ def test_stop_ends_the_whole_process_group(code_dir: Path) -> None:
         assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in processes)
         assert not workdir.exists()
         assert "Traceback" not in container.logs()
+
+
+def test_a_vanished_runtime_does_not_swallow_the_next_invocation() -> None:
+    import socket
+
+    with RuntimeApiEmulator("raw") as emu:
+        dead = socket.create_connection(("127.0.0.1", emu.port))
+        dead.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert emu.wait_ready(5)
+        dead.close()  # like a killed runtime blocked in /next
+        time.sleep(0.1)
+        pending = emu.submit(b'{"for": "the live one"}', 5.0)
+
+        request_id, _, body = _take_next(emu)
+
+        assert request_id == pending.request_id and body == b'{"for": "the live one"}'

@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import secrets
+import select
 import signal
 import socket
 import sys
@@ -380,16 +381,20 @@ class RuntimeApiEmulator:
 
     # --- Runtime API operations (called by the HTTP handler) -------------------------------
 
-    def _next(self) -> Invocation | None:
+    def _next(self, client_alive: Callable[[], bool]) -> Invocation | None:
+        """Block until an invocation is queued; None if the emulator stops or the runtime
+        that asked is gone (a killed runtime must not swallow the next invocation)."""
         with self._lock:
             self._runtime_reached_next = True
             self.next_waiting += 1
             self._lock.notify_all()
             try:
-                while not self._queue and not self._stopping:
-                    self._lock.wait(1.0)
-                if self._stopping:
-                    return None
+                while True:
+                    if self._stopping or not client_alive():
+                        return None
+                    if self._queue:
+                        break
+                    self._lock.wait(0.25)
                 invocation = self._queue.popleft()
             finally:
                 self.next_waiting -= 1
@@ -404,6 +409,16 @@ class RuntimeApiEmulator:
             invocation.timer.daemon = True
             invocation.timer.start()
             return invocation
+
+    def _requeue(self, invocation: Invocation) -> None:
+        """The runtime vanished while receiving the invocation: give it to the next one."""
+        with self._lock:
+            if self._in_flight.pop(invocation.request_id, None) is None:
+                return
+            if invocation.timer is not None:
+                invocation.timer.cancel()
+            self._queue.appendleft(invocation)
+            self._lock.notify_all()
 
     def _expire(self, invocation: Invocation) -> None:
         with self._lock:
@@ -510,7 +525,15 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("runtime api: " + format, *args)
 
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    def _client_alive(self) -> bool:
+        """False once the peer closed its end (a readable socket with nothing to read)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return not readable or self.connection.recv(1, socket.MSG_PEEK) != b""
+        except (OSError, ValueError):
+            return False
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> bool:
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -520,8 +543,10 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
         try:
             self.end_headers()
             self.wfile.write(body)
+            return True
         except (BrokenPipeError, ConnectionResetError):  # the runtime went away (killed)
             log.debug("runtime api: client gone before the reply to %s", self.path)
+            return False
 
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -537,11 +562,13 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
         if self.path != f"{API_PREFIX}/invocation/next":
             self._send(HTTPStatus.NOT_FOUND, _error_json("Not found", "NotFound"))
             return
-        invocation = self.emulator._next()
-        if invocation is None:  # the emulator is stopping
+        invocation = self.emulator._next(self._client_alive)
+        if invocation is None:  # the emulator is stopping or the runtime is gone
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, _error_json("Shutting down", "Shutdown"))
+            self.close_connection = True
             return
-        self._send(HTTPStatus.OK, invocation.event, invocation.headers)
+        if not self._send(HTTPStatus.OK, invocation.event, invocation.headers):
+            self.emulator._requeue(invocation)
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         body = self._body()
