@@ -1,0 +1,193 @@
+"""The shim's wait schedule: a fast answer is seen at once, a held breakpoint costs little.
+
+The back-off is checked on its own, then through ``Shim.handle`` in this process against
+real moto tables and a real Runtime API emulator, with a simulated clock so that a
+ten-minute breakpoint takes seconds: the number of DynamoDB reads is what is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import boto3
+import pytest
+
+from plldb import protocol
+from plldb.layer import polling
+from plldb.layer.cloud import Cloud, ShimConfig
+from plldb.layer.loop import Shim
+from plldb.layer.runtime_api import RuntimeApi
+from tests.harness.gateway_setup import HelperResources, provision
+from tests.harness.moto_server import MotoServer
+from tests.harness.runtime_api import ERROR, SUCCESS, RuntimeApiEmulator
+
+pytestmark = pytest.mark.timeout(120)
+
+FUNCTION_ENVIRONMENT = {"AWS_LAMBDA_FUNCTION_NAME": "polled-function", "_HANDLER": "app.handler"}
+
+
+def test_backoff_starts_fast_grows_and_caps() -> None:
+    backoff = polling.Backoff()
+    delays = [backoff.delay() for _ in range(40)]
+    assert delays[0] == polling.FIRST_DELAY == 0.005
+    assert all(b >= a for a, b in zip(delays, delays[1:], strict=False))
+    assert max(delays) == polling.MAX_DELAY == 0.5
+    assert sum(delays[:8]) < 0.25  # eight reads within the first quarter second
+    backoff.reset()
+    assert backoff.delay() == polling.FIRST_DELAY
+
+
+@pytest.mark.parametrize(
+    ("remaining", "margin"), [(900.0, 1.0), (10.0, 1.0), (3.0, 0.3), (0.5, 0.1)]
+)
+def test_deadline_margin_adapts_to_the_remaining_time(remaining: float, margin: float) -> None:
+    assert polling.deadline_margin(remaining) == pytest.approx(margin)
+
+
+class SimulatedTime:
+    """A clock that only moves when the shim sleeps; ``at(t, action)`` runs an action then."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+        self.start = self.now
+        self.actions: list[tuple[float, Callable[[], None]]] = []
+
+    def at(self, offset: float, action: Callable[[], None]) -> None:
+        self.actions.append((self.start + offset, action))
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        for due, action in list(self.actions):
+            if self.now >= due:
+                self.actions.remove((due, action))
+                action()
+
+
+@pytest.fixture
+def helper(aws: MotoServer) -> HelperResources:
+    return provision()
+
+
+@pytest.fixture
+def emulator() -> Iterator[RuntimeApiEmulator]:
+    with RuntimeApiEmulator("polled-function", timeout_s=900) as api:
+        yield api
+
+
+def make_shim(aws: MotoServer, helper: HelperResources, emulator: RuntimeApiEmulator,
+              clock: SimulatedTime, status: str = protocol.ACTIVE) -> Shim:
+    """A shim for an ACTIVE session; posts go to moto's management API (it accepts any)."""
+    session_id = str(uuid.uuid4())
+    boto3.client("dynamodb").put_item(
+        TableName=helper.sessions_table,
+        Item={
+            protocol.A_SESSION_ID: {"S": session_id},
+            protocol.A_STATUS: {"S": status},
+            protocol.A_CONNECTION_ID: {"S": "conn-1"},
+        },
+    )
+    config = ShimConfig(
+        session_id=session_id,
+        sessions_table=helper.sessions_table,
+        debugger_table=helper.debugger_table,
+        management_url=aws.url,
+        payload_bucket=helper.payload_bucket,
+        function_name="polled-function",
+    )
+    environ = {**FUNCTION_ENVIRONMENT, "AWS_SECRET_ACCESS_KEY": "secret", "AWS_SESSION_TOKEN": "t"}
+    return Shim(config, RuntimeApi(emulator.address), Cloud(config), environ,
+                clock=lambda: clock.now, sleep=clock.sleep)
+
+
+def respond(request_id: str, result: str) -> Callable[[], None]:
+    """What the ``$default`` route writes when the tool answers (the same update)."""
+
+    def write() -> None:
+        boto3.client("dynamodb").update_item(
+            TableName=protocol.DEBUGGER_TABLE,
+            Key={protocol.A_REQUEST_ID: {"S": request_id}},
+            UpdateExpression="SET #s = :done, #r = :result",
+            ExpressionAttributeNames={"#s": protocol.A_STATUS, "#r": protocol.A_RESPONSE},
+            ExpressionAttributeValues={
+                ":done": {"S": protocol.REQUEST_RESPONDED},
+                ":result": {"S": result},
+            },
+        )
+
+    return write
+
+
+@pytest.mark.parametrize(
+    ("held", "max_item_reads", "max_session_reads"),
+    [(0.05, 8, 1), (2.0, 18, 2), (600.0, 1230, 301)],
+)
+def test_reads_for_a_held_answer_are_bounded(
+    aws: MotoServer, helper: HelperResources, emulator: RuntimeApiEmulator,
+    held: float, max_item_reads: int, max_session_reads: int,
+) -> None:
+    clock = SimulatedTime()
+    shim = make_shim(aws, helper, emulator, clock)
+    invocation = emulator.submit('{"n": 1}', request_id=f"held-{held}")
+    clock.at(held, respond(f"held-{held}", '{"ok": true}'))
+
+    assert shim.handle(shim.api.next_invocation()) is True
+
+    result = invocation.result(10)
+    assert (result.status, result.json) == (SUCCESS, {"ok": True})
+    seen_after = clock.now - clock.start
+    assert held <= seen_after <= held + max(0.01, held * 0.5)  # seen within one back-off step
+    assert shim.cloud.reads <= max_item_reads  # ~2 reads/s once at the cap, not thousands
+    assert shim.cloud.session_reads <= max_session_reads  # one every 2 s
+    if held >= 600:
+        assert shim.cloud.reads / held < 2.1
+
+
+def test_no_answer_gives_a_clear_error_before_the_deadline(
+    aws: MotoServer, helper: HelperResources, emulator: RuntimeApiEmulator
+) -> None:
+    clock = SimulatedTime()
+    shim = make_shim(aws, helper, emulator, clock)
+    invocation = emulator.submit('{"n": 2}', timeout_s=30, request_id="never-answered")
+
+    shim.handle(shim.api.next_invocation())
+
+    result = invocation.result(10)
+    assert result.status == ERROR
+    assert result.error_type == protocol.ERROR_NO_RESPONSE
+    error = result.error
+    assert error["errorType"] == protocol.ERROR_NO_RESPONSE
+    assert re.fullmatch(  # the simulated clock starts a moment before the real deadline
+        r"no response from the local debugger before the deadline \(waited 29\.\d s; "
+        r"answered 1\.0 s before the function's timeout\)",
+        error["errorMessage"],
+    ), error["errorMessage"]
+    assert error["stackTrace"] == []
+    item = boto3.client("dynamodb").get_item(
+        TableName=helper.debugger_table, Key={protocol.A_REQUEST_ID: {"S": "never-answered"}}
+    )["Item"]
+    assert item[protocol.A_STATUS]["S"] == protocol.REQUEST_EXPIRED
+    environment = json.loads(item[protocol.A_ENVIRONMENT]["S"])
+    assert environment == FUNCTION_ENVIRONMENT  # without the credentials
+
+
+def test_an_answer_racing_the_deadline_wins(
+    aws: MotoServer, helper: HelperResources, emulator: RuntimeApiEmulator
+) -> None:
+    """The answer lands between the last read and the EXPIRED write: it is delivered."""
+    clock = SimulatedTime()
+    shim = make_shim(aws, helper, emulator, clock)
+    invocation = emulator.submit('{"n": 3}', timeout_s=5, request_id="raced")
+    real_expire = shim.cloud.expire
+
+    def expire_after_the_answer(request_id: str):  # type: ignore[no-untyped-def]
+        respond(request_id, '"just in time"')()
+        return real_expire(request_id)
+
+    shim.cloud.expire = expire_after_the_answer  # type: ignore[method-assign]
+    shim.handle(shim.api.next_invocation())
+
+    assert invocation.result(10).json == "just in time"
