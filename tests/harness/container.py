@@ -52,10 +52,18 @@ def extract_layer(data: bytes, opt_dir: Path) -> None:
                 target.chmod(mode)
 
 
-def lambda_environment(*, runtime_api: str, handler: str, task_root: Path, function_name: str,
-                       memory_mb: int, region: str, execution_env: str,
-                       credentials: Mapping[str, str] | None,
-                       environment: Mapping[str, str]) -> dict[str, str]:
+def lambda_environment(
+    *,
+    runtime_api: str,
+    handler: str,
+    task_root: Path,
+    function_name: str,
+    memory_mb: int,
+    region: str,
+    execution_env: str,
+    credentials: Mapping[str, str] | None,
+    environment: Mapping[str, str],
+) -> dict[str, str]:
     """The environment Lambda gives a Python runtime, then the function's own variables."""
     stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
     env = {
@@ -84,9 +92,17 @@ def lambda_environment(*, runtime_api: str, handler: str, task_root: Path, funct
 class Container:
     """One runtime process for one function, bound to its emulator."""
 
-    def __init__(self, emulator: RuntimeApiEmulator, command: list[str], env: dict[str, str],
-                 workdir: Path, task_root: Path, opt_dir: Path, owns_workdir: bool,
-                 restart: bool) -> None:
+    def __init__(
+        self,
+        emulator: RuntimeApiEmulator,
+        command: list[str],
+        env: dict[str, str],
+        workdir: Path,
+        task_root: Path,
+        opt_dir: Path,
+        owns_workdir: bool,
+        restart: bool,
+    ) -> None:
         self.emulator = emulator
         self.command = command
         self.env = env
@@ -120,11 +136,21 @@ class Container:
             generation = self.emulator.runtime_started()
             with self.log_path.open("ab") as log_file:
                 self._process = subprocess.Popen(
-                    self.command, env=self.env, cwd=self.task_root, stdin=subprocess.DEVNULL,
-                    stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+                    self.command,
+                    env=self.env,
+                    cwd=self.task_root,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             self.starts += 1
-            threading.Thread(target=self._watch, args=(self._process, generation), daemon=True,
-                             name=f"container-{self._process.pid}").start()
+            threading.Thread(
+                target=self._watch,
+                args=(self._process, generation),
+                daemon=True,
+                name=f"container-{self._process.pid}",
+            ).start()
             return self
 
     def ensure_running(self) -> None:
@@ -137,8 +163,12 @@ class Container:
         process.wait()
         self.emulator.runtime_exited(process.returncode, generation)
         with self._lock:
-            if self.restart and not self._stopped and self.emulator.has_queued() \
-                    and process is self._process:
+            if (
+                self.restart
+                and not self._stopped
+                and self.emulator.has_queued()
+                and process is self._process
+            ):
                 self.start()
 
     def kill(self) -> None:
@@ -195,17 +225,29 @@ def runtime_command(env: Mapping[str, str], opt_dir: Path, python: str) -> list[
     if not wrapper:
         return command
     if wrapper.startswith(OPT_PREFIX):
-        wrapper = str(opt_dir / wrapper[len(OPT_PREFIX):])
+        wrapper = str(opt_dir / wrapper[len(OPT_PREFIX) :])
     return [wrapper, *command]
 
 
-def launch(emulator: RuntimeApiEmulator, code_dir: Path, handler: str, *,
-           layer_zips: Sequence[bytes] = (), layer_dirs: Sequence[Path] = (),
-           environment: Mapping[str, str] | None = None,
-           credentials: Mapping[str, str] | None = None, function_name: str | None = None,
-           memory_mb: int = 128, timeout_s: float | None = None, region: str = "us-east-1",
-           execution_env: str | None = None, python: str = sys.executable,
-           workdir: Path | None = None, start: bool = True, restart: bool = True) -> Container:
+def launch(
+    emulator: RuntimeApiEmulator,
+    code_dir: Path,
+    handler: str,
+    *,
+    layer_zips: Sequence[bytes] = (),
+    layer_dirs: Sequence[Path] = (),
+    environment: Mapping[str, str] | None = None,
+    credentials: Mapping[str, str] | None = None,
+    function_name: str | None = None,
+    memory_mb: int = 128,
+    timeout_s: float | None = None,
+    region: str = "us-east-1",
+    execution_env: str | None = None,
+    python: str = sys.executable,
+    workdir: Path | None = None,
+    start: bool = True,
+    restart: bool = True,
+) -> Container:
     """Lay out the task root and /opt of a function and start its runtime against ``emulator``.
 
     ``layer_dirs`` are copied into /opt before the ``layer_zips`` are extracted. With
@@ -224,14 +266,28 @@ def launch(emulator: RuntimeApiEmulator, code_dir: Path, handler: str, *,
     if timeout_s is not None:
         emulator.timeout_s = timeout_s
     env = lambda_environment(
-        runtime_api=emulator.address, handler=handler, task_root=task_root,
-        function_name=function_name or emulator.function_name, memory_mb=memory_mb,
+        runtime_api=emulator.address,
+        handler=handler,
+        task_root=task_root,
+        function_name=function_name or emulator.function_name,
+        memory_mb=memory_mb,
         region=region,
-        execution_env=execution_env or f"AWS_Lambda_python{sys.version_info[0]}.{sys.version_info[1]}",
-        credentials=credentials, environment=environment or {})
+        execution_env=execution_env
+        or f"AWS_Lambda_python{sys.version_info[0]}.{sys.version_info[1]}",
+        credentials=credentials,
+        environment=environment or {},
+    )
     env[OPT_DIR_ENV] = str(opt_dir)
-    container = Container(emulator, runtime_command(env, opt_dir, python), env, workdir,
-                          task_root, opt_dir, owns_workdir, restart)
+    container = Container(
+        emulator,
+        runtime_command(env, opt_dir, python),
+        env,
+        workdir,
+        task_root,
+        opt_dir,
+        owns_workdir,
+        restart,
+    )
     emulator.on_timeout = lambda _result: container.kill()
     emulator.before_submit = container.ensure_running
     return container.start() if start else container

@@ -64,26 +64,26 @@ SOURCES = {
             "nan": float("nan"),
         }
     ''',
-    "broken_syntax.py": '''
+    "broken_syntax.py": """
         def handler(event, context)
             return 1
-    ''',
-    "bad_import.py": '''
+    """,
+    "bad_import.py": """
         import module_that_does_not_exist
 
         def handler(event, context):
             return 1
-    ''',
-    "raise_at_import.py": '''
+    """,
+    "raise_at_import.py": """
         raise RuntimeError("cannot start")
-    ''',
-    "layered.py": '''
+    """,
+    "layered.py": """
         import layerlib
         import os
 
         def handler(event, context):
             return {"layer": layerlib.VALUE, "wrapped": os.environ.get("WRAPPED_BY")}
-    ''',
+    """,
 }
 
 
