@@ -363,3 +363,54 @@ def test_payload_sizes(
         key = protocol.payload_key(stand_in.session_id, f"req-{size}", "event")
         assert message["event_ref"]["key"] == key
         assert message["event_ref"]["size"] == size
+
+
+def test_session_closed_before_the_invocation_passes_through(
+    aws: MotoServer, gateway: Gateway, helper: HelperResources, session_id: str,
+    emulator: RuntimeApiEmulator, code: Path, tmp_path: Path,
+) -> None:
+    """A function still instrumented after its session closed keeps working at once."""
+    boto3.client("dynamodb").delete_item(
+        TableName=protocol.SESSIONS_TABLE, Key={protocol.A_SESSION_ID: {"S": session_id}}
+    )
+    environment = debug_environment(aws, gateway, helper, session_id)
+    with start_function(emulator, code, tmp_path / "container", environment) as container:
+        result = emulator.invoke('{"action": "echo"}', request_id="req-closed")
+        assert result.status == SUCCESS
+        assert result.json["request_id"] == "req-closed"
+        assert result.json["pid"] == container.pid  # ran in the function's own process
+        logs = container.logs()
+    assert "session is deleted: running app.handler in the cloud (pass-through)" in logs
+
+
+@pytest.mark.parametrize(
+    ("change", "event_size", "expected"),
+    [
+        (
+            {protocol.ENV_MANAGEMENT_URL: "http://127.0.0.1:9"},
+            10,
+            "plldb could not send the invocation to the local debugger: Could not connect "
+            'to the endpoint URL: "http://127.0.0.1:9/@connections/',
+        ),
+        (
+            {protocol.ENV_PAYLOAD_BUCKET: ""},
+            200 * KB,
+            "plldb could not send the invocation to the local debugger: event of 204800 "
+            f"bytes needs the payload bucket, but {protocol.ENV_PAYLOAD_BUCKET} is not set",
+        ),
+    ],
+    ids=["unreachable-management-api", "no-payload-bucket"],
+)
+def test_debug_path_failures_answer_with_a_clear_error(
+    aws: MotoServer, gateway: Gateway, helper: HelperResources, session_id: str,
+    emulator: RuntimeApiEmulator, code: Path, tmp_path: Path, stand_in: StandIn,
+    change: dict[str, str], event_size: int, expected: str,
+) -> None:
+    environment = {**debug_environment(aws, gateway, helper, session_id), **change}
+    head = '{"pad": ""}'
+    event = head[:-2] + "z" * (event_size - len(head)) + '"}'
+    with start_function(emulator, code, tmp_path / "container", environment):
+        result = emulator.invoke(event, timeout_s=30)
+    assert result.status == ERROR
+    assert result.error_type == protocol.ERROR_SHIM
+    assert result.error["errorMessage"].startswith(expected), result.error["errorMessage"]
