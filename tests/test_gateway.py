@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
 import pytest
-from websockets.exceptions import InvalidStatus
-from websockets.sync.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
 
 from plldb import protocol
 from tests.harness.gateway import Gateway
-from tests.harness.gateway_setup import get_session, put_session
+from tests.harness.gateway_setup import get_session, put_session, scan, wait_until
+from tests.harness.moto_server import MotoServer
 
 pytest_plugins = ["tests.harness.gateway_fixtures"]
 
@@ -35,3 +46,183 @@ def test_valid_session_connects_once(gateway: Gateway) -> None:
         assert message["type"] == protocol.TYPE_PROGRESS
         assert message["status"] == "failed" and "no-such-stack" in message["message"]
         assert _refusal(gateway, f"?sessionId={session_id}") == 403
+
+
+def test_every_other_session_id_is_refused_and_changes_nothing(gateway: Gateway) -> None:
+    expired = put_session("s", ttl_in=-1)
+    active = put_session("s", status=protocol.ACTIVE)
+    closed = put_session("s", status=protocol.CLOSED)
+    before = scan(protocol.SESSIONS_TABLE)
+    for query in (
+        f"?sessionId={expired}",
+        f"?sessionId={active}",
+        f"?sessionId={closed}",
+        f"?sessionId={uuid.uuid4()}",
+        "?sessionId=garbage",
+        "?sessionId=%27%20OR%201%3D1",
+    ):
+        assert _refusal(gateway, query) == 403, query
+    assert _refusal(gateway, "") == 401  # identity source missing: the authorizer is not called
+    assert _refusal(gateway, "?sessionId=") == 401
+    with pytest.raises(InvalidStatus) as wrong_stage:
+        connect(gateway.websocket_url.replace("/prod", "/dev") + f"?sessionId={expired}")
+    assert wrong_stage.value.response.status_code == 403
+    assert scan(protocol.SESSIONS_TABLE) == before
+    assert gateway.connections == {}
+
+
+def _open(gateway: Gateway) -> tuple[str, ClientConnection]:
+    """A connected client whose session's stack does not exist (the manager says so)."""
+    session_id = put_session("no-such-stack")
+    ws = connect(_url(gateway, session_id), open_timeout=10)
+    assert protocol.parse_server_message(ws.recv(timeout=20))["status"] == "failed"
+    return session_id, ws
+
+
+def test_events_have_the_shape_api_gateway_sends(gateway: Gateway) -> None:
+    session_id, ws = _open(gateway)
+    with ws:
+        ws.send('{"action":"ping"}')
+        assert json.loads(ws.recv(timeout=10)) == {"type": "pong"}
+    gateway.wait_for_invocations()
+    authorizer = gateway.invocations_of("plldb-authorizer")[0].event
+    assert authorizer["type"] == "REQUEST"
+    assert authorizer["methodArn"] == (
+        f"arn:aws:execute-api:us-east-1:123456789012:{gateway.settings.api_id}/prod/$connect"
+    )
+    assert authorizer["queryStringParameters"] == {"sessionId": session_id}
+    context = authorizer["requestContext"]
+    assert (context["routeKey"], context["eventType"], context["stage"]) == (
+        "$connect",
+        "CONNECT",
+        "prod",
+    )
+    assert {"connectionId", "requestTimeEpoch", "domainName", "apiId", "identity"} <= set(context)
+    message = gateway.invocations_of("plldb-default")[0].event
+    assert message["requestContext"]["eventType"] == "MESSAGE"
+    assert message["requestContext"]["authorizer"]["sessionId"] == session_id
+    assert message["requestContext"]["authorizer"]["stackName"] == "no-such-stack"
+    assert message["body"] == '{"action":"ping"}' and message["isBase64Encoded"] is False
+    disconnects = wait_until(lambda: gateway.invocations_of("plldb-disconnect"))
+    disconnect = disconnects[0].event["requestContext"]
+    assert (disconnect["eventType"], disconnect["disconnectStatusCode"]) == ("DISCONNECT", 1000)
+    assert disconnect["connectionId"] == context["connectionId"]
+
+
+def test_management_api_through_boto3(gateway: Gateway) -> None:
+    session_id, ws = _open(gateway)
+    api = boto3.client("apigatewaymanagementapi", endpoint_url=gateway.management_url)
+    connection_id = get_session(session_id)[protocol.A_CONNECTION_ID]["S"]
+    with ws:
+        api.post_to_connection(ConnectionId=connection_id, Data=b'{"type":"pong"}')
+        assert ws.recv(timeout=10) == '{"type":"pong"}'
+        big = protocol.encode({"type": "log", "level": "INFO", "message": "é" * 50_000})
+        api.post_to_connection(ConnectionId=connection_id, Data=big.encode())
+        assert ws.recv(timeout=10) == big  # 100 KB, sent as 32 KB frames
+        with pytest.raises(api.exceptions.PayloadTooLargeException):
+            api.post_to_connection(
+                ConnectionId=connection_id, Data=b"x" * (protocol.MESSAGE_LIMIT + 1)
+            )
+        assert "ConnectedAt" in api.get_connection(ConnectionId=connection_id)
+        api.delete_connection(ConnectionId=connection_id)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+    with pytest.raises(api.exceptions.GoneException):
+        api.post_to_connection(ConnectionId=connection_id, Data=b"{}")
+    with pytest.raises(api.exceptions.GoneException):
+        api.get_connection(ConnectionId="unknown=")
+    wait_until(lambda: get_session(session_id)[protocol.A_STATUS]["S"] != protocol.ACTIVE)
+
+
+def test_frame_over_32_kb_closes_with_1009(gateway: Gateway) -> None:
+    _, ws = _open(gateway)
+    with ws:
+        ws.send(protocol.encode({"action": "ping", "pad": "x" * protocol.FRAME_LIMIT}))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1009
+
+
+def test_fragmented_message_up_to_128_kb_passes_and_beyond_closes(gateway: Gateway) -> None:
+    _, ws = _open(gateway)
+    with ws:
+        fits = protocol.encode({"action": "ping", "pad": "x" * 100_000})
+        ws.send(protocol.fragments(fits))
+        assert json.loads(ws.recv(timeout=10)) == {"type": "pong"}
+        ws.send(
+            protocol.fragments(
+                protocol.encode({"action": "ping", "pad": "x" * protocol.MESSAGE_LIMIT})
+            )
+        )
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1009
+
+
+def test_idle_timeout_closes_and_runs_disconnect(make_gateway: Any) -> None:
+    gateway = make_gateway(idle_timeout=0.5)
+    session_id, ws = _open(gateway)
+    with ws, pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1001
+    wait_until(lambda: get_session(session_id)[protocol.A_STATUS]["S"] == protocol.CLOSED)
+
+
+def test_connection_lifetime_is_enforced_even_when_busy(make_gateway: Any) -> None:
+    gateway = make_gateway(max_lifetime=1.0)
+    _, ws = _open(gateway)
+    started = time.monotonic()
+    with ws, pytest.raises(ConnectionClosed) as closed:
+        while time.monotonic() - started < 10:
+            ws.send('{"action":"ping"}')
+            ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1001
+    assert 0.9 < time.monotonic() - started < 5
+
+
+def test_lambda_endpoint_runs_helpers_and_forwards_the_rest(gateway: Gateway) -> None:
+    lambda_client = boto3.client("lambda")  # AWS_ENDPOINT_URL_LAMBDA: the emulator
+    assert lambda_client.meta.endpoint_url == gateway.lambda_url
+    result = lambda_client.invoke(FunctionName="plldb-manager", Payload=b'{"action":"nope"}')
+    assert json.loads(result["Payload"].read()) == {
+        "error": "manager request without a known action"
+    }
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:plldb-manager:$LATEST"
+    queued = lambda_client.invoke(FunctionName=arn, InvocationType="Event", Payload=b"{}")
+    assert queued["StatusCode"] == 202
+    assert lambda_client.list_functions()["Functions"] == []  # forwarded to moto
+    # moto (without Docker) echoes the payload of any function it is asked to invoke
+    forwarded = lambda_client.invoke(FunctionName="someone-else", Payload=b'{"x":1}')
+    assert json.loads(forwarded["Payload"].read()) == {"x": 1}
+    assert {i.function for i in gateway.invocations} == {"plldb-manager"}
+    layers = lambda_client.list_layer_versions(LayerName=protocol.LAYER_NAME)["LayerVersions"]
+    assert [layer["LayerVersionArn"] for layer in layers] == [gateway.settings.layer_arn]
+
+
+def test_standalone_process(aws: MotoServer) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.harness.gateway",
+            "--moto-url",
+            aws.url,
+            "--provision",
+            "--grace-seconds",
+            "0",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        announced = json.loads(process.stdout.readline())
+        assert announced["environment"]["AWS_ENDPOINT_URL_LAMBDA"] == announced["lambda_url"]
+        session_id = put_session("no-such-stack")
+        with connect(f"{announced['websocket_url']}?sessionId={session_id}", open_timeout=10) as ws:
+            assert protocol.parse_server_message(ws.recv(timeout=20))["status"] == "failed"
+        assert get_session(session_id)[protocol.A_STATUS]["S"] != protocol.PENDING
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0

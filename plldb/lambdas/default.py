@@ -73,6 +73,9 @@ def _record_result(message: dict[str, Any], session_id: str, config: common.Conf
         values[":out"] = {"S": protocol.encode(message["error"])}
         values[":done"] = {"S": protocol.REQUEST_FAILED}
     elif "result_ref" in message:
+        reason = _foreign_ref(message["result_ref"], session_id, message["request_id"], config)
+        if reason:
+            return protocol.rejected_message(reason)
         names["#out"] = protocol.A_PAYLOAD_REF
         values[":out"] = {"S": protocol.encode(message["result_ref"])}
         values[":done"] = {"S": protocol.REQUEST_RESPONDED}
@@ -97,3 +100,17 @@ def _record_result(message: dict[str, Any], session_id: str, config: common.Conf
         )
     log.info("%s recorded for request %s", message["action"], message["request_id"])
     return None
+
+
+def _foreign_ref(
+    ref: dict[str, Any], session_id: str, request_id: str, config: common.Config
+) -> str:
+    """Why a result reference is not this request's own object ("" when it is).
+
+    The shim fetches whatever the reference names, so it must not name another session's
+    payload or another bucket.
+    """
+    expected = protocol.payload_key(session_id, request_id, "response")
+    if ref["bucket"] != config.payload_bucket or ref["key"] != expected:
+        return f"result_ref must be s3://{config.payload_bucket}/{expected}"
+    return ""

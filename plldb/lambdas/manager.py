@@ -130,6 +130,12 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         if request.action == "deinstrument":
             return manager.detach(request)
         return manager.deinstrument_after_grace(request, _remaining_seconds(context))
+    except StackNotFound as exc:
+        log.error("manager: %s", exc)
+        connection.post(
+            protocol.progress_message(request.action, str(exc), status=FAILED, done=True)
+        )
+        return {"error": str(exc)}
     except Exception as exc:
         log.exception("manager %s failed", request.action)
         connection.post(

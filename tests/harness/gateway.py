@@ -232,7 +232,10 @@ class Gateway:
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Close every connection (running ``$disconnect``), wait for background handlers."""
+        """Close every connection (running ``$disconnect``), wait for background handlers.
+
+        Handlers still running after ``timeout`` (daemon threads) are abandoned.
+        """
         if self._loop is not None and self._server is not None:
             future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
             future.result(timeout)
@@ -240,7 +243,10 @@ class Gateway:
             self._loop_thread.join(timeout)
             self._loop.close()
             self._loop = None
-        self.wait_for_invocations(timeout)
+        try:
+            self.wait_for_invocations(timeout)
+        except TimeoutError as exc:  # e.g. a manager sleeping through its grace period
+            log.warning("stopping anyway: %s", exc)
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
@@ -611,9 +617,9 @@ class _HttpHandler(BaseHTTPRequestHandler):
                 self._error(410, "GoneException", None)
         elif self.command == "GET":
             info = {
-                "ConnectedAt": _iso(client.connected_at),
-                "LastActiveAt": _iso(time.time() - (time.monotonic() - client.last_active)),
-                "Identity": {"SourceIp": client.source_ip, "UserAgent": client.user_agent},
+                "connectedAt": _iso(client.connected_at),
+                "lastActiveAt": _iso(time.time() - (time.monotonic() - client.last_active)),
+                "identity": {"sourceIp": client.source_ip, "userAgent": client.user_agent},
             }
             self._send(200, json.dumps(info).encode(), {"Content-Type": "application/json"})
         elif self.command == "DELETE":
@@ -732,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
     gateway = Gateway(settings).start()
     print(json.dumps(_announcement(gateway)), flush=True)
     stop.wait()
-    gateway.stop()
+    gateway.stop(timeout=5)
     return 0
 
 
