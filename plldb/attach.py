@@ -230,7 +230,8 @@ class Attachment:
 
     def on_progress(self, message: dict[str, Any]) -> None:
         status = message.get("status", "ok")
-        text = message["message"]
+        function = message.get("function")
+        text = f"{function}: {message['message']}" if function else message["message"]
         if status == "ok":
             console.success(text)
         elif status == "skipped":
