@@ -1,0 +1,215 @@
+"""`plldb attach`, `detach` and `status` as real subprocesses against the local cloud.
+
+moto + the gateway emulator (real helper Lambdas) + the Lambda front (real layer, real
+awslambdaric in Runtime API emulator containers): nothing in plldb knows it is not AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.harness.localcloud import LocalCloud, LocalCloudSettings
+
+pytestmark = pytest.mark.e2e
+
+TEST_STACK = Path(__file__).parent / "test_stack"
+STACK = "plldb-test-stack"
+PLLDB = str(Path(sys.executable).parent / "plldb")
+VOLATILE = {"LastModified", "RevisionId", "ResponseMetadata", "LastUpdateStatus",
+            "LastUpdateStatusReason", "LastUpdateStatusReasonCode", "State", "StateReason",
+            "StateReasonCode"}
+
+
+class Plldb:
+    """A running `plldb` subprocess whose output is collected line by line."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path = TEST_STACK) -> None:
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [PLLDB, *args], cwd=cwd, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output:
+                return
+            if self.process.poll() is not None:
+                self._reader.join(2)
+                if text in self.output:
+                    return
+                raise AssertionError(f"plldb exited before {text!r}:\n{self.output}")
+            time.sleep(0.05)
+        raise AssertionError(f"no {text!r} within {timeout}s:\n{self.output}")
+
+    def finish(self, timeout: float = 60.0) -> int:
+        code = self.process.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def run_plldb(args: list[str], env: dict[str, str], cwd: Path = TEST_STACK) -> subprocess.CompletedProcess:
+    return subprocess.run([PLLDB, *args], cwd=cwd, env=env, text=True, capture_output=True,
+                          timeout=120)
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[LocalCloud]:
+    with LocalCloud(LocalCloudSettings(grace_seconds=60, max_containers=2)) as started:
+        yield started
+
+
+@pytest.fixture
+def env(cloud: LocalCloud) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith("AWS_ENDPOINT_URL") and k != "AWS_PROFILE"}
+    return {**clean, **cloud.environment, "COLUMNS": "400", "NO_COLOR": "1"}
+
+
+@pytest.fixture
+def lam(cloud: LocalCloud) -> Iterator[object]:
+    with cloud.environ():
+        yield boto3.client("lambda")
+
+
+def functions(cloud: LocalCloud) -> list[str]:
+    with cloud.environ():
+        cf = boto3.client("cloudformation")
+        resources = cf.list_stack_resources(StackName=STACK)["StackResourceSummaries"]
+    return sorted(r["PhysicalResourceId"] for r in resources
+                  if r["ResourceType"] == "AWS::Lambda::Function")
+
+
+def configurations(cloud: LocalCloud) -> dict[str, dict]:
+    with cloud.environ():
+        lam = boto3.client("lambda")
+        iam = boto3.client("iam")
+        found = {}
+        for name in functions(cloud):
+            config = lam.get_function_configuration(FunctionName=name)
+            role = config["Role"].rsplit("/", 1)[-1]
+            found[name] = {
+                "config": {k: v for k, v in config.items() if k not in VOLATILE},
+                "policies": sorted(iam.list_role_policies(RoleName=role)["PolicyNames"]),
+            }
+        return found
+
+
+def test_attach_invoke_status_second_attach_and_ctrl_c(cloud: LocalCloud, env: dict, lam) -> None:
+    before = configurations(cloud)
+    attach = Plldb(["attach"], env)  # stack name from samconfig.toml
+    try:
+        attach.wait_for("attached")
+        hello = next(name for name in before if "Hello" in name)
+        response = lam.invoke(FunctionName=hello, Payload=b'{"name": "attach-test"}')
+        result = json.loads(response["Payload"].read())
+        assert result["greeting"] == "hello-from-env, attach-test!"
+        attach.wait_for("HelloFunction")
+
+        status = run_plldb(["status", "--json"], env)
+        assert status.returncode == 0, status.stderr
+        report = json.loads(status.stdout)
+        live = [s for s in report["sessions"] if s["live"] and s["stack_name"] == STACK]
+        assert [s["status"] for s in live] == ["ACTIVE"]
+        assert sorted(f["function_name"] for f in report["instrumented_functions"]) == sorted(before)
+
+        second = run_plldb(["attach", "--stack-name", STACK], env)
+        assert second.returncode == 1
+        assert f"stack '{STACK}' is already attached by" in second.stderr
+        assert "use --force" in second.stderr
+
+        attach.process.send_signal(signal.SIGINT)
+        assert attach.finish() == 0, attach.output
+        assert "detached: 2 function(s) restored" in attach.output
+    finally:
+        attach.kill()
+    assert configurations(cloud) == before
+
+
+def test_detach_restores_after_kill_9_and_is_idempotent(cloud: LocalCloud, env: dict) -> None:
+    before = configurations(cloud)
+    attach = Plldb(["attach", "--stack-name", STACK], env)
+    try:
+        attach.wait_for("attached")
+    finally:
+        attach.process.send_signal(signal.SIGKILL)
+        attach.finish()
+    assert configurations(cloud) != before  # grace period is 60 s: still instrumented
+
+    first = run_plldb(["detach", "--stack-name", STACK], env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("restored") == 2
+    assert configurations(cloud) == before
+
+    again = run_plldb(["detach", "--stack-name", STACK], env)
+    assert again.returncode == 0, again.stderr
+    assert f"nothing to restore: {STACK} is not instrumented" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["attach", "--stack-name", "no-such-stack"],
+         "stack 'no-such-stack' not found in region us-east-1"),
+        (["attach", "--function", "Nope*"],
+         f"no Python function of stack '{STACK}' matches --function Nope*"),
+        (["attach", "--template", "missing.yaml"], "missing.yaml"),
+    ],
+)
+def test_attach_errors_are_one_line(env: dict, args: list[str], message: str) -> None:
+    result = run_plldb(args, env)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_template_that_does_not_match_the_stack(env: dict, tmp_path: Path) -> None:
+    template = (TEST_STACK / "template.yaml").read_text()
+    without_echo = template[: template.index("  EchoFunction:")]  # and without Outputs
+    (tmp_path / "template.yaml").write_text(without_echo)
+    for folder in ("functions", "layers"):
+        (tmp_path / folder).symlink_to(TEST_STACK / folder)
+    result = run_plldb(["attach", "--stack-name", STACK], env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "EchoFunction" in result.stderr and "has no match in template.yaml" in result.stderr
+
+
+def test_usage_errors_without_aws(tmp_path: Path) -> None:
+    env = {**os.environ, "COLUMNS": "400"}
+    no_stack = run_plldb(["attach"], env, cwd=tmp_path)
+    assert no_stack.returncode == 2
+    assert "--stack-name is required (no samconfig.toml with a stack_name here)" in no_stack.stderr
+    no_debugpy = run_plldb(["attach", "--stack-name", "x", "--wait-for-client"], env, cwd=tmp_path)
+    assert no_debugpy.returncode == 2
+    assert "--wait-for-client, --debugpy-host and --debugpy-port need --debugpy" in no_debugpy.stderr
+    bad_timeout = run_plldb(["attach", "--stack-name", "x", "--timeout", "901"], env, cwd=tmp_path)
+    assert bad_timeout.returncode == 2
+    assert "901 is not in the range 1<=x<=900" in bad_timeout.stderr
