@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 
 ANSWER_CACHE = 1000  # answers kept to resend when the shim reposts after a reconnect
 DETACH_WAIT_SECONDS = 300
+BINARY_RESULT_ERROR = {
+    "errorMessage": "the handler returned bytes that are not UTF-8 text; plldb carries JSON "
+    "and text results only (return base64 text, as API Gateway integrations expect)",
+    "errorType": "PLLDB.BinaryResult",
+    "stackTrace": [],
+}
 
 
 @dataclass(frozen=True)
@@ -282,8 +288,12 @@ class Attachment:
         self.print_invocation(invocation, outcome, time.monotonic() - started)
 
     async def result_message(self, request_id: str, body: bytes) -> dict[str, Any]:
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            return p.error_message(request_id, BINARY_RESULT_ERROR)
         if len(body) <= p.INLINE_PAYLOAD_LIMIT:
-            return p.response_message(request_id, result=body.decode())
+            return p.response_message(request_id, result=text)
         ref = await asyncio.to_thread(
             self.payloads.offload, self.session_id, request_id, "response", body
         )
