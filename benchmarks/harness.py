@@ -1,0 +1,371 @@
+"""What the benchmarks and the reliability drills share: generated apps, a real `plldb attach`
+process, execution environments started on demand, and the stack's observable state.
+
+Everything runs on the local cloud (tests/harness/localcloud.py): generated SAM apps are
+deployed into its moto with the harness's own `sam deploy` (so the Lambda front can run
+them), `plldb attach` is the real command in a subprocess with the local cloud's
+environment, and functions run in Runtime API emulator containers with real awslambdaric.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.config
+
+from plldb import protocol
+from tests.harness import localcloud, localcloud_stacks
+from tests.harness.localcloud import LocalCloud
+from tests.harness.localcloud_lambda import FunctionSpec, Invoker, Slot
+from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
+
+ATTACHED_LINE = "attached: waiting for invocations"
+SESSION_LINE = re.compile(r"session (?P<id>[0-9a-f-]{36}) created")
+DETACHED_LINE = re.compile(r"detached: (?P<count>\d+) function\(s\) restored")
+TO_INSTRUMENT_LINE = "function(s) of stack"
+
+# Fields of GetFunctionConfiguration that change on every update without changing what runs.
+VOLATILE_FIELDS = frozenset(
+    {
+        "ResponseMetadata",
+        "LastModified",
+        "RevisionId",
+        "LastUpdateStatus",
+        "LastUpdateStatusReason",
+        "LastUpdateStatusReasonCode",
+        "State",
+        "StateReason",
+        "StateReasonCode",
+    }
+)
+
+TRIVIAL_HANDLER = '''"""A trivial handler: what the added latency is measured with."""
+
+
+def handler(event, context):
+    return {"ok": True}
+'''
+
+SIZED_HANDLER = '''"""Answers with a JSON string of the size the event asks for (0: a tiny answer)."""
+
+
+def handler(event, context):
+    size = event.get("response_size", 0)
+    if size:
+        return "y" * (size - 2)
+    return {"event_bytes": len(event.get("pad", ""))}
+'''
+
+# The drills' handler: records every execution (the local tool runs it in its own process),
+# so that a duplicated run is seen even when the caller gets one answer.
+RECORDING_HANDLER = '''"""Echoes the event's id and appends it to the execution log (one line per run)."""
+
+import os
+
+LOG = {log!r}
+
+
+def handler(event, context):
+    with open(LOG, "a") as log:
+        log.write(f"{{event.get('n')}} {{context.aws_request_id}}\\n")
+    return {{"n": event.get("n"), "function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME")}}
+'''
+
+
+# --------------------------------------------------------------------------- generated apps
+
+
+def write_app(folder: Path, functions: dict[str, str], stack_name: str) -> Path:
+    """A SAM app: one code folder per function (logical id -> handler source), no layers."""
+    resources = {}
+    for logical_id, source in functions.items():
+        code = folder / "functions" / logical_id.lower()
+        code.mkdir(parents=True, exist_ok=True)
+        (code / "app.py").write_text(source)
+        resources[logical_id] = {
+            "Type": "AWS::Serverless::Function",
+            "Properties": {"CodeUri": f"functions/{logical_id.lower()}/", "Handler": "app.handler"},
+        }
+    template = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Transform": "AWS::Serverless-2016-10-31",
+        "Globals": {"Function": {"Runtime": "python3.11", "Timeout": 30, "MemorySize": 128}},
+        "Resources": resources,
+    }
+    (folder / "template.yaml").write_text(json.dumps(template, indent=1))  # JSON is YAML
+    (folder / "samconfig.toml").write_text(
+        f'version = 0.1\n\n[default.global.parameters]\nstack_name = "{stack_name}"\n'
+    )
+    return folder
+
+
+def deploy_app(cloud: LocalCloud, app_dir: Path, stack_name: str) -> dict[str, str]:
+    """`sam deploy` into the local cloud; logical id -> physical function name."""
+    assert cloud.work_dir is not None, "the local cloud is not started"
+    return localcloud_stacks.deploy_sam_app(
+        localcloud._context(cloud.urls["moto"]),
+        app_dir,
+        stack_name,
+        content_store(cloud),
+        progress=lambda _line: None,
+    )
+
+
+def content_store(cloud: LocalCloud) -> localcloud_stacks.ContentStore:
+    """The zips the Lambda front runs functions from (moto never gives code back)."""
+    assert cloud.work_dir is not None
+    return localcloud_stacks.ContentStore(cloud.work_dir / "content")
+
+
+# --------------------------------------------------------------------------- boto3
+
+
+@dataclass
+class Clients:
+    """boto3 clients pointed at the local cloud (Lambda through its front)."""
+
+    cloud: LocalCloud
+    lam: Any = field(init=False)
+    iam: Any = field(init=False)
+    dynamodb: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        session = boto3.Session(
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+            region_name=REGION,
+        )
+        config = botocore.config.Config(
+            max_pool_connections=128, read_timeout=120, retries={"max_attempts": 0}
+        )
+        moto = self.cloud.urls["moto"]
+        self.lam = session.client("lambda", endpoint_url=self.cloud.urls["lambda"], config=config)
+        self.iam = session.client("iam", endpoint_url=moto)
+        self.dynamodb = session.client("dynamodb", endpoint_url=moto)
+
+    def invoke(self, function: str, payload: bytes) -> tuple[bytes, str | None]:
+        response = self.lam.invoke(FunctionName=function, Payload=payload)
+        return response["Payload"].read(), response.get("FunctionError")
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        return self.dynamodb.get_item(
+            TableName=protocol.SESSIONS_TABLE,
+            Key={protocol.A_SESSION_ID: {"S": session_id}},
+            ConsistentRead=True,
+        ).get("Item", {})
+
+    def connection_id(self, session_id: str) -> str | None:
+        item = self.session(session_id)
+        if item.get(protocol.A_STATUS, {}).get("S") != protocol.ACTIVE:
+            return None
+        return item.get(protocol.A_CONNECTION_ID, {}).get("S")
+
+
+def function_state(clients: Clients, name: str) -> dict[str, Any]:
+    """What must be identical before attach and after detach: the configuration minus the
+    fields every update changes, and the policies of the function's role."""
+    config = clients.lam.get_function_configuration(FunctionName=name)
+    stable = {k: v for k, v in config.items() if k not in VOLATILE_FIELDS}
+    role = config["Role"].rsplit("/", 1)[-1]
+    inline = {
+        policy: clients.iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
+        for policy in clients.iam.list_role_policies(RoleName=role)["PolicyNames"]
+    }
+    attached = clients.iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
+    return {"configuration": stable, "inline_policies": inline, "attached_policies": attached}
+
+
+def stack_state(clients: Clients, names: list[str]) -> str:
+    """The whole stack's :func:`function_state`, as canonical text (compared byte for byte)."""
+    return json.dumps({n: function_state(clients, n) for n in sorted(names)}, sort_keys=True)
+
+
+def is_instrumented(clients: Clients, name: str) -> bool:
+    config = clients.lam.get_function_configuration(FunctionName=name)
+    variables = (config.get("Environment") or {}).get("Variables") or {}
+    return protocol.ENV_SESSION_ID in variables
+
+
+# --------------------------------------------------------------------------- plldb attach
+
+
+class PlldbProcess:
+    """`plldb attach` in a subprocess; every output line is kept with its arrival time."""
+
+    def __init__(
+        self, cloud: LocalCloud, app_dir: Path, *args: str, verbose: bool = False
+    ) -> None:
+        command = [sys.executable, "-c", "from plldb.cli import main; main()"]
+        if verbose:
+            command.append("--verbose")
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("AWS_ENDPOINT_URL") and k != "AWS_PROFILE"
+        }
+        env.update(cloud.environment)
+        env.update({"COLUMNS": "300", "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            [*command, "attach", *args],
+            cwd=app_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[tuple[float, str]] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True, name="plldb-output")
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append((time.monotonic(), line.rstrip("\n")))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def output(self) -> str:
+        with self._changed:
+            return "\n".join(line for _, line in self.lines)
+
+    def wait_for(self, match: Callable[[str], bool], timeout: float) -> tuple[float, str]:
+        """The first line ``match`` accepts and when it arrived; TimeoutError with the output."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for at, line in self.lines:
+                    if match(line):
+                        return at, line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.process.poll() is not None and not self._reader.is_alive()):
+                    raise TimeoutError(
+                        f"plldb printed no matching line within {timeout:.0f}s "
+                        f"(exit {self.process.poll()}):\n{self.output()[-3000:]}"
+                    )
+                self._changed.wait(min(remaining, 0.2))
+
+    def wait_attached(self, timeout: float = 120.0) -> float:
+        """Seconds from start to 'attached' (every function instrumented)."""
+        at, _ = self.wait_for(lambda line: ATTACHED_LINE in line, timeout)
+        return at - self.started
+
+    def session_id(self, timeout: float = 60.0) -> str:
+        _, line = self.wait_for(lambda text: SESSION_LINE.search(text) is not None, timeout)
+        match = SESSION_LINE.search(line)
+        assert match is not None
+        return match["id"]
+
+    def line_time(self, fragment: str) -> float | None:
+        """Seconds from start to the first line containing ``fragment``."""
+        with self._changed:
+            return next((at - self.started for at, line in self.lines if fragment in line), None)
+
+    def detach(self, timeout: float = 120.0) -> float:
+        """Ctrl-C, then wait for the process to end; seconds until it did."""
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout)
+        self._reader.join(5)
+        return time.monotonic() - started
+
+    def kill(self) -> None:
+        """kill -9: the process gets no chance to detach."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+        self._reader.join(5)
+
+    def __enter__(self) -> PlldbProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            try:
+                self.detach(60)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+# --------------------------------------------------------------------------- environments
+
+
+class Environments:
+    """Execution environments started directly (no Lambda front in the measured path).
+
+    A function's configuration is read from moto with the Lambda front's own code
+    (:class:`Invoker`), so an environment started while a function is instrumented runs
+    the real layer with the instrumentation's variables, exactly as the front would.
+    """
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        assert cloud.work_dir is not None
+        self.cloud = cloud
+        self.store = content_store(cloud)
+        self.work_dir = cloud.work_dir / "bench-environments"
+        self.invoker = Invoker(cloud.urls["moto"], cloud.urls["lambda"], self.store, self.work_dir)
+        self.extra_env = {
+            **FAKE_CREDENTIALS,
+            "AWS_ENDPOINT_URL": cloud.urls["moto"],
+            "AWS_ENDPOINT_URL_LAMBDA": cloud.urls["lambda"],
+        }
+
+    def spec(self, name: str) -> FunctionSpec:
+        return self.invoker.spec_of(name)
+
+    def code_dir(self, sha: str) -> Path:
+        folder = self.work_dir / "code" / uuid.uuid4().hex
+        with zipfile.ZipFile(io.BytesIO(self.store.get(sha))) as archive:
+            archive.extractall(folder)
+        return folder
+
+    def start(self, spec: FunctionSpec) -> Slot:
+        """A new execution environment (the runtime starts; :func:`cold_invoke` waits)."""
+        workdir = self.work_dir / "containers" / uuid.uuid4().hex
+        workdir.mkdir(parents=True)
+        layers = [self.store.get(sha) for sha in spec.layer_sha256s]
+        return Slot(spec, self.code_dir(spec.code_sha256), layers, workdir, self.extra_env)
+
+    @contextmanager
+    def running(self, spec: FunctionSpec) -> Iterator[Slot]:
+        slot = self.start(spec)
+        try:
+            yield slot
+        finally:
+            slot.stop()
+
+
+def timed_invoke(slot: Slot, payload: bytes, wait_s: float = 60.0) -> tuple[float, bytes]:
+    """Seconds for one invocation through the slot's Runtime API; fails on any error."""
+    started = time.perf_counter()
+    result = slot.emulator.invoke(payload, slot.emulator.timeout_s, wait_s=wait_s)
+    elapsed = time.perf_counter() - started
+    if result.status != "success":
+        raise RuntimeError(f"invocation failed ({result.status}): {result.body[:500]!r}")
+    return elapsed, result.body
