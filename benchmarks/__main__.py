@@ -41,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = suite.Settings.quick() if args.quick else suite.Settings()
     started = time.monotonic()
     cloud_settings = LocalCloudSettings(app_dir=None, max_containers=8)
-    with tempfile.TemporaryDirectory(prefix="plldb-bench-") as work, LocalCloud(
-        cloud_settings
-    ) as cloud:
+    with (
+        tempfile.TemporaryDirectory(prefix="plldb-bench-") as work,
+        LocalCloud(cloud_settings) as cloud,
+    ):
         bench = suite.Bench(cloud, settings, Path(work))
         try:
             suite.run_all(bench, only)

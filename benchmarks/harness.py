@@ -209,9 +209,7 @@ def is_instrumented(clients: Clients, name: str) -> bool:
 class PlldbProcess:
     """`plldb attach` in a subprocess; every output line is kept with its arrival time."""
 
-    def __init__(
-        self, cloud: LocalCloud, app_dir: Path, *args: str, verbose: bool = False
-    ) -> None:
+    def __init__(self, cloud: LocalCloud, app_dir: Path, *args: str, verbose: bool = False) -> None:
         command = [sys.executable, "-c", "from plldb.cli import main; main()"]
         if verbose:
             command.append("--verbose")
@@ -264,7 +262,9 @@ class PlldbProcess:
                     if match(line):
                         return at, line
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or (self.process.poll() is not None and not self._reader.is_alive()):
+                if remaining <= 0 or (
+                    self.process.poll() is not None and not self._reader.is_alive()
+                ):
                     raise TimeoutError(
                         f"plldb printed no matching line within {timeout:.0f}s "
                         f"(exit {self.process.poll()}):\n{self.output()[-3000:]}"

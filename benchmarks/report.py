@@ -96,8 +96,16 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 def table(figures: list[Figure]) -> Table:
     out = Table(title="PLLDB benchmarks (local cloud)", show_lines=False)
-    for column in ("Figure", "Runs", "p50", "p99", "Baseline p50/p99", "Added p50/p99", "Ratio",
-                   "Target"):
+    for column in (
+        "Figure",
+        "Runs",
+        "p50",
+        "p99",
+        "Baseline p50/p99",
+        "Added p50/p99",
+        "Ratio",
+        "Target",
+    ):
         out.add_column(column, justify="left" if column in ("Figure", "Target") else "right")
     group = None
     for f in figures:
@@ -105,10 +113,14 @@ def table(figures: list[Figure]) -> Table:
             out.add_section()
             out.add_row(f"[bold]{f.group}[/bold]")
             group = f.group
-        verdict = "" if f.met is None else (" [green]met[/green]" if f.met else " [red]MISSED[/red]")
+        verdict = (
+            "" if f.met is None else (" [green]met[/green]" if f.met else " [red]MISSED[/red]")
+        )
         unit = f" {f.unit}"
         base = (
-            f"{_fmt(f.baseline_p50)} / {_fmt(f.baseline_p99)}" if f.baseline_p50 is not None else "-"
+            f"{_fmt(f.baseline_p50)} / {_fmt(f.baseline_p99)}"
+            if f.baseline_p50 is not None
+            else "-"
         )
         added = f"{_fmt(f.added_p50)} / {_fmt(f.added_p99)}" if f.added_p50 is not None else "-"
         out.add_row(

@@ -77,8 +77,9 @@ class Bench:
         self.environments = Environments(self.cloud)
 
     def add(self, item: Figure) -> None:
-        log.info("%s / %s: p50 %.1f p99 %.1f %s", item.group, item.name, item.p50, item.p99,
-                 item.unit)
+        log.info(
+            "%s / %s: p50 %.1f p99 %.1f %s", item.group, item.name, item.p50, item.p99, item.unit
+        )
         self.figures.append(item)
 
 
@@ -135,15 +136,36 @@ def attach_and_detach(bench: Bench) -> None:
             if harness.stack_state(bench.clients, names) != before:
                 raise AssertionError(f"{stack} differs from before attach after detach")
         target = "≤ 3000 ms" if count == 30 else ""
-        bench.add(figure("attach / detach", f"{count} function(s): attach, command start to "
-                         "'attached'", totals, target=target,
-                         met=(max(totals) <= 3.0) if count == 30 else None))
-        bench.add(figure("attach / detach", f"{count} function(s): instrumentation only "
-                         "(session created to 'attached')", instrumentation))
-        bench.add(figure("attach / detach", f"{count} function(s): CLI start + plan "
-                         "(to session created)", startup))
-        bench.add(figure("attach / detach", f"{count} function(s): detach (Ctrl-C to restored, "
-                         "byte-identical)", detaches))
+        bench.add(
+            figure(
+                "attach / detach",
+                f"{count} function(s): attach, command start to 'attached'",
+                totals,
+                target=target,
+                met=(max(totals) <= 3.0) if count == 30 else None,
+            )
+        )
+        bench.add(
+            figure(
+                "attach / detach",
+                f"{count} function(s): instrumentation only (session created to 'attached')",
+                instrumentation,
+            )
+        )
+        bench.add(
+            figure(
+                "attach / detach",
+                f"{count} function(s): CLI start + plan (to session created)",
+                startup,
+            )
+        )
+        bench.add(
+            figure(
+                "attach / detach",
+                f"{count} function(s): detach (Ctrl-C to restored, byte-identical)",
+                detaches,
+            )
+        )
 
 
 # --------------------------------------------------------------------------- attached
@@ -209,8 +231,14 @@ def added_latency(bench: Bench, plldb: PlldbProcess, baseline: dict[str, object]
         lambda: _timed_front(clients, plain_name, b"{}"),
         lambda: _timed_front(clients, debugged_name, b"{}"),
     )
-    bench.add(figure("added latency (warm, trivial handler)",
-                     "boto3 lambda.invoke end to end: no layer vs attached", through, base))
+    bench.add(
+        figure(
+            "added latency (warm, trivial handler)",
+            "boto3 lambda.invoke end to end: no layer vs attached",
+            through,
+            base,
+        )
+    )
 
 
 def _timed_front(clients: Clients, name: str, payload: bytes) -> float:
@@ -246,8 +274,11 @@ def payloads(bench: Bench, plldb: PlldbProcess, baseline: dict[str, object]) -> 
         "response": response_request,
         "event + response": both_ways,
     }
-    with envs.running(baseline["Sized"]) as plain, envs.running(debugged) as shimmed, \
-            MemorySampler(plldb.pid) as memory:
+    with (
+        envs.running(baseline["Sized"]) as plain,
+        envs.running(debugged) as shimmed,
+        MemorySampler(plldb.pid) as memory,
+    ):
         for slot in (plain, shimmed):
             timed_invoke(slot, b"{}")
         for label, size in PAYLOAD_SIZES.items():
@@ -256,19 +287,24 @@ def payloads(bench: Bench, plldb: PlldbProcess, baseline: dict[str, object]) -> 
                 runs = bench.settings.payload_runs[label]
                 base, through = interleaved(
                     runs,
-                    lambda payload=payload: _checked(plain, payload, size),
-                    lambda payload=payload: _checked(shimmed, payload, size),
+                    lambda payload=payload: _checked(plain, payload),
+                    lambda payload=payload: _checked(shimmed, payload),
                 )
                 six_mb = size == 6 * MB
-                item = figure(f"payloads (warm, {label})", f"{direction}: direct vs through plldb",
-                              through, base, target="≤ 1000 ms" if six_mb else "")
+                item = figure(
+                    f"payloads (warm, {label})",
+                    f"{direction}: direct vs through plldb",
+                    through,
+                    base,
+                    target="≤ 1000 ms" if six_mb else "",
+                )
                 if six_mb:
                     item.met = item.p99 <= 1000
                 bench.add(item)
     return memory.peak / MB
 
 
-def _checked(slot: object, payload: bytes, size: int) -> float:
+def _checked(slot: object, payload: bytes) -> float:
     elapsed, body = timed_invoke(slot, payload)  # type: ignore[arg-type]
     wanted = json.loads(payload).get("response_size", 0)
     if wanted and len(body) != wanted:
@@ -304,8 +340,9 @@ def throughput(bench: Bench, plldb: PlldbProcess) -> float:
             warm_latencies += latencies
     bench.add(figure(group, "wall time, first burst (cold environments)", [cold], [cold_base]))
     bench.add(figure(group, "wall time, warm bursts", warm_walls, base_walls))
-    bench.add(figure(group, "per-invocation latency in warm bursts", warm_latencies,
-                     base_latencies))
+    bench.add(
+        figure(group, "per-invocation latency in warm bursts", warm_latencies, base_latencies)
+    )
     return memory.peak / MB
 
 
@@ -337,8 +374,11 @@ def passthrough(bench: Bench, instrumented: object) -> None:
         layer_sha256s=instrumented.layer_sha256s,  # type: ignore[attr-defined]
         environment=((protocol.ENV_EXEC_WRAPPER, protocol.WRAPPER_PATH),),
     )
-    variants = {"no layer": plain, "layer, no session": wrapper_only,
-                "layer + variables, session closed": instrumented}
+    variants = {
+        "no layer": plain,
+        "layer, no session": wrapper_only,
+        "layer + variables, session closed": instrumented,
+    }
 
     def cold(spec: object) -> Callable[[], float]:
         def run() -> float:
@@ -349,6 +389,7 @@ def passthrough(bench: Bench, instrumented: object) -> None:
                 return time.perf_counter() - started
             finally:
                 slot.stop()
+
         return run
 
     colds = interleaved(bench.settings.passthrough_cold_runs, *(cold(s) for s in variants.values()))
@@ -361,8 +402,10 @@ def passthrough(bench: Bench, instrumented: object) -> None:
         for slot in slots:
             for _ in range(3):
                 timed_invoke(slot, b"{}")
-        warms = interleaved(bench.settings.passthrough_warm_runs,
-                            *(lambda s=s: timed_invoke(s, b"{}")[0] for s in slots))
+        warms = interleaved(
+            bench.settings.passthrough_warm_runs,
+            *(lambda s=s: timed_invoke(s, b"{}")[0] for s in slots),
+        )
     finally:
         for slot in slots:
             slot.stop()
@@ -375,13 +418,13 @@ def passthrough(bench: Bench, instrumented: object) -> None:
 
 def run_all(bench: Bench, only: set[str] | None = None) -> None:
     """Every benchmark (or those named in ``only``), in an order that shares one attach."""
+
     def wanted(name: str) -> bool:
         return not only or name in only
 
     if wanted("lifecycle"):
         attach_and_detach(bench)
-    if not any(wanted(n) for n in ("latency", "payloads", "throughput", "memory",
-                                   "passthrough")):
+    if not any(wanted(n) for n in ("latency", "payloads", "throughput", "memory", "passthrough")):
         return
     deploy_bench_app(bench)
     assert bench.app_dir is not None
