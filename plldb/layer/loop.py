@@ -26,9 +26,11 @@ from plldb.layer.runtime_api import Invocation, RuntimeApi, RuntimeApiError
 log = logging.getLogger("plldb.shim")
 
 
-def shim_error(message: str, error_type: str = protocol.ERROR_SHIM) -> dict[str, Any]:
+def shim_error(
+    message: str, error_type: str = protocol.ERROR_SHIM, request_id: str = ""
+) -> dict[str, Any]:
     """An error the shim answers with itself, in the runtime's shape."""
-    return runner.make_error(message, error_type, [])
+    return runner.make_error(message, error_type, [], request_id)
 
 
 class Shim:
@@ -73,7 +75,7 @@ class Shim:
         except Exception as exc:  # noqa: BLE001 - any failure must still answer the invocation
             log.exception("debugging request %s failed", invocation.request_id)
             message = f"plldb could not send the invocation to the local debugger: {exc}"
-            self.api.post_error(invocation, shim_error(message))
+            self.api.post_error(invocation, shim_error(message, request_id=invocation.request_id))
         return True
 
     # --- debug path ---------------------------------------------------------------------
@@ -180,6 +182,7 @@ class Shim:
                         f"{now - started:.1f} s; answered {deadline - now:.1f} s before the "
                         "function's timeout)",
                         protocol.ERROR_NO_RESPONSE,
+                        request_id,
                     )
                 )
             self.sleep(max(0.0, min(backoff.delay(), give_up_at - now, session_due - now)))
