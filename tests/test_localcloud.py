@@ -205,7 +205,42 @@ def test_stop_without_a_running_cloud_says_so(tmp_path: Path) -> None:
 def test_python_api_stop_leaves_no_process_nor_folder() -> None:
     cloud = LocalCloud(LocalCloudSettings(app_dir=None)).start()
     pids = [p.pid for p in cloud.processes]
+    assert cloud._watcher is not None
+    pids.append(cloud._watcher.pid)
     folders = [cloud.state_dir, cloud.work_dir]
     cloud.stop()
     assert not [p for p in pids if psutil.pid_exists(p)]
     assert not any(folder.exists() for folder in folders)
+
+
+OWNER = """
+import json, sys
+from tests.harness.localcloud import LocalCloud, LocalCloudSettings
+cloud = LocalCloud(LocalCloudSettings(app_dir=None)).start()
+print(json.dumps({"pids": [p.pid for p in cloud.processes],
+                  "folders": [str(cloud.state_dir), str(cloud.work_dir)]}), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_killed_owner_leaves_nothing_behind() -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        started = json.loads(owner.stdout.readline())
+    finally:
+        owner.kill()
+        owner.wait(10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (
+        any(psutil.pid_exists(p) for p in started["pids"])
+        or any(Path(f).exists() for f in started["folders"])
+    ):
+        time.sleep(0.2)
+    assert not [p for p in started["pids"] if psutil.pid_exists(p)]
+    assert not [f for f in started["folders"] if Path(f).exists()]

@@ -5,7 +5,9 @@ points boto3 at it (``AWS_ENDPOINT_URL`` = moto, ``AWS_ENDPOINT_URL_LAMBDA`` = t
 front), and the helper stack ``plldb`` in moto has the outputs bootstrap gives it in AWS,
 with the gateway emulator's URLs. Nothing in plldb knows it is not AWS.
 
-What runs (every process started by PID, its own session, logs in ``<state dir>/logs``):
+What runs (each process in a session of its own, so that a terminal's Ctrl-C reaches only
+the program that owns the local cloud, which then stops them in order; stopped by PID;
+logs in ``<state dir>/logs``):
 
 * ``moto``: moto server (Lambda without Docker);
 * ``gateway``: the WebSocket gateway emulator running the real helper Lambdas
@@ -43,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -65,6 +68,7 @@ TEST_STACK_NAME = "plldb-test-stack"
 STATE_FILE = "state.json"
 READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
+WATCH_INTERVAL_S = 0.5
 
 
 class LocalCloudError(stacks.LocalCloudError):
@@ -79,6 +83,9 @@ class LocalCloudSettings:
     app_dir: Path | None = TEST_STACK_DIR  # None: no app deployed
     app_stack_name: str = TEST_STACK_NAME
     max_containers: int = 8  # execution environments per function
+    # Stop everything when the process that started it dies, even by SIGKILL (Python API);
+    # the command line's `start` exits at once by design, so it does not set this.
+    watch_owner: bool = True
     progress: Any = field(default=None, repr=False)  # callable(str) for deployment lines
 
 
@@ -110,6 +117,7 @@ class LocalCloud:
         self.work_dir: Path | None = None
         self.processes: list[ProcessRecord] = []
         self._popens: list[subprocess.Popen] = []
+        self._watcher: subprocess.Popen | None = None
         self.environment: dict[str, str] = {}
         self.urls: dict[str, str] = {}
         self.helper_outputs: dict[str, str] = {}
@@ -125,7 +133,11 @@ class LocalCloud:
                 f"a local cloud is already running with state in {self.state_dir} (stop it first)"
             )
         self.work_dir = Path(tempfile.mkdtemp(prefix="plldb-localcloud-"))
+        (self.state_dir / "logs").mkdir(exist_ok=True)
+        self.write_state()  # from now on, `stop --state-dir` (and the watcher) can clean up
         try:
+            if self.settings.watch_owner:
+                self._watcher = self._start_watcher()
             self._start()
         except BaseException:
             self.stop()
@@ -135,10 +147,7 @@ class LocalCloud:
 
     def _start(self) -> None:
         progress = self.settings.progress or (lambda line: log.info("%s", line))
-        (self.state_dir / "logs").mkdir(exist_ok=True)
-        moto = MotoServer()
-        moto.start()
-        self._adopt("moto", moto.process)
+        moto = self._start_moto()
         ctx = _context(moto.url)
         store = stacks.ContentStore(self.work_dir / "content")
         ws_port, http_port = free_port(), free_port()
@@ -203,6 +212,10 @@ class LocalCloud:
 
     def stop(self) -> list[str]:
         """End every started process (and its children) by PID; remove temporary folders."""
+        if self._watcher is not None:  # first, so that it does not race us
+            self._watcher.terminate()
+            self._watcher.wait(STOP_GRACE_S)
+            self._watcher = None
         stopped = stop_processes(self.processes)
         for popen in self._popens:  # reap our own children so no zombie remains
             try:
@@ -267,6 +280,44 @@ class LocalCloud:
         self.processes.append(
             ProcessRecord(name, popen.pid, psutil.Process(popen.pid).create_time())
         )
+        self.write_state()
+
+    def _start_moto(self) -> MotoServer:
+        """MotoServer's process, but in a session of its own like the other services."""
+        moto = MotoServer()
+        moto.process = self._spawn(
+            "moto", ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto.port)]
+        )
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            try:
+                urllib.request.urlopen(f"{moto.url}/moto-api/data.json", timeout=1).read()
+                break
+            except OSError:
+                if moto.process.poll() is not None or time.monotonic() > deadline:
+                    raise LocalCloudError(
+                        f"moto did not start: see {self.state_dir}/logs"
+                    ) from None
+                time.sleep(0.1)
+        moto.configure()
+        return moto
+
+    def _start_watcher(self) -> subprocess.Popen:
+        """A process of its own session that runs `stop` if this process dies first."""
+        me = psutil.Process()
+        args = ["watch", "--state-dir", str(self.state_dir), "--owner", str(me.pid)]
+        args += ["--owner-create-time", repr(me.create_time())]
+        if self._own_state_dir:
+            args.append("--remove-state-dir")
+        with (self.state_dir / "logs" / "watch.log").open("ab") as log_file:
+            return subprocess.Popen(
+                [sys.executable, "-m", "tests.harness.localcloud", *args],
+                cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                start_new_session=True,
+            )
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         logs = self.state_dir / "logs"
@@ -372,13 +423,40 @@ def stop_from_state(state_dir: Path) -> list[str]:
     return stopped
 
 
+def watch(state_dir: Path, owner: int, owner_create_time: float, remove_state_dir: bool) -> None:
+    """`watch`: wait for the owner process to end, then stop its local cloud.
+
+    SIGTERM (sent by :meth:`LocalCloud.stop`) ends the watch without doing anything.
+    """
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    while _alive(owner, owner_create_time):
+        time.sleep(WATCH_INTERVAL_S)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish the cleanup once started
+    if (state_dir / STATE_FILE).exists():
+        for line in stop_from_state(state_dir):
+            log.info("owner %d is gone: stopped %s", owner, line)
+    if remove_state_dir:
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _alive(pid: int, create_time: float) -> bool:
+    try:
+        process = psutil.Process(pid)
+        return (
+            abs(process.create_time() - create_time) < 0.01
+            and process.status() != psutil.STATUS_ZOMBIE
+        )
+    except psutil.NoSuchProcess:
+        return False
+
+
 def shell_exports(environment: dict[str, str]) -> str:
     return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in environment.items())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Start or stop the PLLDB local cloud.")
-    parser.add_argument("command", choices=["start", "stop", "env"])
+    parser.add_argument("command", choices=["start", "stop", "env", "watch"])
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument(
         "--grace-seconds", type=float, default=float(protocol.DEFAULT_GRACE_SECONDS)
@@ -386,6 +464,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app-dir", type=Path, default=TEST_STACK_DIR)
     parser.add_argument("--no-app", action="store_true", help="deploy no SAM app")
     parser.add_argument("--max-containers", type=int, default=8)
+    parser.add_argument("--owner", type=int, help="watch: the process to outlive")
+    parser.add_argument("--owner-create-time", type=float, help="watch: its creation time")
+    parser.add_argument("--remove-state-dir", action="store_true", help="watch: then remove it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
@@ -394,10 +475,13 @@ def main(argv: list[str] | None = None) -> int:
                 grace_seconds=args.grace_seconds,
                 app_dir=None if args.no_app else args.app_dir,
                 max_containers=args.max_containers,
+                watch_owner=False,
                 progress=lambda line: print(line, file=sys.stderr),
             )
             cloud = LocalCloud(settings, args.state_dir.resolve()).start()
             print(json.dumps(cloud.state(), indent=2))
+        elif args.command == "watch":
+            watch(args.state_dir, args.owner, args.owner_create_time, args.remove_state_dir)
         elif args.command == "stop":
             for line in stop_from_state(args.state_dir):
                 print(f"stopped {line}", file=sys.stderr)
