@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import queue
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,12 +39,11 @@ from tests.harness.localcloud import (
     LocalCloud,
     LocalCloudSettings,
 )
+from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
 from tests.harness.moto_server import REGION, free_port
 
-ATTACHED_MARKER = "attached:"
-ATTACH_TIMEOUT_S = 90.0
-DETACH_TIMEOUT_S = 60.0
 GRACE_SECONDS = 10.0
+PLLDB_PREFIX = "  plldb │ "
 EVENTS = {
     "HelloFunction": [{"name": "Ada"}, {"name": "Grace"}, {"name": "Linus"}],
     "EchoFunction": [{"order": 1, "items": ["tea", "scones"]}, {"order": 2, "items": []}],
@@ -59,67 +54,10 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def plldb_command() -> list[str]:
-    """The installed ``plldb`` console script of this interpreter's environment."""
-    script = Path(sys.executable).with_name("plldb")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from plldb.cli import main; main()"]
-
-
-class PlldbProcess:
-    """``plldb attach`` as a subprocess whose output is echoed, prefixed, as it comes."""
-
-    def __init__(self, args: list[str], environment: dict[str, str]) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(environment)
-        env["COLUMNS"] = "110"
-        self.process = subprocess.Popen(
-            [*plldb_command(), *args],
-            cwd=TEST_STACK_DIR,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            start_new_session=True,  # Ctrl-C reaches it once, from us, not twice
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._echo, daemon=True, name="plldb-output").start()
-
-    def _echo(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            say(f"  plldb │ {line.rstrip()}")
-            self.lines.put(line)
-
-    def wait_for(self, marker: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if marker in self.lines.get(timeout=0.2):
-                    return
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"plldb exited with {self.process.returncode}") from None
-        raise TimeoutError(f"plldb did not print {marker!r} within {timeout:.0f}s")
-
-    def interrupt(self, timeout: float = DETACH_TIMEOUT_S) -> int:
-        """Ctrl-C, as a user would press it; plldb restores the stack and exits.
-
-        A second Ctrl-C would make plldb exit without restoring: further ones are ignored
-        here while plldb detaches (bounded by ``timeout``).
-        """
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-            raise
+def interrupt(plldb: PlldbProcess) -> int:
+    """Ctrl-C to plldb; ours are ignored meanwhile (a second one would skip the restore)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return plldb.interrupt()
 
 
 def invoke(functions: dict[str, str], logical_id: str, event: Any) -> None:
@@ -177,9 +115,9 @@ def run_demo(rounds: int) -> int:
         say(
             f"\n$ cd tests/test_stack && plldb attach   (stack {TEST_STACK_NAME} from samconfig.toml)"
         )
-        plldb = PlldbProcess(["attach"], cloud.environment)
+        plldb = PlldbProcess(["attach"], TEST_STACK_DIR, cloud.environment, PLLDB_PREFIX)
         try:
-            plldb.wait_for(ATTACHED_MARKER, ATTACH_TIMEOUT_S)
+            plldb.wait_for(ATTACHED_MARKER)
             show_configuration(cloud.functions, "\nWhile attached:")
             say("\nInvoking the functions in the (local) cloud; their handlers run in plldb:")
             for _ in range(rounds):
@@ -189,7 +127,7 @@ def run_demo(rounds: int) -> int:
                         time.sleep(0.2)  # lets plldb's line for it appear next to it
         finally:
             say("\nCtrl-C to plldb:")
-            code = plldb.interrupt()
+            code = interrupt(plldb)
         say(f"plldb exited with {code}")
         show_configuration(cloud.functions, "After detaching:")
         invoke(cloud.functions, "HelloFunction", {"name": "after detach"})
@@ -213,16 +151,16 @@ def _interactive(state_dir: Path) -> int:
     with local_cloud(state_dir) as cloud:
         args = ["attach", "--debugpy", "--debugpy-port", str(debugpy_port)]
         say(f"\n$ cd tests/test_stack && plldb {' '.join(args)}")
-        plldb = PlldbProcess(args, cloud.environment)
+        plldb = PlldbProcess(args, TEST_STACK_DIR, cloud.environment, PLLDB_PREFIX)
         try:
-            plldb.wait_for(ATTACHED_MARKER, ATTACH_TIMEOUT_S)
+            plldb.wait_for(ATTACHED_MARKER)
             print_instructions(state_dir, debugpy_port, plldb.process.pid)
             while plldb.process.poll() is None:
                 time.sleep(0.5)
         except KeyboardInterrupt:
             say("\nCtrl-C: detaching…")
         finally:
-            code = plldb.interrupt()
+            code = interrupt(plldb)
         say(f"plldb exited with {code}")
     return code
 
