@@ -1,0 +1,247 @@
+"""The whole path with `plldb attach` as a real subprocess, on the local cloud.
+
+A copy of tests/test_stack is deployed and attached to, so tests can edit handler files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.config
+import pytest
+
+from plldb import protocol
+from tests.harness.localcloud import TEST_STACK_DIR, TEST_STACK_NAME, LocalCloud, LocalCloudSettings
+from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
+from tests.harness.localcloud_dap import DapClient
+from tests.harness.moto_server import free_port
+
+pytestmark = pytest.mark.e2e
+
+HELLO, ECHO = "HelloFunction", "EchoFunction"
+GRACE_SECONDS = 3.0
+CONFIG_KEYS = ("Handler", "Runtime", "Timeout", "MemorySize", "Role", "Environment", "Layers")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    copy = tmp_path_factory.mktemp("e2e") / "test_stack"
+    shutil.copytree(TEST_STACK_DIR, copy, ignore=shutil.ignore_patterns(".aws-sam", "__pycache__"))
+    return copy.resolve()
+
+
+@pytest.fixture(scope="module")
+def cloud(app: Path) -> Iterator[LocalCloud]:
+    settings = LocalCloudSettings(grace_seconds=GRACE_SECONDS, app_dir=app)
+    with LocalCloud(settings) as started, started.environ():
+        yield started
+
+
+@pytest.fixture(scope="module")
+def lam(cloud: LocalCloud) -> Any:
+    config = botocore.config.Config(max_pool_connections=64, read_timeout=120)
+    return boto3.client("lambda", config=config)
+
+
+@pytest.fixture
+def original(cloud: LocalCloud, lam: Any) -> dict[str, Any]:
+    """Each function's configuration and role policies before the test attaches."""
+    return snapshot(cloud, lam)
+
+
+def snapshot(cloud: LocalCloud, lam: Any) -> dict[str, Any]:
+    iam = boto3.client("iam")
+    state: dict[str, Any] = {}
+    for name in cloud.functions.values():
+        config = lam.get_function_configuration(FunctionName=name)
+        role = config["Role"].rsplit("/", 1)[1]
+        policies = {
+            policy: iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
+            for policy in iam.list_role_policies(RoleName=role)["PolicyNames"]
+        }
+        state[name] = ({k: config.get(k) for k in CONFIG_KEYS}, policies)
+    return state
+
+
+@pytest.fixture
+def attach(cloud: LocalCloud, app: Path, original: dict) -> Iterator[Any]:
+    """Start `plldb attach <args>` and wait until attached; always Ctrl-C'd at the end."""
+    started: list[PlldbProcess] = []
+
+    def start(*args: str, wait: bool = True) -> PlldbProcess:
+        plldb = PlldbProcess(["attach", *args], app, cloud.environment)
+        started.append(plldb)
+        if wait:
+            plldb.wait_for(ATTACHED_MARKER)
+        return plldb
+
+    yield start
+    for plldb in started:
+        plldb.interrupt()
+
+
+def invoke(lam: Any, cloud: LocalCloud, logical_id: str, event: Any) -> tuple[Any, str | None]:
+    response = lam.invoke(FunctionName=cloud.functions[logical_id], Payload=json.dumps(event))
+    return json.loads(response["Payload"].read()), response.get("FunctionError")
+
+
+def wait_restored(cloud: LocalCloud, lam: Any, expected: dict, timeout: float) -> float:
+    """Seconds until every function is back to ``expected``; fails after ``timeout``."""
+    started = time.monotonic()
+    while snapshot(cloud, lam) != expected:
+        if time.monotonic() - started > timeout:
+            assert snapshot(cloud, lam) == expected
+        time.sleep(0.25)
+    return time.monotonic() - started
+
+
+@pytest.fixture
+def edit(app: Path) -> Iterator[Any]:
+    """Rewrite a file of the app copy; the original content is put back afterwards."""
+    saved: dict[Path, str] = {}
+
+    def change(relative: str, old: str, new: str) -> None:
+        path = app / relative
+        text = path.read_text()
+        saved.setdefault(path, text)
+        assert old in text
+        path.write_text(text.replace(old, new))
+        later = time.time() + 2  # a new mtime even on coarse file systems
+        os.utime(path, (later, later))
+
+    yield change
+    for path, text in saved.items():
+        path.write_text(text)
+
+
+def test_round_trip_reaches_the_local_handler_and_restores(
+    cloud: LocalCloud, lam: Any, attach: Any, original: dict
+) -> None:
+    plldb = attach()
+    instrumented = snapshot(cloud, lam)
+    for config, _policies in instrumented.values():
+        assert (
+            config["Environment"]["Variables"][protocol.ENV_EXEC_WRAPPER] == protocol.WRAPPER_PATH
+        )
+    result, error = invoke(lam, cloud, HELLO, {"name": "Ada"})
+    assert error is None
+    assert result["greeting"] == "hello-from-env, Ada!" and result["layer"] == "common-layer:hello"
+    plldb.wait_for("HelloFunction", timeout=10)  # plldb's own line for the invocation
+    assert plldb.interrupt() == 0
+    assert snapshot(cloud, lam) == original
+
+
+def test_both_functions_answer_with_their_own_code(
+    cloud: LocalCloud, lam: Any, attach: Any
+) -> None:
+    attach()
+    hello, _ = invoke(lam, cloud, HELLO, {"name": "Bo"})
+    echo, _ = invoke(lam, cloud, ECHO, {"name": "Bo"})
+    assert (hello["module"], hello["utils"]) == ("hello.app", "hello-utils:BO")
+    assert (echo["module"], echo["echo"]) == ("echo.app", {"name": "Bo"})
+    assert echo["utils"].startswith("echo-utils:")
+
+
+def test_edit_while_attached_changes_the_next_response_and_errors_keep_lambdas_format(
+    cloud: LocalCloud, lam: Any, attach: Any, edit: Any
+) -> None:
+    attach()
+    assert invoke(lam, cloud, ECHO, {})[0]["module"] == "echo.app"
+    edit("functions/echo/app.py", 'MODULE = "echo.app"', 'MODULE = "echo.app, edited"')
+    assert invoke(lam, cloud, ECHO, {})[0]["module"] == "echo.app, edited"
+    edit(
+        "functions/echo/app.py",
+        "def handler(event, context):\n",
+        "def handler(event, context):\n    raise ValueError(f'refused {event}')\n",
+    )
+    error, kind = invoke(lam, cloud, ECHO, {"x": 1})
+    assert kind == "Unhandled"
+    assert error["errorType"] == "ValueError"
+    assert error["errorMessage"] == "refused {'x': 1}"
+    assert any("app.py" in line and "handler" in line for line in error["stackTrace"])
+
+
+def test_kill_9_leaves_the_stack_as_it_was(
+    cloud: LocalCloud, lam: Any, attach: Any, original: dict
+) -> None:
+    plldb = attach()
+    assert snapshot(cloud, lam) != original
+    plldb.kill()
+    waited = wait_restored(cloud, lam, original, timeout=GRACE_SECONDS + 30)
+    print(f"restored {waited:.1f}s after kill -9 (grace {GRACE_SECONDS}s)")
+    assert invoke(lam, cloud, HELLO, {"name": "after"})[0]["greeting"] == "hello-from-env, after!"
+
+
+def test_second_attach_is_refused_and_ctrl_c_exits_0(
+    cloud: LocalCloud, lam: Any, attach: Any, original: dict
+) -> None:
+    first = attach()
+    second = attach(wait=False)
+    assert second.wait(60) != 0
+    assert f"stack {TEST_STACK_NAME!r} is already attached" in second.text()
+    assert "--force" in second.text()
+    assert invoke(lam, cloud, ECHO, {"still": "served"})[0]["echo"] == {"still": "served"}
+    assert first.interrupt() == 0
+    assert snapshot(cloud, lam) == original
+
+
+def test_50_concurrent_invocations_are_all_answered(
+    cloud: LocalCloud, lam: Any, attach: Any
+) -> None:
+    attach()
+    calls = [(HELLO if i % 2 else ECHO, i) for i in range(50)]
+
+    def one(call: tuple[str, int]) -> tuple[Any, str | None]:
+        return invoke(lam, cloud, call[0], {"name": f"n{call[1]}", "i": call[1]})
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(one, calls))
+    print(f"50 concurrent invocations in {time.monotonic() - started:.1f}s")
+    for (logical_id, i), (result, error) in zip(calls, results, strict=True):
+        assert error is None, result
+        if logical_id == HELLO:
+            assert result["greeting"] == f"hello-from-env, n{i}!"
+        else:
+            assert result["echo"] == {"name": f"n{i}", "i": i}
+
+
+def test_a_real_breakpoint_in_a_handler(
+    cloud: LocalCloud, lam: Any, attach: Any, app: Path
+) -> None:
+    port = free_port()
+    attach("--debugpy", "--debugpy-port", str(port))
+    source = app / "functions" / "hello" / "app.py"
+    line = source.read_text().splitlines().index("    return {") + 1
+    debugger = DapClient("127.0.0.1", port)
+    try:
+        verified = debugger.attach({source: [line]})
+        assert verified[source][0]["verified"], verified
+        outcome: dict[str, Any] = {}
+        invocation = threading.Thread(
+            target=lambda: outcome.update(result=invoke(lam, cloud, HELLO, {"name": "Breakpoint"}))
+        )
+        invocation.start()
+        stopped = debugger.wait_event("stopped", timeout=60)
+        assert stopped["reason"] == "breakpoint"
+        frame = debugger.top_frame(stopped["threadId"])
+        assert Path(frame["source"]["path"]).resolve() == source
+        assert frame["line"] == line
+        assert debugger.locals_of(frame["id"])["name"] == "'Breakpoint'"
+        assert invocation.is_alive(), "the invocation waits while the handler is stopped"
+        debugger.request("continue", threadId=stopped["threadId"])
+        invocation.join(60)
+    finally:
+        debugger.close()
+    result, error = outcome["result"]
+    assert error is None
+    assert result["greeting"] == "hello-from-env, Breakpoint!"
