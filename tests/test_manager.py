@@ -121,7 +121,7 @@ def test_abrupt_client_kill_restores_after_grace(gateway: Gateway) -> None:
             sys.executable,
             "-c",
             "import sys, time; from websockets.sync.client import connect\n"
-            "ws = connect(sys.argv[1], open_timeout=10); print('up', flush=True); time.sleep(60)",
+            "ws = connect(sys.argv[1], open_timeout=30); print('up', flush=True); time.sleep(60)",
             f"{gateway.websocket_url}?sessionId={session_id}",
         ],
         stdout=subprocess.PIPE,
@@ -133,13 +133,16 @@ def test_abrupt_client_kill_restores_after_grace(gateway: Gateway) -> None:
             lambda: (
                 len(_records()) == len(INSTRUMENTABLE)
                 and all(r[protocol.A_STATUS]["S"] == protocol.INSTRUMENTED for r in _records())
-            )
+            ),
+            timeout=60,
         )
         _assert_instrumented(names, "Plain", session_id, protocol.DEFAULT_DEBUG_TIMEOUT)
     finally:
         os.kill(client.pid, signal.SIGKILL)
         client.wait(10)
-    wait_until(lambda: get_session(session_id)[protocol.A_STATUS]["S"] == protocol.CLOSED)
+    wait_until(
+        lambda: get_session(session_id)[protocol.A_STATUS]["S"] == protocol.CLOSED, timeout=60
+    )
     gateway.wait_for_invocations()
     assert snapshot(names) == before
     assert _records() == []
