@@ -20,9 +20,10 @@ from plldb.lambdas.common import log
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    config = common.Config.from_environ()
-    connection = common.Connection(common.connection_id_of(event), config.management_url)
+    connection = common.Connection(common.connection_id_of(event), "")
     try:
+        config = common.Config.from_environ()
+        connection = common.Connection(connection.connection_id, config.management_url)
         reply = _handle(event, config, connection)
     except Exception:
         log.exception("message handling failed")

@@ -121,10 +121,11 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     except InvalidRequest as exc:
         log.error("manager: %s", exc)
         return {"error": str(exc)}
-    config = common.Config.from_environ()
-    connection = common.Connection(request.connection_id, config.management_url)
-    manager = Manager(config, connection)
+    connection = common.Connection(request.connection_id, "")
     try:
+        config = common.Config.from_environ()
+        connection = common.Connection(request.connection_id, config.management_url)
+        manager = Manager(config, connection)
         if request.action == "instrument":
             return manager.instrument(request)
         if request.action == "deinstrument":
