@@ -87,23 +87,21 @@ class SessionStore:
         )
 
     def items_for_stack(self, stack_name: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "IndexName": p.STACK_NAME_INDEX,
-            "KeyConditionExpression": Key(p.A_STACK_NAME).eq(stack_name),
-        }
-        while True:
-            page = self.table.query(**kwargs)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return self._all_pages(
+            self.table.query,
+            IndexName=p.STACK_NAME_INDEX,
+            KeyConditionExpression=Key(p.A_STACK_NAME).eq(stack_name),
+        )
 
     def all_items(self) -> list[dict[str, Any]]:
+        return self._all_pages(self.table.scan)
+
+    @staticmethod
+    def _all_pages(call: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        """Every item of a paginated query or scan."""
         items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {}
         while True:
-            page = self.table.scan(**kwargs)
+            page = call(**kwargs)
             items.extend(page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return items
