@@ -157,17 +157,7 @@ def test_reconnect_within_grace_keeps_instrumentation(make_gateway: Any) -> None
     session_id, ws, _ = _attach(gateway, functions=["Plain"])
     ws.close()
     wait_until(lambda: get_session(session_id)[protocol.A_STATUS]["S"] == protocol.DISCONNECTED)
-    # what `plldb attach` does to reconnect: its own session back to PENDING, then connect
-    boto3.client("dynamodb").update_item(
-        TableName=protocol.SESSIONS_TABLE,
-        Key={protocol.A_SESSION_ID: {"S": session_id}},
-        UpdateExpression="SET #s = :pending, #t = :ttl",
-        ExpressionAttributeNames={"#s": protocol.A_STATUS, "#t": protocol.A_TTL},
-        ExpressionAttributeValues={
-            ":pending": {"S": protocol.PENDING},
-            ":ttl": {"N": str(int(time.time()) + 300)},
-        },
-    )
+    _reopen_as_pending(session_id)
     with _connect(gateway, session_id) as again:
         _until(again, _summary_done)
         wait_until(
@@ -185,6 +175,36 @@ def test_reconnect_within_grace_keeps_instrumentation(make_gateway: Any) -> None
         again.send(json.dumps({"action": protocol.ACTION_DETACH}))
         _until(again, lambda m: m["type"] == protocol.TYPE_DETACHED)
     assert snapshot(names) == before
+
+
+def _reopen_as_pending(session_id: str) -> None:
+    """What `plldb attach` does to reconnect: its own session back to PENDING."""
+    boto3.client("dynamodb").update_item(
+        TableName=protocol.SESSIONS_TABLE,
+        Key={protocol.A_SESSION_ID: {"S": session_id}},
+        UpdateExpression="SET #s = :pending, #t = :ttl",
+        ExpressionAttributeNames={"#s": protocol.A_STATUS, "#t": protocol.A_TTL},
+        ExpressionAttributeValues={
+            ":pending": {"S": protocol.PENDING},
+            ":ttl": {"N": str(int(time.time()) + 300)},
+        },
+    )
+
+
+def test_a_reconnect_that_never_arrives_still_restores_after_grace(make_gateway: Any) -> None:
+    gateway = make_gateway(grace_seconds=1.0)
+    names = create_stack()
+    before = snapshot(names)
+    session_id, ws, _ = _attach(gateway, functions=["Plain"])
+    ws.close()
+    wait_until(lambda: get_session(session_id)[protocol.A_STATUS]["S"] == protocol.DISCONNECTED)
+    _reopen_as_pending(session_id)  # ... and the tool dies before it connects again
+    wait_until(
+        lambda: get_session(session_id)[protocol.A_STATUS]["S"] == protocol.CLOSED, timeout=60
+    )
+    gateway.wait_for_invocations()
+    assert snapshot(names) == before
+    assert _records() == []
 
 
 def test_deploy_while_instrumented_is_not_clobbered(gateway: Gateway) -> None:

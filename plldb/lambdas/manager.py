@@ -656,14 +656,17 @@ class Manager:
         return owner == session_id or self.session_status(owner or "") in (None, protocol.CLOSED)
 
     def close_session(self, session_id: str, connection_id: str | None) -> bool:
-        """CLOSED; for the grace path only if still DISCONNECTED from that connection."""
+        """CLOSED; for the grace path only if that connection was not replaced by a new one."""
         names = {"#kind": protocol.A_KIND, "#status": protocol.A_STATUS}
         values = {":session": {"S": protocol.KIND_SESSION}, ":closed": {"S": protocol.CLOSED}}
         condition = "#kind = :session"
         if connection_id is not None:
-            condition += " AND #status = :disconnected AND #conn = :conn"
+            # PENDING with the old connection id: the tool re-opened its session to reconnect
+            # but never got through (network down, then killed); restore as for DISCONNECTED.
+            condition += " AND #status IN (:disconnected, :pending) AND #conn = :conn"
             names["#conn"] = protocol.A_CONNECTION_ID
             values[":disconnected"] = {"S": protocol.DISCONNECTED}
+            values[":pending"] = {"S": protocol.PENDING}
             values[":conn"] = {"S": connection_id}
         try:
             self.dynamodb.update_item(
