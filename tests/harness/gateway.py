@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import http.client
 import importlib
 import json
 import logging
@@ -59,6 +58,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from plldb import protocol
+from tests.harness.http_relay import relay
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
 
 log = logging.getLogger(__name__)
@@ -556,7 +556,6 @@ class Gateway:
 
 
 _INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "host", "content-length"}
 
 
 class _HttpHandler(BaseHTTPRequestHandler):
@@ -654,17 +653,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
     # everything else: moto
 
     def _forward(self, body: bytes) -> None:
-        target = urllib.parse.urlsplit(self.owner.settings.moto_url)
-        connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-        try:
-            connection.request(self.command, self.path, body=body or None, headers=headers)
-            response = connection.getresponse()
-            data = response.read()
-            out = {k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP}
-            self._send(response.status, data, out)
-        finally:
-            connection.close()
+        self._send(*relay(self, self.owner.settings.moto_url, body, timeout=60))
 
     def _error(self, status: int, code: str, message: str | None) -> None:
         body = json.dumps({"message": message}).encode()

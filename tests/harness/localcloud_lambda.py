@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import http.client
 import io
 import json
 import logging
@@ -57,6 +56,7 @@ import botocore.exceptions
 
 from tests.harness import container as containers
 from tests.harness import runtime_api
+from tests.harness.http_relay import relay
 from tests.harness.localcloud_stacks import ContentStore
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
 
@@ -65,7 +65,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_CONTAINERS = 8
 INIT_WAIT_S = 60.0  # a cold start (interpreter, awslambdaric, boto3) on a busy machine
 _INVOKE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "host", "content-length"}
 _LOG_TAIL_BYTES = 4096  # Lambda returns the last 4 KB of the log with LogType=Tail
 
 
@@ -394,7 +393,7 @@ class LambdaFront:
         self.invoker: Invoker | None = (
             None  # set once the URL is known (the invoker's code uses it)
         )
-        self.upstream = urllib.parse.urlsplit(upstream_url)
+        self.upstream_url = upstream_url
         self.forwarded = forwarded
         front = self
 
@@ -470,17 +469,7 @@ class _FrontHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _forward(self, body: bytes) -> None:
-        upstream = self.owner.upstream
-        connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=120)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-        try:
-            connection.request(self.command, self.path, body=body or None, headers=headers)
-            response = connection.getresponse()
-            data = response.read()
-            out = {k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP}
-            self._send(response.status, data, out)
-        finally:
-            connection.close()
+        self._send(*relay(self, self.owner.upstream_url, body, timeout=120))
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
