@@ -184,10 +184,13 @@ def function_state(clients: Clients, name: str) -> dict[str, Any]:
     config = clients.lam.get_function_configuration(FunctionName=name)
     stable = {k: v for k, v in config.items() if k not in VOLATILE_FIELDS}
     role = config["Role"].rsplit("/", 1)[-1]
-    inline = {
-        policy: clients.iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
-        for policy in clients.iam.list_role_policies(RoleName=role)["PolicyNames"]
-    }
+    inline = {}
+    for policy in clients.iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        try:
+            document = clients.iam.get_role_policy(RoleName=role, PolicyName=policy)
+        except clients.iam.exceptions.NoSuchEntityException:
+            continue  # removed between the listing and the read: it is gone
+        inline[policy] = document["PolicyDocument"]
     attached = clients.iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
     return {"configuration": stable, "inline_policies": inline, "attached_policies": attached}
 
