@@ -37,6 +37,12 @@ OPT_DIR_ENV = "PLLDB_EMULATOR_OPT_DIR"
 OPT_PREFIX = "/opt/"
 STOP_GRACE_S = 2.0
 
+# Writing a container's files and forking a runtime never overlap in this process: a child
+# forked while another thread holds a freshly written wrapper open for writing inherits that
+# descriptor until its exec, and exec'ing that wrapper then fails with ETXTBSY ("Text file
+# busy"). Popen returns only once its child has exec'd, so holding this lock across it is enough.
+FILES_AND_FORKS = threading.Lock()
+
 
 def extract_layer(data: bytes, opt_dir: Path) -> None:
     """Unzip one layer over ``opt_dir`` keeping Unix file modes (the wrapper must stay
@@ -134,7 +140,7 @@ class Container:
         with self._lock:
             self._stopped = False
             generation = self.emulator.runtime_started()
-            with self.log_path.open("ab") as log_file:
+            with self.log_path.open("ab") as log_file, FILES_AND_FORKS:
                 self._process = subprocess.Popen(
                     self.command,
                     env=self.env,
@@ -257,12 +263,13 @@ def launch(
     owns_workdir = workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="plldb-container-")) if workdir is None else workdir
     task_root, opt_dir = workdir / "task", workdir / "opt"
-    shutil.copytree(code_dir, task_root, dirs_exist_ok=True)
-    opt_dir.mkdir(parents=True, exist_ok=True)
-    for layer_dir in layer_dirs:
-        shutil.copytree(layer_dir, opt_dir, dirs_exist_ok=True)
-    for data in layer_zips:
-        extract_layer(data, opt_dir)
+    with FILES_AND_FORKS:
+        shutil.copytree(code_dir, task_root, dirs_exist_ok=True)
+        opt_dir.mkdir(parents=True, exist_ok=True)
+        for layer_dir in layer_dirs:
+            shutil.copytree(layer_dir, opt_dir, dirs_exist_ok=True)
+        for data in layer_zips:
+            extract_layer(data, opt_dir)
     if timeout_s is not None:
         emulator.timeout_s = timeout_s
     env = lambda_environment(
