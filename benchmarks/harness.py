@@ -141,6 +141,8 @@ class Clients:
     """boto3 clients pointed at the local cloud (Lambda through its front)."""
 
     cloud: LocalCloud
+    max_attempts: int = 1  # 1: a failed call is reported, never hidden by a retry
+    retries: int = 0  # retries botocore made (max_attempts > 1), over all calls
     lam: Any = field(init=False)
     iam: Any = field(init=False)
     dynamodb: Any = field(init=False)
@@ -153,8 +155,11 @@ class Clients:
             region_name=REGION,
         )
         config = botocore.config.Config(
-            max_pool_connections=128, read_timeout=120, retries={"max_attempts": 0}
+            max_pool_connections=128,
+            read_timeout=120,
+            retries={"max_attempts": self.max_attempts, "mode": "standard"},
         )
+        self._lock = threading.Lock()
         moto = self.cloud.urls["moto"]
         self.lam = session.client("lambda", endpoint_url=self.cloud.urls["lambda"], config=config)
         self.iam = session.client("iam", endpoint_url=moto)
@@ -162,6 +167,10 @@ class Clients:
 
     def invoke(self, function: str, payload: bytes) -> tuple[bytes, str | None]:
         response = self.lam.invoke(FunctionName=function, Payload=payload)
+        retried = response["ResponseMetadata"].get("RetryAttempts", 0)
+        if retried:
+            with self._lock:
+                self.retries += retried
         return response["Payload"].read(), response.get("FunctionError")
 
     def session(self, session_id: str) -> dict[str, Any]:

@@ -314,7 +314,10 @@ def _checked(slot: object, payload: bytes) -> float:
 
 def throughput(bench: Bench, plldb: PlldbProcess) -> float:
     """N concurrent invocations over 2 functions through Lambda's Invoke API; peak RSS."""
-    clients = bench.clients
+    # The Lambda front's HTTP server listens with Python's default backlog of 5: under 100
+    # simultaneous connects a few are reset before the request is read. boto3's own retry
+    # (standard mode, as every SDK client has it) covers that; the retries are reported.
+    clients = harness.Clients(bench.cloud, max_attempts=3)
     count = bench.settings.concurrency
 
     def burst(names: tuple[str, str]) -> tuple[float, list[float]]:
@@ -338,7 +341,15 @@ def throughput(bench: Bench, plldb: PlldbProcess) -> float:
             wall, latencies = burst(attached)
             warm_walls.append(wall)
             warm_latencies += latencies
-    bench.add(figure(group, "wall time, first burst (cold environments)", [cold], [cold_base]))
+    bench.add(
+        figure(
+            group,
+            "wall time, first burst (cold environments)",
+            [cold],
+            [cold_base],
+            note=f"{clients.retries} connection retries by boto3 in all bursts",
+        )
+    )
     bench.add(figure(group, "wall time, warm bursts", warm_walls, base_walls))
     bench.add(
         figure(group, "per-invocation latency in warm bursts", warm_latencies, base_latencies)
