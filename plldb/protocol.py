@@ -320,7 +320,7 @@ def parse_client_message(text: Any) -> dict[str, Any]:
     """Validate a message sent by the local tool (received by the ``$default`` route)."""
     message = _load(text)
     action = message.get("action")
-    if action not in _CLIENT_SCHEMAS:
+    if not isinstance(action, str) or action not in _CLIENT_SCHEMAS:
         raise ProtocolError(f"unknown action {action!r}")
     _check_fields(message, _CLIENT_SCHEMAS[action], f"{action!r}")
     if "request_id" in message and not is_request_id(message["request_id"]):
@@ -339,7 +339,7 @@ def parse_server_message(text: Any) -> dict[str, Any]:
     """Validate a message sent to the local tool (by the shim or the helper Lambdas)."""
     message = _load(text)
     kind = message.get("type")
-    if kind not in _SERVER_SCHEMAS:
+    if not isinstance(kind, str) or kind not in _SERVER_SCHEMAS:
         raise ProtocolError(f"unknown message type {kind!r}")
     _check_fields(message, _SERVER_SCHEMAS[kind], f"{kind!r}")
     if kind == TYPE_INVOCATION:
