@@ -74,7 +74,7 @@ def _assert_instrumented(
     env = config["Environment"]["Variables"]
     assert env[protocol.ENV_EXEC_WRAPPER] == protocol.WRAPPER_PATH
     assert env[protocol.ENV_SESSION_ID] == session_id
-    assert env[protocol.ENV_CONNECTION_ID]
+    assert protocol.ENV_CONNECTION_ID not in env  # changes on reconnect: read from the session
     assert env[protocol.ENV_MANAGEMENT_URL].endswith("/prod")
     assert config["Layers"][-1]["Arn"] == os.environ[protocol.ENV_LAYER_ARN]
     assert config["Timeout"] == timeout
@@ -159,13 +159,17 @@ def test_reconnect_within_grace_keeps_instrumentation(make_gateway: Any) -> None
     wait_until(lambda: get_session(session_id)[protocol.A_STATUS]["S"] == protocol.DISCONNECTED)
     _reopen_as_pending(session_id)
     with _connect(gateway, session_id) as again:
-        _until(again, _summary_done)
+        progress = _until(again, _summary_done)
         wait_until(
             lambda: all(i.finished.is_set() for i in gateway.invocations_of(MANAGER)), timeout=20
         )
         assert get_session(session_id)[protocol.A_STATUS]["S"] == protocol.ACTIVE
         _assert_instrumented(names, "Plain", session_id, protocol.DEFAULT_DEBUG_TIMEOUT)
         assert [r[protocol.A_FUNCTION_NAME]["S"] for r in _records()] == [names["Plain"]]
+        # a reconnect reconfigures nothing (no update, no cold start)
+        assert [m["message"] for m in progress if m.get("function") == names["Plain"]] == [
+            f"already instrumented (timeout {protocol.DEFAULT_DEBUG_TIMEOUT} s)"
+        ]
         grace_runs = [
             i
             for i in gateway.invocations_of(MANAGER)

@@ -70,6 +70,7 @@ class Plan:
     original: dict[str, Any]
     applied: dict[str, Any]
     record: dict[str, Any] | None  # the existing instrumentation record, if any
+    current: dict[str, Any] | None = None  # the configuration now, to skip a no-op update
     grant_added: bool = False
 
 
@@ -380,6 +381,7 @@ class Manager:
             original=original,
             applied=applied,
             record=record,
+            current=current,
         )
 
     @staticmethod
@@ -399,7 +401,6 @@ class Manager:
             {
                 protocol.ENV_EXEC_WRAPPER: protocol.WRAPPER_PATH,
                 protocol.ENV_SESSION_ID: request.session_id,
-                protocol.ENV_CONNECTION_ID: request.connection_id or "",
                 protocol.ENV_SESSIONS_TABLE: self.config.sessions_table,
                 protocol.ENV_DEBUGGER_TABLE: self.config.debugger_table,
                 protocol.ENV_MANAGEMENT_URL: self.config.management_url,
@@ -473,15 +474,26 @@ class Manager:
         )
 
     def apply(self, plan: Plan) -> Outcome:
+        """Update the function unless it already runs this session's configuration.
+
+        A reconnect re-runs instrument: skipping the no-op update spares every function an
+        UpdateFunctionConfiguration and its execution environments a cold start.
+        """
+        if plan.current == plan.applied:
+            self.mark_instrumented(plan.name)
+            return Outcome(plan.name, OK, f"already instrumented (timeout {plan.applied['Timeout']} s)")
         self.update_function(plan.name, plan.applied)
+        self.mark_instrumented(plan.name)
+        return Outcome(plan.name, OK, f"instrumented (timeout {plan.applied['Timeout']} s)")
+
+    def mark_instrumented(self, name: str) -> None:
         self.dynamodb.update_item(
             TableName=self.config.sessions_table,
-            Key={protocol.A_SESSION_ID: {"S": protocol.function_key(plan.name)}},
+            Key={protocol.A_SESSION_ID: {"S": protocol.function_key(name)}},
             UpdateExpression="SET #status = :instrumented",
             ExpressionAttributeNames={"#status": protocol.A_STATUS},
             ExpressionAttributeValues={":instrumented": {"S": protocol.INSTRUMENTED}},
         )
-        return Outcome(plan.name, OK, f"instrumented (timeout {plan.applied['Timeout']} s)")
 
     # --- restoring one function ----------------------------------------------------------
 
