@@ -164,7 +164,11 @@ class Shim:
                 fresh = None
                 if current.gone:
                     return self.cloud.expire(request_id)
-                session_due = now + polling.SESSION_CHECK_INTERVAL
+                session_due = now + (
+                    polling.SESSION_CHECK_INTERVAL
+                    if current.connected
+                    else polling.RECONNECT_CHECK_INTERVAL
+                )
                 if current.connected and current.connection_id != attempted:
                     attempted = current.connection_id
                     if self.cloud.post(attempted, data):

@@ -15,6 +15,9 @@ FIRST_DELAY = 0.005  # seconds
 GROWTH = 1.4
 MAX_DELAY = 0.5
 SESSION_CHECK_INTERVAL = 2.0  # seconds between reads of the session while waiting
+# ... and while the tool is reconnecting: the new connection is found within 0.2 s, so an
+# invocation caught by a drop is re-posted at once instead of up to 2 s later.
+RECONNECT_CHECK_INTERVAL = 0.2
 
 
 @dataclass
