@@ -58,7 +58,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from plldb import protocol
-from tests.harness.http_relay import relay
+from tests.harness.http_relay import BusyHTTPServer, relay
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
 
 log = logging.getLogger(__name__)
@@ -546,8 +546,7 @@ class Gateway:
         class Handler(_HttpHandler):
             owner = gateway
 
-        self._http = ThreadingHTTPServer(("127.0.0.1", self.http_port), Handler)
-        self._http.daemon_threads = True
+        self._http = BusyHTTPServer(("127.0.0.1", self.http_port), Handler)
         self.http_port = self._http.server_address[1]
         self._http_thread = threading.Thread(
             target=self._http.serve_forever, name="gateway-http", daemon=True

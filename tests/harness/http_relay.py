@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import http.client
 import urllib.parse
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "host", "content-length"}
 
@@ -28,3 +28,13 @@ def relay(
         return response.status, data, out
     finally:
         connection.close()
+
+
+class BusyHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server whose listen backlog takes a burst of concurrent SDK calls.
+
+    The default backlog of 5 resets connections when 100 invocations arrive at once.
+    """
+
+    request_queue_size = 128
+    daemon_threads = True

@@ -46,7 +46,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ import botocore.exceptions
 
 from tests.harness import container as containers
 from tests.harness import runtime_api
-from tests.harness.http_relay import relay
+from tests.harness.http_relay import BusyHTTPServer, relay
 from tests.harness.localcloud_stacks import ContentStore
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
 
@@ -400,8 +400,7 @@ class LambdaFront:
         class Handler(_FrontHandler):
             owner = front
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
+        self._server = BusyHTTPServer(("127.0.0.1", port), Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, daemon=True, name="lambda-front"
         )
