@@ -29,7 +29,7 @@ build: $(PY)
 demo: init
 	$(PY) -m tests.harness.demo $(ARGS)
 
-bench: $(PY)
+bench: init
 	$(PY) -m benchmarks $(ARGS)
 
 clean:
