@@ -16,6 +16,7 @@ import fnmatch
 import logging
 import os
 import signal
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ANSWER_CACHE = 1000  # answers kept to resend when the shim reposts after a reconnect
 DETACH_WAIT_SECONDS = 300
+GATE_POLL_SECONDS = 0.1
 BINARY_RESULT_ERROR = {
     "errorMessage": "the handler returned bytes that are not UTF-8 text; plldb carries JSON "
     "and text results only (return base64 text, as API Gateway integrations expect)",
@@ -146,7 +148,8 @@ class Attachment:
         self.detaching = False
         self.detached: dict[str, Any] | None = None
         self.finished = asyncio.Event()
-        self.gate = client_gate(options.debugpy or DebugpyOptions())
+        self.gate = threading.Event()
+        self.gate.set()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -154,6 +157,7 @@ class Attachment:
         """Before any user module is imported, so breakpoints bind on first load."""
         if self.options.debugpy:
             start_debugpy(self.options.debugpy)
+            self.gate = client_gate(self.options.debugpy)  # after listen: it waits for a client
         if self.options.pycharm:
             connect_pycharm(*self.options.pycharm)
 
@@ -262,7 +266,8 @@ class Attachment:
             event = await asyncio.to_thread(self.payloads.fetch, message["event_ref"])
             message = {**message, "event": event.decode()}
             del message["event_ref"]
-        await asyncio.to_thread(self.gate.wait)
+        while not self.gate.is_set():  # --wait-for-client: hold it, not the connection
+            await asyncio.sleep(GATE_POLL_SECONDS)
         loop = asyncio.get_running_loop()
         started = time.monotonic()
 

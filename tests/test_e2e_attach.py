@@ -245,3 +245,28 @@ def test_a_real_breakpoint_in_a_handler(
     result, error = outcome["result"]
     assert error is None
     assert result["greeting"] == "hello-from-env, Breakpoint!"
+
+
+def test_wait_for_client_holds_invocations_until_a_debugger_attaches(
+    cloud: LocalCloud, lam: Any, attach: Any
+) -> None:
+    port = free_port()
+    plldb = attach("--debugpy", "--debugpy-port", str(port), "--wait-for-client")
+    assert '"type": "debugpy"' in plldb.text()  # the launch.json for VS Code
+    assert f'"port": {port}' in plldb.text()
+    outcome: dict[str, Any] = {}
+    invocation = threading.Thread(
+        target=lambda: outcome.update(result=invoke(lam, cloud, ECHO, {"held": True}))
+    )
+    invocation.start()
+    invocation.join(3.0)
+    assert invocation.is_alive(), "the invocation must wait for a debugger"
+    debugger = DapClient("127.0.0.1", port)
+    try:
+        debugger.attach({})
+        invocation.join(60)
+    finally:
+        debugger.close()
+    result, error = outcome["result"]
+    assert error is None
+    assert result["echo"] == {"held": True}
