@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
+import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import boto3
 import pytest
 
 from tests.harness.localcloud import LocalCloud, LocalCloudSettings
+from tests.harness.localcloud_attach import PlldbProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -29,51 +28,6 @@ PLLDB = str(Path(sys.executable).parent / "plldb")
 VOLATILE = {"LastModified", "RevisionId", "ResponseMetadata", "LastUpdateStatus",
             "LastUpdateStatusReason", "LastUpdateStatusReasonCode", "State", "StateReason",
             "StateReasonCode"}
-
-
-class Plldb:
-    """A running `plldb` subprocess whose output is collected line by line."""
-
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path = TEST_STACK) -> None:
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [PLLDB, *args], cwd=cwd, env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_for(self, text: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.output:
-                return
-            if self.process.poll() is not None:
-                self._reader.join(2)
-                if text in self.output:
-                    return
-                raise AssertionError(f"plldb exited before {text!r}:\n{self.output}")
-            time.sleep(0.05)
-        raise AssertionError(f"no {text!r} within {timeout}s:\n{self.output}")
-
-    def finish(self, timeout: float = 60.0) -> int:
-        code = self.process.wait(timeout)
-        self._reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
 
 
 def run_plldb(args: list[str], env: dict[str, str], cwd: Path = TEST_STACK) -> subprocess.CompletedProcess:
@@ -125,14 +79,14 @@ def configurations(cloud: LocalCloud) -> dict[str, dict]:
 
 def test_attach_invoke_status_second_attach_and_ctrl_c(cloud: LocalCloud, env: dict, lam) -> None:
     before = configurations(cloud)
-    attach = Plldb(["attach"], env)  # stack name from samconfig.toml
+    attach = PlldbProcess(["attach"], TEST_STACK, cloud.environment)  # stack from samconfig
     try:
         attach.wait_for("attached")
         hello = next(name for name in before if "Hello" in name)
         response = lam.invoke(FunctionName=hello, Payload=b'{"name": "attach-test"}')
         result = json.loads(response["Payload"].read())
         assert result["greeting"] == "hello-from-env, attach-test!"
-        attach.wait_for("HelloFunction")
+        attach.wait_for("HelloFunction  ")  # its live line
 
         status = run_plldb(["status", "--json"], env)
         assert status.returncode == 0, status.stderr
@@ -146,9 +100,8 @@ def test_attach_invoke_status_second_attach_and_ctrl_c(cloud: LocalCloud, env: d
         assert f"stack '{STACK}' is already attached by" in second.stderr
         assert "use --force" in second.stderr
 
-        attach.process.send_signal(signal.SIGINT)
-        assert attach.finish() == 0, attach.output
-        assert "detached: 2 function(s) restored" in attach.output
+        assert attach.interrupt() == 0, attach.text()
+        assert "detached: 2 function(s) restored" in attach.text()
     finally:
         attach.kill()
     assert configurations(cloud) == before
@@ -156,12 +109,11 @@ def test_attach_invoke_status_second_attach_and_ctrl_c(cloud: LocalCloud, env: d
 
 def test_detach_restores_after_kill_9_and_is_idempotent(cloud: LocalCloud, env: dict) -> None:
     before = configurations(cloud)
-    attach = Plldb(["attach", "--stack-name", STACK], env)
+    attach = PlldbProcess(["attach", "--stack-name", STACK], TEST_STACK, cloud.environment)
     try:
         attach.wait_for("attached")
     finally:
-        attach.process.send_signal(signal.SIGKILL)
-        attach.finish()
+        attach.kill()
     assert configurations(cloud) != before  # grace period is 60 s: still instrumented
 
     first = run_plldb(["detach", "--stack-name", STACK], env)
@@ -182,12 +134,25 @@ def test_detach_restores_after_kill_9_and_is_idempotent(cloud: LocalCloud, env: 
         (["attach", "--function", "Nope*"],
          f"no Python function of stack '{STACK}' matches --function Nope*"),
         (["attach", "--template", "missing.yaml"], "missing.yaml"),
+        (["attach", "--pycharm-port", "12345"], "--pycharm-port needs the pydevd-pycharm package"),
     ],
 )
 def test_attach_errors_are_one_line(env: dict, args: list[str], message: str) -> None:
     result = run_plldb(args, env)
     assert result.returncode == 1
     assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_debugpy_port_in_use(env: dict) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_plldb(["attach", "--debugpy", "--debugpy-port", str(port)], env)
+    assert result.returncode == 1
+    assert f"debugpy cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "choose another --debugpy-port" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 
