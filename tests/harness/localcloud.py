@@ -80,6 +80,7 @@ class LocalCloudSettings:
     """What to start. Short grace periods make disconnect tests fast."""
 
     grace_seconds: float = float(protocol.DEFAULT_GRACE_SECONDS)
+    max_lifetime: float = float(protocol.CONNECTION_LIFETIME_SECONDS)  # API Gateway's 2 hours
     app_dir: Path | None = TEST_STACK_DIR  # None: no app deployed
     app_stack_name: str = TEST_STACK_NAME
     max_containers: int = 8  # execution environments per function
@@ -177,6 +178,8 @@ class LocalCloud:
                 str(ws_port),
                 "--http-port",
                 str(http_port),
+                "--max-lifetime",
+                str(self.settings.max_lifetime),
             ],
         )
         if self.settings.app_dir is not None:

@@ -13,6 +13,7 @@ prints the gateway's JSON announcement line and runs until SIGTERM/SIGINT.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -85,12 +86,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moto-url", required=True)
     parser.add_argument("--ws-port", type=int, required=True)
     parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument(
+        "--max-lifetime",
+        type=float,
+        default=float(protocol.CONNECTION_LIFETIME_SECONDS),
+        help="seconds before a connection is closed (API Gateway: 2 hours)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    emulator = gateway.Gateway(settings_from_stack(args.moto_url, args.ws_port, args.http_port))
+    settings = settings_from_stack(args.moto_url, args.ws_port, args.http_port)
+    emulator = gateway.Gateway(dataclasses.replace(settings, max_lifetime=args.max_lifetime))
     emulator.start()
     print(
         json.dumps(
