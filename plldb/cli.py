@@ -190,7 +190,12 @@ def attach_command(
         force=force,
         credentials=credentials,
     )
-    plan = attach.plan_attach(aws, options)
+    try:
+        plan = attach.plan_attach(aws, options)
+    except (HelperStackMissing, HelperStackOutdated) as exc:
+        if not _offer_bootstrap(aws, exc):
+            raise
+        plan = attach.plan_attach(aws, options)
     for warning in plan.warnings:
         console.warn(escape(warning))
     console.table(
@@ -203,6 +208,17 @@ def attach_command(
     if options.debugpy:
         _print_debugpy_help(options.debugpy)
     raise click.exceptions.Exit(asyncio.run(attachment.run()))
+
+
+def _offer_bootstrap(aws: AwsContext, problem: Exception) -> bool:
+    """On a terminal, offer to deploy the helper stack now; elsewhere the error stands."""
+    if not sys.stdin.isatty():
+        return False
+    console.warn(escape(str(problem)))
+    if not click.confirm("Deploy the helper stack now (plldb bootstrap)?", default=True):
+        return False
+    bootstrap.setup(aws, _progress)
+    return True
 
 
 def _print_debugpy_help(options: debuggers.DebugpyOptions) -> None:

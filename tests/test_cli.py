@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
 import sys
 import threading
@@ -141,3 +142,36 @@ def test_bootstrap_against_moto_fails_like_aws_then_destroy_twice(aws: Any, tmp_
     assert again.exit_code == 0, again.output
     assert "stack plldb does not exist" in again.output
     assert "✓ helper stack and bucket removed from us-east-1" in again.output
+
+
+def moto_env(aws: Any) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+
+
+def test_attach_without_helper_stack_says_to_bootstrap(aws: Any, tmp_path: Path) -> None:
+    result = run_plldb(["attach", "--stack-name", "shop"], moto_env(aws), tmp_path)
+    assert_one_line_error(
+        result, "no helper stack 'plldb' in region us-east-1: run `plldb bootstrap` first"
+    )
+
+
+def test_attach_offers_bootstrap_on_a_terminal(aws: Any, tmp_path: Path) -> None:
+    main, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "plldb.cli", "attach", "--stack-name", "shop"],
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "COLUMNS": "400", "HOME": str(tmp_path)},
+            cwd=REPO,
+            text=True,
+        )
+        os.write(main, b"n\n")  # the user declines
+        out, err = process.communicate(timeout=120)
+    finally:
+        os.close(main)
+        os.close(terminal)
+    assert "Deploy the helper stack now (plldb bootstrap)? [Y/n]" in out
+    assert process.returncode == 1
+    assert "run `plldb bootstrap` first" in err
