@@ -33,7 +33,7 @@ from plldb import protocol
 from plldb.connection import Connection
 from plldb.lambdas import authorizer, default
 from tests.harness.gateway import Gateway
-from tests.harness.gateway_setup import put_session, scan
+from tests.harness.gateway_setup import put_pending_request, put_session, scan
 
 pytest_plugins = ["tests.harness.gateway_fixtures"]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -65,22 +65,6 @@ _json = st.recursive(
 
 def tables() -> tuple[list, list]:
     return scan(protocol.SESSIONS_TABLE), scan(protocol.DEBUGGER_TABLE)
-
-
-def _pending_request(session_id: str) -> str:
-    import boto3
-
-    request_id = str(uuid.uuid4())
-    boto3.client("dynamodb").put_item(
-        TableName=protocol.DEBUGGER_TABLE,
-        Item={
-            protocol.A_REQUEST_ID: {"S": request_id},
-            protocol.A_SESSION_ID: {"S": session_id},
-            protocol.A_STATUS: {"S": protocol.REQUEST_PENDING},
-            protocol.A_REQUEST: {"S": "{}"},
-        },
-    )
-    return request_id
 
 
 def test_authorizer_denies_every_generated_event_and_changes_nothing(gateway: Gateway) -> None:
@@ -125,7 +109,7 @@ def test_default_route_survives_every_generated_message_and_changes_nothing(
     gateway: Gateway,
 ) -> None:
     owner = str(uuid.uuid4())
-    requests = [_pending_request(owner) for _ in range(3)]
+    requests = [put_pending_request(owner) for _ in range(3)]
     senders = [str(uuid.uuid4()), put_session("s", status=protocol.ACTIVE)]
     answers = st.builds(
         lambda action, request_id, payload: json.dumps(

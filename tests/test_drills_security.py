@@ -16,33 +16,23 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 
-import boto3
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from plldb import protocol
 from tests.harness.gateway import Gateway
-from tests.harness.gateway_setup import get_session, put_session, scan, wait_until
+from tests.harness.gateway_setup import (
+    get_session,
+    put_pending_request,
+    put_session,
+    scan,
+    wait_until,
+)
 
 pytest_plugins = ["tests.harness.gateway_fixtures"]
 pytestmark = pytest.mark.timeout(120)
-
-
-def _pending_request(session_id: str) -> str:
-    request_id = str(uuid.uuid4())
-    boto3.client("dynamodb").put_item(
-        TableName=protocol.DEBUGGER_TABLE,
-        Item={
-            protocol.A_REQUEST_ID: {"S": request_id},
-            protocol.A_SESSION_ID: {"S": session_id},
-            protocol.A_STATUS: {"S": protocol.REQUEST_PENDING},
-            protocol.A_REQUEST: {"S": "{}"},
-        },
-    )
-    return request_id
 
 
 def _connect(gateway: Gateway, session_id: str) -> ClientConnection:
@@ -66,7 +56,7 @@ def test_forged_replayed_expired_and_oversized_are_rejected_logged_and_change_no
     expired = put_session("no-such-stack", ttl_in=-5)
     victim_ws = _connect(gateway, victim)
     attacker_ws = _connect(gateway, attacker)
-    request_id = _pending_request(victim)
+    request_id = put_pending_request(victim)
     debugger_before = scan(protocol.DEBUGGER_TABLE)
     victim_before = get_session(victim)
 

@@ -140,6 +140,21 @@ def put_session(
     return session_id
 
 
+def put_pending_request(session_id: str) -> str:
+    """A PENDING request item of ``session_id``, as the shim writes it; returns its id."""
+    request_id = str(uuid.uuid4())
+    boto3.client("dynamodb").put_item(
+        TableName=protocol.DEBUGGER_TABLE,
+        Item={
+            protocol.A_REQUEST_ID: {"S": request_id},
+            protocol.A_SESSION_ID: {"S": session_id},
+            protocol.A_STATUS: {"S": protocol.REQUEST_PENDING},
+            protocol.A_REQUEST: {"S": "{}"},
+        },
+    )
+    return request_id
+
+
 def get_session(session_id: str) -> dict[str, Any]:
     return (
         boto3.client("dynamodb")
