@@ -130,6 +130,20 @@ def describe_nothing_to_debug(options: AttachOptions, skipped: dict[str, str]) -
         f" ({reasons})" if reasons else "")
 
 
+def instrumentation_problem(summary_message: dict[str, Any]) -> str | None:
+    """Why attaching is pointless after the manager's final message, or None when it is not.
+
+    The manager failed outright (status "failed"), or it instrumented no function at all
+    (every one skipped or failed): waiting for invocations would wait forever.
+    """
+    if summary_message.get("status") == "failed":
+        return f"instrumentation failed: {summary_message['message']}"
+    summary = summary_message.get("summary") or {}
+    if not summary.get("instrumented"):
+        return "no function could be instrumented"
+    return None
+
+
 class Attachment:
     """A running attach: one session, one connection, one executor."""
 
@@ -146,6 +160,7 @@ class Attachment:
         self.answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.running: set[str] = set()
         self.detaching = False
+        self.exit_code = 0
         self.detached: dict[str, Any] | None = None
         self.finished = asyncio.Event()
         self.gate = threading.Event()
@@ -220,7 +235,7 @@ class Attachment:
         console.success(f"detached: {len(restored)} function(s) restored")
         for name in failed:
             console.error(f"not restored: {name}")
-        return 1 if failed else 0
+        return 1 if failed else self.exit_code
 
     # -- messages ------------------------------------------------------------------------
 
@@ -251,7 +266,15 @@ class Attachment:
         else:
             console.info(text)
         if message.get("done") and message["phase"] == "instrument":
-            console.info("[bold]attached[/bold]: waiting for invocations (Ctrl-C to detach)")
+            problem = instrumentation_problem(message)
+            if problem is None:
+                console.info("[bold]attached[/bold]: waiting for invocations (Ctrl-C to detach)")
+                return
+            console.error(f"{problem}: detaching")
+            self.exit_code = 1
+            if not self.detaching:
+                self.detaching = True
+                asyncio.get_running_loop().create_task(self.detach())
 
     async def on_invocation(self, message: dict[str, Any]) -> None:
         request_id = message["request_id"]

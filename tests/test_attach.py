@@ -178,3 +178,46 @@ def test_usage_errors_without_aws(tmp_path: Path) -> None:
     bad_timeout = run_plldb(["attach", "--stack-name", "x", "--timeout", "901"], env, cwd=tmp_path)
     assert bad_timeout.returncode == 2
     assert "901 is not in the range 1<=x<=900" in bad_timeout.stderr
+
+
+def test_attach_exits_1_when_no_function_can_be_instrumented(cloud: LocalCloud) -> None:
+    echo = next(name for name in functions(cloud) if "Echo" in name)
+    with cloud.environ():
+        lam = boto3.client("lambda")
+        original = lam.get_function_configuration(FunctionName=echo).get("Environment")
+        lam.update_function_configuration(
+            FunctionName=echo, Environment={"Variables": {"BIG": "x" * 3900}}
+        )
+    try:
+        attach = PlldbProcess(
+            ["attach", "--function", "EchoFunction"], TEST_STACK, cloud.environment
+        )
+        try:
+            code = attach.wait(120)
+        finally:
+            attach.kill()
+        assert code == 1, attach.text()
+        assert "over the 4096 byte limit" in attach.text()
+        assert "no function could be instrumented: detaching" in attach.text()
+        assert "attached: waiting" not in attach.text()
+    finally:
+        with cloud.environ():
+            lam.update_function_configuration(
+                FunctionName=echo, Environment=original or {"Variables": {}}
+            )
+
+
+@pytest.mark.parametrize(
+    ("message", "problem"),
+    [
+        ({"status": "failed", "message": "stack shop does not exist"},
+         "instrumentation failed: stack shop does not exist"),
+        ({"status": "ok", "message": "0 instrumented", "summary": {"instrumented": []}},
+         "no function could be instrumented"),
+        ({"status": "ok", "message": "1 instrumented", "summary": {"instrumented": ["f"]}}, None),
+    ],
+)
+def test_instrumentation_problem(message: dict, problem: str | None) -> None:
+    from plldb.attach import instrumentation_problem
+
+    assert instrumentation_problem({"type": "progress", "phase": "instrument", **message}) == problem
