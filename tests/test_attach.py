@@ -17,6 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from plldb.attach import instrumentation_problem
 from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 from tests.harness.localcloud_attach import PlldbProcess
 
@@ -218,6 +219,4 @@ def test_attach_exits_1_when_no_function_can_be_instrumented(cloud: LocalCloud) 
     ],
 )
 def test_instrumentation_problem(message: dict, problem: str | None) -> None:
-    from plldb.attach import instrumentation_problem
-
     assert instrumentation_problem({"type": "progress", "phase": "instrument", **message}) == problem
