@@ -139,7 +139,6 @@ class Cloud:
     def put_request(
         self,
         request_id: str,
-        connection_id: str | None,
         request: str | None,
         ref: dict | None,
         environment: Mapping[str, str],
@@ -157,8 +156,6 @@ class Cloud:
             protocol.A_TTL: {"N": str(int(time.time()) + protocol.REQUEST_TTL_SECONDS)},
             protocol.A_CREATED_AT: {"S": _iso_now()},
         }
-        if connection_id:
-            item[protocol.A_CONNECTION_ID] = {"S": connection_id}
         if ref is not None:
             item[protocol.A_PAYLOAD_REF] = {"S": protocol.encode(ref)}
         else:
