@@ -160,8 +160,8 @@ def test_no_answer_gives_a_clear_error_before_the_deadline(
     assert result.error_type == protocol.ERROR_NO_RESPONSE
     error = result.error
     assert error["errorType"] == protocol.ERROR_NO_RESPONSE
-    assert re.fullmatch(  # the simulated clock starts a moment before the real deadline
-        r"no response from the local debugger before the deadline \(waited 29\.\d s; "
+    assert re.fullmatch(  # waited: 29 s plus the real time the set-up took (more under load)
+        r"no response from the local debugger before the deadline \(waited (29|30)\.\d s; "
         r"answered 1\.0 s before the function's timeout\)",
         error["errorMessage"],
     ), error["errorMessage"]

@@ -12,6 +12,7 @@ import io
 import os
 import stat
 import textwrap
+import time
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -104,9 +105,16 @@ def code(tmp_path: Path) -> Path:
     return write_function(tmp_path / "code")
 
 
-def assert_is_runtime_process(container: Container) -> None:
-    """The launched process was replaced by the python command: no wrapper, no shim."""
+def assert_is_runtime_process(container: Container, timeout: float = 10.0) -> None:
+    """The launched process was replaced by the python command: no wrapper, no shim.
+
+    The exec happens a moment after the launch (and the emulator may still report the
+    previous runtime as ready), so the command line is polled until it changes, bounded.
+    """
     process = psutil.Process(container.pid)
+    deadline = time.monotonic() + timeout
+    while process.cmdline()[1:] != container.command[-1:] and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert process.cmdline()[1:] == container.command[-1:], process.cmdline()
     assert Path(process.cmdline()[0]).name.startswith("python")
     assert process.ppid() == os.getpid()
