@@ -15,7 +15,7 @@ from typing import Any
 from plldb import __version__
 from plldb import protocol as p
 from plldb.aws import AwsContext, caller_identity
-from plldb.helper_stack import find_helper_stack
+from plldb.helper_stack import HelperStack, find_helper_stack
 from plldb.sessions import SessionStore
 
 log = logging.getLogger(__name__)
@@ -38,16 +38,14 @@ def detach_stack(ctx: AwsContext, stack_name: str) -> DetachResult:
     Sessions are closed first, so the shim stops routing to them; then the manager restores
     the functions each session instrumented (it also sweeps records of sessions that are over).
     """
-    caller_identity(ctx)
-    helper = find_helper_stack(ctx)
-    debugger = ctx.assumed(helper.debugger_role_arn, "plldb-detach")
-    store = SessionStore(debugger, helper.sessions_table)
+    helper, store = helper_and_store(ctx, "plldb-detach")
+    sessions, records = store.contents(stack_name)
     result = DetachResult()
-    for session in store.sessions(stack_name):
+    for session in sessions:
         if session.status != p.CLOSED:
             store.close(session.session_id)
             result.sessions_closed.append(session.session_id)
-    owners = sorted({f.session_id for f in store.instrumented(stack_name) if f.session_id})
+    owners = sorted({f.session_id for f in records if f.session_id})
     for session_id in owners:
         outcome = invoke_manager(ctx, helper.manager_function,
                                  {"action": "deinstrument", "session_id": session_id})
@@ -74,16 +72,20 @@ def invoke_manager(ctx: AwsContext, function_name: str, request: dict[str, Any])
 
 def stack_status(ctx: AwsContext, stack_name: str | None = None) -> dict[str, Any]:
     """Helper stack version, sessions and instrumented functions, as plain data for --json."""
-    caller_identity(ctx)
-    helper = find_helper_stack(ctx)
-    debugger = ctx.assumed(helper.debugger_role_arn, "plldb-status")
-    store = SessionStore(debugger, helper.sessions_table)
+    helper, store = helper_and_store(ctx, "plldb-status")
+    sessions, records = store.contents(stack_name)
     return {
         "plldb_version": __version__,
         "helper_stack_version": helper.version,
         "region": ctx.region_name,
-        "sessions": [
-            {**asdict(s), "live": s.live} for s in store.sessions(stack_name)
-        ],
-        "instrumented_functions": [asdict(f) for f in store.instrumented(stack_name)],
+        "sessions": [{**asdict(s), "live": s.live} for s in sessions],
+        "instrumented_functions": [asdict(f) for f in records],
     }
+
+
+def helper_and_store(ctx: AwsContext, role_session_name: str) -> tuple[HelperStack, SessionStore]:
+    """The helper stack, and its sessions table read with the debugger role."""
+    caller_identity(ctx)
+    helper = find_helper_stack(ctx)
+    debugger = ctx.assumed(helper.debugger_role_arn, role_session_name)
+    return helper, SessionStore(debugger, helper.sessions_table)

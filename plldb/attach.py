@@ -64,6 +64,7 @@ class AttachOptions:
 class AttachPlan:
     helper: HelperStack
     functions: dict[str, LocalFunction]
+    caller_arn: str  # who attaches: recorded in the session, shown to a second attach
     warnings: list[str] = field(default_factory=list)
 
 
@@ -77,7 +78,7 @@ class NothingToDebug(Exception):
 
 def plan_attach(ctx: AwsContext, options: AttachOptions) -> AttachPlan:
     """Everything attach needs, found and checked without changing anything."""
-    caller_identity(ctx)
+    caller_arn = caller_identity(ctx)["Arn"]
     helper = find_helper_stack(ctx)
     discovery = discover(options.template)
     resources = collect_stack_resources(
@@ -89,7 +90,7 @@ def plan_attach(ctx: AwsContext, options: AttachOptions) -> AttachPlan:
         raise NothingToDebug(describe_nothing_to_debug(options, mapping.skipped))
     warnings = list(discovery.warnings)
     warnings += [f"{name}: not debugged ({why})" for name, why in mapping.skipped.items()]
-    return AttachPlan(helper=helper, functions=functions, warnings=warnings)
+    return AttachPlan(helper=helper, functions=functions, caller_arn=caller_arn, warnings=warnings)
 
 
 def list_stack_resources(ctx: AwsContext, stack_name: str) -> list[dict[str, Any]]:
@@ -150,7 +151,6 @@ class Attachment:
     def __init__(self, ctx: AwsContext, options: AttachOptions, plan: AttachPlan) -> None:
         self.options = options
         self.plan = plan
-        self.user_arn = caller_identity(ctx)["Arn"]
         self.debugger_ctx = ctx.assumed(plan.helper.debugger_role_arn, "plldb-attach")
         self.store = SessionStore(self.debugger_ctx, plan.helper.sessions_table)
         self.payloads = PayloadStore(self.debugger_ctx, plan.helper.payload_bucket)
@@ -181,7 +181,7 @@ class Attachment:
         loop = asyncio.get_running_loop()
         self.session_id = self.store.create(
             self.options.stack_name,
-            self.user_arn,
+            self.plan.caller_arn,
             list(self.options.functions),
             self.options.timeout,
             self.options.force,
@@ -211,9 +211,14 @@ class Attachment:
         if self.detaching:
             console.warn("exiting without waiting: the helper stack restores the functions")
             os._exit(130)
-        self.detaching = True
         console.info("detaching: restoring the stack (Ctrl-C again to exit at once)")
-        asyncio.get_running_loop().create_task(self.detach())
+        self.start_detach()
+
+    def start_detach(self) -> None:
+        """Ask the helper stack to restore, once (Ctrl-C or nothing instrumented)."""
+        if not self.detaching:
+            self.detaching = True
+            asyncio.get_running_loop().create_task(self.detach())
 
     async def detach(self) -> None:
         assert self.connection is not None
@@ -272,9 +277,7 @@ class Attachment:
                 return
             console.error(f"{problem}: detaching")
             self.exit_code = 1
-            if not self.detaching:
-                self.detaching = True
-                asyncio.get_running_loop().create_task(self.detach())
+            self.start_detach()
 
     async def on_invocation(self, message: dict[str, Any]) -> None:
         request_id = message["request_id"]

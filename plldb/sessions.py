@@ -107,18 +107,21 @@ class SessionStore:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def sessions(self, stack_name: str | None = None) -> list[SessionInfo]:
+    def contents(
+        self, stack_name: str | None = None
+    ) -> tuple[list[SessionInfo], list[InstrumentedFunction]]:
+        """Sessions (oldest first) and instrumentation records, from one read of the table."""
         items = self.items_for_stack(stack_name) if stack_name else self.all_items()
-        found = [SessionInfo.from_item(i) for i in items if i.get(p.A_KIND) == p.KIND_SESSION]
-        return sorted(found, key=lambda s: s.created_at)
-
-    def instrumented(self, stack_name: str | None = None) -> list[InstrumentedFunction]:
-        items = self.items_for_stack(stack_name) if stack_name else self.all_items()
-        return [
+        sessions = [SessionInfo.from_item(i) for i in items if i.get(p.A_KIND) == p.KIND_SESSION]
+        records = [
             InstrumentedFunction.from_item(i)
             for i in items
             if i.get(p.A_KIND) == p.KIND_INSTRUMENTATION
         ]
+        return sorted(sessions, key=lambda s: s.created_at), records
+
+    def sessions(self, stack_name: str | None = None) -> list[SessionInfo]:
+        return self.contents(stack_name)[0]
 
     def live_session(self, stack_name: str) -> SessionInfo | None:
         live = [s for s in self.sessions(stack_name) if s.live]
