@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -30,7 +27,7 @@ import boto3
 import botocore.config
 
 from plldb import protocol
-from tests.harness import localcloud, localcloud_stacks
+from tests.harness import localcloud, localcloud_attach, localcloud_stacks
 from tests.harness.localcloud import LocalCloud
 from tests.harness.localcloud_lambda import FunctionSpec, Invoker, Slot
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
@@ -218,101 +215,52 @@ def is_instrumented(clients: Clients, name: str) -> bool:
 # --------------------------------------------------------------------------- plldb attach
 
 
-class PlldbProcess:
-    """`plldb attach` in a subprocess; every output line is kept with its arrival time."""
+class PlldbProcess(localcloud_attach.PlldbProcess):
+    """`plldb attach` for the benchmarks and drills: lines timed from the process start."""
 
     def __init__(self, cloud: LocalCloud, app_dir: Path, *args: str, verbose: bool = False) -> None:
-        command = [sys.executable, "-c", "from plldb.cli import main; main()"]
-        if verbose:
-            command.append("--verbose")
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("AWS_ENDPOINT_URL") and k != "AWS_PROFILE"
-        }
-        env.update(cloud.environment)
-        env.update({"COLUMNS": "300", "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
-        self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            [*command, "attach", *args],
-            cwd=app_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: list[tuple[float, str]] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True, name="plldb-output")
-        self._reader.start()
+        flags = ["--verbose"] if verbose else []
+        super().__init__([*flags, "attach", *args], app_dir, cloud.environment)
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
+    def timed_lines(self) -> list[tuple[float, str]]:
+        # the reader appends the time first: a line being added may lack its text yet
+        return list(zip(self.arrivals, self.output, strict=False))
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append((time.monotonic(), line.rstrip("\n")))
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    def output(self) -> str:
-        with self._changed:
-            return "\n".join(line for _, line in self.lines)
-
-    def wait_for(self, match: Callable[[str], bool], timeout: float) -> tuple[float, str]:
+    def wait_line(self, match: Callable[[str], bool], timeout: float) -> tuple[float, str]:
         """The first line ``match`` accepts and when it arrived; TimeoutError with the output."""
         deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for at, line in self.lines:
-                    if match(line):
-                        return at, line
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or (
-                    self.process.poll() is not None and not self._reader.is_alive()
-                ):
-                    raise TimeoutError(
-                        f"plldb printed no matching line within {timeout:.0f}s "
-                        f"(exit {self.process.poll()}):\n{self.output()[-3000:]}"
-                    )
-                self._changed.wait(min(remaining, 0.2))
+        while True:
+            found = next(((at, line) for at, line in self.timed_lines() if match(line)), None)
+            if found is not None:
+                return found
+            ended = self.process.poll() is not None and not self._reader.is_alive()
+            if ended or time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"plldb printed no matching line within {timeout:.0f}s "
+                    f"(exit {self.process.poll()}):\n{self.text()[-3000:]}"
+                )
+            time.sleep(0.01)
 
     def wait_attached(self, timeout: float = 120.0) -> float:
         """Seconds from start to 'attached' (every function instrumented)."""
-        at, _ = self.wait_for(lambda line: ATTACHED_LINE in line, timeout)
+        at, _ = self.wait_line(lambda line: ATTACHED_LINE in line, timeout)
         return at - self.started
 
     def session_id(self, timeout: float = 60.0) -> str:
-        _, line = self.wait_for(lambda text: SESSION_LINE.search(text) is not None, timeout)
+        _, line = self.wait_line(lambda text: SESSION_LINE.search(text) is not None, timeout)
         match = SESSION_LINE.search(line)
         assert match is not None
         return match["id"]
 
     def line_time(self, fragment: str) -> float | None:
         """Seconds from start to the first line containing ``fragment``."""
-        with self._changed:
-            return next((at - self.started for at, line in self.lines if fragment in line), None)
+        return next((at - self.started for at, line in self.timed_lines() if fragment in line), None)
 
     def detach(self, timeout: float = 120.0) -> float:
         """Ctrl-C, then wait for the process to end; seconds until it did."""
         started = time.monotonic()
-        self.process.send_signal(signal.SIGINT)
-        self.process.wait(timeout)
-        self._reader.join(5)
+        self.interrupt(timeout)
         return time.monotonic() - started
-
-    def kill(self) -> None:
-        """kill -9: the process gets no chance to detach."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(10)
-        self._reader.join(5)
 
     def __enter__(self) -> PlldbProcess:
         return self

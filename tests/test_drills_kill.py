@@ -83,7 +83,7 @@ def test_kill_9_during_attach_always_restores(cloud: LocalCloud, stack) -> None:
         delay = chooser.uniform(0, attach_seconds * 1.1)
         plldb = harness.PlldbProcess(cloud, app_dir, "--force")
         time.sleep(delay)
-        reached = plldb.output().splitlines()[-1:] or ["(nothing printed)"]
+        reached = plldb.text().splitlines()[-1:] or ["(nothing printed)"]
         plldb.kill()
         wait_restored(clients, names, before, f"kill {run} at {delay:.2f}s after '{reached[0]}'")
 

@@ -146,11 +146,11 @@ def test_every_invocation_answered_exactly_once_through_random_drops(
         dropper = Dropper(cloud, clients, session_id)
         with dropper, ThreadPoolExecutor(CONCURRENCY) as pool:
             results = list(pool.map(invoke, range(INVOCATIONS)))
-        assert plldb.process.poll() is None, plldb.output()[-3000:]
+        assert plldb.process.poll() is None, plldb.text()[-3000:]
         assert all(harness.is_instrumented(clients, name) for name in names)
         assert clients.session(session_id)[protocol.A_STATUS]["S"] == protocol.ACTIVE
         plldb.detach()
-        output = plldb.output()
+        output = plldb.text()
 
     failures = [(n, answer) for n, _, answer, error in results if error]
     assert not failures, f"seed {SEED}: {failures[:5]}\n{unanswered(clients, output)}"

@@ -592,7 +592,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
             return
         match = _INVOKE.match(path)
         if match and self.command == "POST":
-            name = _function_name(urllib.parse.unquote(match.group(1)))
+            name = function_name(urllib.parse.unquote(match.group(1)))
             if name in self.owner.settings.functions:
                 self._invoke(name, body)
                 return
@@ -670,8 +670,8 @@ class _HttpHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-def _function_name(identifier: str) -> str:
-    """Name from a name, a partial or full ARN, with or without qualifier."""
+def function_name(identifier: str) -> str:
+    """The name in a function name, partial ARN or ARN, with or without a qualifier."""
     parts = identifier.split(":")
     if identifier.startswith("arn:") and len(parts) >= 7:
         return parts[6]

@@ -38,8 +38,11 @@ class PlldbProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(environment)
         env["COLUMNS"] = "110"
+        env["PYTHONUNBUFFERED"] = "1"  # lines arrive when printed (benchmarks time them)
         self.echo = echo
         self.output: list[str] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each line of ``output``
+        self.started = time.monotonic()
         self._lines: queue.Queue[str] = queue.Queue()
         self.process = subprocess.Popen(
             [*plldb_command(), *args],
@@ -52,7 +55,8 @@ class PlldbProcess:
             bufsize=1,
             start_new_session=True,
         )
-        threading.Thread(target=self._read, daemon=True, name="plldb-output").start()
+        self._reader = threading.Thread(target=self._read, daemon=True, name="plldb-output")
+        self._reader.start()
 
     @property
     def pid(self) -> int:
@@ -64,6 +68,7 @@ class PlldbProcess:
             line = line.rstrip("\n")
             if self.echo is not None:
                 print(f"{self.echo}{line}", flush=True)
+            self.arrivals.append(time.monotonic())
             self.output.append(line)
             self._lines.put(line)
 

@@ -56,6 +56,7 @@ import botocore.exceptions
 
 from tests.harness import container as containers
 from tests.harness import runtime_api
+from tests.harness.gateway import function_name
 from tests.harness.http_relay import BusyHTTPServer, relay
 from tests.harness.localcloud_stacks import ContentStore
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
@@ -74,16 +75,6 @@ class FunctionNotFound(LookupError):
 
 class InvalidEntrypoint(RuntimeError):
     """The runtime's command (e.g. the exec wrapper) cannot be started."""
-
-
-def function_name(identifier: str) -> str:
-    """The name in a function name, partial ARN or ARN, with or without a qualifier."""
-    parts = identifier.split(":")
-    if identifier.startswith("arn:") and len(parts) >= 7:
-        return parts[6]
-    if len(parts) >= 3 and parts[1] == "function":
-        return parts[2]
-    return parts[0]
 
 
 @dataclass(frozen=True)
