@@ -220,3 +220,27 @@ def test_attach_exits_1_when_no_function_can_be_instrumented(cloud: LocalCloud) 
 )
 def test_instrumentation_problem(message: dict, problem: str | None) -> None:
     assert instrumentation_problem({"type": "progress", "phase": "instrument", **message}) == problem
+
+
+def test_detach_reports_a_manager_refusal_in_one_line(cloud: LocalCloud, env: dict) -> None:
+    record = {  # an instrumentation record whose owner is not a session id (corrupted)
+        "SessionId": {"S": "FUNCTION#some-function"},
+        "Kind": {"S": "instrumentation"},
+        "StackName": {"S": "other-stack"},
+        "FunctionName": {"S": "some-function"},
+        "InstrumentedBy": {"S": "not-a-session"},
+        "Status": {"S": "INSTRUMENTED"},
+    }
+    with cloud.environ():
+        dynamodb = boto3.client("dynamodb")
+        dynamodb.put_item(TableName="PLLDBSessions", Item=record)
+    try:
+        result = run_plldb(["detach", "--stack-name", "other-stack"], env)
+    finally:
+        with cloud.environ():
+            dynamodb.delete_item(TableName="PLLDBSessions", Key={"SessionId": record["SessionId"]})
+    assert result.returncode == 1
+    assert "the manager failed to restore the stack: manager request without a valid session_id" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr + result.stdout

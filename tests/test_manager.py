@@ -262,6 +262,8 @@ def test_crash_midway_then_rerun_keeps_the_original(gateway: Gateway) -> None:
         real_update(self, name, subset)
 
     instrument = {"stack_name": STACK_NAME, "functions": list(INSTRUMENTABLE)}
+    # The fault no real part can produce on cue: the manager killed right after its first
+    # function update. One worker makes "first" deterministic.
     with (
         mock.patch.object(manager, "MAX_WORKERS", 1),
         mock.patch.object(manager.Manager, "update_function", crash_after_first),
