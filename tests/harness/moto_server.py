@@ -14,7 +14,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -32,7 +34,7 @@ def free_port() -> int:
 
 
 class MotoServer:
-    """One ``moto.server`` process; ``url`` is its endpoint."""
+    """One moto server process (DynamoDB made atomic, see moto_atomic); ``url`` is its endpoint."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -42,10 +44,11 @@ class MotoServer:
     def start(self, timeout: float = 30.0) -> MotoServer:
         env = {**os.environ, **FAKE_CREDENTIALS}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "tests.harness.moto_atomic", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
+            cwd=REPO_ROOT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
