@@ -14,7 +14,9 @@ from typing import Any
 
 import boto3
 import botocore.config
+import botocore.credentials
 import botocore.exceptions
+import botocore.session
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +67,35 @@ class AwsContext:
         """The caller's account id; the first call that proves the credentials work."""
         return caller_identity(self)["Account"]
 
-    def assumed(self, role_arn: str, session_name: str) -> AwsContext:
-        """A context whose calls run under ``role_arn`` (assumed with this context's credentials)."""
-        creds = self.client("sts").assume_role(RoleArn=role_arn, RoleSessionName=session_name)[
-            "Credentials"
-        ]
-        session = boto3.Session(
-            aws_access_key_id=creds["AccessKeyId"],
-            aws_secret_access_key=creds["SecretAccessKey"],
-            aws_session_token=creds["SessionToken"],
-            region_name=self.region_name,
+    def assumed(
+        self, role_arn: str, session_name: str, duration_seconds: int | None = None
+    ) -> AwsContext:
+        """A context whose calls run under ``role_arn``, assumed with this context's credentials.
+
+        The role's credentials are refreshed by botocore before they expire (role chaining
+        caps them at one hour, API Gateway keeps a connection two): the first set is fetched
+        here, so a refusal shows at once, and botocore fetches the next ones with this
+        context's own (possibly refreshed, e.g. SSO) credentials. ``duration_seconds`` is
+        the role session's lifetime; None takes the role's default (one hour).
+        """
+        extra_args: dict[str, Any] = {"RoleSessionName": session_name}
+        if duration_seconds is not None:
+            extra_args["DurationSeconds"] = duration_seconds
+        source = self.session._session  # the botocore session: its client creator and credentials
+        fetcher = botocore.credentials.AssumeRoleCredentialFetcher(
+            client_creator=source.create_client,
+            source_credentials=source.get_credentials(),
+            role_arn=role_arn,
+            extra_args=extra_args,
         )
+        credentials = botocore.credentials.RefreshableCredentials.create_from_metadata(
+            metadata=fetcher.fetch_credentials(),
+            refresh_using=fetcher.fetch_credentials,
+            method="assume-role",
+        )
+        role_session = botocore.session.Session()
+        role_session._credentials = credentials  # botocore's documented-by-use hook for custom providers
+        session = boto3.Session(botocore_session=role_session, region_name=self.region_name)
         return AwsContext(profile=None, region=self.region_name, _session=session)
 
 

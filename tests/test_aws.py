@@ -1,0 +1,51 @@
+"""plldb/aws.py against a real moto server: the debugger role's credentials refresh themselves."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import boto3
+import pytest
+
+from plldb.aws import AwsContext
+from plldb.payloads import PayloadStore
+
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
+    ],
+}
+
+
+@pytest.fixture
+def role_arn(aws) -> str:
+    iam = boto3.client("iam")
+    return iam.create_role(RoleName="DebuggerRole", AssumeRolePolicyDocument=json.dumps(TRUST))[
+        "Role"
+    ]["Arn"]
+
+
+def access_key(ctx: AwsContext) -> str:
+    return ctx.session.get_credentials().get_frozen_credentials().access_key
+
+
+def test_assumed_role_credentials_are_refreshed_before_they_expire(role_arn: str) -> None:
+    """900 s (the shortest STS allows) is inside botocore's 15-minute refresh window, so
+    every use fetches new credentials; a one-hour role session is refreshed the same way in
+    its last 15 minutes."""
+    debugger = AwsContext(region="us-east-1").assumed(role_arn, "plldb-test", duration_seconds=900)
+    first = access_key(debugger)
+    assert access_key(debugger) != first
+    assert debugger.client("sts").get_caller_identity()["Arn"].endswith("/plldb-test")
+
+
+def test_payload_transfers_use_the_refreshed_credentials(role_arn: str) -> None:
+    boto3.client("s3").create_bucket(Bucket="payloads")
+    debugger = AwsContext(region="us-east-1").assumed(role_arn, "plldb-test", duration_seconds=900)
+    store = PayloadStore(debugger, "payloads")
+    first = access_key(debugger)
+    ref = store.offload(str(uuid.uuid4()), "request-1", "response", b"x" * 10)
+    assert store.fetch(ref) == b"x" * 10
+    assert access_key(debugger) != first
