@@ -20,6 +20,7 @@ from typing import Any
 
 from plldb import isolation, runner
 from plldb.discovery import LocalFunction
+from plldb.layer import polling
 from plldb.protocol import ENV_EXEC_WRAPPER, SECRET_ENV_VARS, SHIM_ENV_VARS
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,8 @@ class Executor:
             name=f"plldb {runtime.function.logical_id} {call.request_id}",
             daemon=True,
         )
-        delay = max(0.0, invocation["deadline_ms"] / 1000 - time.time())
+        now = time.time()
+        delay = max(0.0, answer_deadline(invocation["deadline_ms"] / 1000, now) - now)
         call.timer = threading.Timer(delay, self._expire, args=(call, runtime))
         call.timer.daemon = True
         with self._lock:
@@ -204,7 +206,8 @@ class Executor:
         if call.timer is not None:
             call.timer.cancel()
         if not call.answer(outcome):
-            log.warning("%s: handler finished after its deadline; result discarded", call.request_id)
+            # The timeout error already went out (and was shown); this is only for diagnosis.
+            log.info("%s: handler finished after the timeout error was sent; result discarded", call.request_id)
 
     def _run(self, runtime: FunctionRuntime, invocation: dict[str, Any]) -> runner.Outcome:
         request_id = invocation["request_id"]
@@ -224,6 +227,7 @@ class Executor:
                     invocation.get("client_context"),
                     invocation.get("cognito_identity"),
                     env,
+                    invocation.get("tenant_id"),
                 )
                 return runner.run_handler(handler, invocation["event"], context, environ=env)
             except runner.HandlerLoadError as fault:
@@ -238,11 +242,22 @@ class Executor:
     def _expire(self, call: _Invocation, runtime: FunctionRuntime) -> None:
         message = (
             f"RequestId: {call.request_id} Error: Task timed out: the handler of "
-            f"{runtime.function.logical_id} was still running in plldb at the function's deadline "
+            f"{runtime.function.logical_id} was still running in plldb when the function's time was up "
             "(it goes on in the background; its result will be discarded)"
         )
+        # The invocation line printed for this answer is the one the user sees.
         if call.answer(runner.Outcome.failure(_error(TIMEOUT_ERROR, message, call.request_id), {})):
-            log.warning("%s: deadline reached, timeout error sent", call.request_id)
+            log.info("%s: time up, timeout error sent", call.request_id)
+
+
+def answer_deadline(deadline: float, now: float) -> float:
+    """When plldb answers a handler that is still running with a timeout error (epoch seconds).
+
+    The shim stops waiting ``polling.deadline_margin`` before the function's deadline and then
+    refuses late answers. plldb answers one more margin earlier, so its own timeout error
+    still reaches the shim (and the user sees that one error, not the shim's as well).
+    """
+    return deadline - 2 * polling.deadline_margin(deadline - now)
 
 
 def _error(error_type: str, message: str, request_id: str) -> dict[str, Any]:

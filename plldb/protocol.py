@@ -255,6 +255,7 @@ _SERVER_SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
         "trace_id": ((str, type(None)), False),
         "client_context": ((str, type(None)), False),
         "cognito_identity": ((str, type(None)), False),
+        "tenant_id": ((str, type(None)), False),
     },
     TYPE_PROGRESS: {
         "phase": (str, True),

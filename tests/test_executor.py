@@ -27,6 +27,7 @@ from plldb.executor import (
     Executor,
     function_environment,
 )
+from plldb.layer import polling
 from plldb.runner import Outcome
 
 pytestmark = pytest.mark.timeout(60)
@@ -315,14 +316,21 @@ def test_non_serializable_result_is_a_marshal_error(answers: Answers) -> None:
         assert "Object of type object is not JSON serializable" in outcome.error["errorMessage"]
 
 
-def test_handler_past_its_deadline_gets_a_timeout_error(answers: Answers) -> None:
+@pytest.mark.parametrize("seconds", [0.6, 3.0])
+def test_handler_past_its_deadline_gets_a_timeout_error(seconds: float, answers: Answers) -> None:
     with alpha("slow") as executor:
-        message = invocation("stack-Alpha", {"seconds": 1.0}, seconds=0.3)
-        started = time.monotonic()
-        outcome = run(executor, answers, message, timeout=5)
-        assert 0.2 < time.monotonic() - started < 0.9
+        message = invocation("stack-Alpha", {"seconds": seconds + 1}, seconds=seconds)
+        shim_gives_up = message["deadline_ms"] / 1000 - polling.deadline_margin(seconds)
+        outcome = run(executor, answers, message, timeout=seconds + 5)
+        answered = time.time()
+        assert answered < shim_gives_up, "answered before the shim stops waiting (one error, not two)"
+        assert answered > shim_gives_up - 2 * polling.deadline_margin(seconds) - 0.5, "not answered early"
         assert outcome.error["errorType"] == TIMEOUT_ERROR
-        assert "still running in plldb at the function's deadline" in outcome.error["errorMessage"]
+        assert outcome.error["errorMessage"] == (
+            f"RequestId: {message['request_id']} Error: Task timed out: the handler of Alpha was still "
+            "running in plldb when the function's time was up (it goes on in the background; its result "
+            "will be discarded)"
+        )
         assert executor.running() == [message["request_id"]], "the handler goes on in the background"
         assert executor.shutdown(timeout=5) == []
         assert answers.outcomes[message["request_id"]] is outcome, "the late result is discarded"
@@ -334,6 +342,7 @@ def test_context_fields_and_remaining_time(answers: Answers) -> None:
             "stack-Alpha", seconds=20,
             client_context=json.dumps({"custom": {"k": "v"}, "env": {}, "client": {}}),
             cognito_identity=json.dumps({"cognitoIdentityId": "id-1", "cognitoIdentityPoolId": "pool"}),
+            tenant_id="tenant-7",
         )
         body = json.loads(run(executor, answers, message).body)
         assert body.pop("remaining") in range(15_000, 20_001)
@@ -347,6 +356,7 @@ def test_context_fields_and_remaining_time(answers: Answers) -> None:
             "log_stream_name": "2024/01/01/[$LATEST]abc",
             "identity": "id-1",
             "client": {"k": "v"},
+            "tenant_id": "tenant-7",
         }
 
 

@@ -215,7 +215,7 @@ def test_invocation_is_answered_by_the_local_tool(
     assert process.cmdline()[1].endswith("plldb-shim/plldb/layer/shim.py")
     assert process.children() == []  # the shim is the runtime process, nothing else runs
 
-    result = emulator.invoke('{"stand_in": "echo", "n": 1}', request_id="req-ok")
+    result = emulator.invoke('{"stand_in": "echo", "n": 1}', request_id="req-ok", tenant_id="tenant-7")
 
     assert result.status == SUCCESS
     assert result.json == {"echo": {"stand_in": "echo", "n": 1}, "local": True}
@@ -227,6 +227,7 @@ def test_invocation_is_answered_by_the_local_tool(
     assert message["invoked_function_arn"] == emulator.function_arn
     assert message["deadline_ms"] == result.deadline_ms
     assert message["trace_id"] == result.next_headers[runner.H_TRACE_ID]
+    assert message["tenant_id"] == "tenant-7"
     assert message["environment"]["AWS_SECRET_ACCESS_KEY"] == "testing"  # connection only
     assert message["environment"]["_HANDLER"] == "app.handler"
     item = request_item("req-ok")

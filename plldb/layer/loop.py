@@ -135,6 +135,7 @@ class Shim:
             "trace_id": invocation.header(runner.H_TRACE_ID),
             "client_context": invocation.header(runner.H_CLIENT_CONTEXT),
             "cognito_identity": invocation.header(runner.H_COGNITO_IDENTITY),
+            "tenant_id": invocation.header(runner.H_TENANT_ID),
             "event": event,
         }
         if (
