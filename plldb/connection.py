@@ -6,6 +6,10 @@ drops. This class keeps the connection alive with application pings, splits larg
 into frames, and reconnects with the same session (re-opened as PENDING first, because the
 authorizer lets a session id in only while it is PENDING). Messages sent while the
 connection is down are queued and sent after the reconnect.
+
+A reconnect survives any failure (network down, AWS throttling, expired credentials that
+botocore has not refreshed yet): it says what happened and retries with a bounded back-off.
+Only a session that is over (:class:`plldb.sessions.SessionLost`) ends it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from plldb import protocol as p
+from plldb.sessions import SessionLost
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +107,14 @@ class Connection:
         await self.on_message(message)
 
     async def _reconnect(self) -> None:
+        """Re-open the session and connect again until it works, the session is lost, or close.
+
+        Every failure is logged with its cause: a new cause as a warning (the user sees why
+        debugging is paused), the same cause again at info level. The delay doubles up to
+        ``max_reconnect_delay``.
+        """
         delay = 0.2
+        last_cause = ""
         while not self.closing:
             try:
                 await asyncio.to_thread(self.reopen)
@@ -111,8 +123,13 @@ class Connection:
                 self.reconnects += 1
                 log.info("reconnected (%d so far)", self.reconnects)
                 return
-            except (OSError, websockets.exceptions.WebSocketException) as exc:
-                log.info("reconnect failed (%s); retrying in %.1fs", exc, delay)
+            except SessionLost:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure is retried, never fatal
+                cause = describe_failure(exc)
+                level = logging.INFO if cause == last_cause else logging.WARNING
+                log.log(level, "reconnect failed (%s); retrying in %.1f s", cause, delay)
+                last_cause = cause
                 await asyncio.sleep(delay)
                 delay = min(self.max_reconnect_delay, delay * 2)
 
@@ -167,3 +184,8 @@ class Connection:
         """Close the current connection without ending the session (tests, lifetime limit)."""
         if self._ws is not None:
             await self._ws.close()
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What went wrong in a reconnect attempt, in one line (an AWS error names its code)."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

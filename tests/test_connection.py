@@ -7,8 +7,10 @@ over a real moto; the Connection under test is the one `plldb attach` uses.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import botocore.exceptions
 import pytest
 
 from plldb import protocol as p
@@ -147,3 +149,57 @@ def test_a_closed_session_is_not_resumed(make_gateway) -> None:
 
     with pytest.raises(SessionLost, match="was closed"):
         asyncio.run(scenario())
+
+
+def test_the_reconnect_survives_aws_and_network_errors_and_says_what_happened(
+    make_gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Expired credentials, throttling and a network failure while re-opening the session
+    are retried with back-off (each cause logged), and the same session comes back."""
+    gateway = make_gateway(grace_seconds=5)
+    session_id = put_session("some-stack")
+    store = SessionStore(AwsContext(region="us-east-1"))
+    faults = [
+        botocore.exceptions.ClientError(
+            {"Error": {"Code": "ExpiredToken", "Message": "The security token is expired"}},
+            "UpdateItem",
+        ),
+        botocore.exceptions.ClientError(
+            {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "UpdateItem"
+        ),
+        botocore.exceptions.EndpointConnectionError(endpoint_url="https://dynamodb"),
+    ]
+
+    def reopen() -> None:
+        if faults:
+            raise faults.pop(0)
+        store.reopen(session_id)
+
+    async def scenario() -> Connection:
+        connection = Connection(gateway.websocket_url, session_id, _ignore, reopen=reopen,
+                                ping_interval=60, max_reconnect_delay=0.4)
+        await connection.open()
+        first = connection_id(session_id)
+        task = asyncio.create_task(connection.run())
+        await asyncio.to_thread(gateway.close_connection, first)
+        for _ in range(200):
+            if connection.reconnects:
+                break
+            await asyncio.sleep(0.05)
+        assert status(session_id) == p.ACTIVE
+        assert connection_id(session_id) != first
+        await connection.close()
+        await asyncio.wait_for(task, 10)
+        return connection
+
+    with caplog.at_level(logging.INFO, logger="plldb.connection"):
+        connection = asyncio.run(scenario())
+    assert connection.reconnects == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("ExpiredToken" in w for w in warnings)
+    assert any("ThrottlingException" in w for w in warnings)
+    assert any("Could not connect to the endpoint URL" in w for w in warnings)
+
+
+async def _ignore(message: dict[str, Any]) -> None:
+    """A message handler for tests that do not look at messages."""
