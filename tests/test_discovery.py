@@ -10,8 +10,6 @@ import pytest
 
 from plldb.discovery import (
     DiscoveryError,
-    FunctionNotInTemplateError,
-    HandlerNotFoundError,
     NotATemplateError,
     TemplateNotFoundError,
     collect_stack_resources,
@@ -20,6 +18,7 @@ from plldb.discovery import (
     map_stack_functions,
     stack_name_from_samconfig,
 )
+from plldb.samconfig import parse_simple_toml
 
 LOCAL = f"python{sys.version_info[0]}.{sys.version_info[1]}"
 pytestmark = pytest.mark.timeout(30)
@@ -215,12 +214,13 @@ def test_built_template_maps_back_to_the_source(tmp_path: Path) -> None:
                 Properties: {{Runtime: {LOCAL}, CodeUri: Hello, Handler: app.handler}}
             """),
         ".aws-sam/build/Hello/app.py": "",
+        ".aws-sam/build.toml": '[function_build_definitions.x]\ncodeuri = "src/hello"\nfunctions = ["Hello"]\n',
     })
     found = discover(tmp_path / ".aws-sam/build/template.yaml")
     function = found.functions["Hello"]
     assert function.code_dir == (tmp_path / "src/hello").resolve()
     assert function.import_path[-1] == (tmp_path / ".aws-sam/build/Hello").resolve()
-    assert found.template == (tmp_path / "template.yaml").resolve()
+    assert found.warnings == []
 
 
 def test_built_template_alone_runs_the_build_copy_with_a_warning(tmp_path: Path) -> None:
@@ -234,8 +234,10 @@ def test_built_template_alone_runs_the_build_copy_with_a_warning(tmp_path: Path)
         ".aws-sam/build/Hello/app.py": "",
     })
     found = discover(tmp_path / ".aws-sam/build/template.yaml")
-    assert found.functions["Hello"].code_dir == (tmp_path / ".aws-sam/build/Hello").resolve()
-    assert "no source template next to .aws-sam" in found.warnings[0]
+    function = found.functions["Hello"]
+    assert function.code_dir == (tmp_path / ".aws-sam/build/Hello").resolve()
+    assert function.package_dirs == ()  # the executor imports source folders only
+    assert "build.toml records no source folder for Hello; running the build copies" in found.warnings[0]
 
 
 def test_non_python_image_and_inline_functions_are_skipped(tmp_path: Path) -> None:
@@ -279,42 +281,59 @@ def test_python_version_mismatch_is_a_returned_warning(tmp_path: Path) -> None:
         """), "app.py": ""})
     found = discover(tmp_path / "template.yaml", python_version=(3, 11))
     assert found.warnings == [
-        "function Hello: runtime python3.9 but plldb runs on Python 3.11; version-specific behaviour may differ"
+        "function Hello: runtime python3.9 but plldb runs handlers on Python 3.11; version-specific "
+        "behaviour may differ. To match, run plldb under Python 3.9: pipx install --python python3.9 plldb "
+        "(or uv tool install --python 3.9 plldb)"
     ]
 
 
 @pytest.mark.parametrize(
     "files, error, message",
     [
-        ({}, TemplateNotFoundError, "template {root}/template.yaml not found"),
+        ({}, TemplateNotFoundError,
+         "template {given} not found (looked in {root}): run plldb in the folder of your SAM project "
+         "(cd there) or pass --template PATH"),
         ({"template.yaml": "- a\n- b\n"}, NotATemplateError, "is not a SAM/CloudFormation template (no Resources mapping)"),
         ({"template.yaml": "Outputs: {}\n"}, NotATemplateError, "no Resources mapping"),
         ({"template.yaml": "Resources: [\n"}, NotATemplateError, "is not valid YAML/JSON"),
-        (
-            {"template.yaml": f"Resources:\n  HelloFunction:\n    Type: AWS::Serverless::Function\n    Properties: {{Runtime: {LOCAL}, CodeUri: functions/hello, Handler: app.lambda_handler}}\n",
-             "functions/hello/other.py": ""},
-            HandlerNotFoundError,
-            "function HelloFunction: handler app.lambda_handler -> {root}/functions/hello/app.py not found",
-        ),
-        (
-            {"template.yaml": f"Resources:\n  HelloFunction:\n    Type: AWS::Serverless::Function\n    Properties: {{Runtime: {LOCAL}, CodeUri: nowhere, Handler: app.h}}\n"},
-            HandlerNotFoundError,
-            "function HelloFunction: code folder nowhere",
-        ),
-        (
-            {"template.yaml": f"Resources:\n  HelloFunction:\n    Type: AWS::Serverless::Function\n    Properties: {{Runtime: {LOCAL}}}\n"},
-            DiscoveryError,
-            "function HelloFunction: no Handler in the template",
-        ),
     ],
 )
-def test_errors_name_the_file_or_function(tmp_path: Path, files: dict, error: type, message: str) -> None:
+def test_errors_name_the_file(tmp_path: Path, files: dict, error: type, message: str) -> None:
     write(tmp_path, files)
-    root = tmp_path.resolve().as_posix()
     with pytest.raises(error) as raised:
         discover(tmp_path / "template.yaml")
-    assert message.format(root=root) in str(raised.value)
+    expected = message.format(root=tmp_path.resolve(), given=tmp_path / "template.yaml")
+    assert expected in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "properties, files, reason",
+    [
+        pytest.param(
+            f"{{Runtime: {LOCAL}, CodeUri: functions/hello, Handler: app.lambda_handler}}",
+            {"functions/hello/other.py": ""},
+            "handler app.lambda_handler -> {root}/functions/hello/app.py not found",
+            id="handler-file",
+        ),
+        pytest.param(
+            f"{{Runtime: {LOCAL}, CodeUri: nowhere, Handler: app.h}}", {},
+            "code folder nowhere ({root}/nowhere) not found", id="code-folder",
+        ),
+        pytest.param(f"{{Runtime: {LOCAL}}}", {}, "no Handler in the template", id="no-handler"),
+    ],
+)
+def test_a_broken_function_is_skipped_with_its_reason(tmp_path: Path, properties: str, files: dict, reason: str) -> None:
+    """One function the template gets wrong never hides the others."""
+    write(tmp_path, {
+        "template.yaml": f"Resources:\n  Broken:\n    Type: AWS::Serverless::Function\n    Properties: {properties}\n"
+                         f"  Fine:\n    Type: AWS::Serverless::Function\n    Properties: {{Runtime: {LOCAL}, Handler: ok.h}}\n",
+        "ok.py": "",
+        **files,
+    })
+    found = discover(tmp_path / "template.yaml")
+    assert list(found.functions) == ["Fine"]
+    assert found.skipped == {"Broken": reason.format(root=tmp_path.resolve().as_posix())}
 
 
 def _stack_resources() -> list[dict]:
@@ -338,13 +357,18 @@ def test_stack_functions_are_keyed_by_physical_name(tmp_path: Path) -> None:
     assert mapping.skipped == {"stack-Node-1": "runtime 'nodejs20.x' is not Python"}
 
 
-def test_stack_function_missing_from_template_is_an_error(tmp_path: Path) -> None:
+def test_stack_function_missing_from_template_is_skipped_with_a_hint(tmp_path: Path) -> None:
+    """Issue 12 B4: a function the template lacks is a warning, never an abort."""
     write(tmp_path, {"template.yaml": sam(f"""
         Resources:
           Hello: {{Type: AWS::Serverless::Function, Properties: {{Runtime: {LOCAL}, Handler: app.h}}}}
         """), "app.py": ""})
-    with pytest.raises(FunctionNotInTemplateError, match=r"^function Node \(stack-Node-1\) of the stack has no match in template.yaml$"):
-        map_stack_functions(discover(tmp_path / "template.yaml"), _stack_resources())
+    mapping = map_stack_functions(discover(tmp_path / "template.yaml"), _stack_resources())
+    assert list(mapping.functions) == ["stack-Hello-ABC"]
+    assert mapping.skipped == {
+        "stack-Node-1": f"function Node has no match in {(tmp_path / 'template.yaml').resolve()}: if the stack "
+        "was deployed from another project folder, run plldb there or pass --template PATH"
+    }
 
 
 def test_nested_stack_resources_are_prefixed() -> None:
@@ -381,12 +405,12 @@ def test_samconfig_absent_or_without_stack_name(tmp_path: Path) -> None:
 def test_samconfig_fallback_parser_matches_tomllib() -> None:
     import tomllib
 
-    from plldb.discovery import _parse_simple_toml
-
-    text = 'version = 0.1\n[default.deploy.parameters]\nstack_name = "a\\"b"\ns3_prefix = "x"\n[default.global.parameters]\nregion = "r"\n'
-    ours = _parse_simple_toml(text)
-    theirs = tomllib.loads(text)
-    assert ours["default"] == theirs["default"]
+    text = (
+        'version = 0.1\n[default.deploy.parameters]\nstack_name = "a\\"b"  # c\ns3_prefix = "x"\nconfirm = true\n'
+        'parameter_overrides = ["A=1", "B=x y"]\n[default.global.parameters]\nregion = "r"\n'
+        '[function_build_definitions.5b7e-1]\ncodeuri = "src/hello"\nfunctions = ["Hello", "App/Fn"]\n'
+    )
+    assert parse_simple_toml(text) == tomllib.loads(text)
 
 
 def test_broken_samconfig_is_a_clear_error(tmp_path: Path) -> None:
