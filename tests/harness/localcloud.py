@@ -289,7 +289,7 @@ class LocalCloud:
         """MotoServer's process, but in a session of its own like the other services."""
         moto = MotoServer()
         moto.process = self._spawn(
-            "moto", ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto.port)]
+            "moto", ["-m", "tests.harness.moto_launcher", "-H", "127.0.0.1", "-p", str(moto.port)]
         )
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
+LAMBDA = "lambda.amazonaws.com"
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -34,7 +35,8 @@ def free_port() -> int:
 
 
 class MotoServer:
-    """One moto server process (DynamoDB made atomic, see moto_atomic); ``url`` is its endpoint."""
+    """One moto server process (see moto_launcher: atomic DynamoDB, IAM enforcement on demand,
+    expiring credentials); ``url`` is its endpoint."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -44,7 +46,15 @@ class MotoServer:
     def start(self, timeout: float = 30.0) -> MotoServer:
         env = {**os.environ, **FAKE_CREDENTIALS}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.harness.moto_atomic", "-H", "127.0.0.1", "-p", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "tests.harness.moto_launcher",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
@@ -73,10 +83,37 @@ class MotoServer:
         self._post("/moto-api/reset", None)
         self.configure()
 
-    def _post(self, path: str, body: dict | None) -> None:
+    def enforce_iam(self, enforce: bool = True, max_session_seconds: float | None = None) -> None:
+        """Every request from now needs IAM credentials and a policy that allows it.
+
+        ``max_session_seconds`` caps the lifetime of every sts:AssumeRole's credentials.
+        """
+        body: dict = {"enforce": enforce}
+        if max_session_seconds is not None:
+            body["max_session_seconds"] = max_session_seconds
+        self._post("/plldb-localcloud/iam", body)
+
+    def service_credentials(
+        self, role_arn: str, session_name: str, duration_seconds: int, service: str = LAMBDA
+    ) -> dict[str, str]:
+        """Credentials of ``role_arn`` as ``service`` gets them (its trust policy decides).
+
+        ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN`` and the
+        ``Expiration`` (ISO 8601).
+        """
+        body = {
+            "service": service,
+            "role_arn": role_arn,
+            "session_name": session_name,
+            "duration_seconds": duration_seconds,
+        }
+        return self._post("/plldb-localcloud/service-credentials", body)
+
+    def _post(self, path: str, body: dict | None) -> dict:
         data = json.dumps(body).encode() if body is not None else b""
         request = urllib.request.Request(f"{self.url}{path}", data=data, method="POST")
-        urllib.request.urlopen(request, timeout=10).read()
+        text = urllib.request.urlopen(request, timeout=10).read()
+        return json.loads(text) if path.startswith("/plldb-localcloud/") else {}
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
