@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from rich.text import Text
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -45,6 +46,13 @@ def warn(message: str) -> None:
 
 def error(message: str) -> None:
     err.print(f"[red]error:[/red] {message}")
+
+
+def function_output(function: str, line: str) -> None:
+    """One line a handler wrote (print, logging, warnings), marked with its function; the
+    runtime's CR-joined error records are shown one line per part, the text never as markup."""
+    for part in line.split("\r"):
+        out.print(Text.assemble((f"{function} | ", "dim"), part))
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:

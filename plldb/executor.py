@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from plldb import isolation, runner
+from plldb import console, isolation, lambda_logging, runner
 from plldb.discovery import LocalFunction
 from plldb.layer import polling
 from plldb.protocol import ENV_EXEC_WRAPPER, SECRET_ENV_VARS, SHIM_ENV_VARS
@@ -72,21 +72,33 @@ class FunctionRuntime:
         self.namespace = isolation.FunctionNamespace(function.logical_id, source_dirs, function.package_dirs)
         self.env: dict[str, str] = {}
         self._handler: Callable | None = None
+        self.logging: lambda_logging.FunctionLogging | None = None
         self._lock = threading.Lock()
         self.cold_starts = 0
 
-    def handler(self) -> Callable:
+    def stale(self) -> bool:
+        """True when the handler is loaded but a source file changed since."""
+        return self._handler is not None and self.namespace.changed()
+
+    def handler(self, env: dict[str, str], output: lambda_logging.InvocationOutput) -> Callable:
         """The handler, importing the function's code on first use and after its files
-        change (module-level code runs again). A load failure is retried next time."""
+        change (module-level code runs again, with fresh runtime logging, as in a new
+        Lambda process). A load failure is logged like the runtime does, and retried next
+        time. Called on the thread bound to the function and ``output``."""
         with self._lock:
             if self._handler is not None and not self.namespace.changed():
+                output.logging = self.logging
                 return self._handler
-            if self._handler is not None:
-                log.info("%s: source changed, reloading", self.function.logical_id)
             self._handler = None
             self.namespace.reset()
             self.cold_starts += 1
-            self._handler = runner.load_handler(self.function.handler, self.namespace.import_module)
+            self.logging = output.logging = lambda_logging.FunctionLogging(env)
+            with output.initialising():
+                try:
+                    self._handler = runner.load_handler(self.function.handler, self.namespace.import_module)
+                except runner.HandlerLoadError as fault:
+                    output.log_error(fault.error, init=True)
+                    raise
             return self._handler
 
 
@@ -118,10 +130,13 @@ class Executor:
         functions: Mapping[str, LocalFunction],
         credentials: str = CREDENTIALS_FUNCTION,
         max_workers: int = DEFAULT_MAX_WORKERS,
+        output: lambda_logging.Output = console.function_output,
     ) -> None:
         if credentials not in CREDENTIAL_MODES:
             raise ValueError(f"credentials must be one of {', '.join(CREDENTIAL_MODES)}, not {credentials!r}")
         isolation.install()
+        lambda_logging.install()
+        self.output = output
         self.credentials = credentials
         self.max_workers = max_workers
         self.runtimes = {name: FunctionRuntime(function) for name, function in functions.items()}
@@ -217,27 +232,46 @@ class Executor:
         runtime.env.update(fresh)
         env = runtime.env
         runner.set_trace_id(invocation.get("trace_id"), env)
-        with isolation.bound(env, runtime.namespace):
+        if runtime.stale():  # logged here: on the bound thread, logging is the function's
+            log.info("%s: source changed, reloading", runtime.function.logical_id)
+        output = lambda_logging.InvocationOutput(
+            runtime.function.logical_id, request_id, invocation.get("tenant_id"), self.output
+        )
+        lambda_logging.ensure_streams()
+        with isolation.bound(env, runtime.namespace, output):
             try:
-                handler = runtime.handler()
-                context = runner.build_context(
-                    request_id,
-                    invocation["deadline_ms"],
-                    invocation["invoked_function_arn"],
-                    invocation.get("client_context"),
-                    invocation.get("cognito_identity"),
-                    env,
-                    invocation.get("tenant_id"),
-                )
-                return runner.run_handler(handler, invocation["event"], context, environ=env)
-            except runner.HandlerLoadError as fault:
-                return runner.Outcome.failure(fault.error, env, init_error=True)
-            except runner.RuntimeFault as fault:
-                return runner.Outcome.failure({**fault.error, "requestId": request_id}, env)
-            except SystemExit as exc:
-                return runner.Outcome.failure(_exit_error(exc, request_id), env)
-            except BaseException as exc:  # KeyboardInterrupt & co raised by user code
-                return runner.Outcome.failure(_exit_error(exc, request_id), env)
+                outcome = self._call(runtime, invocation, env, output)
+                if not outcome.ok and not outcome.init_error and outcome.error_type != EXIT_ERROR:
+                    output.log_error(outcome.error or {}, init=False)
+                return outcome
+            finally:
+                output.flush()
+
+    def _call(
+        self, runtime: FunctionRuntime, invocation: dict[str, Any], env: dict[str, str],
+        output: lambda_logging.InvocationOutput,
+    ) -> runner.Outcome:
+        """Load (if needed) and call the handler, as the runtime would; every failure of user
+        code becomes an outcome."""
+        request_id = invocation["request_id"]
+        try:
+            handler = runtime.handler(env, output)
+            context = runner.build_context(
+                request_id,
+                invocation["deadline_ms"],
+                invocation["invoked_function_arn"],
+                invocation.get("client_context"),
+                invocation.get("cognito_identity"),
+                env,
+                invocation.get("tenant_id"),
+            )
+            return runner.run_handler(handler, invocation["event"], context, environ=env)
+        except runner.HandlerLoadError as fault:
+            return runner.Outcome.failure(fault.error, env, init_error=True)
+        except runner.RuntimeFault as fault:
+            return runner.Outcome.failure({**fault.error, "requestId": request_id}, env)
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt & co raised by user code
+            return runner.Outcome.failure(_exit_error(exc, request_id), env)
 
     def _expire(self, call: _Invocation, runtime: FunctionRuntime) -> None:
         message = (

@@ -39,7 +39,7 @@ from typing import Any
 
 ROOT_PREFIX = "_plldb_"
 
-_thread = threading.local()  # .env: dict | None, .active: list[FunctionNamespace]
+_thread = threading.local()  # .env: dict | None, .active: list[FunctionNamespace], .output
 _namespaces: dict[str, FunctionNamespace] = {}  # root package name -> namespace
 _registry_lock = threading.Lock()
 _installed = False
@@ -104,26 +104,33 @@ def process_environment() -> dict[str, str]:
     return {environ.decodekey(k): environ.decodevalue(v) for k, v in list(environ._data.items())}
 
 
+def bound_output() -> Any:
+    """The output object of the invocation bound to this thread (see :func:`bound`), or None."""
+    return getattr(_thread, "output", None)
+
+
 @contextmanager
-def bound(env: dict[str, str] | None, namespace: FunctionNamespace | None) -> Iterator[None]:
-    """Run the block as the function: its environment, its build folders for imports."""
-    saved = (getattr(_thread, "env", None), getattr(_thread, "active", []))
-    _thread.env, _thread.active = env, [namespace] if namespace else []
+def bound(env: dict[str, str] | None, namespace: FunctionNamespace | None, output: Any = None) -> Iterator[None]:
+    """Run the block as the function: its environment, its build folders for imports, and
+    ``output`` (the invocation's logging and output state, :mod:`plldb.lambda_logging`)."""
+    saved = (getattr(_thread, "env", None), getattr(_thread, "active", []), bound_output())
+    _thread.env, _thread.active, _thread.output = env, [namespace] if namespace else [], output
     try:
         yield
     finally:
-        _thread.env, _thread.active = saved
+        _thread.env, _thread.active, _thread.output = saved
 
 
 def _start_inheriting(self: threading.Thread) -> None:
     """``Thread.start`` that hands the starting thread's binding to the new thread, so a
-    handler's own threads (thread pools, timers) see the function's environment."""
-    env, active = _bound_env(), list(getattr(_thread, "active", []))
-    if env is not None or active:
+    handler's own threads (thread pools, timers) see the function's environment and write
+    to its invocation's output."""
+    env, active, output = _bound_env(), list(getattr(_thread, "active", [])), bound_output()
+    if env is not None or active or output is not None:
         run = self.run
 
         def run_bound() -> None:
-            _thread.env, _thread.active = env, active
+            _thread.env, _thread.active, _thread.output = env, active, output
             run()
 
         self.run = run_bound  # type: ignore[method-assign]

@@ -27,6 +27,7 @@ from plldb.executor import (
     Executor,
     function_environment,
 )
+from plldb.lambda_logging import InvocationOutput
 from plldb.layer import polling
 from plldb.runner import Outcome
 
@@ -392,7 +393,8 @@ def test_nested_synchronous_invocation_does_not_deadlock(answers: Answers) -> No
             executor.submit(message, nested)
             return nested.result(message["request_id"])
 
-        executor.runtimes["stack-Alpha"].handler()  # cold start, so the test can wire INVOKE
+        cold_start = InvocationOutput("Alpha", "", None, lambda _function, _line: None)
+        executor.runtimes["stack-Alpha"].handler({}, cold_start)  # so the test can wire INVOKE
         sys.modules[executor.runtimes["stack-Alpha"].namespace.module_name("app")].INVOKE = invoke
         message = invocation("stack-Alpha", {"target": "stack-Beta"})
         executor.submit(message, answers)
