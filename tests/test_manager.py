@@ -15,7 +15,7 @@ import boto3
 from websockets.sync.client import ClientConnection, connect
 
 from plldb import protocol
-from plldb.lambdas import manager
+from plldb.lambdas import manager, manager_apply, manager_plan
 from tests.harness.gateway import MANAGER, Gateway
 from tests.harness.gateway_setup import get_session, put_session, scan, wait_until
 from tests.harness.gateway_stack import (
@@ -252,10 +252,12 @@ def test_crash_midway_then_rerun_keeps_the_original(gateway: Gateway) -> None:
     names = create_stack()
     before = snapshot(names)
     session_id = put_session(STACK_NAME, status=protocol.ACTIVE)
-    real_update = manager.Manager.update_function
+    real_update = manager_apply.Functions.update
     calls: list[str] = []
 
-    def crash_after_first(self: manager.Manager, name: str, subset: dict[str, Any]) -> None:
+    def crash_after_first(
+        self: manager_apply.Functions, name: str, subset: dict[str, Any]
+    ) -> None:
         calls.append(name)
         if len(calls) > 1:
             raise RuntimeError("manager killed")
@@ -266,7 +268,7 @@ def test_crash_midway_then_rerun_keeps_the_original(gateway: Gateway) -> None:
     # function update. One worker makes "first" deterministic.
     with (
         mock.patch.object(manager, "MAX_WORKERS", 1),
-        mock.patch.object(manager.Manager, "update_function", crash_after_first),
+        mock.patch.object(manager_apply.Functions, "update", crash_after_first),
     ):
         first = _run_manager("instrument", session_id, **instrument)
     assert len(first["instrumented"]) == 1 and len(first["failed"]) == len(INSTRUMENTABLE) - 1
@@ -278,7 +280,7 @@ def test_crash_midway_then_rerun_keeps_the_original(gateway: Gateway) -> None:
     for record in _records():
         logical = next(k for k, v in names.items() if v == record[protocol.A_FUNCTION_NAME]["S"])
         original = json.loads(record[protocol.A_ORIGINAL]["S"])
-        assert original == manager.config_subset(before[logical]["configuration"])
+        assert original == manager_plan.config_subset(before[logical]["configuration"])
         assert record[protocol.A_STATUS]["S"] == protocol.INSTRUMENTED
     assert _run_manager("instrument", session_id, **instrument) == second  # idempotent
 
@@ -304,7 +306,7 @@ def test_missing_stack_and_bad_requests_are_reported(gateway: Gateway) -> None:
 
 
 def test_container_image_functions_are_skipped() -> None:
-    assert manager.Manager.unsupported({"PackageType": "Image"}) == (
+    assert manager_plan.unsupported({"PackageType": "Image"}) == (
         "container image function: layers cannot be added to it"
     )
-    assert manager.Manager.unsupported({"PackageType": "Zip", "Runtime": "python3.12"}) is None
+    assert manager_plan.unsupported({"PackageType": "Zip", "Runtime": "python3.12"}) is None
