@@ -169,7 +169,16 @@ def layers(scope: Scope, layers: Any) -> tuple[list[Path], list[Path], list[str]
 
 
 def describe(value: Any) -> str:
-    return value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
+    """A template value as the user wrote it: intrinsics in their short ``!Tag`` form."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        key, argument = next(iter(value.items()))
+        if key == "Ref" or key.startswith("Fn::"):
+            if key == "Fn::GetAtt" and isinstance(argument, list):
+                return "!GetAtt " + ".".join(str(part) for part in argument)
+            return f"!{key.removeprefix('Fn::')} {describe(argument)}"
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
 
 
 def handler_module_candidates(handler: str) -> tuple[str, list[str]]:

@@ -153,7 +153,7 @@ class Resolver:
             if key.startswith("Fn::"):
                 method = getattr(self, "_" + key[4:].lower(), None)
                 if method is None:
-                    raise Unresolved(f"{key} needs the deployed stack")
+                    raise Unresolved(f"!{key[4:]} needs the deployed stack")
                 return method(argument)
         return {key: self.resolve(item) for key, item in value.items()}
 
