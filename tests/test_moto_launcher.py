@@ -24,7 +24,7 @@ import botocore.exceptions
 import pytest
 
 from tests.harness.moto_launcher import principal_matches
-from tests.harness.moto_server import REGION, MotoServer
+from tests.harness.moto_server import FAKE_CREDENTIALS, REGION, MotoServer
 
 WRITES = 150
 FILLER = 60  # attributes set between Status and Response: widens moto's window to a sure hit
@@ -208,6 +208,15 @@ def test_an_action_outside_the_policy_is_refused_in_dynamodbs_json(enforced: Enf
 def test_unknown_credentials_are_refused(enforced: Enforced) -> None:
     sts = enforced.client("sts", ADMIN)
     assert _error(sts.get_caller_identity)["Code"] == "InvalidClientTokenId"
+
+
+def test_the_harness_credentials_are_the_accounts_administrator(enforced: Enforced) -> None:
+    harness = {
+        k.lower(): v for k, v in FAKE_CREDENTIALS.items() if k.endswith(("_ID", "_KEY", "_TOKEN"))
+    }
+    assert enforced.client("dynamodb", harness).scan(TableName="Enforced")["Count"] == 0
+    roles = enforced.client("iam", harness).list_roles()["Roles"]
+    assert "plldb-localcloud-harness" in {role["RoleName"] for role in roles}
 
 
 def test_a_signed_lambda_get_is_checked_like_any_call(enforced: Enforced) -> None:

@@ -50,6 +50,7 @@ from moto.core.exceptions import JsonRESTError, _RESTError
 from moto.core.utils import utcnow
 from moto.dynamodb.responses import DynamoHandler
 from moto.iam import access_control
+from moto.iam.exceptions import NotFoundException
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -61,6 +62,14 @@ from werkzeug.serving import run_simple
 from werkzeug.wrappers import Request, Response
 
 CONTROL_PREFIX = "/plldb-localcloud/"
+DEFAULT_ACCOUNT = "123456789012"  # moto's
+PARTITION = "aws"
+HARNESS_ROLE = "plldb-localcloud-harness"
+HARNESS_CREDENTIALS = {  # moto_server.FAKE_CREDENTIALS (not imported: no harness deps here)
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
 _JSON_SERVICES = {"dynamodb", "awslambda"}  # JSON protocols among the services plldb calls
 _DYNAMODB_LOCK = threading.Lock()
 
@@ -90,8 +99,47 @@ def make_atomic(action: Callable[..., Any]) -> Callable[..., Any]:
 
 def enforce_iam(enforce: bool) -> None:
     """moto's identity checks on (every request from now) or off."""
+    if enforce:
+        admit_harness()
     settings.INITIAL_NO_AUTH_ACTION_COUNT = 0 if enforce else float("inf")
     ActionAuthenticatorMixin.request_count = 0
+
+
+def admit_harness() -> None:
+    """The harness's fixed credentials (``testing``) become a session of an admin role.
+
+    The local cloud deploys stacks, reads configurations and runs the emulators with the
+    credentials moto suggests (moto_server.FAKE_CREDENTIALS); under enforcement they stand
+    for the account's administrator, as whoever deployed the stacks in AWS. Every other
+    identity (plldb's user, the functions' roles) holds only its own policies.
+    """
+    iam = access_control.iam_backends[DEFAULT_ACCOUNT][PARTITION]
+    try:
+        role = iam.get_role(HARNESS_ROLE)
+    except NotFoundException:
+        trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+        role = iam.create_role(HARNESS_ROLE, trust, "/", None, "", [], "3600")
+        allow_all = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+        iam.put_role_policy(
+            HARNESS_ROLE,
+            "everything",
+            json.dumps({"Version": "2012-10-17", "Statement": [allow_all]}),
+        )
+    sts = sts_backends[DEFAULT_ACCOUNT][PARTITION]
+    if sts.get_assumed_role_from_access_key(HARNESS_CREDENTIALS["AWS_ACCESS_KEY_ID"]):
+        return
+    session = sts.assume_role(
+        region_name="us-east-1",
+        role_session_name="harness",
+        role_arn=role.arn,
+        policy=None,
+        duration=3600,
+        external_id=None,
+    )
+    session.access_key_id = HARNESS_CREDENTIALS["AWS_ACCESS_KEY_ID"]
+    session.secret_access_key = HARNESS_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+    session.session_token = HARNESS_CREDENTIALS["AWS_SESSION_TOKEN"]
+    session.expiration = utcnow() + datetime.timedelta(days=365)
 
 
 def _account_of(arn: str) -> str:
@@ -262,6 +310,7 @@ def issue_service_credentials(
         duration=duration_seconds,
         external_id=None,
     )
+    assumed.expiration = utcnow() + datetime.timedelta(seconds=duration_seconds)  # no test cap
     return {
         "AWS_ACCESS_KEY_ID": assumed.access_key_id,
         "AWS_SECRET_ACCESS_KEY": assumed.secret_access_key,
