@@ -223,6 +223,35 @@ def test_built_template_maps_back_to_the_source(tmp_path: Path) -> None:
     assert found.warnings == []
 
 
+def test_built_template_layers_map_to_their_recorded_sources(tmp_path: Path) -> None:
+    """build.toml records layers too: the layer's source python/ is searched, the build copy
+    only for its packages."""
+    write(tmp_path, {
+        ".aws-sam/build/template.yaml": SAM_HEADER + f"""
+Resources:
+  Hello:
+    Type: AWS::Serverless::Function
+    Properties: {{Runtime: {LOCAL}, CodeUri: Hello, Handler: app.handler, Layers: [!Ref Shared]}}
+  Shared:
+    Type: AWS::Serverless::LayerVersion
+    Properties: {{ContentUri: Shared}}
+""",
+        ".aws-sam/build/Hello/app.py": "",
+        ".aws-sam/build/Shared/python/shared.py": "",
+        ".aws-sam/build.toml": (
+            '[function_build_definitions.a]\ncodeuri = "src"\nfunctions = ["Hello"]\n'
+            '[layer_build_definitions.b]\ncodeuri = "layer"\nlayer = "Shared"\n'
+        ),
+        "src/app.py": "",
+        "layer/python/shared.py": "",
+    })
+    function = discover(tmp_path / ".aws-sam/build/template.yaml").functions["Hello"]
+    build = (tmp_path / ".aws-sam/build").resolve()
+    root = tmp_path.resolve()
+    assert function.import_path == (root / "src", root / "layer/python", build / "Hello", build / "Shared/python")
+    assert function.package_dirs == (build / "Hello", build / "Shared/python")
+
+
 def test_built_template_alone_runs_the_build_copy_with_a_warning(tmp_path: Path) -> None:
     write(tmp_path, {
         ".aws-sam/build/template.yaml": sam(f"""
