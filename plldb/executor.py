@@ -240,7 +240,7 @@ class Executor:
         lambda_logging.ensure_streams()
         with isolation.bound(env, runtime.namespace, output):
             try:
-                outcome = self._call(runtime, invocation, env, output)
+                outcome = _without_plldb_frames(self._call(runtime, invocation, env, output), env)
                 if not outcome.ok and not outcome.init_error and outcome.error_type != EXIT_ERROR:
                     output.log_error(outcome.error or {}, init=False)
                 return outcome
@@ -292,6 +292,19 @@ def answer_deadline(deadline: float, now: float) -> float:
     still reaches the shim (and the user sees that one error, not the shim's as well).
     """
     return deadline - 2 * polling.deadline_margin(deadline - now)
+
+
+_ISOLATION_FRAME = f'  File "{isolation.__file__}"'
+
+
+def _without_plldb_frames(outcome: runner.Outcome, env: dict[str, str]) -> runner.Outcome:
+    """The outcome with plldb's import hook frames taken out of the error's stack trace: in
+    Lambda, an import goes straight from the user's line to the imported module."""
+    error = outcome.error
+    if error is None or not any(line.startswith(_ISOLATION_FRAME) for line in error["stackTrace"]):
+        return outcome
+    trace = [line for line in error["stackTrace"] if not line.startswith(_ISOLATION_FRAME)]
+    return runner.Outcome.failure({**error, "stackTrace": trace}, env, init_error=outcome.init_error)
 
 
 def _error(error_type: str, message: str, request_id: str) -> dict[str, Any]:

@@ -140,7 +140,18 @@ def _start_inheriting(self: threading.Thread) -> None:
 # --- Modules ------------------------------------------------------------------------------
 
 
-class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
+class _PublicNameLoader:
+    """Creates a function's modules under the name Lambda gives them: ``__name__`` is ``app``,
+    not ``_plldb_Fn.app`` (so are logger names, classes' ``__module__`` and import error
+    texts). ``__spec__`` and ``__package__`` keep the private name, for imports. Done in
+    ``create_module``, which is never on the stack when module code fails."""
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        namespace = _namespaces.get(spec.name.partition(".")[0])
+        return None if namespace is None else ModuleType(namespace.public_name(spec.name))
+
+
+class _FreshSourceLoader(_PublicNameLoader, importlib.machinery.SourceFileLoader):
     """Compiles from source every time and records the file's stamp.
 
     No ``__pycache__`` is read or written in the user's folders, so an edit made within the
@@ -148,16 +159,20 @@ class _FreshSourceLoader(importlib.machinery.SourceFileLoader):
     """
 
     def get_code(self, fullname: str) -> Any:
-        namespace = _namespaces.get(fullname.partition(".")[0])
+        namespace = _namespaces.get(self.name.partition(".")[0])  # fullname is the Lambda name
         if namespace is not None:
             namespace.record(self.path)
         return self.source_to_code(self.get_data(self.path), self.path)
 
 
+class _PublicSourcelessLoader(_PublicNameLoader, importlib.machinery.SourcelessFileLoader):
+    """A ``.pyc``-only module of a function, under its Lambda name like the others."""
+
+
 _LOADERS = (
     (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
     (_FreshSourceLoader, importlib.machinery.SOURCE_SUFFIXES),
-    (importlib.machinery.SourcelessFileLoader, importlib.machinery.BYTECODE_SUFFIXES),
+    (_PublicSourcelessLoader, importlib.machinery.BYTECODE_SUFFIXES),
 )
 
 
@@ -195,11 +210,21 @@ class FunctionNamespace:
         try:
             return _original_import_module(f"{self.root}.{name}")
         except ImportError as exc:
-            prefix = f"{self.root}."
-            if prefix not in str(exc):
-                raise
-            public = type(exc)(str(exc).replace(prefix, ""), name=(exc.name or "").replace(prefix, ""))
-            raise public.with_traceback(exc.__traceback__) from None
+            raise self.public_error(exc) from exc.__cause__
+
+    def public_name(self, name: str) -> str:
+        """``_plldb_Fn.pkg.mod`` -> ``pkg.mod`` (other names unchanged)."""
+        return name[len(self.root) + 1:] if name.startswith(self.root + ".") else name
+
+    def public_error(self, exc: ImportError) -> ImportError:
+        """``exc`` as Lambda would word it: without the private root package in its text."""
+        prefix = f"{self.root}."
+        if prefix not in str(exc):
+            return exc
+        public = type(exc)(str(exc).replace(prefix, ""), name=self.public_name(exc.name or ""), path=exc.path)
+        public.__context__ = exc.__context__
+        public.__suppress_context__ = exc.__suppress_context__
+        return public.with_traceback(exc.__traceback__)
 
     def changed(self) -> bool:
         """True when a source file loaded for this function was modified or removed."""
@@ -247,14 +272,25 @@ class FunctionNamespace:
         spec.submodule_search_locations = portions
         return spec
 
-    def import_from(self, name: str, globals_: Any, locals_: Any, fromlist: Any) -> ModuleType:
-        """``import name`` executed by one of this function's modules."""
+    def import_from(self, name: str, globals_: Any, locals_: Any, fromlist: Any, level: int = 0) -> ModuleType:
+        """``import name`` / ``from name import ...`` executed by one of this function's modules."""
         top = name.partition(".")[0]
-        if top != self.root and self.provides(top):
-            module = _original_import(f"{self.root}.{name}", globals_, locals_, fromlist, 0)
-            return module if fromlist else sys.modules[f"{self.root}.{top}"]
-        with self.active():
-            return _original_import(name, globals_, locals_, fromlist, 0)
+        if level == 0 and (top == self.root or not self.provides(top)):
+            with self.active():
+                return _original_import(name, globals_, locals_, fromlist, 0)
+        if level == 0:
+            private = f"{self.root}.{name}"
+        else:
+            private = importlib.util.resolve_name("." * level + name, globals_.get("__package__"))
+        try:
+            module = _import_leaf(private)
+            if not fromlist:
+                return sys.modules[private if level else f"{self.root}.{top}"]
+            if hasattr(module, "__path__"):
+                _import_submodules(module, private, fromlist)
+            return module
+        except ImportError as exc:
+            raise self.public_error(exc) from exc.__cause__
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -276,20 +312,43 @@ class FunctionNamespace:
 
 
 def _namespace_of(globals_: Any) -> FunctionNamespace | None:
+    """The function whose module runs with these globals (its ``__package__`` is private)."""
     if not isinstance(globals_, dict):
         return None
-    name = globals_.get("__name__")
+    name = globals_.get("__package__")
     if not isinstance(name, str) or not name.startswith(ROOT_PREFIX):
         return None
     return _namespaces.get(name.partition(".")[0])
 
 
 def _import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> ModuleType:  # noqa: A002
-    if level == 0:
-        namespace = _namespace_of(globals)
-        if namespace is not None:
-            return namespace.import_from(name, globals, locals, fromlist)
+    namespace = _namespace_of(globals)
+    if namespace is not None:
+        return namespace.import_from(name, globals, locals, fromlist, level)
     return _original_import(name, globals, locals, fromlist, level)
+
+
+def _import_leaf(name: str) -> ModuleType:
+    """Import the module ``name`` itself through the built-in import (which keeps importlib's
+    frames out of tracebacks, as in Lambda). The fromlist only makes it return the leaf:
+    every module has ``__name__``."""
+    return _original_import(name, None, None, ("__name__",), 0)
+
+
+def _import_submodules(package: ModuleType, private: str, fromlist: Any) -> None:
+    """``from package import a, b``: import the submodules among the names, by the package's
+    private name (importlib would use ``__name__``, which is the Lambda name)."""
+    names = [n for n in fromlist if n != "*"]
+    if "*" in fromlist:
+        names += [n for n in getattr(package, "__all__", ()) if isinstance(n, str)]
+    for name in names:
+        if hasattr(package, name):
+            continue
+        try:
+            _import_leaf(f"{private}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{private}.{name}":
+                raise  # the submodule exists but something it imports does not
 
 
 def _import_module(name: str, package: str | None = None) -> ModuleType:

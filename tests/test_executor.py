@@ -148,9 +148,11 @@ def test_colliding_module_names_stay_separate(two: Executor, answers: Answers) -
     assert (ra["utils"], ra["helper"], ra["dynamic"]) == ("alpha", "alpha-helper(alpha)", "alpha")
     assert (rb["utils"], rb["helper"], rb["dynamic"]) == ("beta", "beta-helper(beta-sibling)", "beta")
     assert rb["event"] == {"n": 1}
-    assert ra["module"] != rb["module"] and ra["module"].endswith(".app")
-    assert "utils" not in sys.modules and "app" not in sys.modules
+    assert ra["module"] == rb["module"] == "app", "__name__ is Lambda's"
     module = sys.modules[two.runtimes["stack-Alpha"].namespace.module_name("app")]
+    other = sys.modules[two.runtimes["stack-Beta"].namespace.module_name("app")]
+    assert module is not other
+    assert "utils" not in sys.modules and "app" not in sys.modules, "no function owns the Lambda names"
     assert module.whoami.__code__.co_filename == str(FIXTURES / "alpha" / "app.py"), "breakpoints match the source file"
 
 
@@ -458,3 +460,38 @@ def test_dotted_imports_namespace_packages_and_path_handlers(tmp_path: Path, ans
     with make_executor({"f": local_function("Dotted", "handlers/main.handler", code)}) as executor:
         outcome = run(executor, answers, invocation("stack-Dotted"))
         assert json.loads(outcome.body) == ["leaf", "leaf", ["handlers", "main"]]
+
+
+def names_function(handler: str) -> AbstractContextManager[Executor]:
+    return make_executor({"names": local_function("Names", handler, FIXTURES / "names")})
+
+
+def test_user_code_sees_lambdas_module_names(answers: Answers) -> None:
+    with names_function("app.names") as executor:
+        result = json.loads(run(executor, answers, invocation("stack-Names")).body)
+    assert result == {"name": "app", "logger": "app", "helpers": "helpers", "class": "helpers"}
+
+
+@pytest.mark.parametrize(("handler", "error_type", "message", "files"), [
+    ("app.import_missing_name", "ImportError",
+     f"cannot import name 'not_there' from 'helpers' ({FIXTURES / 'names' / 'helpers.py'})", ["app.py"]),
+    ("app.import_missing_module", "ModuleNotFoundError", "No module named 'pkg.missing'", ["app.py"]),
+    ("app.import_failing", "ValueError", "failing at import", ["app.py", "failing.py"]),
+])
+def test_import_errors_at_call_time_read_as_in_lambda(
+    handler: str, error_type: str, message: str, files: list[str], answers: Answers
+) -> None:
+    with names_function(handler) as executor:
+        error = run(executor, answers, invocation("stack-Names")).error
+    assert (error["errorType"], error["errorMessage"]) == (error_type, message)
+    assert [Path(line.split('"')[1]).name for line in error["stackTrace"]] == files, "no plldb frames"
+
+
+def test_init_error_trace_has_no_plldb_frames(answers: Answers) -> None:
+    with names_function("broken_init.handler") as executor:
+        error = run(executor, answers, invocation("stack-Names")).error
+    files = [line.split('"')[1] for line in error["stackTrace"]]
+    assert (error["errorType"], error["errorMessage"]) == ("ValueError", "failing at import")
+    assert not [f for f in files if "plldb" in f and "fixtures" not in f]
+    assert [Path(f).name for f in files[-2:]] == ["broken_init.py", "failing.py"]
+    assert files[0].endswith("importlib/__init__.py"), "like awslambdaric, which imports with importlib"
