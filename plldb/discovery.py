@@ -150,6 +150,7 @@ def _discover_into(
     resources, problems = expand_foreach(document["Resources"], resolver)
     result.warnings += [f"{path.name}: {problem}" for problem in problems]
     globals_ = (document.get("Globals") or {}).get("Function") or {}
+    globals_ = globals_ if isinstance(globals_, dict) else {}
     scope = Scope(path.parent, build_dir, prefix, resolver, resources, sources)
     for logical_id, resource in resources.items():
         if not isinstance(resource, dict):
@@ -157,6 +158,13 @@ def _discover_into(
         kind = resource.get("Type")
         properties = resource.get("Properties") or {}
         name = scope.name(logical_id)
+        if kind not in (SERVERLESS_FUNCTION, LAMBDA_FUNCTION, SERVERLESS_APPLICATION, CFN_STACK):
+            continue
+        try:
+            properties = _properties(scope, properties)
+        except NotLocal as reason:
+            result.skipped[name] = str(reason)
+            continue
         if kind == SERVERLESS_FUNCTION:
             properties = _merge_globals(globals_, properties)
         if kind in (SERVERLESS_FUNCTION, LAMBDA_FUNCTION):
@@ -164,8 +172,21 @@ def _discover_into(
                 result.functions[name] = _local_function(result, scope, logical_id, kind, properties)
             except NotLocal as reason:
                 result.skipped[name] = str(reason)
-        elif kind in (SERVERLESS_APPLICATION, CFN_STACK):
+        else:
             _discover_nested(result, scope, logical_id, kind, properties)
+
+
+def _properties(scope: Scope, properties: Any) -> dict[str, Any]:
+    """A resource's Properties; a whole-block intrinsic (``!If [Cond, {...}, {...}]``) is
+    evaluated first."""
+    if isinstance(properties, dict) and len(properties) == 1 and next(iter(properties)).startswith("Fn::"):
+        try:
+            properties = scope.resolver.resolve(properties)
+        except Unresolved as reason:
+            raise NotLocal(f"Properties {describe(properties)}: {reason}") from None
+    if not isinstance(properties, dict):
+        raise NotLocal(f"Properties {describe(properties)} is not a mapping")
+    return properties
 
 
 def _discover_nested(result: Discovery, scope: Scope, logical_id: str, kind: str, properties: dict[str, Any]) -> None:
@@ -228,6 +249,8 @@ def _local_function(
     if resolved(scope, properties, "PackageType") == "Image":
         raise NotLocal("container image function")
     runtime = resolved(scope, properties, "Runtime")
+    if runtime is None:
+        raise NotLocal("no Runtime in the template")
     if not isinstance(runtime, str) or not runtime.startswith("python"):
         raise NotLocal(f"runtime {runtime!r} is not Python")
     handler = handler_of(scope, properties)

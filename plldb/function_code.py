@@ -25,6 +25,7 @@ SERVERLESS_APPLICATION = "AWS::Serverless::Application"
 CFN_STACK = "AWS::CloudFormation::Stack"
 NESTED_SEPARATOR = "/"
 WEB_ADAPTER_WRAPPER = "/opt/bootstrap"
+S3_KEYS = {"Bucket", "S3Bucket"}
 
 
 @dataclass(frozen=True)
@@ -76,17 +77,16 @@ def handler_of(scope: Scope, properties: dict[str, Any]) -> str:
 
 def code_location(scope: Scope, kind: str, properties: dict[str, Any]) -> tuple[Path, Path | None]:
     """The function's code folder, and the module file when ``CodeUri`` names one ``.py``."""
-    if kind == SERVERLESS_FUNCTION:
-        if "InlineCode" in properties:
-            raise NotLocal("inline code")
-        code = resolved(scope, properties, "CodeUri")
-        code = "." if code is None else code
-    else:
-        code = resolved(scope, properties, "Code")
-    if isinstance(code, dict) and "ZipFile" in code:
+    key = "CodeUri" if kind == SERVERLESS_FUNCTION else "Code"
+    raw = properties.get(key)
+    if "InlineCode" in properties or (isinstance(raw, dict) and "ZipFile" in raw):
         raise NotLocal("inline code")
-    if isinstance(code, dict) or (isinstance(code, str) and code.startswith("s3://")):
-        raise NotLocal(f"code in S3 ({s3_uri(code)}), not on this machine")
+    if isinstance(raw, dict) and S3_KEYS & raw.keys():  # before resolving: its parts may be !Ref
+        raise NotLocal(f"code in S3 ({s3_uri(scope, raw)}), not on this machine")
+    code = resolved(scope, properties, key)
+    code = "." if code is None and kind == SERVERLESS_FUNCTION else code
+    if isinstance(code, str) and code.startswith("s3://"):
+        raise NotLocal(f"code in S3 ({code}), not on this machine")
     if not isinstance(code, str):
         raise NotLocal(f"code {describe(code)} is not a local path")
     location = (scope.base / code).resolve()
@@ -98,16 +98,20 @@ def code_location(scope: Scope, kind: str, properties: dict[str, Any]) -> tuple[
             "point CodeUri at the folder)"
         )
     if not location.is_dir():
-        raise NotLocal(f"code folder {code} ({location}) not found")
+        noun = "file" if location.suffix in (".zip", ".jar", ".py") else "folder"
+        raise NotLocal(f"code {noun} {code} ({location}) not found")
     return location, None
 
 
-def s3_uri(code: Any) -> str:
-    if isinstance(code, dict):
-        bucket = code.get("Bucket", code.get("S3Bucket"))
-        key = code.get("Key", code.get("S3Key"))
-        return f"s3://{describe(bucket)}/{describe(key)}"
-    return str(code)
+def s3_uri(scope: Scope, code: dict[str, Any]) -> str:
+    """``s3://bucket/key`` with the parts resolved where they can be, as written otherwise."""
+    parts = []
+    for value in (code.get("Bucket", code.get("S3Bucket")), code.get("Key", code.get("S3Key"))):
+        try:
+            parts.append(str(scope.resolver.resolve(value)))
+        except Unresolved:
+            parts.append(describe(value))
+    return "s3://" + "/".join(parts)
 
 
 def architecture(scope: Scope, properties: dict[str, Any]) -> str:

@@ -89,6 +89,10 @@ def _parse(text: str) -> Any:
 
 
 def first_line(exc: Exception) -> str:
+    """One line for an error message; YAML errors say where (line and column)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem and exc.problem_mark:
+        mark = exc.problem_mark
+        return f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 

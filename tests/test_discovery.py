@@ -324,7 +324,7 @@ def test_python_version_mismatch_is_a_returned_warning(tmp_path: Path) -> None:
          "(cd there) or pass --template PATH"),
         ({"template.yaml": "- a\n- b\n"}, NotATemplateError, "is not a SAM/CloudFormation template (no Resources mapping)"),
         ({"template.yaml": "Outputs: {}\n"}, NotATemplateError, "no Resources mapping"),
-        ({"template.yaml": "Resources: [\n"}, NotATemplateError, "is not valid YAML/JSON"),
+        ({"template.yaml": "Resources: [\n"}, NotATemplateError, "is not valid YAML/JSON: expected the node content, but found '<stream end>' at line 2, column 1"),
     ],
 )
 def test_errors_name_the_file(tmp_path: Path, files: dict, error: type, message: str) -> None:
@@ -334,6 +334,18 @@ def test_errors_name_the_file(tmp_path: Path, files: dict, error: type, message:
     expected = message.format(root=tmp_path.resolve(), given=tmp_path / "template.yaml")
     assert expected in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+def test_properties_chosen_by_a_condition(tmp_path: Path) -> None:
+    write(tmp_path, {"template.yaml": f"""
+        Parameters: {{Env: {{Type: String, Default: dev}}}}
+        Conditions: {{Dev: !Equals [!Ref Env, dev]}}
+        Resources:
+          Fn:
+            Type: AWS::Serverless::Function
+            Properties: !If [Dev, {{Runtime: {LOCAL}, Handler: dev.h}}, {{Runtime: {LOCAL}, Handler: prod.h}}]
+        """, "dev.py": ""})
+    assert discover(tmp_path / "template.yaml").functions["Fn"].handler == "dev.h"
 
 
 @pytest.mark.parametrize(
@@ -350,6 +362,9 @@ def test_errors_name_the_file(tmp_path: Path, files: dict, error: type, message:
             "code folder nowhere ({root}/nowhere) not found", id="code-folder",
         ),
         pytest.param(f"{{Runtime: {LOCAL}}}", {}, "no Handler in the template", id="no-handler"),
+        pytest.param("[a, b]", {}, "Properties [a, b] is not a mapping", id="properties-list"),
+        pytest.param("!If [Nowhere, {}, {}]", {}, "Properties !If [Nowhere, {{}}, {{}}]: condition Nowhere is not defined in the template",
+                     id="properties-if-unknown"),
     ],
 )
 def test_a_broken_function_is_skipped_with_its_reason(tmp_path: Path, properties: str, files: dict, reason: str) -> None:

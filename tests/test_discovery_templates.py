@@ -79,6 +79,8 @@ PARTIAL_SKIPPED = {
     "WebAdapter": "Lambda Web Adapter: handler run.sh starts a web server, not a Python handler plldb can call; run the web app locally instead",
     "HandlerMissing": "handler app.handler -> {root}/missing/app.py not found",
     "FromOutside": "Handler !GetAtt Somewhere.Handler: !GetAtt needs the deployed stack",
+    "PackagedElsewhere": "code in S3 (s3://!Ref ArtifactBucket/lambda/fn.zip), not on this machine",
+    "NoRuntime": "no Runtime in the template",
 }
 
 
