@@ -98,6 +98,8 @@ def first_line(exc: Exception) -> str:
 
 # --- Parameters ----------------------------------------------------------------------------
 
+SSM_PARAMETER = "AWS::SSM::Parameter::Value"  # the default names an SSM parameter, not the value
+
 
 def parameter_values(document: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
     """Each parameter's value as ``sam deploy`` would pass it: the override, else the default.
@@ -110,9 +112,9 @@ def parameter_values(document: dict[str, Any], overrides: dict[str, str]) -> dic
     for name, spec in (declared if isinstance(declared, dict) else {}).items():
         spec = spec if isinstance(spec, dict) else {}
         value = overrides.get(name, spec.get("Default"))
-        if value is None:
-            continue
         kind = str(spec.get("Type", "String"))
+        if value is None or kind.startswith(SSM_PARAMETER):
+            continue
         if (kind == "CommaDelimitedList" or kind.startswith("List<")) and isinstance(value, str):
             value = [item.strip() for item in value.split(",")]
         elif kind == "Number" and isinstance(value, str):
@@ -139,6 +141,11 @@ class Resolver:
 
     def __init__(self, document: dict[str, Any], parameters: dict[str, Any]) -> None:
         self.parameters = parameters
+        declared = document.get("Parameters")
+        self.declared = {
+            name: spec if isinstance(spec, dict) else {}
+            for name, spec in (declared if isinstance(declared, dict) else {}).items()
+        }
         self.conditions = document.get("Conditions") if isinstance(document.get("Conditions"), dict) else {}
         self.mappings = document.get("Mappings") if isinstance(document.get("Mappings"), dict) else {}
 
@@ -166,7 +173,12 @@ class Resolver:
             return self.parameters[name]
         if isinstance(name, str) and name.startswith("AWS::"):
             raise Unresolved(f"!Ref {name} is only known in the deployed stack")
-        raise Unresolved(f"!Ref {name}: no such parameter with a Default or a samconfig parameter_overrides value")
+        spec = self.declared.get(name) if isinstance(name, str) else None
+        if spec is None:
+            raise Unresolved(f"!Ref {name}: not a parameter of the template (a resource is only known in the deployed stack)")
+        if str(spec.get("Type", "")).startswith(SSM_PARAMETER):
+            raise Unresolved(f"!Ref {name}: the parameter's value is read from SSM at deploy time")
+        raise Unresolved(f"!Ref {name}: the parameter has no Default and samconfig's parameter_overrides does not set it")
 
     def condition(self, name: Any) -> bool:
         if not isinstance(name, str) or name not in self.conditions:
@@ -211,6 +223,10 @@ class Resolver:
             return items[int(index)]
         except (IndexError, ValueError, TypeError):
             raise Unresolved(f"!Select {index} is out of range") from None
+
+    def _split(self, argument: Any) -> list[str]:
+        separator, text = (self.resolve(item) for item in _arguments(argument, 2, "Fn::Split"))
+        return str(text).split(str(separator))
 
     def _sub(self, argument: Any) -> str:
         if isinstance(argument, list):

@@ -476,3 +476,100 @@ def test_the_test_stack_is_discovered() -> None:
     assert hello.environment == {"GREETING": "hello-from-env"}
     assert found.functions["EchoFunction"].import_path[0] == (TEST_STACK / "functions/echo").resolve()
     assert stack_name_from_samconfig(TEST_STACK) == "plldb-test-stack"
+
+
+RESOLVER_TEMPLATE = {
+    "Parameters": {
+        "Env": {"Type": "String", "Default": "dev"},
+        "Names": {"Type": "CommaDelimitedList", "Default": "a, b"},
+        "Memory": {"Type": "Number", "Default": "512"},
+        "Secret": {"Type": "AWS::SSM::Parameter::Value<String>", "Default": "/app/secret"},
+        "Required": {"Type": "String"},
+    },
+    "Conditions": {"Dev": {"Fn::Equals": [{"Ref": "Env"}, "dev"]}},
+    "Mappings": {"Sizes": {"dev": {"Memory": 256}}},
+    "Resources": {},
+}
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ({"Ref": "Env"}, "dev"),
+        ({"Ref": "Names"}, ["a", "b"]),
+        ({"Ref": "Memory"}, 512),
+        ({"Ref": "Required"}, "given"),  # from overrides
+        ({"Fn::Sub": "fn-${Env}-${!Literal}"}, "fn-dev-${Literal}"),
+        ({"Fn::Sub": ["${Prefix}/${Env}", {"Prefix": {"Fn::Join": ["-", ["x", "y"]]}}]}, "x-y/dev"),
+        ({"Fn::If": ["Dev", "arm64", "x86_64"]}, "arm64"),
+        ({"Fn::If": ["Dev", {"Ref": "AWS::NoValue"}, 1]}, None),
+        ({"Fn::Not": [{"Condition": "Dev"}]}, False),
+        ({"Fn::Or": [{"Fn::And": [{"Condition": "Dev"}, {"Fn::Equals": ["a", "b"]}]}, {"Condition": "Dev"}]}, True),
+        ({"Fn::FindInMap": ["Sizes", {"Ref": "Env"}, "Memory"]}, 256),
+        ({"Fn::Select": [1, {"Ref": "Names"}]}, "b"),
+        ({"Fn::Split": [",", "p,q"]}, ["p", "q"]),
+        ({"Variables": {"A": {"Ref": "Env"}}}, {"Variables": {"A": "dev"}}),
+    ],
+)
+def test_intrinsics_resolve_from_parameters(expression: object, expected: object) -> None:
+    from plldb.templates import Resolver, parameter_values
+
+    resolver = Resolver(RESOLVER_TEMPLATE, parameter_values(RESOLVER_TEMPLATE, {"Required": "given"}))
+    assert resolver.resolve(expression) == expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ({"Ref": "AWS::Region"}, "!Ref AWS::Region is only known in the deployed stack"),
+        ({"Ref": "Table"}, "!Ref Table: not a parameter of the template (a resource is only known in the deployed stack)"),
+        ({"Ref": "Secret"}, "!Ref Secret: the parameter's value is read from SSM at deploy time"),
+        ({"Ref": "Required"}, "!Ref Required: the parameter has no Default and samconfig's parameter_overrides does not set it"),
+        ({"Fn::GetAtt": ["Table", "Arn"]}, "!GetAtt needs the deployed stack"),
+        ({"Fn::Sub": "${Table.Arn}"}, "${Table.Arn} in !Sub needs the deployed stack"),
+        ({"Fn::If": ["Prod", 1, 2]}, "condition Prod is not defined in the template"),
+        ({"Fn::FindInMap": ["Sizes", "prod", "Memory"]}, "!FindInMap [Sizes, prod, Memory] is not in Mappings"),
+    ],
+)
+def test_unresolvable_intrinsics_say_why(expression: object, reason: str) -> None:
+    from plldb.templates import Resolver, Unresolved, parameter_values
+
+    resolver = Resolver(RESOLVER_TEMPLATE, parameter_values(RESOLVER_TEMPLATE, {}))
+    with pytest.raises(Unresolved) as raised:
+        resolver.resolve(expression)
+    assert str(raised.value) == reason
+
+
+def test_foreach_over_an_unknown_collection_is_a_warning(tmp_path: Path) -> None:
+    write(tmp_path, {"template.yaml": sam(f"""
+        Resources:
+          Fn::ForEach::Loop:
+            - Name
+            - !GetAtt Config.Names
+            - ${{Name}}Fn: {{Type: AWS::Serverless::Function, Properties: {{Runtime: {LOCAL}, Handler: app.h}}}}
+          Kept: {{Type: AWS::Serverless::Function, Properties: {{Runtime: {LOCAL}, Handler: app.h}}}}
+        """), "app.py": ""})
+    found = discover(tmp_path / "template.yaml")
+    assert list(found.functions) == ["Kept"]
+    assert found.warnings == ["template.yaml: Fn::ForEach::Loop: !GetAtt needs the deployed stack"]
+
+
+def test_nested_application_gets_the_parameters_its_parent_passes(tmp_path: Path) -> None:
+    write(tmp_path, {
+        "template.yaml": sam("""
+            Parameters: {Flavour: {Type: String, Default: blue}}
+            Resources:
+              App:
+                Type: AWS::Serverless::Application
+                Properties:
+                  Location: child/template.yaml
+                  Parameters: {Folder: !Ref Flavour, Unknown: !GetAtt X.Y}
+            """),
+        "child/template.yaml": sam(f"""
+            Parameters: {{Folder: {{Type: String, Default: red}}, Unknown: {{Type: String, Default: u}}}}
+            Resources:
+              Fn: {{Type: AWS::Serverless::Function, Properties: {{Runtime: {LOCAL}, Handler: app.h, CodeUri: !Ref Folder}}}}
+            """),
+        "child/blue/app.py": "",
+    })
+    assert discover(tmp_path / "template.yaml").functions["App/Fn"].code_dir == (tmp_path / "child/blue").resolve()
