@@ -1,13 +1,58 @@
-"""Shared fixtures: a real moto server process, and an environment pointing boto3 at it."""
+"""Shared fixtures: a real moto server process, and an environment pointing boto3 at it.
+
+And the call audit (docs/requirements/call-audit.md): every moto server the run starts
+records the AWS calls made to it; at the end, a call its principal's policies do not
+allow fails the run.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.harness import call_recorder, iam_audit
 from tests.harness.moto_server import MotoServer
+
+_RECORDS = pytest.StashKey[Path]()
+_OWN_RECORDS = pytest.StashKey[bool]()
+_AUDIT = pytest.StashKey[iam_audit.Report]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Moto servers started from now on record their calls (they inherit the variable)."""
+    folder = os.environ.get(call_recorder.ENV_RECORD_DIR)
+    config.stash[_OWN_RECORDS] = not folder
+    if not folder:
+        folder = tempfile.mkdtemp(prefix="plldb-calls-")
+        os.environ[call_recorder.ENV_RECORD_DIR] = folder
+    config.stash[_RECORDS] = Path(folder)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The call audit: any recorded call not allowed fails the run."""
+    folder = session.config.stash[_RECORDS]
+    report = iam_audit.audit(folder)
+    session.config.stash[_AUDIT] = report
+    if report.violations and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if session.config.stash[_OWN_RECORDS] and not report.violations:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    report = terminalreporter.config.stash.get(_AUDIT, None)
+    if report is None or not (report.audited or report.violations):
+        return
+    terminalreporter.section("call audit (IAM policies, resources and conditions)")
+    terminalreporter.write_line(report.text())
+    if report.violations:
+        folder = terminalreporter.config.stash[_RECORDS]
+        terminalreporter.write_line(f"records kept in {folder} (python -m tests.harness.iam_audit)")
 
 
 @pytest.fixture(scope="session")
