@@ -58,7 +58,9 @@ def resolved(scope: Scope, properties: dict[str, Any], key: str, unknown: Any = 
     except Unresolved as reason:
         if unknown is not _UNKNOWN:
             return unknown
-        raise NotLocal(f"{key} {describe(properties.get(key))}: {reason}") from None
+        written = describe(properties.get(key))
+        detail = str(reason) if str(reason).startswith(written) else f"{written}: {reason}"
+        raise NotLocal(f"{key} {detail}") from None
 
 
 def handler_of(scope: Scope, properties: dict[str, Any]) -> str:
