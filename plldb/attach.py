@@ -4,9 +4,11 @@ Split like Chalice's deploy: :func:`plan_attach` makes no change anywhere and fa
 clear error on bad input (no helper stack, no such stack, template that doesn't match);
 :class:`Attachment` then creates the session, connects, and serves invocations until Ctrl-C.
 
-Threading model: one asyncio loop owns the WebSocket; handlers run on the executor's worker
-threads and hand their outcome back with ``call_soon_threadsafe``, so a handler paused on a
-breakpoint never stalls pings, other invocations or Ctrl-C.
+Threading model: one asyncio loop, on the main thread, owns the WebSocket; handlers run on
+the executor's worker threads and hand their outcome back with ``call_soon_threadsafe``, so a
+handler paused on a breakpoint never stalls pings, other invocations or Ctrl-C. That holds
+under a debugger too: plldb's own threads are marked so that pydevd never suspends them, even
+with its "suspend all threads" default (:mod:`plldb.debuggers`).
 """
 
 from __future__ import annotations
@@ -19,16 +21,26 @@ import signal
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from plldb import console
 from plldb import protocol as p
 from plldb.aws import AwsContext, caller_identity, error_code
 from plldb.connection import Connection
-from plldb.debuggers import DebugpyOptions, client_gate, connect_pycharm, start_debugpy
+from plldb.debuggers import (
+    DebugpyOptions,
+    client_gate,
+    connect_pycharm,
+    keep_main_thread_running,
+    mark_current_thread,
+    start_debugpy,
+)
 from plldb.discovery import LocalFunction, collect_stack_resources, discover, map_stack_functions
 from plldb.executor import Executor
 from plldb.helper_stack import HelperStack, find_helper_stack
@@ -65,6 +77,7 @@ class AttachPlan:
     helper: HelperStack
     functions: dict[str, LocalFunction]
     caller_arn: str  # who attaches: recorded in the session, shown to a second attach
+    debugger_ctx: AwsContext  # the debugger role, assumed once while planning
     warnings: list[str] = field(default_factory=list)
 
 
@@ -77,9 +90,16 @@ class NothingToDebug(Exception):
 
 
 def plan_attach(ctx: AwsContext, options: AttachOptions) -> AttachPlan:
-    """Everything attach needs, found and checked without changing anything."""
+    """Everything attach needs, found and checked without changing anything.
+
+    A stack attached by someone else is refused here (unless --force), before anything is
+    printed or started; :meth:`SessionStore.create` checks again against a race.
+    """
     caller_arn = caller_identity(ctx)["Arn"]
     helper = find_helper_stack(ctx)
+    debugger_ctx = ctx.assumed(helper.debugger_role_arn, "plldb-attach")
+    if not options.force:
+        SessionStore(debugger_ctx, helper.sessions_table).refuse_if_attached(options.stack_name)
     discovery = discover(options.template)
     resources = collect_stack_resources(
         lambda stack: list_stack_resources(ctx, stack), options.stack_name
@@ -90,7 +110,8 @@ def plan_attach(ctx: AwsContext, options: AttachOptions) -> AttachPlan:
         raise NothingToDebug(describe_nothing_to_debug(options, mapping.skipped))
     warnings = list(discovery.warnings)
     warnings += [f"{name}: not debugged ({why})" for name, why in mapping.skipped.items()]
-    return AttachPlan(helper=helper, functions=functions, caller_arn=caller_arn, warnings=warnings)
+    return AttachPlan(helper=helper, functions=functions, caller_arn=caller_arn,
+                      debugger_ctx=debugger_ctx, warnings=warnings)
 
 
 def list_stack_resources(ctx: AwsContext, stack_name: str) -> list[dict[str, Any]]:
@@ -151,9 +172,8 @@ class Attachment:
     def __init__(self, ctx: AwsContext, options: AttachOptions, plan: AttachPlan) -> None:
         self.options = options
         self.plan = plan
-        self.debugger_ctx = ctx.assumed(plan.helper.debugger_role_arn, "plldb-attach")
-        self.store = SessionStore(self.debugger_ctx, plan.helper.sessions_table)
-        self.payloads = PayloadStore(self.debugger_ctx, plan.helper.payload_bucket)
+        self.store = SessionStore(plan.debugger_ctx, plan.helper.sessions_table)
+        self.payloads = PayloadStore(plan.debugger_ctx, plan.helper.payload_bucket)
         self.executor = Executor(plan.functions, credentials=options.credentials)
         self.session_id = ""
         self.connection: Connection | None = None
@@ -169,7 +189,12 @@ class Attachment:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start_debuggers(self) -> None:
-        """Before any user module is imported, so breakpoints bind on first load."""
+        """Before any user module is imported, so breakpoints bind on first load.
+
+        Always called: the main thread is marked first, for a debugger started here as for
+        one injected later by PID (PyCharm's Attach to Process).
+        """
+        keep_main_thread_running()
         if self.options.debugpy:
             start_debugpy(self.options.debugpy)
             self.gate = client_gate(self.options.debugpy)  # after listen: it waits for a client
@@ -179,6 +204,9 @@ class Attachment:
     async def run(self) -> int:
         """Attach, serve invocations until detached; returns the exit code."""
         loop = asyncio.get_running_loop()
+        loop.set_default_executor(  # asyncio.to_thread's workers are plldb's own threads
+            ThreadPoolExecutor(thread_name_prefix="plldb-io", initializer=mark_current_thread)
+        )
         self.session_id = self.store.create(
             self.options.stack_name,
             self.plan.caller_arn,
@@ -253,10 +281,21 @@ class Attachment:
         elif kind == p.TYPE_LOG:
             console.info(f"[dim]{message['level']}: {message['message']}[/dim]")
         elif kind == p.TYPE_REJECTED:
-            console.warn(f"the helper stack rejected a message: {message['reason']}")
+            self.on_rejected(message["reason"])
         elif kind == p.TYPE_DETACHED:
             self.detached = message
             self.finished.set()
+
+    def on_rejected(self, reason: str) -> None:
+        """A refused answer is, in practice, one that came after the caller was answered."""
+        late = next((request_id for request_id in self.answers if request_id in reason), None)
+        if late is None:
+            console.warn(escape(f"the helper stack refused a message: {reason}"))
+            return
+        console.warn(
+            f"{late}: answered too late, the function had already returned a timeout error to "
+            "its caller (a longer --timeout gives more time at a breakpoint)"
+        )
 
     def on_progress(self, message: dict[str, Any]) -> None:
         status = message.get("status", "ok")
@@ -292,15 +331,20 @@ class Attachment:
             event = await asyncio.to_thread(self.payloads.fetch, message["event_ref"])
             message = {**message, "event": event.decode()}
             del message["event_ref"]
-        while not self.gate.is_set():  # --wait-for-client: hold it, not the connection
+        if not self.gate.is_set():  # --wait-for-client: hold it, not the connection
+            self.print_held(message)
+        while not self.gate.is_set():
             await asyncio.sleep(GATE_POLL_SECONDS)
         loop = asyncio.get_running_loop()
         started = time.monotonic()
 
         def done(_request_id: str, outcome: Any) -> None:
-            loop.call_soon_threadsafe(
-                lambda: loop.create_task(self.answer(message, outcome, started))
-            )
+            try:
+                loop.call_soon_threadsafe(
+                    lambda: loop.create_task(self.answer(message, outcome, started))
+                )
+            except RuntimeError:  # loop closed: plldb detached while this handler ran
+                log.debug("%s finished after plldb detached; not answered", request_id)
 
         self.executor.submit(message, done)
 
@@ -330,16 +374,28 @@ class Attachment:
         )
         return p.response_message(request_id, result_ref=ref)
 
-    def print_invocation(self, invocation: dict[str, Any], outcome: Any, seconds: float) -> None:
+    def logical_id(self, invocation: dict[str, Any]) -> str:
         local = self.plan.functions.get(invocation["function_name"])
-        name = local.logical_id if local else invocation["function_name"]
+        return local.logical_id if local else invocation["function_name"]
+
+    def print_held(self, invocation: dict[str, Any]) -> None:
+        debugpy = self.options.debugpy
+        where = f" on {debugpy.host}:{debugpy.port}" if debugpy else ""
+        console.info(
+            f"{self.logical_id(invocation)}  {invocation['request_id']}  waiting for a debugger "
+            f"to attach{where} (--wait-for-client)"
+        )
+
+    def print_invocation(self, invocation: dict[str, Any], outcome: Any, seconds: float) -> None:
+        """One line per invocation; an error is shown whole (it is what the caller got)."""
         when = datetime.now().strftime("%H:%M:%S")
         result = (
             "[green]ok[/green]"
             if outcome.ok
-            else f"[red]{outcome.error.get('errorType', 'error')}[/red]: "
-            f"{outcome.error.get('errorMessage', '')[:80]}"
+            else f"[red]{escape(str(outcome.error.get('errorType', 'error')))}[/red]: "
+            f"{escape(str(outcome.error.get('errorMessage', '')))}"
         )
         console.info(
-            f"{when}  {name}  {invocation['request_id']}  {seconds * 1000:.0f} ms  {result}"
+            f"{when}  {self.logical_id(invocation)}  {invocation['request_id']}  "
+            f"{seconds * 1000:.0f} ms  {result}"
         )

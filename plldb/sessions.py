@@ -127,6 +127,16 @@ class SessionStore:
         live = [s for s in self.sessions(stack_name) if s.live]
         return live[-1] if live else None
 
+    def refuse_if_attached(self, stack_name: str) -> None:
+        """SessionConflict when ``stack_name`` has a live session, naming who and since when."""
+        current = self.live_session(stack_name)
+        if current:
+            raise SessionConflict(
+                f"stack {stack_name!r} is already attached by {current.created_by} since "
+                f"{current.created_at} (session {current.status.lower()}): "
+                "use --force to take it over"
+            )
+
     def create(
         self,
         stack_name: str,
@@ -136,13 +146,9 @@ class SessionStore:
         force: bool,
     ) -> str:
         """Write a PENDING session; refuse when the stack is attached already (unless force)."""
-        current = self.live_session(stack_name)
-        if current and not force:
-            raise SessionConflict(
-                f"stack {stack_name!r} is already attached by {current.created_by} since "
-                f"{current.created_at} (session {current.status.lower()}): "
-                "use --force to take it over"
-            )
+        if not force:
+            self.refuse_if_attached(stack_name)
+        current = self.live_session(stack_name) if force else None
         if current:
             log.info("taking over session %s of %s", current.session_id, current.created_by)
             self.close(current.session_id)

@@ -94,8 +94,15 @@ class DapClient:
             if event["event"] == name:
                 return event.get("body") or {}
 
-    def attach(self, breakpoints: dict[Path, list[int]]) -> dict[Path, list[dict]]:
-        """The VS Code "Remote Attach" handshake, with breakpoints set before it completes."""
+    def attach(
+        self, breakpoints: dict[Path, list[int]], **arguments: Any
+    ) -> dict[Path, list[dict]]:
+        """The VS Code "Remote Attach" handshake, with breakpoints set before it completes.
+
+        ``arguments`` are the attach request's; the default is what VS Code sends for the
+        launch.json plldb prints (``justMyCode`` only: debugpy's own defaults for the rest,
+        "stop all threads on suspend" among them).
+        """
         self.request(
             "initialize",
             clientID="plldb-tests",
@@ -104,7 +111,7 @@ class DapClient:
             linesStartAt1=True,
             columnsStartAt1=True,
         )
-        attach = self.send("attach", justMyCode=False)
+        attach = self.send("attach", **(arguments or {"justMyCode": True}))
         self.wait_event("initialized")
         verified = {
             path: self.request(
@@ -117,6 +124,9 @@ class DapClient:
         self.request("configurationDone")
         self.response(attach)
         return verified
+
+    def thread_names(self) -> list[str]:
+        return [thread["name"] for thread in self.request("threads")["threads"]]
 
     def top_frame(self, thread_id: int) -> dict:
         return self.request("stackTrace", threadId=thread_id, levels=1)["stackFrames"][0]
