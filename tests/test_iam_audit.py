@@ -368,6 +368,9 @@ def _zip() -> bytes:
     return data.getvalue()
 
 
+MANAGED = _policy({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::*"})
+
+
 def _set_up(harness: boto3.Session, url: str) -> str:
     """With the harness's credentials: a role allowed everything, a table, a function."""
     iam = harness.client("iam", endpoint_url=url)
@@ -380,6 +383,8 @@ def _set_up(harness: boto3.Session, url: str) -> str:
         PolicyName="all",
         PolicyDocument=json.dumps(_policy({"Effect": "Allow", "Action": "*", "Resource": "*"})),
     )
+    managed = iam.create_policy(PolicyName="mp", PolicyDocument=json.dumps(MANAGED))
+    iam.attach_role_policy(RoleName="Audited", PolicyArn=managed["Policy"]["Arn"])
     harness.client("dynamodb", endpoint_url=url).create_table(
         TableName="Tab",
         KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
@@ -488,11 +493,32 @@ def test_the_recorder_derives_each_calls_action_and_arn(recording: tuple[MotoSer
     assert update["context"]["aws:ResourceTag/team"] == "a"
     assert update["context"]["aws:PrincipalArn"] == role_arn
     assert records.policies[update["policies"]] == [
-        _policy({"Effect": "Allow", "Action": "*", "Resource": "*"})
+        _policy({"Effect": "Allow", "Action": "*", "Resource": "*"}),
+        MANAGED,
     ]
     assert ("sts:AssumeRole", role_arn) in {
         (c["action"], c["resource"]) for c in records.calls if c["key"] == "testing"
     }
+
+
+def test_an_iam_users_calls_carry_its_name_and_policies(
+    recording: tuple[MotoServer, Path],
+) -> None:
+    server, folder = recording
+    iam = _session(server).client("iam", endpoint_url=server.url)
+    iam.create_user(UserName="dev")
+    iam.put_user_policy(UserName="dev", PolicyName="p", PolicyDocument=json.dumps(MANAGED))
+    key = iam.create_access_key(UserName="dev")["AccessKey"]
+    user = _session(server, key)
+    user.client("cloudformation", endpoint_url=server.url).list_stacks()
+
+    records = iam_audit.load(next(folder.glob("calls-*.jsonl")))
+    principal = records.principals[key["AccessKeyId"]]
+    assert (principal["kind"], principal["name"]) == ("user", "dev")
+    (call,) = [c for c in records.calls if c["key"] == key["AccessKeyId"]]
+    assert (call["action"], call["resource"]) == ("cloudformation:ListStacks", "*")
+    assert call["context"]["aws:username"] == "dev"
+    assert records.policies[call["policies"]] == [MANAGED]
 
 
 def test_install_needs_the_record_folder(monkeypatch: pytest.MonkeyPatch) -> None:

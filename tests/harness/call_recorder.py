@@ -203,7 +203,8 @@ def _moto_policies(handler: Any, principal: dict[str, Any]) -> list[Any]:
             for p in backend.list_user_policies(name)
         ]
         attached, _ = backend.list_attached_user_policies(name)
-    documents = [*inline, *(backend.get_policy(p.arn).document for p in attached)]
+    managed = [backend.get_policy_version(p.arn, p.default_version_id).document for p in attached]
+    documents = [*inline, *managed]
     return [json.loads(d) if isinstance(d, str) else d for d in documents]
 
 
