@@ -12,10 +12,13 @@ result or error, or a timeout error at the function's deadline.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from plldb import console, isolation, lambda_logging, runner
@@ -69,7 +72,8 @@ class FunctionRuntime:
     def __init__(self, function: LocalFunction) -> None:
         self.function = function
         source_dirs = [p for p in function.import_path if p not in function.package_dirs]
-        self.namespace = isolation.FunctionNamespace(function.logical_id, source_dirs, function.package_dirs)
+        package_dirs = [*layer_site_packages(function), *function.package_dirs]
+        self.namespace = isolation.FunctionNamespace(function.logical_id, source_dirs, package_dirs)
         self.env: dict[str, str] = {}
         self._handler: Callable | None = None
         self.logging: lambda_logging.FunctionLogging | None = None
@@ -143,6 +147,7 @@ class Executor:
         self._running: dict[threading.Thread, str] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._saved_cwd = _enter_code_dir(self.runtimes)
 
     def submit(self, invocation: dict[str, Any], done: Done) -> None:
         """Start a validated ``invocation`` message; never blocks.
@@ -190,6 +195,9 @@ class Executor:
             threads = list(self._running)
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self._saved_cwd is not None:
+            os.chdir(self._saved_cwd)
+            self._saved_cwd = None
         return self.running()
 
     def _refusal(self, invocation: dict[str, Any], runtime: FunctionRuntime | None) -> dict | None:
@@ -282,6 +290,34 @@ class Executor:
         # The invocation line printed for this answer is the one the user sees.
         if call.answer(runner.Outcome.failure(_error(TIMEOUT_ERROR, message, call.request_id), {})):
             log.info("%s: time up, timeout error sent", call.request_id)
+
+
+def _enter_code_dir(runtimes: Mapping[str, FunctionRuntime]) -> str | None:
+    """With one function, make its code folder the working directory (as the task root is in
+    Lambda, so ``open("data.txt")`` works); returns the folder to go back to. With several,
+    the working directory is the process's and cannot follow each function: it stays where
+    plldb was started."""
+    if len(runtimes) != 1:
+        return None
+    saved = os.getcwd()
+    os.chdir(next(iter(runtimes.values())).function.code_dir)
+    return saved
+
+
+def layer_site_packages(function: LocalFunction) -> list[Path]:
+    """``lib/python3.X/site-packages`` folders in the function's folders (layers laid out the
+    way pip installs them; Lambda searches them like ``/opt/python``). 3.X is the template's
+    runtime, else the running interpreter's."""
+    version = function.runtime.removeprefix("python") if function.runtime.startswith("python3.") else None
+    versions = [v for v in (version, f"{sys.version_info[0]}.{sys.version_info[1]}") if v]
+    found = []
+    for folder in function.import_path:
+        for candidate in versions:
+            site = Path(folder) / "lib" / f"python{candidate}" / "site-packages"
+            if site.is_dir():
+                found.append(site)
+                break
+    return found
 
 
 def answer_deadline(deadline: float, now: float) -> float:

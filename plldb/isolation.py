@@ -27,6 +27,7 @@ import builtins
 import importlib
 import importlib.machinery
 import importlib.util
+import logging.config
 import os
 import re
 import sys
@@ -46,6 +47,7 @@ _installed = False
 
 _original_import = builtins.__import__
 _original_import_module = importlib.import_module
+_original_find_spec = importlib.util.find_spec
 _original_thread_start = threading.Thread.start
 
 
@@ -207,6 +209,10 @@ class FunctionNamespace:
     def import_module(self, name: str) -> ModuleType:
         """Import ``name`` (as the handler names it, e.g. ``app``) from this function."""
         self._ensure_root()
+        top = name.partition(".")[0]
+        if not top or not self.provides(top):  # as in Lambda: "" is a ValueError, json the stdlib's
+            with self.active():
+                return _original_import_module(name)
         try:
             return _original_import_module(f"{self.root}.{name}")
         except ImportError as exc:
@@ -251,7 +257,11 @@ class FunctionNamespace:
         """Whether this function's source folders hold the top-level module ``top``."""
         known = self._provides.get(top)
         if known is None:
-            known = self._provides[top] = self.find_spec(f"{self.root}.{top}", self.source_dirs) is not None
+            spec = self.find_spec(f"{self.root}.{top}", self.source_dirs)
+            # A folder without __init__.py is only a namespace portion: on Lambda's sys.path a
+            # regular module or package of that name (html/ and the stdlib's html) wins.
+            known = spec is not None and (spec.loader is not None or not _regular_elsewhere(top))
+            self._provides[top] = known
         return known
 
     def find_spec(self, fullname: str, path: Sequence[str] | None) -> importlib.machinery.ModuleSpec | None:
@@ -321,8 +331,34 @@ def _namespace_of(globals_: Any) -> FunctionNamespace | None:
     return _namespaces.get(name.partition(".")[0])
 
 
+def _regular_elsewhere(top: str) -> bool:
+    """Whether ``top`` is a module or regular package outside the functions' folders."""
+    try:
+        spec = _original_find_spec(top)
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and spec.loader is not None
+
+
+def _bound_namespace() -> FunctionNamespace | None:
+    active = getattr(_thread, "active", None)
+    return active[0] if active else None
+
+
+def _library_target(name: str) -> FunctionNamespace | None:
+    """The function bound to this thread when code that is not the function's (the standard
+    library, a dependency) imports one of its modules by name: in Lambda the code folder is
+    on ``sys.path``, so ``logging.config``, ``importlib.resources`` & co find it. A module
+    already imported keeps the name (the runtime's own modules load before the task root's)."""
+    namespace = _bound_namespace()
+    top = name.partition(".")[0]
+    if namespace is None or not top or top in sys.modules or not namespace.provides(top):
+        return None
+    return namespace
+
+
 def _import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> ModuleType:  # noqa: A002
-    namespace = _namespace_of(globals)
+    namespace = _namespace_of(globals) or (_library_target(name) if level == 0 else None)
     if namespace is not None:
         return namespace.import_from(name, globals, locals, fromlist, level)
     return _original_import(name, globals, locals, fromlist, level)
@@ -351,9 +387,24 @@ def _import_submodules(package: ModuleType, private: str, fromlist: Any) -> None
                 raise  # the submodule exists but something it imports does not
 
 
+def _caller_namespace(name: str, frame: Any) -> FunctionNamespace | None:
+    """The function a by-name lookup of ``name`` made from ``frame`` is about: the function
+    whose module the caller is, or the bound function when the caller is a library."""
+    return _namespace_of(frame.f_globals) or _library_target(name)
+
+
+def _find_spec(name: str, package: str | None = None) -> importlib.machinery.ModuleSpec | None:
+    """``importlib.util.find_spec`` that finds a function's modules for its thread."""
+    namespace = None if name.startswith(".") else _caller_namespace(name, sys._getframe(1))
+    if namespace is None or not namespace.provides(name.partition(".")[0]):
+        return _original_find_spec(name, package)
+    namespace._ensure_root()
+    return _original_find_spec(namespace.module_name(name))
+
+
 def _import_module(name: str, package: str | None = None) -> ModuleType:
     """``importlib.import_module`` that resolves a function's modules for its own code."""
-    namespace = None if name.startswith(".") else _namespace_of(sys._getframe(1).f_globals)
+    namespace = None if name.startswith(".") else _caller_namespace(name, sys._getframe(1))
     if namespace is None:
         return _original_import_module(name, package)
     if namespace.provides(name.partition(".")[0]):
@@ -404,6 +455,9 @@ def install() -> None:
             os.environ = ThreadEnviron(os.environ)  # noqa: B003 (same storage, kept)
         builtins.__import__ = _import
         importlib.import_module = _import_module
+        importlib.util.find_spec = _find_spec
+        # dictConfig resolves "module.Class" with the __import__ it saw when it was imported
+        logging.config.BaseConfigurator.importer = staticmethod(_import)  # type: ignore[assignment]
         sys.meta_path.insert(0, _NamespaceFinder)
         sys.meta_path.append(_PackageFinder)
         threading.Thread.start = _start_inheriting  # type: ignore[method-assign]
