@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -284,16 +286,58 @@ def break_in_hello(lam: Any, cloud: LocalCloud, debugger: DapClient, app: Path) 
 def test_a_breakpoint_pauses_one_invocation_never_plldb(
     cloud: LocalCloud, lam: Any, attach: Any, app: Path, original: dict
 ) -> None:
-    """Issue 12: with debugpy's default "stop all threads", other invocations are answered
-    while a handler is paused, plldb's threads are not listed, and Ctrl-C detaches (exit 0,
-    no traceback) with the handler still paused."""
+    """Issue 12: with debugpy's defaults, other invocations are answered while a handler is
+    paused, plldb's threads are not listed, and Ctrl-C detaches (exit 0, no traceback) with
+    the handler still paused."""
     port = free_port()
     plldb = attach("--debugpy", "--debugpy-port", str(port))
+    stopped = pause_and_interrupt(cloud, lam, app, plldb, port, original)
+    assert not stopped.get("allThreadsStopped"), stopped
+
+
+def test_debugpy_injected_by_pid_pauses_one_invocation_never_plldb(
+    cloud: LocalCloud, lam: Any, attach: Any, app: Path, original: dict
+) -> None:
+    """The same with debugpy injected into a running plldb, as PyCharm's Attach to Process
+    does (pydevd's default "suspend all threads" stays on here)."""
+    plldb = attach()
+    port = free_port()
+    injected = subprocess.run(
+        [sys.executable, "-m", "debugpy", "--listen", f"127.0.0.1:{port}", "--pid",
+         str(plldb.pid)], capture_output=True, text=True, timeout=120,
+    )
+    if injected.returncode != 0:
+        skip_unless_injection_works(injected.stdout + injected.stderr)
+    stopped = pause_and_interrupt(cloud, lam, app, plldb, port, original)
+    assert stopped.get("allThreadsStopped"), stopped
+
+
+def skip_unless_injection_works(output: str) -> None:
+    """Skip where the machine forbids what injection needs (gdb, ptrace); fail otherwise."""
+    scope = Path("/proc/sys/kernel/yama/ptrace_scope")
+    if scope.exists() and scope.read_text().strip() != "0":
+        pytest.skip(f"ptrace is restricted (ptrace_scope {scope.read_text().strip()})")
+    if shutil.which("gdb") is None:
+        pytest.skip("gdb is not installed (apt-get install gdb): debugpy injects with it")
+    for refusal in GDB_REFUSALS:
+        if refusal in output:
+            pytest.skip(f"gdb cannot run code in a process on this machine: {refusal}")
+    pytest.fail(f"debugpy --pid failed:\n{output}")
+
+
+# What gdb says where the kernel refuses it: ptrace denied, or its registers not writable
+# (seen on virtual machines whose kernel and gdb disagree on the extended CPU state).
+GDB_REFUSALS = ("Operation not permitted", "Couldn't write extended state status")
+
+
+def pause_and_interrupt(
+    cloud: LocalCloud, lam: Any, app: Path, plldb: PlldbProcess, port: int, original: dict
+) -> dict:
+    """Pause HelloFunction at a breakpoint, invoke EchoFunction for HOLD_SECONDS, Ctrl-C."""
     before = echo_seconds(lam, cloud, 5)
     debugger = DapClient("127.0.0.1", port)
     try:
         stopped = break_in_hello(lam, cloud, debugger, app)
-        assert not stopped.get("allThreadsStopped"), stopped
         names = debugger.thread_names()
         assert [n for n in names if n.startswith("plldb") and HELLO not in n] == [], names
         during: list[float] = []
@@ -310,6 +354,7 @@ def test_a_breakpoint_pauses_one_invocation_never_plldb(
     assert "Traceback" not in plldb.text(), plldb.text()
     assert "detached: 2 function(s) restored" in plldb.text()
     assert snapshot(cloud, lam) == original
+    return stopped
 
 
 def test_wait_for_client_holds_invocations_until_a_debugger_attaches(
