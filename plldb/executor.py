@@ -101,6 +101,7 @@ class FunctionRuntime:
                 try:
                     self._handler = runner.load_handler(self.function.handler, self.namespace.import_module)
                 except runner.HandlerLoadError as fault:
+                    fault.error = without_plldb_frames(fault.error)
                     output.log_error(fault.error, init=True)
                     raise
             return self._handler
@@ -333,14 +334,20 @@ def answer_deadline(deadline: float, now: float) -> float:
 _ISOLATION_FRAME = f'  File "{isolation.__file__}"'
 
 
+def without_plldb_frames(error: dict[str, Any]) -> dict[str, Any]:
+    """``error`` with plldb's import hook frames taken out of its stack trace: in Lambda, an
+    import goes straight from the user's line to the imported module."""
+    trace = error.get("stackTrace") or []
+    if not any(line.startswith(_ISOLATION_FRAME) for line in trace):
+        return error
+    return {**error, "stackTrace": [line for line in trace if not line.startswith(_ISOLATION_FRAME)]}
+
+
 def _without_plldb_frames(outcome: runner.Outcome, env: dict[str, str]) -> runner.Outcome:
-    """The outcome with plldb's import hook frames taken out of the error's stack trace: in
-    Lambda, an import goes straight from the user's line to the imported module."""
     error = outcome.error
-    if error is None or not any(line.startswith(_ISOLATION_FRAME) for line in error["stackTrace"]):
+    if error is None or without_plldb_frames(error) is error:
         return outcome
-    trace = [line for line in error["stackTrace"] if not line.startswith(_ISOLATION_FRAME)]
-    return runner.Outcome.failure({**error, "stackTrace": trace}, env, init_error=outcome.init_error)
+    return runner.Outcome.failure(without_plldb_frames(error), env, init_error=outcome.init_error)
 
 
 def _error(error_type: str, message: str, request_id: str) -> dict[str, Any]:
