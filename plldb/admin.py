@@ -14,6 +14,7 @@ from typing import Any
 
 from plldb import __version__
 from plldb import protocol as p
+from plldb.attach import list_stack_resources
 from plldb.aws import AwsContext, caller_identity
 from plldb.helper_stack import HelperStack, find_helper_stack
 from plldb.sessions import SessionStore
@@ -40,6 +41,8 @@ def detach_stack(ctx: AwsContext, stack_name: str) -> DetachResult:
     """
     helper, store = helper_and_store(ctx, "plldb-detach")
     sessions, records = store.contents(stack_name)
+    if not sessions and not records:  # a typo must not read as "nothing to restore"
+        list_stack_resources(ctx, stack_name)  # StackNotFound when there is no such stack
     result = DetachResult()
     for session in sessions:
         if session.status != p.CLOSED:

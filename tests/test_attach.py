@@ -130,6 +130,8 @@ def test_detach_restores_after_kill_9_and_is_idempotent(cloud: LocalCloud, env: 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["detach", "--stack-name", "no-such-stack"],
+         "stack 'no-such-stack' not found in region us-east-1: check --stack-name and --region"),
         (["attach", "--stack-name", "no-such-stack"],
          "stack 'no-such-stack' not found in region us-east-1"),
         (["attach", "--function", "Nope*"],
