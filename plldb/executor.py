@@ -96,7 +96,7 @@ class FunctionRuntime:
             self._handler = None
             self.namespace.reset()
             self.cold_starts += 1
-            self.logging = output.logging = lambda_logging.FunctionLogging(env)
+            self.logging = output.logging = lambda_logging.FunctionLogging(env, self.logging)
             with output.initialising():
                 try:
                     self._handler = runner.load_handler(self.function.handler, self.namespace.import_module)

@@ -152,11 +152,21 @@ class LambdaLogHandler(logging.Handler):
 
 class FunctionLogging:
     """One function's root logger state, as its own runtime process would have it (made anew
-    at each cold start, from the function's environment)."""
+    at each cold start, from the function's environment).
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    ``previous`` is the state before a reload: filters that libraries put on the runtime's
+    handler are kept, because those libraries are not imported again (Powertools' Logger
+    filters its own records out of the root handler once, when its logger is first set up).
+    """
+
+    def __init__(self, environ: Mapping[str, str], previous: FunctionLogging | None = None) -> None:
         self.json = is_json(environ)
-        self.handlers: list[logging.Handler] = [LambdaLogHandler(self.json)]
+        runtime_handler = LambdaLogHandler(self.json)
+        for earlier in previous.handlers if previous is not None else []:
+            if isinstance(earlier, LambdaLogHandler):
+                for extra in earlier.filters[1:]:  # the first is the runtime's RequestFilter
+                    runtime_handler.addFilter(extra)
+        self.handlers: list[logging.Handler] = [runtime_handler]
         self.level = root_level(environ)
         self.environ = dict(environ)
 
