@@ -17,6 +17,10 @@ Accepted differences (not compared, each for a reason):
 * A module named like a module the runtime imported before the handler (``json.py`` in the code
   folder): in Lambda the runtime's copy wins, in plldb the function's file. plldb cannot know
   which modules the runtime preloads in every Python version.
+* The text of ``Runtime.UnmarshalError`` for some malformed JSON events: awslambdaric parses
+  with simplejson, whose messages differ from the standard library's in places (``{not json``:
+  "…enclosed in double quotes or '}'"); plldb's runner is standard library only. The
+  scenario uses a payload both word the same.
 """
 
 from __future__ import annotations
