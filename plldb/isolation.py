@@ -27,7 +27,6 @@ import builtins
 import importlib
 import importlib.machinery
 import importlib.util
-import logging.config
 import os
 import re
 import sys
@@ -457,6 +456,8 @@ def install() -> None:
         importlib.import_module = _import_module
         importlib.util.find_spec = _find_spec
         # dictConfig resolves "module.Class" with the __import__ it saw when it was imported
+        import logging.config  # here: costly, and only needed once handlers run
+
         logging.config.BaseConfigurator.importer = staticmethod(_import)  # type: ignore[assignment]
         sys.meta_path.insert(0, _NamespaceFinder)
         sys.meta_path.append(_PackageFinder)
