@@ -28,8 +28,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +102,7 @@ SCENARIOS = {
     "setLevel": Scenario("app.set_level"),
     "request id format": Scenario("app.request_id_format"),
     "module names": Scenario("app.names"),
+    "threads, warnings, basicConfig, unfinished line": Scenario("app.output_edges"),
 }
 
 
@@ -143,7 +146,8 @@ def run_awslambdaric(emulator: RuntimeApiEmulator, code: Path, workdir: Path, sc
     finally:
         container.stop()
     # records end with LF; CR joins an error's lines (read as bytes: text mode would turn CR into LF)
-    observed.logs = container.log_path.read_bytes().decode().split("\n")[:-1]
+    logged = container.log_path.read_bytes().decode()
+    observed.logs = logged.removesuffix("\n").split("\n") if logged else []
     message = {
         "type": protocol.TYPE_INVOCATION, "request_id": REQUEST_ID, "session_id": "s",
         "function_name": FUNCTION, "invoked_function_arn": emulator.function_arn,
@@ -175,7 +179,11 @@ def run_executor(task_root: Path, scenario: Scenario, message: dict) -> Observed
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
-def test_same_outcome_and_logs_as_awslambdaric(name: str, emulator: RuntimeApiEmulator, tmp_path: Path) -> None:
+def test_same_outcome_and_logs_as_awslambdaric(
+    name: str, emulator: RuntimeApiEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pytest records warnings; plldb shows them the standard way (written to sys.stderr)
+    monkeypatch.setattr(warnings, "_showwarnmsg_impl", lambda msg: sys.stderr.write(warnings._formatwarnmsg(msg)))
     scenario = SCENARIOS[name]
     code = code_copy(tmp_path)
     lambda_side, message, task_root = run_awslambdaric(emulator, code, tmp_path / "container", scenario)
