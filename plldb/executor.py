@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plldb import console, isolation, lambda_logging, runner
+from plldb import binding, console, isolation, lambda_logging, runner
 from plldb.discovery import LocalFunction
 from plldb.layer import polling
 from plldb.protocol import ENV_EXEC_WRAPPER, SECRET_ENV_VARS, SHIM_ENV_VARS
@@ -236,7 +236,7 @@ class Executor:
     def _run(self, runtime: FunctionRuntime, invocation: dict[str, Any]) -> runner.Outcome:
         request_id = invocation["request_id"]
         fresh = function_environment(
-            isolation.process_environment(), invocation["environment"], self.credentials, str(runtime.function.code_dir)
+            binding.process_environment(), invocation["environment"], self.credentials, str(runtime.function.code_dir)
         )
         runtime.env.update(fresh)
         env = runtime.env
@@ -247,7 +247,7 @@ class Executor:
             runtime.function.logical_id, request_id, invocation.get("tenant_id"), self.output
         )
         lambda_logging.ensure_streams()
-        with isolation.bound(env, runtime.namespace, output):
+        with binding.bound(env, runtime.namespace, output):
             try:
                 outcome = _without_plldb_frames(self._call(runtime, invocation, env, output), env)
                 if not outcome.ok and not outcome.init_error and outcome.error_type != EXIT_ERROR:

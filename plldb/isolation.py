@@ -1,24 +1,24 @@
-"""Give each function its own modules and environment inside the one ``plldb`` process.
+"""Give each function its own modules inside the one ``plldb`` process.
 
 Handlers run in this process so that a debugger attached to it sees them; several functions
 (and several invocations) run at once on worker threads. Lambda gives each function its own
-process, so two things must be separated here by hand:
+process, so modules must be separated here by hand (the environment and output are per
+thread, :mod:`plldb.binding`):
 
-* **Modules.** Each function's source folders (code folder, local layers) are imported under
-  a private root package, ``_plldb_<LogicalId>``: its ``app.py`` is the module
-  ``_plldb_HelloFunction.app``. An ``import utils`` executed by a module of that root is
-  redirected to ``_plldb_HelloFunction.utils`` when the function's folders provide
-  ``utils`` (decided by the importing module's ``__name__``, so it holds on any thread).
-  Anything else (standard library, plldb's own dependencies, the ``sam build`` packages of
-  the function) is imported under its real name, once per process; the function's build
-  folders are searched last, for the function whose code is importing.
-* **Environment.** ``os.environ`` is replaced by :class:`ThreadEnviron`, which reads and
-  writes the environment bound to the current thread (the function's) and the real one
-  elsewhere; ``os.getenv`` reads ``os.environ`` and so follows. Threads started by a bound
-  thread inherit its binding.
+Each function's source folders (code folder, local layers) are imported under a private
+root package, ``_plldb_<LogicalId>``: its ``app.py`` is the module
+``_plldb_HelloFunction.app`` in ``sys.modules``, created with Lambda's ``__name__``
+(``app``). An ``import utils`` executed by a module of that root is redirected to
+``_plldb_HelloFunction.utils`` when the function's folders provide ``utils`` (decided by
+the importing module's ``__package__``, so it holds on any thread); code that is not the
+function's finds its modules by name on a thread bound to it, as the task root is on
+Lambda's ``sys.path``. Anything else (standard library, plldb's own dependencies, the ``sam
+build`` packages of the function) is imported under its real name, once per process; the
+function's build folders are searched last, for the function whose code is importing.
 
 :func:`install` sets this up once per process (idempotent). See
-docs/requirements/executor-and-discovery.md for what is not isolated.
+docs/requirements/executor-and-discovery.md and lambda-identical-runtime.md for what is
+not isolated.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from plldb import binding
+
 ROOT_PREFIX = "_plldb_"
 
-_thread = threading.local()  # .env: dict | None, .active: list[FunctionNamespace], .output
 _namespaces: dict[str, FunctionNamespace] = {}  # root package name -> namespace
 _registry_lock = threading.Lock()
 _installed = False
@@ -47,95 +48,6 @@ _installed = False
 _original_import = builtins.__import__
 _original_import_module = importlib.import_module
 _original_find_spec = importlib.util.find_spec
-_original_thread_start = threading.Thread.start
-
-
-# --- Environment --------------------------------------------------------------------------
-
-
-class ThreadEnviron(os._Environ):  # type: ignore[misc,name-defined]
-    """``os.environ`` that shows the current thread's bound environment, if any.
-
-    Unbound threads (plldb's own) see and change the real process environment exactly as
-    before (same storage, ``putenv`` included). A bound thread sees only its dict: writes
-    stay in it and never reach the process environment.
-    """
-
-    def __init__(self, real: os._Environ) -> None:  # type: ignore[name-defined]
-        super().__init__(real._data, real.encodekey, real.decodekey, real.encodevalue, real.decodevalue)
-
-    def __getitem__(self, key: str) -> str:
-        env = _bound_env()
-        return super().__getitem__(key) if env is None else env[key]
-
-    def __setitem__(self, key: str, value: str) -> None:
-        env = _bound_env()
-        if env is None:
-            super().__setitem__(key, value)
-            return
-        self.encodekey(key), self.encodevalue(value)  # the same type checks as os.environ
-        env[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        env = _bound_env()
-        if env is None:
-            super().__delitem__(key)
-        else:
-            del env[key]
-
-    def __iter__(self) -> Iterator[str]:
-        env = _bound_env()
-        return super().__iter__() if env is None else iter(list(env))
-
-    def __len__(self) -> int:
-        env = _bound_env()
-        return super().__len__() if env is None else len(env)
-
-    def __repr__(self) -> str:
-        return f"environ({dict(self)!r})"
-
-
-def _bound_env() -> dict[str, str] | None:
-    return getattr(_thread, "env", None)
-
-
-def process_environment() -> dict[str, str]:
-    """The real process environment, whatever the current thread is bound to."""
-    environ = os.environ
-    return {environ.decodekey(k): environ.decodevalue(v) for k, v in list(environ._data.items())}
-
-
-def bound_output() -> Any:
-    """The output object of the invocation bound to this thread (see :func:`bound`), or None."""
-    return getattr(_thread, "output", None)
-
-
-@contextmanager
-def bound(env: dict[str, str] | None, namespace: FunctionNamespace | None, output: Any = None) -> Iterator[None]:
-    """Run the block as the function: its environment, its build folders for imports, and
-    ``output`` (the invocation's logging and output state, :mod:`plldb.lambda_logging`)."""
-    saved = (getattr(_thread, "env", None), getattr(_thread, "active", []), bound_output())
-    _thread.env, _thread.active, _thread.output = env, [namespace] if namespace else [], output
-    try:
-        yield
-    finally:
-        _thread.env, _thread.active, _thread.output = saved
-
-
-def _start_inheriting(self: threading.Thread) -> None:
-    """``Thread.start`` that hands the starting thread's binding to the new thread, so a
-    handler's own threads (thread pools, timers) see the function's environment and write
-    to its invocation's output."""
-    env, active, output = _bound_env(), list(getattr(_thread, "active", [])), bound_output()
-    if env is not None or active or output is not None:
-        run = self.run
-
-        def run_bound() -> None:
-            _thread.env, _thread.active, _thread.output = env, active, output
-            run()
-
-        self.run = run_bound  # type: ignore[method-assign]
-    _original_thread_start(self)
 
 
 # --- Modules ------------------------------------------------------------------------------
@@ -304,9 +216,9 @@ class FunctionNamespace:
     @contextmanager
     def active(self) -> Iterator[None]:
         """Let the build-folder finder search this function's packages during the block."""
-        stack = getattr(_thread, "active", None)
+        stack = getattr(binding.state, "active", None)
         if stack is None:
-            stack = _thread.active = []
+            stack = binding.state.active = []
         stack.append(self)
         try:
             yield
@@ -340,7 +252,7 @@ def _regular_elsewhere(top: str) -> bool:
 
 
 def _bound_namespace() -> FunctionNamespace | None:
-    active = getattr(_thread, "active", None)
+    active = getattr(binding.state, "active", None)
     return active[0] if active else None
 
 
@@ -436,7 +348,7 @@ class _PackageFinder:
     def find_spec(fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if path is not None:
             return None
-        for namespace in reversed(getattr(_thread, "active", [])):
+        for namespace in reversed(getattr(binding.state, "active", [])):
             if namespace.package_dirs:
                 spec = importlib.machinery.PathFinder.find_spec(fullname, namespace.package_dirs)
                 if spec is not None:
@@ -445,13 +357,12 @@ class _PackageFinder:
 
 
 def install() -> None:
-    """Install the environment and import hooks in this process (once; idempotent)."""
+    """Install the thread bindings and the import hooks in this process (once; idempotent)."""
     global _installed
+    binding.install()
     with _registry_lock:
         if _installed:
             return
-        if not isinstance(os.environ, ThreadEnviron):
-            os.environ = ThreadEnviron(os.environ)  # noqa: B003 (same storage, kept)
         builtins.__import__ = _import
         importlib.import_module = _import_module
         importlib.util.find_spec = _find_spec
@@ -461,5 +372,4 @@ def install() -> None:
         logging.config.BaseConfigurator.importer = staticmethod(_import)  # type: ignore[assignment]
         sys.meta_path.insert(0, _NamespaceFinder)
         sys.meta_path.append(_PackageFinder)
-        threading.Thread.start = _start_inheriting  # type: ignore[method-assign]
         _installed = True

@@ -7,7 +7,7 @@ logger (text ``[LEVEL]\\t<time>\\t<request id>\\tmessage`` or, with
 sees, logs handler and init errors itself, and sends stdout/stderr to the function's log.
 
 Here every function shares the plldb process, so that state is kept per function and chosen
-by the thread (see :func:`plldb.isolation.bound`):
+by the thread (see :func:`plldb.binding.bound`):
 
 * the root logger's ``handlers`` and ``level`` are those of the function bound to the thread
   (:class:`FunctionLogging`), and plldb's own on every other thread, so neither side ever
@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from plldb import isolation, runner
+from plldb import binding, runner
 
 Output = Callable[[str, str], None]
 
@@ -118,7 +118,7 @@ class RequestFilter(logging.Filter):
     """Gives each record the invocation's ``aws_request_id`` (empty during init) and ``tenant_id``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        output = isolation.bound_output()
+        output = binding.bound_output()
         record.aws_request_id = output.request_id if output is not None else ""
         record.tenant_id = output.tenant_id if output is not None else None
         return True
@@ -128,7 +128,7 @@ class LogSink:
     """What the runtime's handler writes to: the bound invocation's output, else stdout."""
 
     def log(self, message: str, frame_type: Any = None) -> None:
-        output = isolation.bound_output()
+        output = binding.bound_output()
         if output is not None:
             output.write("stdout", message)
         else:
@@ -247,7 +247,7 @@ class _ThreadStream:
         self._real = real
 
     def write(self, text: str) -> int:
-        output = isolation.bound_output()
+        output = binding.bound_output()
         if output is None or getattr(_local, "passthrough", False):
             return self._real.write(text)
         output.write(self._name, text)
@@ -295,7 +295,7 @@ class _FunctionRootLogger(logging.RootLogger):
 
 
 def _bound_logging() -> FunctionLogging | None:
-    output = isolation.bound_output()
+    output = binding.bound_output()
     return output.logging if output is not None else None
 
 
