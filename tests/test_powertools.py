@@ -98,6 +98,8 @@ def in_plldb(task_root: Path, messages: list[dict]) -> tuple[list[tuple[bool, by
             executor.submit(protocol.parse_server_message(protocol.encode(message)), answer)
             assert done.wait(30), "no answer from the executor"
             answers.append((outcomes[0].ok, outcomes[0].body))
+        module = sys.modules[executor.runtimes[FUNCTION].namespace.module_name("app")]
+        assert module.tracer.disabled is False, "the tracer runs as in Lambda"
     finally:
         executor.shutdown(timeout=5)
     return answers, lines
