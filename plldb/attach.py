@@ -79,6 +79,7 @@ class AttachPlan:
     caller_arn: str  # who attaches: recorded in the session, shown to a second attach
     debugger_ctx: AwsContext  # the debugger role, assumed once while planning
     warnings: list[str] = field(default_factory=list)
+    skipped: frozenset[str] = frozenset()  # physical names already warned about
 
 
 class StackNotFound(Exception):
@@ -111,7 +112,8 @@ def plan_attach(ctx: AwsContext, options: AttachOptions) -> AttachPlan:
     warnings = list(discovery.warnings)
     warnings += [f"{name}: not debugged ({why})" for name, why in mapping.skipped.items()]
     return AttachPlan(helper=helper, functions=functions, caller_arn=caller_arn,
-                      debugger_ctx=debugger_ctx, warnings=warnings)
+                      debugger_ctx=debugger_ctx, warnings=warnings,
+                      skipped=frozenset(mapping.skipped))
 
 
 def list_stack_resources(ctx: AwsContext, stack_name: str) -> list[dict[str, Any]]:
@@ -300,6 +302,8 @@ class Attachment:
     def on_progress(self, message: dict[str, Any]) -> None:
         status = message.get("status", "ok")
         function = message.get("function")
+        if status == "skipped" and function in self.plan.skipped:
+            return  # warned about once already, while planning
         text = f"{function}: {message['message']}" if function else message["message"]
         if status == "ok":
             console.success(text)

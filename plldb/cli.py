@@ -1,51 +1,74 @@
 """The `plldb` command line: parses arguments and prints; the work happens in modules.
 
 To add a command, decorate a function with ``@cli.command()`` (or a group's) and take the
-:class:`~plldb.aws.AwsContext` with ``@click.pass_obj``. Errors a user can cause are
-exceptions listed in :data:`USER_ERRORS`: :class:`PlldbGroup` prints them as one line and
-exits 1, for every command, so commands never catch them themselves.
+:class:`~plldb.aws.AwsContext` with ``@pass_aws``. Errors a user can cause are exceptions
+listed by :func:`user_errors`: :class:`PlldbGroup` prints them as one line and exits 1, for
+every command, so commands never catch them themselves.
+
+Start-up is part of the interface: ``plldb --help`` must answer at once, so this module
+imports only click at load time; boto3, rich, websockets and debugpy are imported by the
+commands that use them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
+import functools
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import botocore.exceptions
 import click
-from rich.markup import escape
 
-from plldb import __version__, admin, attach, bootstrap, console, debuggers, discovery
-from plldb.aws import AwsAccessError, AwsContext
-from plldb.connection import ConnectionRefused
-from plldb.helper_stack import HelperStackMissing, HelperStackOutdated
-from plldb.sessions import SessionConflict, SessionLost
+from plldb import __version__, console
+
+if TYPE_CHECKING:
+    from plldb import debuggers
+    from plldb.aws import AwsContext
 
 log = logging.getLogger(__name__)
 
-# Exceptions whose text is a complete, actionable one-line message for the user.
-# Modules that add commands add their own error types here.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    AwsAccessError,
-    bootstrap.BootstrapError,
-    HelperStackMissing,
-    HelperStackOutdated,
-    discovery.DiscoveryError,
-    attach.StackNotFound,
-    attach.NothingToDebug,
-    SessionConflict,
-    SessionLost,
-    ConnectionRefused,
-    debuggers.DebuggerError,
-    admin.DetachError,
-)
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions whose text is a complete, actionable one-line message for the user.
+
+    Imported here, on the error path, to keep start-up light; modules that add commands add
+    their own error types.
+    """
+    from plldb import admin, attach, bootstrap, debuggers, discovery
+    from plldb.aws import AwsAccessError
+    from plldb.connection import ConnectionRefused
+    from plldb.helper_stack import HelperStackMissing, HelperStackOutdated
+    from plldb.sessions import SessionConflict, SessionLost
+
+    return (
+        AwsAccessError,
+        bootstrap.BootstrapError,
+        HelperStackMissing,
+        HelperStackOutdated,
+        discovery.DiscoveryError,
+        attach.StackNotFound,
+        attach.NothingToDebug,
+        SessionConflict,
+        SessionLost,
+        ConnectionRefused,
+        debuggers.DebuggerError,
+        admin.DetachError,
+    )
+
+
+def escape(text: str) -> str:
+    """User or AWS text printed as is, never read as rich markup."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def _describe_unexpected(exc: BaseException) -> str:
     """One line for an error nobody anticipated (the traceback goes to --verbose logs)."""
+    import botocore.exceptions
+
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return "No AWS credentials found: run `aws configure`, `aws sso login`, or pass --profile"
     if isinstance(exc, botocore.exceptions.EndpointConnectionError):
@@ -62,15 +85,13 @@ class PlldbGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except USER_ERRORS as exc:
-            log.debug("command failed", exc_info=True)
-            console.error(escape(str(exc)))
         except KeyboardInterrupt:
             console.error("interrupted")
             raise click.exceptions.Exit(130) from None
         except Exception as exc:  # noqa: BLE001 - the last line of defence for the user
             log.debug("command failed", exc_info=True)
-            console.error(escape(_describe_unexpected(exc)))
+            known = isinstance(exc, user_errors())
+            console.error(escape(str(exc) if known else _describe_unexpected(exc)))
         raise click.exceptions.Exit(1)
 
 
@@ -83,7 +104,53 @@ class PlldbGroup(click.Group):
 def cli(ctx: click.Context, profile: str | None, region: str | None, verbose: bool) -> None:
     """PLLDB: debug the Python Lambda functions of a deployed stack on your machine."""
     console.setup_logging(verbose)
-    ctx.obj = AwsContext(profile=profile, region=region)
+    ctx.obj = {"profile": profile, "region": region}
+
+
+def pass_aws(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give the command the AwsContext of --profile/--region, built when it runs (not for
+    --help); a --region no partition knows is flagged first, before any wait for AWS."""
+
+    @functools.wraps(command)
+    def with_aws(*args: Any, **kwargs: Any) -> Any:
+        from plldb.aws import AwsContext
+
+        settings = click.get_current_context().find_root().obj
+        if settings["region"]:
+            _warn_unknown_region(settings["region"])
+        return command(AwsContext(**settings), *args, **kwargs)
+
+    return with_aws
+
+
+def _warn_unknown_region(region: str) -> None:
+    """A typo in --region otherwise shows only as "Cannot reach AWS" after the timeouts."""
+    problem = unknown_region(region)
+    if problem:
+        console.warn(escape(problem))
+
+
+def unknown_region(region: str) -> str | None:
+    """Why ``region`` looks wrong (no partition botocore knows lists it), or None.
+
+    A warning, not an error: a region newer than the installed botocore still works.
+    """
+    import difflib
+
+    import botocore.session
+
+    session = botocore.session.get_session()
+    known = {
+        name
+        for partition in session.get_available_partitions()
+        for name in session.get_available_regions("sts", partition_name=partition)
+    }
+    if region in known:
+        return None
+    close = difflib.get_close_matches(region, sorted(known), n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return (f"region {region!r} is not an AWS region this plldb knows: {hint}"
+            "check --region (or upgrade botocore for a brand-new region)")
 
 
 def _progress(message: str) -> None:
@@ -107,9 +174,11 @@ def bootstrap_group(ctx: click.Context) -> None:
 
 
 @bootstrap_group.command()
-@click.pass_obj
+@pass_aws
 def setup(aws: AwsContext) -> None:
     """Create or update the artifact bucket and the helper stack (idempotent)."""
+    from plldb import bootstrap
+
     result = bootstrap.setup(aws, _progress)
     _print_outputs(result.outputs)
     summary = "helper stack deployed" if result.stack_changed else "helper stack up to date"
@@ -117,15 +186,19 @@ def setup(aws: AwsContext) -> None:
 
 
 @bootstrap_group.command()
-@click.pass_obj
+@pass_aws
 def destroy(aws: AwsContext) -> None:
     """Delete the helper stack and the artifact bucket (idempotent)."""
+    from plldb import bootstrap
+
     bootstrap.destroy(aws, _progress)
     console.success(f"helper stack and bucket removed from {aws.region_name}")
 
 
 def _default_stack_name(stack_name: str | None) -> str:
     """--stack-name, else the stack name `sam deploy` would use (samconfig.toml here)."""
+    from plldb import discovery
+
     found = stack_name or discovery.stack_name_from_samconfig(Path.cwd())
     if not found:
         raise click.UsageError("--stack-name is required (no samconfig.toml with a stack_name here)")
@@ -161,7 +234,7 @@ def _default_stack_name(stack_name: str | None) -> str:
     show_default=True,
     help="Run handlers with the function's own role (from the cloud) or your local profile.",
 )
-@click.pass_obj
+@pass_aws
 def attach_command(
     aws: AwsContext,
     stack_name: str | None,
@@ -177,6 +250,11 @@ def attach_command(
     credentials: str,
 ) -> None:
     """Run the stack's Python functions here, under your debugger, until Ctrl-C."""
+    import asyncio
+
+    from plldb import attach, debuggers
+    from plldb.helper_stack import HelperStackMissing, HelperStackOutdated
+
     if (wait_for_client or debugpy_host != "127.0.0.1" or debugpy_port != 5678) and not use_debugpy:
         raise click.UsageError("--wait-for-client, --debugpy-host and --debugpy-port need --debugpy")
     options = attach.AttachOptions(
@@ -212,6 +290,8 @@ def attach_command(
 
 def _offer_bootstrap(aws: AwsContext, problem: Exception) -> bool:
     """On a terminal, offer to deploy the helper stack now; elsewhere the error stands."""
+    from plldb import bootstrap
+
     if not sys.stdin.isatty():
         return False
     console.warn(escape(str(problem)))
@@ -222,6 +302,8 @@ def _offer_bootstrap(aws: AwsContext, problem: Exception) -> bool:
 
 
 def _print_debugpy_help(options: debuggers.DebugpyOptions) -> None:
+    from plldb import debuggers
+
     console.info(
         f"debugpy listening on {options.host}:{options.port}. VS Code: "
         "Run and Debug → \"Python Debugger: Remote Attach\", or this .vscode/launch.json:"
@@ -233,9 +315,11 @@ def _print_debugpy_help(options: debuggers.DebugpyOptions) -> None:
 
 @cli.command("detach")
 @click.option("--stack-name", help="Stack to restore (default: stack_name in samconfig.toml).")
-@click.pass_obj
+@pass_aws
 def detach_command(aws: AwsContext, stack_name: str | None) -> None:
     """Restore every instrumented function of a stack now (idempotent)."""
+    from plldb import admin
+
     name = _default_stack_name(stack_name)
     result = admin.detach_stack(aws, name)
     for function in result.restored:
@@ -252,11 +336,19 @@ def detach_command(aws: AwsContext, stack_name: str | None) -> None:
 
 @cli.command("status")
 @click.option("--stack-name", help="Only this stack.")
+@click.option("--all", "show_all", is_flag=True,
+              help="Also closed and expired sessions (the last 24 hours).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_obj
-def status_command(aws: AwsContext, stack_name: str | None, as_json: bool) -> None:
-    """Helper stack version, debugging sessions and instrumented functions."""
+@pass_aws
+def status_command(aws: AwsContext, stack_name: str | None, show_all: bool, as_json: bool) -> None:
+    """Active debugging sessions and instrumented functions (history with --all)."""
+    import json
+
+    from plldb import admin
+
     status = admin.stack_status(aws, stack_name)
+    if not show_all:
+        status["sessions"] = [s for s in status["sessions"] if s["live"]]
     if as_json:
         click.echo(json.dumps(status, indent=2, default=str))
         return
@@ -264,18 +356,37 @@ def status_command(aws: AwsContext, stack_name: str | None, as_json: bool) -> No
         f"plldb {status['plldb_version']}, helper stack {status['helper_stack_version']} "
         f"in {status['region']}"
     )
+    _print_sessions(status["sessions"], show_all)
+    _print_instrumented(status["instrumented_functions"])
+
+
+def _print_sessions(sessions: list[dict[str, Any]], show_all: bool) -> None:
+    if not sessions:
+        more = "" if show_all else " (plldb status --all shows closed ones)"
+        console.info(f"no {'' if show_all else 'active '}debugging session{more}")
+        return
     console.table(
-        "Sessions",
+        "Sessions" if show_all else "Active sessions",
         ["Stack", "Session", "Status", "Since", "By"],
-        [[s["stack_name"], s["session_id"], s["status"] + ("" if s["live"] else " (expired)")
-          if s["status"] != "CLOSED" else "CLOSED", s["created_at"], s["created_by"]]
-         for s in status["sessions"]],
+        [[s["stack_name"], s["session_id"], _session_state(s), s["created_at"], s["created_by"]]
+         for s in sessions],
     )
+
+
+def _session_state(session: dict[str, Any]) -> str:
+    if session["live"] or session["status"] == "CLOSED":
+        return str(session["status"])
+    return f"{session['status']} (expired)"
+
+
+def _print_instrumented(records: list[dict[str, Any]]) -> None:
+    if not records:
+        console.info("no instrumented function: every function runs in the cloud as deployed")
+        return
     console.table(
         "Instrumented functions",
         ["Stack", "Function", "Status", "Session"],
-        [[f["stack_name"], f["function_name"], f["status"], f["session_id"]]
-         for f in status["instrumented_functions"]],
+        [[f["stack_name"], f["function_name"], f["status"], f["session_id"]] for f in records],
     )
 
 

@@ -108,6 +108,32 @@ def test_attach_invoke_status_second_attach_and_ctrl_c(cloud: LocalCloud, env: d
     assert configurations(cloud) == before
 
 
+def test_status_shows_what_is_attached_now_and_history_with_all(
+    cloud: LocalCloud, env: dict
+) -> None:
+    """Issue 12: active sessions and instrumented functions; closed ones behind --all; no
+    empty table; session ids whole."""
+    attach = PlldbProcess(["attach", "--stack-name", STACK], TEST_STACK, cloud.environment)
+    try:
+        session_id = attach.wait_for("session ").split()[1]
+        attach.wait_for("attached")
+        now = run_plldb(["status"], env)
+        assert now.returncode == 0, now.stderr
+        assert "Active sessions" in now.stdout and session_id in now.stdout
+        assert "Instrumented functions" in now.stdout
+        assert attach.interrupt() == 0, attach.text()
+    finally:
+        attach.kill()
+    after = run_plldb(["status"], env)
+    assert after.returncode == 0, after.stderr
+    assert session_id not in after.stdout
+    assert "no active debugging session (plldb status --all shows closed ones)" in after.stdout
+    assert "no instrumented function" in after.stdout
+    assert "┏" not in after.stdout  # no empty table
+    history = run_plldb(["status", "--all"], env)
+    assert session_id in history.stdout and "CLOSED" in history.stdout
+
+
 def test_detach_restores_after_kill_9_and_is_idempotent(cloud: LocalCloud, env: dict) -> None:
     before = configurations(cloud)
     attach = PlldbProcess(["attach", "--stack-name", STACK], TEST_STACK, cloud.environment)

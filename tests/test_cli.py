@@ -175,3 +175,68 @@ def test_attach_offers_bootstrap_on_a_terminal(aws: Any, tmp_path: Path) -> None
     assert "Deploy the helper stack now (plldb bootstrap)? [Y/n]" in out
     assert process.returncode == 1
     assert "run `plldb bootstrap` first" in err
+
+
+def test_a_misspelled_region_is_named_before_anything_waits_for_aws(tmp_path: Path) -> None:
+    result = run_plldb(["--region", "us-eats-1", "bootstrap"], {}, tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[0] == (
+        "warning: region 'us-eats-1' is not an AWS region this plldb knows: did you mean "
+        "us-east-1? check --region (or upgrade botocore for a brand-new region)"
+    ), result.stderr
+    assert lines[1].startswith("error: No AWS credentials found"), result.stderr
+
+
+def test_a_known_region_gets_no_warning(tmp_path: Path) -> None:
+    result = run_plldb(["--region", "eu-west-3", "bootstrap"], {}, tmp_path)
+    assert "warning" not in result.stderr, result.stderr
+
+
+def test_plldb_warnings_and_log_warnings_look_the_same(tmp_path: Path) -> None:
+    """One style: a log record of a plldb module reads like console.warn, markup and all."""
+    script = (
+        "import logging\n"
+        "from plldb import console\n"
+        "console.setup_logging(False)\n"
+        "logging.getLogger('plldb.executor').warning('deadline [reached] for %s', 'r-1')\n"
+        "logging.getLogger('plldb.executor').info('not shown without --verbose')\n"
+        "console.warn('from the console')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "COLUMNS": "60"}, timeout=60)
+    assert result.stderr.splitlines() == [
+        "warning: deadline [reached] for r-1",
+        "warning: from the console",
+    ]
+
+
+def test_tables_fold_long_paths_instead_of_cutting_them() -> None:
+    path = "/home/someone/projects/shop/functions/checkout/handlers/payment_provider/app.py"
+    script = (
+        "from plldb import console\n"
+        f"console.table('Functions', ['Function', 'Code'], [['CheckoutFunction', {path!r}]])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "COLUMNS": "50"}, timeout=60)
+    assert "…" not in result.stdout
+    cells = "".join(line.split("│")[2].strip() for line in result.stdout.splitlines()
+                    if line.count("│") == 3)
+    assert path in cells, result.stdout
+
+
+def test_help_does_not_import_aws_or_rich() -> None:
+    """Start-up stays light (the benchmarks time it): --help imports only click."""
+    script = (
+        "import sys\n"
+        "from plldb.cli import cli\n"
+        "for args in (['--help'], ['status', '--help'], ['attach', '--help']):\n"
+        "    try:\n"
+        "        cli.main(args, prog_name='plldb')\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in ('boto3', 'botocore', 'rich', 'websockets', 'debugpy', 'yaml')"
+        " if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.splitlines()[-1] == "[]", result.stdout + result.stderr

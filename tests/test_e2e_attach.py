@@ -156,19 +156,21 @@ def test_both_functions_answer_with_their_own_code(
 def test_edit_while_attached_changes_the_next_response_and_errors_keep_lambdas_format(
     cloud: LocalCloud, lam: Any, attach: Any, edit: Any
 ) -> None:
-    attach()
+    plldb = attach()
     assert invoke(lam, cloud, ECHO, {})[0]["module"] == "echo.app"
     edit("functions/echo/app.py", 'MODULE = "echo.app"', 'MODULE = "echo.app, edited"')
     assert invoke(lam, cloud, ECHO, {})[0]["module"] == "echo.app, edited"
     edit(
         "functions/echo/app.py",
         "def handler(event, context):\n",
-        "def handler(event, context):\n    raise ValueError(f'refused {event}')\n",
+        "def handler(event, context):\n    raise ValueError(f'refused {event}' + ' because' * 20)\n",
     )
     error, kind = invoke(lam, cloud, ECHO, {"x": 1})
     assert kind == "Unhandled"
     assert error["errorType"] == "ValueError"
-    assert error["errorMessage"] == "refused {'x': 1}"
+    assert error["errorMessage"] == "refused {'x': 1}" + " because" * 20
+    line = plldb.wait_for("ValueError", timeout=10)  # plldb's line shows the error whole
+    assert line.endswith("ValueError: refused {'x': 1}" + " because" * 20), line
     assert any("app.py" in line and "handler" in line for line in error["stackTrace"])
 
 
@@ -224,7 +226,8 @@ def test_a_real_breakpoint_in_a_handler(
     cloud: LocalCloud, lam: Any, attach: Any, app: Path
 ) -> None:
     port = free_port()
-    attach("--debugpy", "--debugpy-port", str(port))
+    plldb = attach("--debugpy", "--debugpy-port", str(port))
+    assert "frozen modules" not in plldb.text()  # pydevd's warning, silenced
     source = app / "functions" / "hello" / "app.py"
     line = source.read_text().splitlines().index("    return {") + 1
     debugger = DapClient("127.0.0.1", port)
@@ -369,6 +372,8 @@ def test_wait_for_client_holds_invocations_until_a_debugger_attaches(
         target=lambda: outcome.update(result=invoke(lam, cloud, ECHO, {"held": True}))
     )
     invocation.start()
+    held = plldb.wait_for("waiting for a debugger", timeout=60)
+    assert "EchoFunction" in held and f"to attach on 127.0.0.1:{port} (--wait-for-client)" in held
     invocation.join(3.0)
     assert invocation.is_alive(), "the invocation must wait for a debugger"
     debugger = DapClient("127.0.0.1", port)
