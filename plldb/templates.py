@@ -108,9 +108,7 @@ def parameter_values(document: dict[str, Any], overrides: dict[str, str]) -> dic
     or float; parameters with neither an override nor a default are left out.
     """
     values: dict[str, Any] = {}
-    declared = document.get("Parameters")
-    for name, spec in (declared if isinstance(declared, dict) else {}).items():
-        spec = spec if isinstance(spec, dict) else {}
+    for name, spec in declared_parameters(document).items():
         value = overrides.get(name, spec.get("Default"))
         kind = str(spec.get("Type", "String"))
         if value is None or kind.startswith(SSM_PARAMETER):
@@ -121,6 +119,15 @@ def parameter_values(document: dict[str, Any], overrides: dict[str, str]) -> dic
             value = _number(value)
         values[name] = value
     return values
+
+
+def declared_parameters(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The template's ``Parameters`` section, each declaration a mapping."""
+    declared = document.get("Parameters")
+    return {
+        name: spec if isinstance(spec, dict) else {}
+        for name, spec in (declared if isinstance(declared, dict) else {}).items()
+    }
 
 
 def _number(text: str) -> int | float | str:
@@ -141,11 +148,7 @@ class Resolver:
 
     def __init__(self, document: dict[str, Any], parameters: dict[str, Any]) -> None:
         self.parameters = parameters
-        declared = document.get("Parameters")
-        self.declared = {
-            name: spec if isinstance(spec, dict) else {}
-            for name, spec in (declared if isinstance(declared, dict) else {}).items()
-        }
+        self.declared = declared_parameters(document)
         self.conditions = document.get("Conditions") if isinstance(document.get("Conditions"), dict) else {}
         self.mappings = document.get("Mappings") if isinstance(document.get("Mappings"), dict) else {}
 
