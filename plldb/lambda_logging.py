@@ -125,14 +125,12 @@ class RequestFilter(logging.Filter):
 
 
 class LogSink:
-    """What the runtime's handler writes to: the bound invocation's output, else stdout."""
+    """What the runtime's handler writes to: ``sys.stdout``, as the runtime's standard sink
+    (on a bound thread that is the invocation's output; ``redirect_stdout`` in a handler
+    captures log records as it does in Lambda)."""
 
     def log(self, message: str, frame_type: Any = None) -> None:
-        output = binding.bound_output()
-        if output is not None:
-            output.write("stdout", message)
-        else:
-            sys.stdout.write(message)
+        sys.stdout.write(message)
 
 
 class LambdaLogHandler(logging.Handler):

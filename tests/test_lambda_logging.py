@@ -141,3 +141,20 @@ def test_plldb_threads_keep_the_real_streams(capsys: pytest.CaptureFixture[str])
     call("app.everything")
     print("plldb's own line")
     assert "plldb's own line" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore:careful:UserWarning")
+def test_a_failing_output_never_fails_the_invocation(capsys: pytest.CaptureFixture[str]) -> None:
+    def broken(_function: str, _line: str) -> None:
+        raise OSError("terminal gone")
+
+    function = local_function("Logs", "app.everything", FIXTURES / "logs")
+    executor = Executor({function.physical_name: function}, output=broken)
+    answers = Answers()
+    try:
+        message = invocation("stack-Logs")
+        executor.submit(message, answers)
+        assert answers.result(message["request_id"]) == "ok"
+    finally:
+        executor.shutdown(timeout=5)
+    assert "OSError: terminal gone" in capsys.readouterr().out, "the failure is shown on plldb's stream"
