@@ -127,8 +127,8 @@ def _toml_value(text: str) -> Any:
     tokens.commenters = "#"
     tokens.escapedquotes = '"'
     parts = list(tokens)
-    if parts and parts[0] == "[":
-        return [part for part in parts[1:] if part not in ",]"]
+    if text.startswith("["):
+        return [part for part in parts if part.strip("[],")]
     value = " ".join(parts)
     if text.startswith(('"', "'")):
         return value
