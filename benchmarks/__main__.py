@@ -2,7 +2,7 @@
 
 Prints a table and writes JSON (default benchmarks/results/latest.json). Options:
 ``--quick`` (smoke-test counts), ``--only lifecycle,latency,payloads,throughput,memory,
-passthrough``, ``--output PATH``.
+passthrough,startup``, ``--output PATH``.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import report, suite
+from benchmarks import report, startup, suite
 from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
-GROUPS = ("lifecycle", "latency", "payloads", "throughput", "memory", "passthrough")
+GROUPS = ("lifecycle", "latency", "payloads", "throughput", "memory", "passthrough", "startup")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         bench = suite.Bench(cloud, settings, Path(work))
         try:
             suite.run_all(bench, only)
+            if not only or "startup" in only:
+                startup.startup(bench)
         finally:
             report.print_table(bench.figures)
     report.write_json(
