@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 from typing import Any
 
 PROTOCOL_VERSION = 1
@@ -100,6 +101,8 @@ ENV_DEBUGGER_TABLE = "PLLDB_DEBUGGER_TABLE"
 ENV_MANAGEMENT_URL = "PLLDB_MANAGEMENT_URL"
 ENV_PAYLOAD_BUCKET = "PLLDB_PAYLOAD_BUCKET"
 ENV_ORIGINAL_WRAPPER = "PLLDB_ORIGINAL_EXEC_WRAPPER"
+# The helper stack's grace period: also how long the shim waits for a client that is away.
+ENV_GRACE_SECONDS = "PLLDB_GRACE_SECONDS"
 SHIM_ENV_VARS = (
     ENV_SESSION_ID,
     ENV_CONNECTION_ID,
@@ -108,12 +111,12 @@ SHIM_ENV_VARS = (
     ENV_MANAGEMENT_URL,
     ENV_PAYLOAD_BUCKET,
     ENV_ORIGINAL_WRAPPER,
+    ENV_GRACE_SECONDS,
 )
 
 # Set on the helper Lambdas by the template.
 ENV_MANAGER_FUNCTION = "PLLDB_MANAGER_FUNCTION"
 ENV_LAYER_ARN = "PLLDB_LAYER_ARN"
-ENV_GRACE_SECONDS = "PLLDB_GRACE_SECONDS"
 ENV_DEFAULT_TIMEOUT = "PLLDB_DEFAULT_TIMEOUT"
 ENV_CONNECTIONS_ARN = "PLLDB_CONNECTIONS_ARN"  # execute-api ARN pattern for @connections
 
@@ -176,6 +179,27 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 class ProtocolError(ValueError):
     """A message or value that does not follow the protocol; the text is the reason."""
+
+
+def ttl_expired(ttl: Any, now: float) -> bool:
+    """Whether an item's TTL (epoch seconds, as DynamoDB stores it) has passed.
+
+    DynamoDB deletes expired items lazily, up to days later, and they still show in reads:
+    every reader treats an item whose TTL has passed as gone. No TTL never expires.
+    """
+    try:
+        return ttl is not None and int(ttl) <= now
+    except (TypeError, ValueError):
+        return False
+
+
+def iso_epoch(text: Any) -> float | None:
+    """Epoch seconds of a ``YYYY-MM-DDTHH:MM:SSZ`` timestamp as the helper stack writes them."""
+    try:
+        parsed = datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=timezone.utc).timestamp()
 
 
 def is_session_id(value: Any) -> bool:

@@ -310,3 +310,54 @@ def test_container_image_functions_are_skipped() -> None:
         "container image function: layers cannot be added to it"
     )
     assert manager_plan.unsupported({"PackageType": "Zip", "Runtime": "python3.12"}) is None
+
+
+def _sweep() -> dict[str, Any]:
+    return manager.handler({"action": "sweep"}, None)
+
+
+def test_sweep_restores_a_killed_client_whose_disconnect_was_lost(make_gateway: Any) -> None:
+    """No $disconnect at all: the schedule's sweeps find the connection gone (DISCONNECTED),
+    then, past the grace period, restore the stack exactly and close the session."""
+    gateway = make_gateway(grace_seconds=1.0, drop_disconnect=1.0)
+    names = create_stack()
+    before = snapshot(names)
+    session_id, ws, _ = _attach(gateway, functions=["Plain", "Wrapped"])
+    ws.close()
+    wait_until(lambda: gateway.dropped_disconnects)
+    assert get_session(session_id)[protocol.A_STATUS]["S"] == protocol.ACTIVE
+
+    first = _sweep()
+    assert first["restored"] == [] and first["sessions"] == {}
+    assert get_session(session_id)[protocol.A_STATUS]["S"] == protocol.DISCONNECTED
+    time.sleep(2.1)  # the grace period (1 s) passes; DisconnectedAt has 1 s resolution
+    second = _sweep()
+
+    assert sorted(second["restored"]) == sorted([names["Plain"], names["Wrapped"]])
+    assert "past the 1 s grace period" in second["sessions"][session_id]
+    assert snapshot(names) == before
+    assert _records() == []
+    assert get_session(session_id)[protocol.A_STATUS]["S"] == protocol.CLOSED
+
+
+def test_sweep_restores_sessions_past_their_ttl_and_leaves_live_ones(gateway: Gateway) -> None:
+    names = create_stack()
+    before = snapshot(names)
+    expired = put_session(STACK_NAME, status=protocol.ACTIVE)
+    _run_manager("instrument", expired, stack_name=STACK_NAME, functions=["Plain"])
+    boto3.client("dynamodb").update_item(  # its TTL passes; DynamoDB has not deleted it yet
+        TableName=protocol.SESSIONS_TABLE,
+        Key={protocol.A_SESSION_ID: {"S": expired}},
+        UpdateExpression="SET #ttl = :past",
+        ExpressionAttributeNames={"#ttl": protocol.A_TTL},
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
+    )
+    live, ws, _ = _attach(gateway, functions=["Wrapped"])
+    with ws:
+        result = _sweep()
+        assert result["restored"] == [names["Plain"]]
+        assert result["sessions"] == {expired: "ACTIVE session past its TTL"}
+        # (the role keeps the shim policy: the live session's function shares it)
+        assert configuration(names["Plain"]) == before["Plain"]["configuration"]
+        assert [r[protocol.A_FUNCTION_NAME]["S"] for r in _records()] == [names["Wrapped"]]
+        assert get_session(live)[protocol.A_STATUS]["S"] == protocol.ACTIVE

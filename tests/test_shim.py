@@ -415,3 +415,32 @@ def test_debug_path_failures_answer_with_a_clear_error(
     assert result.status == ERROR
     assert result.error_type == protocol.ERROR_SHIM
     assert result.error["errorMessage"].startswith(expected), result.error["errorMessage"]
+
+
+def test_a_connection_gone_without_disconnect_holds_an_invocation_for_the_grace_period_only(
+    aws: MotoServer, gateway: Gateway, helper: HelperResources,
+    emulator: RuntimeApiEmulator, code: Path, tmp_path: Path,
+) -> None:
+    """plldb killed and its $disconnect lost: the session stays ACTIVE on a connection API
+    Gateway answers 410 for. The invocation runs in the cloud after the grace period."""
+    session_id = put_session("no-such-stack", status=protocol.ACTIVE, ttl_in=3600)
+    boto3.client("dynamodb").update_item(
+        TableName=protocol.SESSIONS_TABLE,
+        Key={protocol.A_SESSION_ID: {"S": session_id}},
+        UpdateExpression="SET #c = :lost",
+        ExpressionAttributeNames={"#c": protocol.A_CONNECTION_ID},
+        ExpressionAttributeValues={":lost": {"S": "a-connection-that-is-gone"}},
+    )
+    environment = {
+        **debug_environment(aws, gateway, helper, session_id),
+        protocol.ENV_GRACE_SECONDS: "2",
+    }
+    with start_function(emulator, code, tmp_path / "container", environment) as container:
+        started = time.monotonic()
+        result = emulator.invoke('{"action": "echo"}', timeout_s=60, request_id="req-lost")
+        waited = time.monotonic() - started
+        logs = container.logs()
+    assert result.status == SUCCESS and result.json["request_id"] == "req-lost"
+    assert 2 <= waited < 30, waited
+    assert "no debugger connected for 2 s (session ACTIVE, grace period 2 s) while waiting: " \
+        "running app.handler in the cloud (pass-through)" in logs

@@ -79,8 +79,11 @@ def emulator() -> Iterator[RuntimeApiEmulator]:
 
 
 def make_shim(aws: MotoServer, helper: HelperResources, emulator: RuntimeApiEmulator,
-              clock: SimulatedTime, status: str = protocol.ACTIVE) -> Shim:
-    """A shim for an ACTIVE session; posts go to moto's management API (it accepts any)."""
+              clock: SimulatedTime, status: str = protocol.ACTIVE, **item: dict) -> Shim:
+    """A shim for an ACTIVE session; posts go to moto's management API (it accepts any).
+
+    ``item`` adds attributes to the session item (DynamoDB JSON).
+    """
     session_id = str(uuid.uuid4())
     boto3.client("dynamodb").put_item(
         TableName=helper.sessions_table,
@@ -88,6 +91,7 @@ def make_shim(aws: MotoServer, helper: HelperResources, emulator: RuntimeApiEmul
             protocol.A_SESSION_ID: {"S": session_id},
             protocol.A_STATUS: {"S": status},
             protocol.A_CONNECTION_ID: {"S": "conn-1"},
+            **item,
         },
     )
     config = ShimConfig(
@@ -191,3 +195,55 @@ def test_an_answer_racing_the_deadline_wins(
     shim.handle(shim.api.next_invocation())
 
     assert invocation.result(10).json == "just in time"
+
+
+def iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+@pytest.mark.parametrize(
+    ("status", "item", "reason"),
+    [
+        (protocol.ACTIVE, {protocol.A_TTL: {"N": str(int(time.time()) - 60)}},
+         r"session is ACTIVE and past its TTL"),
+        (protocol.DISCONNECTED,
+         {protocol.A_DISCONNECTED_AT: {"S": iso(time.time() - 600)},
+          protocol.A_TTL: {"N": str(int(time.time()) + 3600)}},
+         r"no debugger connected for \d+ s \(session DISCONNECTED, grace period 120 s\)"),
+    ],
+    ids=["ttl-expired", "disconnected-past-grace"],
+)
+def test_a_session_over_without_disconnect_passes_through_at_once(
+    aws: MotoServer, helper: HelperResources, emulator: RuntimeApiEmulator,
+    caplog: pytest.LogCaptureFixture, status: str, item: dict, reason: str,
+) -> None:
+    """DynamoDB keeps TTL-expired items for days, and $disconnect can be lost: neither
+    makes an invocation wait for a debugger that is not coming back."""
+    clock = SimulatedTime()
+    shim = make_shim(aws, helper, emulator, clock, status, **item)
+    emulator.submit('{"n": 4}', timeout_s=900, request_id="over")
+
+    with caplog.at_level("INFO", logger="plldb.shim"):
+        assert shim.handle(shim.api.next_invocation()) is False  # passed through
+
+    assert clock.now - clock.start < 1
+    assert re.search(f"{reason}: running app.handler in the cloud \\(pass-through\\)", caplog.text)
+
+
+def test_a_wait_on_a_pending_session_is_capped_at_the_grace_period(
+    aws: MotoServer, helper: HelperResources, emulator: RuntimeApiEmulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A reconnect that never arrives (tool killed while offline) holds an invocation for
+    the grace period at most, not until the raised timeout."""
+    clock = SimulatedTime()
+    shim = make_shim(aws, helper, emulator, clock, protocol.PENDING,
+                     **{protocol.A_TTL: {"N": str(int(time.time()) + 300)}})
+    emulator.submit('{"n": 5}', timeout_s=900, request_id="pending")
+
+    with caplog.at_level("INFO", logger="plldb.shim"):
+        assert shim.handle(shim.api.next_invocation()) is False
+
+    assert 120 <= clock.now - clock.start <= 121
+    assert "no debugger connected for 120 s (session PENDING, grace period 120 s) while " \
+        "waiting: running app.handler in the cloud (pass-through)" in caplog.text

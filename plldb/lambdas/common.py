@@ -183,6 +183,37 @@ class Connection:
             return False
 
 
+def mark_disconnected(config: Config, session_id: str, connection_id: str) -> bool:
+    """ACTIVE on ``connection_id`` -> DISCONNECTED (with the time); False if not on it any more.
+
+    ``$disconnect`` does this, and the manager's sweep when it finds the connection gone and
+    the ``$disconnect`` lost (API Gateway delivers it on a best-effort basis).
+    """
+    try:
+        client("dynamodb").update_item(
+            TableName=config.sessions_table,
+            Key={protocol.A_SESSION_ID: {"S": session_id}},
+            ConditionExpression="#status = :active AND #conn = :conn",
+            UpdateExpression="SET #status = :disconnected, #at = :at",
+            ExpressionAttributeNames={
+                "#status": protocol.A_STATUS,
+                "#conn": protocol.A_CONNECTION_ID,
+                "#at": protocol.A_DISCONNECTED_AT,
+            },
+            ExpressionAttributeValues={
+                ":active": {"S": protocol.ACTIVE},
+                ":disconnected": {"S": protocol.DISCONNECTED},
+                ":conn": {"S": connection_id},
+                ":at": {"S": iso_now()},
+            },
+        )
+    except botocore.exceptions.ClientError as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        return False
+    return True
+
+
 def invoke_manager(config: Config, payload: dict[str, Any]) -> None:
     """Start the manager asynchronously: the WebSocket routes must answer within 29 s."""
     config.require("manager_function")

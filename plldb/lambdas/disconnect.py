@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import botocore.exceptions
-
 from plldb import protocol
 from plldb.lambdas import common
 from plldb.lambdas.common import log
@@ -33,27 +31,7 @@ def _disconnect(event: Any) -> None:
         log.warning("$disconnect without an authorized session: ignored")
         return
     config = common.Config.from_environ()
-    try:
-        common.client("dynamodb").update_item(
-            TableName=config.sessions_table,
-            Key={protocol.A_SESSION_ID: {"S": session_id}},
-            ConditionExpression="#status = :active AND #conn = :conn",
-            UpdateExpression="SET #status = :disconnected, #at = :at",
-            ExpressionAttributeNames={
-                "#status": protocol.A_STATUS,
-                "#conn": protocol.A_CONNECTION_ID,
-                "#at": protocol.A_DISCONNECTED_AT,
-            },
-            ExpressionAttributeValues={
-                ":active": {"S": protocol.ACTIVE},
-                ":disconnected": {"S": protocol.DISCONNECTED},
-                ":conn": {"S": connection_id},
-                ":at": {"S": common.iso_now()},
-            },
-        )
-    except botocore.exceptions.ClientError as exc:
-        if common.error_code(exc) != "ConditionalCheckFailedException":
-            raise
+    if not common.mark_disconnected(config, session_id, connection_id):
         log.info(
             "session %s no longer uses connection %s: nothing to do", session_id, connection_id
         )

@@ -5,6 +5,9 @@ Invoked asynchronously (``InvocationType=Event``) by the WebSocket routes with o
 * ``{"action": "instrument", "session_id", "stack_name", "connection_id", "functions", "timeout"}``
 * ``{"action": "deinstrument", "session_id", "connection_id", "reply": true}`` (``detach``)
 * ``{"action": "deinstrument_after_grace", "session_id", "connection_id"}`` (``$disconnect``)
+* ``{"action": "sweep"}`` (a schedule, every few minutes): restores the functions of every
+  session that is over, whether or not its ``$disconnect`` ever arrived (API Gateway delivers
+  it on a best-effort basis, and DynamoDB keeps TTL-expired items for up to days).
 
 Crash safety rests on the instrumentation record (PLLDBSessions item
 ``FUNCTION#<name>``): it is written, with the original configuration and the configuration
@@ -41,7 +44,7 @@ from plldb.lambdas.manager_plan import (
 )
 from plldb.lambdas.manager_records import Records
 
-ACTIONS = ("instrument", "deinstrument", "deinstrument_after_grace")
+ACTIONS = ("instrument", "deinstrument", "deinstrument_after_grace", "sweep")
 RESTORE_RESERVE_SECONDS = 120.0  # of the manager's own time, kept for the restore after the grace
 
 
@@ -68,6 +71,8 @@ class Request:
     def parse(cls, event: Any) -> Request:
         if not isinstance(event, dict) or event.get("action") not in ACTIONS:
             raise InvalidRequest("manager request without a known action")
+        if event["action"] == "sweep":
+            return cls(action="sweep", session_id="", connection_id=None)
         if not protocol.is_session_id(event.get("session_id")):
             raise InvalidRequest("manager request without a valid session_id")
         connection_id = event.get("connection_id")
@@ -111,6 +116,8 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             return manager.instrument(request)
         if request.action == "deinstrument":
             return manager.detach(request)
+        if request.action == "sweep":
+            return manager.sweep()
         return manager.deinstrument_after_grace(request, _remaining_seconds(context))
     except StackNotFound as exc:
         log.error("manager: %s", exc)
@@ -218,9 +225,26 @@ class Manager:
             return {"reconnected": True}
         return self.deinstrument(request.session_id, reply=False)
 
+    def sweep(self) -> dict[str, Any]:
+        """Restore the functions of every session that is over (see :meth:`session_over`)."""
+        records = self.records.all()
+        over = {}
+        for owner in sorted({_owner(r) for r in records}):
+            reason = self.records.session_over(owner, self.config)
+            if reason:
+                log.info("sweep: session %s is over (%s): restoring its functions", owner, reason)
+                self.records.close_session(owner, None)
+                over[owner] = reason
+        result = self.restore_all([r for r in records if _owner(r) in over], reply=False)
+        return {**result, "sessions": over}
+
     def deinstrument(self, session_id: str, reply: bool) -> dict[str, Any]:
-        phase = "deinstrument"
         records = [r for r in self.records.all() if self.owned_by_finished(r, session_id)]
+        return self.restore_all(records, reply)
+
+    def restore_all(self, records: list[dict[str, Any]], reply: bool) -> dict[str, Any]:
+        """Restore these records' functions, revoke grants no longer needed; report if asked."""
+        phase = "deinstrument"
         if reply:
             self.post(phase, f"{len(records)} function(s) to restore")
         outcomes = []
@@ -362,11 +386,8 @@ class Manager:
 
         A record of another live session (a ``--force`` takeover) is left alone.
         """
-        owner = record.get(protocol.A_INSTRUMENTED_BY, {}).get("S")
-        return owner == session_id or self.records.session_status(owner or "") in (
-            None,
-            protocol.CLOSED,
-        )
+        owner = _owner(record)
+        return owner == session_id or self.records.session_status(owner) in (None, protocol.CLOSED)
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -395,6 +416,11 @@ class Manager:
 
     def report(self, phase: str, outcome: Outcome) -> None:
         self.post(phase, outcome.message, function=outcome.function, status=outcome.status)
+
+
+def _owner(record: dict[str, Any]) -> str:
+    """The session that instrumented this record's function."""
+    return record.get(protocol.A_INSTRUMENTED_BY, {}).get("S", "")
 
 
 def _reason(exc: Exception) -> str:

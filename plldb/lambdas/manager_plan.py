@@ -130,6 +130,7 @@ def applied(
             protocol.ENV_DEBUGGER_TABLE: config.debugger_table,
             protocol.ENV_MANAGEMENT_URL: config.management_url,
             protocol.ENV_PAYLOAD_BUCKET: config.payload_bucket,
+            protocol.ENV_GRACE_SECONDS: f"{config.grace_seconds:g}",
         }
     )
     return {

@@ -13,6 +13,7 @@ import botocore.exceptions
 
 from plldb import protocol
 from plldb.lambdas import common
+from plldb.lambdas.common import log
 from plldb.lambdas.manager_plan import Plan
 
 
@@ -109,9 +110,39 @@ class Records:
         return item
 
     def session_status(self, session_id: str) -> str | None:
-        """The session's status; None when there is no session item."""
+        """The session's status; None when it is gone (no item, or its TTL has passed)."""
         item = self.session(session_id)
-        return None if item is None else item.get(protocol.A_STATUS, {}).get("S")
+        if item is None or protocol.ttl_expired(item.get(protocol.A_TTL, {}).get("N"), common.now()):
+            return None
+        return item.get(protocol.A_STATUS, {}).get("S")
+
+    def session_over(self, session_id: str, config: common.Config) -> str | None:
+        """Why no debugger can come back for this session, or None while one still may.
+
+        Over: no session item, its TTL passed, CLOSED, or DISCONNECTED for longer than the
+        grace period. An ACTIVE session whose connection API Gateway no longer knows lost
+        its ``$disconnect``: it is marked DISCONNECTED now, as ``$disconnect`` would have,
+        so a later sweep restores it once the grace period has passed without a reconnect.
+        """
+        item = self.session(session_id)
+        if item is None:
+            return "no session item"
+        status = item.get(protocol.A_STATUS, {}).get("S", "")
+        now = common.now()
+        if protocol.ttl_expired(item.get(protocol.A_TTL, {}).get("N"), now):
+            return f"{status} session past its TTL"
+        if status == protocol.CLOSED:
+            return "closed"
+        if status == protocol.DISCONNECTED:
+            since = protocol.iso_epoch(item.get(protocol.A_DISCONNECTED_AT, {}).get("S"))
+            away = now - since if since is not None else float("inf")
+            if away >= config.grace_seconds:
+                return f"disconnected for {away:.0f} s, past the {config.grace_seconds:.0f} s grace period"
+        connection_id = item.get(protocol.A_CONNECTION_ID, {}).get("S", "")
+        if status == protocol.ACTIVE and not connection_alive(connection_id, config.management_url):
+            log.info("sweep: session %s lost its $disconnect: now DISCONNECTED", session_id)
+            common.mark_disconnected(config, session_id, connection_id)
+        return None
 
     def close_session(self, session_id: str, connection_id: str | None) -> bool:
         """CLOSED; for the grace path only if that connection was not replaced by a new one."""
@@ -140,3 +171,17 @@ class Records:
             if common.error_code(exc) != "ConditionalCheckFailedException":
                 raise
             return False
+
+
+def connection_alive(connection_id: str, management_url: str) -> bool:
+    """False only when API Gateway says the connection is gone (410); True if unsure."""
+    if not connection_id or not management_url:
+        return False
+    api = common.client("apigatewaymanagementapi", endpoint_url=management_url)
+    try:
+        api.get_connection(ConnectionId=connection_id)
+    except botocore.exceptions.ClientError as exc:
+        if common.error_code(exc) == "GoneException":
+            return False
+        log.warning("sweep: cannot tell whether connection %s is alive: %s", connection_id, exc)
+    return True

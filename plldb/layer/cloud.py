@@ -53,6 +53,7 @@ class ShimConfig:
     management_url: str
     payload_bucket: str
     function_name: str
+    grace_seconds: float = float(protocol.DEFAULT_GRACE_SECONDS)
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | os._Environ) -> ShimConfig:
@@ -67,7 +68,19 @@ class ShimConfig:
         if missing:
             raise ShimConfigError(f"missing environment variable(s): {', '.join(missing)}")
         values = {field: environ[name] for field, name in required.items()}
-        return cls(payload_bucket=environ.get(protocol.ENV_PAYLOAD_BUCKET, ""), **values)
+        return cls(
+            payload_bucket=environ.get(protocol.ENV_PAYLOAD_BUCKET, ""),
+            grace_seconds=_seconds(environ.get(protocol.ENV_GRACE_SECONDS)),
+            **values,
+        )
+
+
+def _seconds(raw: str | None) -> float:
+    """The grace period from the environment; the default when unset or not a number."""
+    try:
+        return max(0.0, float(raw)) if raw else float(protocol.DEFAULT_GRACE_SECONDS)
+    except ValueError:
+        return float(protocol.DEFAULT_GRACE_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -76,11 +89,20 @@ class Session:
 
     status: str | None
     connection_id: str | None = None
+    expired: bool = False  # its TTL has passed (DynamoDB deletes such items days later)
+    disconnected_at: float | None = None  # epoch seconds, when DISCONNECTED
 
     @property
     def gone(self) -> bool:
         """No debugger will come back: run the function in the cloud."""
-        return self.status in (None, protocol.CLOSED)
+        return self.status in (None, protocol.CLOSED) or self.expired
+
+    @property
+    def label(self) -> str:
+        """The session's state in words, for the function's log."""
+        if self.status is None:
+            return "deleted"
+        return f"{self.status} and past its TTL" if self.expired else self.status
 
     @property
     def connected(self) -> bool:
@@ -129,9 +151,16 @@ class Cloud:
         ).get("Item")
         if not item:
             return Session(status=None)
+        status = _text(item, protocol.A_STATUS)
         return Session(
-            status=_text(item, protocol.A_STATUS),
+            status=status,
             connection_id=_text(item, protocol.A_CONNECTION_ID),
+            expired=protocol.ttl_expired(item.get(protocol.A_TTL, {}).get("N"), time.time()),
+            disconnected_at=(
+                protocol.iso_epoch(_text(item, protocol.A_DISCONNECTED_AT))
+                if status == protocol.DISCONNECTED
+                else None
+            ),
         )
 
     # --- request item -------------------------------------------------------------------

@@ -6,7 +6,12 @@ request in PLLDBDebugger, post the ``invocation`` message to the session's conne
 poll the request item (see :mod:`plldb.layer.polling`) until the answer, the deadline, or the
 end of the session. While waiting, the session is re-read every couple of seconds: a new
 connection (the tool reconnected) gets the invocation again (the tool ignores duplicates),
-a closed session turns the invocation into a pass-through.
+a session that is over turns the invocation into a pass-through.
+
+A session is over when it is deleted, CLOSED or past its TTL, and also when no debugger has
+been connected for the grace period: DISCONNECTED since then, PENDING (a reconnect that does
+not arrive), or ACTIVE on a connection API Gateway says is gone (its ``$disconnect`` was
+lost). ``$disconnect`` is best effort, so the shim never waits on it alone.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ class Shim:
         self.sleep = sleep
         # One helper thread: the session read runs while the request item is written.
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plldb-shim")
+        self.lost_connections: set[str] = set()  # posts to these got 410 Gone
+        self.away_since: float | None = None  # since when no debugger has been connected
 
     @classmethod
     def from_environ(cls) -> Shim:
@@ -91,14 +98,15 @@ class Shim:
         message, request, ref = self._message(invocation)
         self.cloud.put_request(invocation.request_id, request, ref, self.environ)
         session = reading.result()
-        if session.gone:
-            self.pass_through(invocation, f"session is {session.status or 'deleted'}")
-            return False
         started = self.clock()
+        over = self.over(session, started)
+        if over:
+            self.pass_through(invocation, over)
+            return False
         self.cloud.reads = self.cloud.session_reads = 0
         answer = self._wait(invocation, session, protocol.encode(message).encode(), started)
-        if answer is None:
-            self.pass_through(invocation, "session closed while waiting")
+        if isinstance(answer, str):
+            self.pass_through(invocation, f"{answer} while waiting")
             return False
         log.info(
             "request %s answered after %.3f s (%d item reads, %d session reads)",
@@ -148,10 +156,35 @@ class Shim:
         message["event_ref"] = ref
         return message, None, ref
 
+    def reachable(self, session: Session) -> bool:
+        """ACTIVE on a connection that has not answered 410 Gone."""
+        return session.connected and session.connection_id not in self.lost_connections
+
+    def over(self, session: Session, now: float) -> str | None:
+        """Why no debugger will answer (the invocation then runs in the cloud), or None.
+
+        The time without a reachable debugger counts from the session's DisconnectedAt, or
+        from when this shim first saw it unreachable, and is capped at the grace period.
+        """
+        if session.gone:
+            return f"session is {session.label}"
+        if self.reachable(session):
+            self.away_since = None
+            return None
+        if self.away_since is None:
+            self.away_since = min(now, session.disconnected_at or now)
+        away = now - self.away_since
+        if away >= self.config.grace_seconds:
+            return (
+                f"no debugger connected for {away:.0f} s (session {session.status}, grace "
+                f"period {self.config.grace_seconds:.0f} s)"
+            )
+        return None
+
     def _wait(
         self, invocation: Invocation, session: Session, data: bytes, started: float
-    ) -> Answer | None:
-        """Poll for the answer; None when the session ended first (pass-through).
+    ) -> Answer | str:
+        """Poll for the answer; why, when the session is over first (pass-through).
 
         Gives up ``polling.deadline_margin`` before the deadline with a clear error, after
         marking the request EXPIRED so that a late answer is refused.
@@ -168,19 +201,21 @@ class Shim:
             if now >= session_due:
                 current = fresh or self.cloud.read_session()
                 fresh = None
-                if current.gone:
-                    return self.cloud.expire(request_id)
+                over = self.over(current, now)
+                if over:
+                    return self.cloud.expire(request_id) or over
                 session_due = now + (
                     polling.SESSION_CHECK_INTERVAL
-                    if current.connected
+                    if self.reachable(current)
                     else polling.RECONNECT_CHECK_INTERVAL
                 )
-                if current.connected and current.connection_id != attempted:
+                if self.reachable(current) and current.connection_id != attempted:
                     attempted = current.connection_id
                     if self.cloud.post(attempted, data):
                         backoff.reset()
-                    else:
-                        session_due = now  # gone: look for the new connection at once
+                    else:  # gone: look for the new connection at once
+                        self.lost_connections.add(attempted)
+                        session_due = now
             answer = self.cloud.read_answer(request_id)
             if answer is not None:
                 return answer
