@@ -311,6 +311,32 @@ def test_the_report_names_every_call_not_allowed_and_exempts_only_the_harness(
     assert f"NOT ALLOWED {debugger_arn}: dynamodb:DeleteTable on {TABLE}" in report.text()
 
 
+def test_refusals_a_test_provokes_on_purpose_are_set_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    role = "arn:aws:iam::1:role/app-FunctionRole-X"
+    _write(
+        tmp_path / "calls-3.jsonl",
+        {
+            "type": "principal",
+            "key": "K",
+            "kind": "role",
+            "arn": role,
+            "stack": {"name": "app"},
+            "logical_id": "FunctionRole",
+        },
+        {"type": "policies", "digest": "none", "documents": []},
+        _call("K", "dynamodb:GetItem", TABLE, "none"),
+        _call("K", "dynamodb:PutItem", TABLE, "none"),
+    )
+    monkeypatch.setenv(call_recorder.ENV_RECORD_DIR, str(tmp_path))
+    iam_audit.expect_refusal("dynamodb:GetItem", "*:role/app-*", why="policy not there yet")
+    report = iam_audit.audit(tmp_path)
+    assert [(v.action, v.principal) for v in report.expected] == [("dynamodb:GetItem", role)]
+    assert [(v.action, v.principal) for v in report.violations] == [("dynamodb:PutItem", role)]
+    assert "1 refusals provoked on purpose" in report.text()
+
+
 def test_a_user_without_the_documented_policy_is_not_plldbs(tmp_path: Path) -> None:
     policy_file = tmp_path / "developer.json"
     policy_file.write_text(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import re
 import sys
 from collections import Counter
@@ -31,7 +32,7 @@ from typing import Any
 
 from plldb import protocol
 from tests.harness import iam_policy
-from tests.harness.call_recorder import HARNESS
+from tests.harness.call_recorder import ENV_RECORD_DIR, HARNESS
 from tests.harness.localcloud_stacks import LOCAL_API_ID, helper_template, translate_sam
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -59,17 +60,26 @@ class Report:
     audited: Counter[str] = field(default_factory=Counter)  # distinct calls per principal
     out_of_scope: Counter[str] = field(default_factory=Counter)  # not plldb's principals
     exempt: int = 0  # calls made with the harness's credentials
+    expected: list[Violation] = field(default_factory=list)  # refusals a test provoked
 
     def add(self, violation: Violation) -> None:
         if violation not in self.violations:
             self.violations.append(violation)
+
+    def set_aside(self, expectations: list[dict[str, str]]) -> None:
+        """Move the violations a test declared with :func:`expect_refusal` to ``expected``."""
+        for violation in list(self.violations):
+            if any(_expected(e, violation) for e in expectations):
+                self.violations.remove(violation)
+                self.expected.append(violation)
 
     def text(self) -> str:
         lines = [
             f"call audit: {sum(self.audited.values())} distinct calls of "
             f"{len(self.audited)} principals checked, {len(self.violations)} not allowed; "
             f"{self.exempt} harness calls exempt, {sum(self.out_of_scope.values())} calls of "
-            f"{len(self.out_of_scope)} principals that are not plldb's not checked"
+            f"{len(self.out_of_scope)} principals that are not plldb's not checked; "
+            f"{len(self.expected)} refusals provoked on purpose"
         ]
         lines += [f"  NOT ALLOWED {v}" for v in self.violations]
         return "\n".join(lines)
@@ -105,7 +115,33 @@ def audit(directory: Path, developer_policy: Path = DEVELOPER_POLICY) -> Report:
     report = Report()
     for path in sorted(directory.glob("calls-*.jsonl")):
         _audit_file(load(path), developer_policy, report)
+    expectations = [
+        json.loads(line)
+        for path in sorted(directory.glob("expected-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    report.set_aside(expectations)
     return report
+
+
+def expect_refusal(action: str, principal: str, resource: str = "*", *, why: str) -> None:
+    """Declare calls a test makes on purpose although they are not allowed.
+
+    For tests that provoke a refusal (e.g. a function role used before the manager's policy
+    reaches it): matching violations (``*``/``?`` wildcards) are listed as provoked, not
+    failures. ``why`` is required so that the record says what the test exercises.
+    """
+    folder = Path(os.environ[ENV_RECORD_DIR])
+    line = {"action": action, "principal": principal, "resource": resource, "why": why}
+    with (folder / f"expected-{os.getpid()}.jsonl").open("a") as out:
+        out.write(json.dumps(line) + "\n")
+
+
+def _expected(expectation: dict[str, str], violation: Violation) -> bool:
+    return all(
+        iam_policy.wildcard(expectation[name], getattr(violation, name))
+        for name in ("action", "principal", "resource")
+    )
 
 
 def _audit_file(records: _Records, developer_policy: Path, report: Report) -> None:
