@@ -361,3 +361,16 @@ def test_sweep_restores_sessions_past_their_ttl_and_leaves_live_ones(gateway: Ga
         assert configuration(names["Plain"]) == before["Plain"]["configuration"]
         assert [r[protocol.A_FUNCTION_NAME]["S"] for r in _records()] == [names["Wrapped"]]
         assert get_session(live)[protocol.A_STATUS]["S"] == protocol.ACTIVE
+
+
+def test_the_session_timeout_is_applied_exactly_even_when_lower(gateway: Gateway) -> None:
+    """``--timeout 2`` gives NoEnv (10 s) 2 s while attached, and detach puts 10 s back."""
+    names = create_stack()
+    before = snapshot(names)
+    session_id, ws, messages = _attach(gateway, functions=["NoEnv"], timeout=2)
+    with ws:
+        assert configuration(names["NoEnv"])["Timeout"] == 2
+        assert "instrumented (timeout 2 s)" in [m["message"] for m in messages]
+        ws.send(json.dumps({"action": protocol.ACTION_DETACH}))
+        _until(ws, lambda m: m["type"] == protocol.TYPE_DETACHED)
+    assert snapshot(names) == before

@@ -118,7 +118,11 @@ def original_of(current: dict[str, Any], record: dict[str, Any] | None) -> dict[
 def applied(
     original: dict[str, Any], config: common.Config, session_id: str, timeout: int
 ) -> dict[str, Any]:
-    """The configuration while attached: the layer, the shim's variables, ``timeout``."""
+    """The configuration while attached: the layer, the shim's variables, ``timeout``.
+
+    The timeout is exactly what the session asked for (``--timeout``), lower than the
+    function's own or higher: a developer may want a short one to see the timeout path.
+    """
     env = dict(original["Environment"])
     if protocol.ENV_EXEC_WRAPPER in env:
         env[protocol.ENV_ORIGINAL_WRAPPER] = env[protocol.ENV_EXEC_WRAPPER]
@@ -136,7 +140,7 @@ def applied(
     return {
         "Environment": env,
         "Layers": [*original["Layers"], config.layer_arn],
-        "Timeout": max(original["Timeout"], timeout),
+        "Timeout": timeout,
     }
 
 
