@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from plldb import binding, console, isolation, lambda_logging, runner
+from plldb.debuggers import keep_running
 from plldb.discovery import LocalFunction
 from plldb.layer import polling
 from plldb.protocol import ENV_EXEC_WRAPPER, SECRET_ENV_VARS, SHIM_ENV_VARS
@@ -174,6 +175,7 @@ class Executor:
         delay = max(0.0, answer_deadline(invocation["deadline_ms"] / 1000, now) - now)
         call.timer = threading.Timer(delay, self._expire, args=(call, runtime))
         call.timer.daemon = True
+        keep_running(call.timer)  # plldb's own thread: a debugger never pauses or lists it
         with self._lock:
             self._running[thread] = call.request_id
         call.timer.start()

@@ -341,8 +341,9 @@ def pause_and_interrupt(
     debugger = DapClient("127.0.0.1", port)
     try:
         stopped = break_in_hello(lam, cloud, debugger, app)
-        names = debugger.thread_names()
-        assert [n for n in names if n.startswith("plldb") and HELLO not in n] == [], names
+        names = sorted(debugger.thread_names())  # the paused handler; MainThread, never paused
+        assert len(names) == 2 and names[0] == "MainThread", names
+        assert names[1].startswith(f"plldb {HELLO} "), names
         during: list[float] = []
         held_until = time.monotonic() + HOLD_SECONDS
         while time.monotonic() < held_until:
