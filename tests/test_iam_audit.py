@@ -337,6 +337,47 @@ def test_refusals_a_test_provokes_on_purpose_are_set_aside(
     assert "1 refusals provoked on purpose" in report.text()
 
 
+def test_calls_an_emulator_serves_are_audited_with_the_principal_moto_saw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    role = "arn:aws:iam::1:role/app-FunctionRole-X"
+    connections = "arn:aws:execute-api:us-east-1:1:plldblocal/live/POST/@connections/*"
+    allowed = _policy(
+        {"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": connections}
+    )
+    _write(
+        tmp_path / "calls-1.jsonl",
+        {
+            "type": "principal",
+            "key": "K",
+            "kind": "role",
+            "arn": role,
+            "stack": {"name": "app"},
+            "logical_id": "FunctionRole",
+        },
+        {"type": "policies", "digest": "before", "documents": []},
+        {"type": "policies", "digest": "attached", "documents": [allowed]},
+        _call("K", "dynamodb:GetItem", TABLE, "before"),
+        _call("K", "dynamodb:GetItem", TABLE, "attached"),
+    )
+    monkeypatch.setenv(call_recorder.ENV_RECORD_DIR, str(tmp_path))
+    post = "arn:aws:execute-api:us-east-1:1:plldblocal/live/POST/@connections/abc"
+    for key, action in (
+        ("K", "execute-api:ManageConnections"),
+        ("K", "lambda:InvokeFunction"),
+        ("Z", "execute-api:ManageConnections"),
+    ):
+        authorization = f"AWS4-HMAC-SHA256 Credential={key}/20261201/us-east-1/execute-api/aws4_request, SignedHeaders=host, Signature=0"
+        call_recorder.record_call(authorization, action, post, "POST /live/@connections/abc")
+
+    found = {(v.principal, v.action) for v in iam_audit.audit(tmp_path).violations}
+    assert found == {
+        (role, "dynamodb:GetItem"),  # before the policy: the first call
+        (role, "lambda:InvokeFunction"),
+        ("unknown access key 'Z'", "execute-api:ManageConnections"),
+    }
+
+
 def test_a_user_without_the_documented_policy_is_not_plldbs(tmp_path: Path) -> None:
     policy_file = tmp_path / "developer.json"
     policy_file.write_text(

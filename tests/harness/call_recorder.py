@@ -65,6 +65,37 @@ def install() -> bool:
         return True
 
 
+_emulator_recorders: dict[str, Recorder] = {}  # by record folder
+
+
+def record_call(authorization: str, action: str, resource: str, request: str) -> None:
+    """Record a call that an emulator serves instead of moto (call it in that emulator).
+
+    The gateway emulator's ``@connections`` (``execute-api:ManageConnections``) and the
+    Lambda front's ``Invoke`` of helper Lambdas never reach moto. ``authorization`` is the
+    request's SigV4 ``Authorization`` header: the audit finds the principal from the access
+    key that moto's records name. Does nothing unless recording is on.
+    """
+    directory = os.environ.get(ENV_RECORD_DIR)
+    if not directory:
+        return
+    with _install_lock:
+        if directory not in _emulator_recorders:
+            path = Path(directory) / f"calls-{os.getpid()}.jsonl"
+            _emulator_recorders[directory] = Recorder(path)
+    credential = _credential(authorization)
+    line = {
+        "type": "call",
+        "key": credential[0] if credential else "",
+        "action": action,
+        "resource": resource,
+        "context": {},
+        "policies": None,  # the audit uses the latest policies moto recorded for the key
+        "request": request,
+    }
+    _emulator_recorders[directory].write(line)
+
+
 class Recorder:
     """Writes the lines described in the module docstring; thread-safe, de-duplicated."""
 
@@ -86,7 +117,7 @@ class Recorder:
             digest = self._policies(handler, principal)
             for action, resource, extra in derive(handler, service, moto_resource):
                 context = {**_global_context(handler, principal), **extra}
-                self._write(
+                self.write(
                     {
                         "type": "call",
                         "key": key,
@@ -98,13 +129,13 @@ class Recorder:
                     }
                 )
         except Exception as exc:  # noqa: BLE001 - reported by the audit, never to moto's caller
-            self._write({"type": "unmapped", "key": key, "request": request, "error": repr(exc)})
+            self.write({"type": "unmapped", "key": key, "request": request, "error": repr(exc)})
 
     def _principal(self, handler: Any, key: str) -> dict[str, Any]:
         if key not in self._principals:
             principal = {"type": "principal", "key": key, **identify(handler, key)}
             self._principals[key] = principal
-            self._write(principal)
+            self.write(principal)
         return self._principals[key]
 
     def _policies(self, handler: Any, principal: dict[str, Any]) -> str | None:
@@ -114,10 +145,10 @@ class Recorder:
         documents = _moto_policies(handler, principal)
         text = json.dumps(documents, sort_keys=True)
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-        self._write({"type": "policies", "digest": digest, "documents": documents})
+        self.write({"type": "policies", "digest": digest, "documents": documents})
         return digest
 
-    def _write(self, line: dict[str, Any]) -> None:
+    def write(self, line: dict[str, Any]) -> None:
         text = json.dumps(line, sort_keys=True)
         with self._lock:
             if text in self._seen:
