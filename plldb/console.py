@@ -89,13 +89,15 @@ def error(message: str) -> None:
     err().print(f"[red]error:[/red] {message}")
 
 
-def function_output(function: str, line: str) -> None:
+def function_output(function: str, line: str, stderr: bool = False) -> None:
     """One line a handler wrote (print, logging, warnings), marked with its function; the
-    runtime's CR-joined error records are shown one line per part, the text never as markup."""
+    runtime's CR-joined error records are shown one line per part, the text never as markup.
+    On stderr (``plldb invoke``) when stdout carries the result."""
     from rich.text import Text
 
+    target = err() if stderr else out()
     for part in line.split("\r"):
-        out().print(Text.assemble((f"{function} | ", "dim"), part))
+        target.print(Text.assemble((f"{function} | ", "dim"), part))
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
