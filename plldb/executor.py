@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plldb import binding, console, isolation, lambda_logging, runner
+from plldb import binding, console, isolation, lambda_logging, public_names, runner
 from plldb.debuggers import keep_running
 from plldb.discovery import LocalFunction
 from plldb.layer import polling
@@ -201,6 +201,7 @@ class Executor:
         if self._saved_cwd is not None:
             os.chdir(self._saved_cwd)
             self._saved_cwd = None
+        public_names.unlist_all()
         return self.running()
 
     def _refusal(self, invocation: dict[str, Any], runtime: FunctionRuntime | None) -> dict | None:

@@ -37,7 +37,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from plldb import binding
+from plldb import binding, public_names
 
 ROOT_PREFIX = "_plldb_"
 
@@ -61,7 +61,11 @@ class _PublicNameLoader:
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         namespace = _namespaces.get(spec.name.partition(".")[0])
-        return None if namespace is None else ModuleType(namespace.public_name(spec.name))
+        if namespace is None:
+            return None
+        public = namespace.public_name(spec.name)
+        public_names.list_name(public, _public_module)
+        return ModuleType(public)
 
 
 class _FreshSourceLoader(_PublicNameLoader, importlib.machinery.SourceFileLoader):
@@ -254,6 +258,17 @@ def _regular_elsewhere(top: str) -> bool:
 def _bound_namespace() -> FunctionNamespace | None:
     active = getattr(binding.state, "active", None)
     return active[0] if active else None
+
+
+def _public_module(name: str) -> ModuleType | None:
+    """The module a Lambda name stands for: that of the function bound to this thread, else
+    of the only function that has loaded one."""
+    namespace = _bound_namespace()
+    module = sys.modules.get(namespace.module_name(name)) if namespace is not None else None
+    if module is not None:
+        return module
+    found = [m for ns in list(_namespaces.values()) if (m := sys.modules.get(ns.module_name(name))) is not None]
+    return found[0] if len(found) == 1 else None
 
 
 def _library_target(name: str) -> FunctionNamespace | None:

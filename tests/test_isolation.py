@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from plldb import public_names
 from plldb.executor import Executor
 from tests.test_executor import FIXTURES, Answers, invocation, local_function, make_executor, run
 
@@ -30,6 +31,14 @@ def test_user_code_sees_lambdas_module_names(answers: Answers) -> None:
     with names_function("app.names") as executor:
         result = json.loads(run(executor, answers, invocation("stack-Names")).body)
     assert result == {"name": "app", "logger": "app", "helpers": "helpers", "class": "helpers"}
+
+
+def test_code_that_looks_modules_up_by_name_finds_the_functions(answers: Answers) -> None:
+    with names_function("app.lookups_by_module_name") as executor:
+        outcome = run(executor, answers, invocation("stack-Names"))
+        assert json.loads(outcome.body) == {"dataclass": "order", "hints": ["id", "name"], "pickle": True}
+        assert isinstance(sys.modules["models"], public_names.PublicModule)
+    assert "models" not in sys.modules, "listed only while the executor runs"
 
 
 @pytest.mark.parametrize(("handler", "error_type", "message", "files"), [
