@@ -12,6 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import boto3
 import pytest
@@ -21,10 +22,12 @@ from plldb.layer import polling
 from plldb.layer.cloud import Cloud, ShimConfig
 from plldb.layer.loop import Shim
 from plldb.layer.runtime_api import RuntimeApi
+from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import HelperResources, provision
 from tests.harness.moto_server import MotoServer
 from tests.harness.runtime_api import ERROR, SUCCESS, RuntimeApiEmulator
 
+pytest_plugins = ["tests.harness.gateway_fixtures"]
 pytestmark = pytest.mark.timeout(120)
 
 FUNCTION_ENVIRONMENT = {"AWS_LAMBDA_FUNCTION_NAME": "polled-function", "_HANDLER": "app.handler"}
@@ -247,3 +250,88 @@ def test_a_wait_on_a_pending_session_is_capped_at_the_grace_period(
     assert 120 <= clock.now - clock.start <= 121
     assert "no debugger connected for 120 s (session PENDING, grace period 120 s) while " \
         "waiting: running app.handler in the cloud (pass-through)" in caplog.text
+
+
+LAMBDA_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                   "Action": "sts:AssumeRole"}],
+}
+SHIM_GRANT = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Resource": "*",
+                   "Action": ["dynamodb:*", "execute-api:*", "s3:*"]}],
+}
+
+
+@pytest.fixture
+def function_role(aws: MotoServer) -> Iterator[tuple[str, dict[str, str]]]:
+    """A function role without any policy yet, its Lambda credentials, and IAM enforced."""
+    iam = boto3.client("iam")
+    arn = iam.create_role(RoleName="function-role",
+                          AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))["Role"]["Arn"]
+    credentials = aws.service_credentials(arn, "polled-function", 3600)
+    aws.enforce_iam(True)
+    try:
+        yield arn, credentials
+    finally:
+        aws.enforce_iam(False)
+
+
+def shim_with_role_credentials(aws: MotoServer, helper: HelperResources,
+                               emulator: RuntimeApiEmulator, clock: SimulatedTime,
+                               credentials: dict[str, str], gateway: Gateway,
+                               monkeypatch: pytest.MonkeyPatch) -> Shim:
+    """A shim whose AWS calls run with the function role's credentials, as in Lambda.
+
+    Its posts go to the gateway emulator's management API (the call audit checks moto's).
+    """
+    shim = make_shim(aws, helper, emulator, clock)
+    with monkeypatch.context() as env:
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            env.setenv(name, credentials[name])
+        env.setattr(boto3, "DEFAULT_SESSION", None)  # a fresh process reads them anew
+        shim.cloud = Cloud(replace(shim.config, management_url=gateway.management_url))
+    return shim
+
+
+def test_access_denied_right_after_attach_is_retried_until_the_grant_is_in_effect(
+    aws: MotoServer, helper: HelperResources, emulator: RuntimeApiEmulator,
+    function_role: tuple[str, dict[str, str]], gateway: Gateway,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = SimulatedTime()
+    shim = shim_with_role_credentials(aws, helper, emulator, clock, function_role[1], gateway,
+                                      monkeypatch)
+    invocation = emulator.submit('{"n": 6}', timeout_s=60, request_id="refused-at-first")
+    clock.at(5.0, lambda: boto3.client("iam").put_role_policy(  # the grant reaches DynamoDB
+        RoleName="function-role", PolicyName=protocol.SHIM_POLICY_NAME,
+        PolicyDocument=json.dumps(SHIM_GRANT)))
+    clock.at(10.0, respond("refused-at-first", '"debugged"'))  # after the retry
+
+    assert shim.handle(shim.api.next_invocation()) is True
+
+    assert invocation.result(10).json == "debugged"
+    assert 10.0 <= clock.now - clock.start < 15
+
+
+def test_access_still_denied_after_the_retries_runs_the_function_in_the_cloud(
+    aws: MotoServer, helper: HelperResources, emulator: RuntimeApiEmulator,
+    function_role: tuple[str, dict[str, str]], gateway: Gateway,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = SimulatedTime()
+    shim = shim_with_role_credentials(aws, helper, emulator, clock, function_role[1], gateway,
+                                      monkeypatch)
+    emulator.submit('{"n": 7}', timeout_s=60, request_id="always-refused")
+
+    with caplog.at_level("INFO", logger="plldb.shim"):
+        assert shim.handle(shim.api.next_invocation()) is False  # passed through
+
+    assert polling.ACCESS_RETRY_SECONDS - polling.ACCESS_RETRY_MAX_DELAY \
+        <= clock.now - clock.start <= polling.ACCESS_RETRY_SECONDS
+    assert re.search(
+        r"plldb's calls are still refused after \d+\.\d s \(AccessDeniedException: .*\); IAM "
+        r"changes take a while to propagate: if this persists, the function's role lacks "
+        r"PLLDBShimAccess: running app.handler in the cloud \(pass-through\)", caplog.text
+    ), caplog.text

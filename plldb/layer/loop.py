@@ -24,12 +24,17 @@ from collections.abc import Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import botocore.exceptions
+
 from plldb import protocol, runner
 from plldb.layer import polling
 from plldb.layer.cloud import Answer, Cloud, PayloadError, Session, ShimConfig, ShimConfigError
 from plldb.layer.runtime_api import Invocation, RuntimeApi, RuntimeApiError
 
 log = logging.getLogger("plldb.shim")
+
+# How AWS services refuse a call the caller's policies do not allow.
+ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "ForbiddenException"})
 
 
 def shim_error(
@@ -79,7 +84,7 @@ class Shim:
     def handle(self, invocation: Invocation) -> bool:
         """Answer one invocation; False when it was passed through (session gone)."""
         try:
-            return self._debug(invocation)
+            return self._debug_when_allowed(invocation)
         except RuntimeApiError as exc:
             log.error("the Runtime API refused the answer to %s: %s", invocation.request_id, exc)
         except Exception as exc:  # noqa: BLE001 - any failure must still answer the invocation
@@ -87,6 +92,44 @@ class Shim:
             message = f"plldb could not send the invocation to the local debugger: {exc}"
             self.api.post_error(invocation, shim_error(message, request_id=invocation.request_id))
         return True
+
+    def _debug_when_allowed(self, invocation: Invocation) -> bool:
+        """:meth:`_debug`, retried while the function's role is refused (AccessDenied).
+
+        The manager grants the role its PLLDBShimAccess policy just before it updates the
+        function, and IAM changes take a while to reach every service (eventual
+        consistency): the first invocations may be refused. They are retried with back-off
+        for ``polling.ACCESS_RETRY_SECONDS`` (and never past the invocation's deadline
+        margin); if still refused, the invocation runs in the cloud and the log says why.
+        """
+        started = self.clock()
+        deadline = invocation.deadline_ms / 1000
+        give_up_at = min(
+            started + polling.ACCESS_RETRY_SECONDS,
+            deadline - polling.deadline_margin(deadline - started),
+        )
+        delay = polling.ACCESS_RETRY_FIRST_DELAY
+        while True:
+            try:
+                return self._debug(invocation)
+            except botocore.exceptions.ClientError as exc:
+                error = exc.response.get("Error", {})
+                code = error.get("Code", "")
+                if code not in ACCESS_DENIED_CODES:
+                    raise
+                now = self.clock()
+                if now + delay > give_up_at:
+                    self.pass_through(
+                        invocation,
+                        f"plldb's calls are still refused after {now - started:.1f} s ({code}: "
+                        f"{error.get('Message', '')}); IAM changes take a while to propagate: "
+                        f"if this persists, the function's role lacks {protocol.SHIM_POLICY_NAME}",
+                    )
+                    return False
+                log.info("access refused (%s): the grant may still be propagating; retrying "
+                         "in %.1f s", code, delay)
+                self.sleep(delay)
+                delay = min(polling.ACCESS_RETRY_MAX_DELAY, delay * 2)
 
     # --- debug path ---------------------------------------------------------------------
 

@@ -18,6 +18,11 @@ SESSION_CHECK_INTERVAL = 2.0  # seconds between reads of the session while waiti
 # ... and while the tool is reconnecting: the new connection is found within 0.2 s, so an
 # invocation caught by a drop is re-posted at once instead of up to 2 s later.
 RECONNECT_CHECK_INTERVAL = 0.2
+# Right after attach the role's new policy may not be in effect everywhere yet (IAM is
+# eventually consistent): refused calls are retried this long, with back-off.
+ACCESS_RETRY_SECONDS = 30.0
+ACCESS_RETRY_FIRST_DELAY = 0.5
+ACCESS_RETRY_MAX_DELAY = 4.0
 
 
 @dataclass
