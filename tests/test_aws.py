@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from collections.abc import Iterator
 
 import boto3
 import pytest
@@ -49,3 +51,41 @@ def test_payload_transfers_use_the_refreshed_credentials(role_arn: str) -> None:
     ref = store.offload(str(uuid.uuid4()), "request-1", "response", b"x" * 10)
     assert store.fetch(ref) == b"x" * 10
     assert access_key(debugger) != first
+
+
+ACCOUNT_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                   "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}],
+}
+
+
+@pytest.fixture
+def expiring_role(aws) -> Iterator[str]:
+    """A role allowed the payload bucket, whose credentials expire after 2 s (IAM enforced)."""
+    iam = boto3.client("iam")
+    arn = iam.create_role(RoleName="ExpiringRole",
+                          AssumeRolePolicyDocument=json.dumps(ACCOUNT_TRUST))["Role"]["Arn"]
+    iam.put_role_policy(RoleName="ExpiringRole", PolicyName="payloads", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17",
+         "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+    boto3.client("s3").create_bucket(Bucket="payloads")
+    aws.enforce_iam(True, max_session_seconds=2)
+    try:
+        yield arn
+    finally:
+        aws.enforce_iam(False)
+
+
+def test_payload_transfers_work_after_the_role_credentials_expired(expiring_role: str) -> None:
+    """The local cloud refuses expired credentials (ExpiredToken): the transfer after the
+    first credentials' expiry works only because they were refreshed."""
+    debugger = AwsContext(region="us-east-1").assumed(expiring_role, "plldb-test")
+    expiry = debugger.session.get_credentials()._expiry_time.timestamp()
+    store = PayloadStore(debugger, "payloads")
+    deadline = time.monotonic() + 10
+    while time.time() < expiry + 0.5:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    ref = store.offload(str(uuid.uuid4()), "request-1", "response", b"after expiry")
+    assert store.fetch(ref) == b"after expiry"
