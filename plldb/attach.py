@@ -29,7 +29,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from plldb import console
+from plldb import capture, console
 from plldb import protocol as p
 from plldb.aws import AwsContext, caller_identity, error_code
 from plldb.connection import Connection
@@ -403,3 +403,4 @@ class Attachment:
             f"{when}  {self.logical_id(invocation)}  {invocation['request_id']}  "
             f"{seconds * 1000:.0f} ms  {result}"
         )
+        capture.keep(self.plan.functions.get(invocation["function_name"]), invocation, outcome, seconds)

@@ -36,7 +36,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     Imported here, on the error path, to keep start-up light; modules that add commands add
     their own error types.
     """
-    from plldb import admin, attach, bootstrap, debuggers, discovery, invoke
+    from plldb import admin, attach, bootstrap, capture, debuggers, discovery, invoke
     from plldb.aws import AwsAccessError
     from plldb.connection import ConnectionRefused
     from plldb.helper_stack import HelperStackMissing, HelperStackOutdated
@@ -56,6 +56,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         debuggers.DebuggerError,
         admin.DetachError,
         invoke.InvokeError,
+        capture.CaptureError,
     )
 
 
@@ -432,6 +433,40 @@ def _run_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed((_TEMPLATE_OPTION, *_RUN_OPTIONS)):
         command = option(command)
     return _debugpy_flags(command)
+
+
+def _add_capture_options(command: click.Command) -> None:
+    """attach keeps every invocation it serves (plldb.capture): --no-capture, --capture-max and
+    --capture-redact are added to it here, and the capture writer runs for the whole attach."""
+    command.params += [
+        click.Option(["--no-capture"], is_flag=True, help="Keep no record of the invocations (.plldb/)."),
+        click.Option(["--capture-max"], type=click.IntRange(1, 100_000), default=50, show_default=True,
+                     metavar="N", help="Records kept per function; the oldest are pruned."),
+        click.Option(["--capture-redact"], multiple=True, metavar="PATH",
+                     help="Blank this field of events and results before writing, e.g. "
+                     "headers.Authorization or Records[*].body; repeatable."),
+    ]
+    attach = command.callback
+    assert attach is not None
+
+    @functools.wraps(attach)
+    def with_capture(*args: Any, no_capture: bool, capture_max: int, capture_redact: tuple[str, ...],
+                     **kwargs: Any) -> Any:
+        from plldb import capture
+
+        if no_capture or not Path(kwargs["template"]).is_file():  # attach reports a missing template
+            return attach(*args, **kwargs)
+        paths = tuple(capture.parse_path(path) for path in capture_redact)
+        capture.start(capture.CaptureOptions(capture.capture_dir(kwargs["template"]), capture_max, paths))
+        try:
+            return attach(*args, **kwargs)
+        finally:
+            capture.stop()
+
+    command.callback = with_capture
+
+
+_add_capture_options(attach_command)
 
 
 @cli.command("invoke")
