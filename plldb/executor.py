@@ -3,10 +3,11 @@
 The WebSocket loop hands every ``invocation`` message to :meth:`Executor.submit`, which
 returns at once; the handler runs on its own thread (so a breakpoint pauses only that
 invocation, and a function that synchronously invokes another one cannot starve it), in
-its function's module namespace and environment (:mod:`plldb.isolation`), through
-:mod:`plldb.runner` (the same code that runs handlers in the cloud). The answer, a
-:class:`plldb.runner.Outcome`, goes to the ``done`` callback exactly once: the handler's
-result or error, or a timeout error at the function's deadline.
+its function's module namespace (:mod:`plldb.isolation`), environment and output
+(:mod:`plldb.binding`, :mod:`plldb.lambda_logging`), through :mod:`plldb.runner` (the same
+code that runs handlers in the cloud). The answer, a :class:`plldb.runner.Outcome`, goes to
+the ``done`` callback exactly once: the handler's result or error, or a timeout error
+shortly before the function's deadline (:func:`answer_deadline`).
 """
 
 from __future__ import annotations
@@ -187,7 +188,8 @@ class Executor:
             return list(self._running.values())
 
     def shutdown(self, timeout: float = 0.0) -> list[str]:
-        """Refuse new invocations and wait up to ``timeout`` seconds for running handlers.
+        """Refuse new invocations, wait up to ``timeout`` seconds for running handlers, then
+        give back the working directory and the Lambda module names (``sys.modules["app"]``).
 
         Handler threads cannot be stopped (one may be paused in the debugger): the request
         ids still running are returned; they are daemon threads and end with the process.
