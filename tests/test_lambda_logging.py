@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from plldb import console
 from plldb.executor import Executor
 from tests.test_executor import FIXTURES, Answers, invocation, local_function
 
@@ -158,3 +159,8 @@ def test_a_failing_output_never_fails_the_invocation(capsys: pytest.CaptureFixtu
     finally:
         executor.shutdown(timeout=5)
     assert "OSError: terminal gone" in capsys.readouterr().out, "the failure is shown on plldb's stream"
+
+
+def test_console_marks_each_line_with_the_function_and_shows_text_as_is(capsys: pytest.CaptureFixture[str]) -> None:
+    console.function_output("Hello", "[ERROR] KeyError: 'k'\rTraceback [bold]x[/bold]")
+    assert capsys.readouterr().out == "Hello | [ERROR] KeyError: 'k'\nHello | Traceback [bold]x[/bold]\n"
