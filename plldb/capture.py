@@ -317,6 +317,23 @@ def load_records(folder: Path, function: str | None = None) -> list[dict[str, An
     return sorted(records, key=lambda r: r["captured_at"])
 
 
+def summary(record: dict[str, Any]) -> dict[str, Any]:
+    """One line of `plldb events`: when, what, how it went, how long, how big, which id."""
+    outcome = record["outcome"]
+    captured = datetime.fromisoformat(record["captured_at"])
+    return {
+        "id": record["id"],
+        "short_id": record["id"][:SHORT_ID],
+        "captured_at": record["captured_at"],
+        "time": captured.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+        "function": record["function"],
+        "outcome": "ok" if outcome["ok"] else str(outcome["error"].get("errorType") or "error"),
+        "duration_ms": record["duration_ms"],
+        "event_bytes": record["event_bytes"],
+        "code_version": record["code_version"],
+    }
+
+
 def find_record(folder: Path, wanted: str) -> dict[str, Any]:
     """The record whose id starts with ``wanted`` (at least 4 characters, unambiguous)."""
     if len(wanted) < MIN_ID_PREFIX:

@@ -392,104 +392,17 @@ def _print_instrumented(records: list[dict[str, Any]]) -> None:
     )
 
 
-# --- Capture and replay (issue 14): invoke, events, replay ----------------------------------
-
-
-def _debugpy_flags(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--debugpy, --debugpy-host, --debugpy-port and --wait-for-client, as for attach."""
-    for option in reversed((
-        click.option("--debugpy", "use_debugpy", is_flag=True,
-                     help="Start debugpy for VS Code \"Python Debugger: Remote Attach\"."),
-        click.option("--debugpy-host", default="127.0.0.1", show_default=True),
-        click.option("--debugpy-port", type=click.IntRange(1, 65535), default=5678, show_default=True),
-        click.option("--wait-for-client", is_flag=True,
-                     help="Run the function only once a debugger has attached (with --debugpy)."),
-    )):
-        command = option(command)
-    return command
-
-
-def _debugpy_choice(use_debugpy: bool, host: str, port: int, wait: bool) -> debuggers.DebugpyOptions | None:
-    from plldb import debuggers
-
-    if (wait or host != "127.0.0.1" or port != 5678) and not use_debugpy:
-        raise click.UsageError("--wait-for-client, --debugpy-host and --debugpy-port need --debugpy")
-    return debuggers.DebugpyOptions(host, port, wait) if use_debugpy else None
-
-
-_TEMPLATE_OPTION = click.option(
-    "--template", type=click.Path(path_type=Path), default=Path("template.yaml"), show_default=True,
-    help="SAM/CFN template of the project (also .aws-sam/build/template.yaml).",
-)
-_RUN_OPTIONS = (
-    click.option("--credentials", type=click.Choice(["local", "none"]), default="local",
-                 show_default=True, help="Your local profile's credentials, or none at all."),
-    click.option("--timeout", type=click.IntRange(1, 900), metavar="SECONDS",
-                 help="Time the function gets (default: its own; 900 with --debugpy)."),
-)
-
-
-def _run_flags(command: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed((_TEMPLATE_OPTION, *_RUN_OPTIONS)):
-        command = option(command)
-    return _debugpy_flags(command)
-
-
-def _add_capture_options(command: click.Command) -> None:
-    """attach keeps every invocation it serves (plldb.capture): --no-capture, --capture-max and
-    --capture-redact are added to it here, and the capture writer runs for the whole attach."""
-    command.params += [
-        click.Option(["--no-capture"], is_flag=True, help="Keep no record of the invocations (.plldb/)."),
-        click.Option(["--capture-max"], type=click.IntRange(1, 100_000), default=50, show_default=True,
-                     metavar="N", help="Records kept per function; the oldest are pruned."),
-        click.Option(["--capture-redact"], multiple=True, metavar="PATH",
-                     help="Blank this field of events and results before writing, e.g. "
-                     "headers.Authorization or Records[*].body; repeatable."),
-    ]
-    attach = command.callback
-    assert attach is not None
-
-    @functools.wraps(attach)
-    def with_capture(*args: Any, no_capture: bool, capture_max: int, capture_redact: tuple[str, ...],
-                     **kwargs: Any) -> Any:
-        from plldb import capture
-
-        if no_capture or not Path(kwargs["template"]).is_file():  # attach reports a missing template
-            return attach(*args, **kwargs)
-        paths = tuple(capture.parse_path(path) for path in capture_redact)
-        capture.start(capture.CaptureOptions(capture.capture_dir(kwargs["template"]), capture_max, paths))
-        try:
-            return attach(*args, **kwargs)
-        finally:
-            capture.stop()
-
-    command.callback = with_capture
-
-
-_add_capture_options(attach_command)
-
-
-@cli.command("invoke")
-@click.argument("function")
-@click.option("--event", metavar="FILE|-|JSON", help="The event: a JSON file, - for stdin, or JSON text (default {}).")
-@_run_flags
-def invoke_command(function: str, event: str | None, template: Path, credentials: str, timeout: int | None,
-                   use_debugpy: bool, debugpy_host: str, debugpy_port: int, wait_for_client: bool) -> None:
-    """Run one function of the local template here, once; print its result (exit 0) or error (exit 1)."""
-    from plldb import invoke
-
-    debugpy = _debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client)
-    local = invoke.find_function(template, function)
-    fields = invoke.InvocationFields(event=invoke.read_event(event))
-    invoke.start_debugger(debugpy)
-    outcome, _ = invoke.run_invocation(local, fields, credentials, timeout or (900 if debugpy else None))
-    click.echo(invoke.outcome_text(outcome))
-    raise click.exceptions.Exit(0 if outcome.ok else 1)
-
-
 def main() -> None:
     """Console-script entry point (`plldb`)."""
     sys.exit(cli.main(prog_name="plldb"))
+
+
+# Issue 14's commands (invoke, events, replay) and attach's capture options live in their own module.
+from plldb import cli_capture  # noqa: E402 - after attach_command, which it extends
+
+cli_capture.add_capture_options(attach_command)
+for _command in cli_capture.COMMANDS:
+    cli.add_command(_command)
 
 
 if __name__ == "__main__":

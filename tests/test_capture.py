@@ -15,7 +15,7 @@ import pytest
 
 from plldb import capture, runner
 from plldb.discovery import LocalFunction, discover
-from tests.test_invoke import SHOP
+from tests.test_invoke import SHOP, assert_error, plldb
 
 REQUEST_ID = "11111111-2222-3333-4444-555555555555"
 ENVIRONMENT = {
@@ -213,6 +213,19 @@ def test_reading_skips_unknown_formats_and_finds_by_prefix(function: LocalFuncti
 def test_unknown_or_short_id(tmp_path: Path, wanted: str, message: str) -> None:
     with pytest.raises(capture.CaptureError, match=message):
         capture.find_record(tmp_path / ".plldb", wanted)
+
+
+def test_attach_refuses_a_capture_folder_it_cannot_write(shop: Path) -> None:
+    """Before anything else happens (no AWS call: none is configured here)."""
+    (shop / ".plldb").write_text("a file where the folder should be")
+    result = plldb(["attach", "--stack-name", "shop"], shop)
+    assert_error(result, f"cannot write captures to {shop / '.plldb'} (", "or attach with --no-capture")
+
+
+def test_attach_refuses_a_bad_redact_path(shop: Path) -> None:
+    result = plldb(["attach", "--stack-name", "shop", "--capture-redact", "headers..Authorization"], shop)
+    assert_error(result, "--capture-redact 'headers..Authorization' is not a field path")
+    assert not (shop / ".plldb").exists(), "nothing written for a refused attach"
 
 
 # --- End to end: plldb attach on the local cloud ------------------------------------------------

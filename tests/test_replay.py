@@ -1,0 +1,164 @@
+"""`plldb events`, `plldb replay` and `plldb events export --pytest` on real captures.
+
+The captures are made the way attach makes them (a real run through the executor, then
+:func:`plldb.capture.build_record`), in a copy of the shop project the tests can edit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plldb import capture, invoke
+from plldb.discovery import discover
+from tests.test_invoke import SHOP, TESTS, assert_error, plldb
+
+ORDER = {"items": ["tea", "cake"]}
+
+
+def make_capture(project: Path, event: Any, tenant: str | None = None) -> dict[str, Any]:
+    """Run the shop function once, here, and keep it as attach would."""
+    function = discover(project / "template.yaml").functions["ShopFunction"]
+    fields = invoke.InvocationFields(event=json.dumps(event), tenant_id=tenant,
+                                     invoked_function_arn="arn:aws:lambda:eu-west-1:111122223333:function:shop")
+    message = invoke.build_invocation(function, fields, invoke.CREDENTIALS_LOCAL, None)
+    outcome, seconds = invoke.run_invocation(function, fields, output=lambda *_: None)
+    record = capture.build_record(function, message, outcome, seconds, time.time())
+    folder = capture.capture_dir(project / "template.yaml")
+    capture.prepare_folder(folder)
+    capture.write_record(folder, record, 50)
+    return record
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(SHOP, tmp_path / "shop"))
+
+
+@pytest.fixture
+def captured(shop: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An answered order and a failed one."""
+    return make_capture(shop, ORDER, tenant="tenant-1"), make_capture(shop, {})
+
+
+def change_price(project: Path) -> None:
+    source = project / "functions" / "shop" / "app.py"
+    source.write_text(source.read_text().replace("PRICE = 3", "PRICE = 4"))
+
+
+def test_capture_of_a_real_run_holds_its_context(captured: tuple[dict, dict]) -> None:
+    order, failed = captured
+    assert order["outcome"]["result"]["total"] == 6 and order["outcome"]["result"]["tenant"] == "tenant-1"
+    assert order["outcome"]["result"]["request_id"] == order["context"]["request_id"]
+    assert failed["outcome"]["error"]["errorMessage"] == "an order needs items"
+
+
+def test_replay_same_then_changed_after_an_edit(shop: Path, captured: tuple[dict, dict]) -> None:
+    order, _ = captured
+    same = plldb(["replay", order["id"][:8]], shop)
+    assert same.returncode == 0, same.stderr
+    assert f"{order['id'][:8]} ShopFunction: same" in same.stdout
+    assert "code changed" not in same.stdout
+    change_price(shop)
+    changed = plldb(["replay", order["id"][:8]], shop)
+    assert changed.returncode == 1, changed.stderr
+    assert f"{order['id'][:8]} ShopFunction: changed (code changed since the capture)" in changed.stdout
+    assert '-    "total": 6' in changed.stdout and '+    "total": 8' in changed.stdout
+    changes = [line for line in changed.stdout.splitlines() if line.startswith(("-  ", "+  "))]
+    assert len(changes) == 2, "the request id, tenant and ARN are replayed as captured"
+
+
+def test_replay_all_summarises(shop: Path, captured: tuple[dict, dict]) -> None:
+    result = plldb(["replay", "--all", "ShopFunction"], shop)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("2 same, 0 changed")
+    change_price(shop)
+    result = plldb(["replay", "--all", "ShopFunction"], shop)
+    assert result.returncode == 1
+    assert result.stdout.strip().endswith("1 same, 1 changed")
+
+
+def test_replay_shows_a_result_that_became_an_error(shop: Path, captured: tuple[dict, dict]) -> None:
+    order, _ = captured
+    source = shop / "functions" / "shop" / "app.py"
+    source.write_text(source.read_text().replace("    return {", "    raise KeyError('gone')\n    return {"))
+    result = plldb(["replay", order["id"]], shop)
+    assert result.returncode == 1
+    assert '-  "result": {' in result.stdout and '+  "error": {' in result.stdout
+    assert '"errorType": "KeyError"' in result.stdout
+
+
+def test_events_list_json_and_show(shop: Path, captured: tuple[dict, dict]) -> None:
+    order, failed = captured
+    table = plldb(["events"], shop)
+    assert table.returncode == 0, table.stderr
+    for text in (order["id"][:8], failed["id"][:8], "ShopFunction", "ok", "ValueError", f"{order['event_bytes']} B"):
+        assert text in table.stdout
+    rows = json.loads(plldb(["events", "ShopFunction", "--json"], shop).stdout)
+    assert [(r["id"], r["outcome"]) for r in rows] == [(order["id"], "ok"), (failed["id"], "ValueError")]
+    assert json.loads(plldb(["events", "--json", "OtherFunction"], shop).stdout) == []
+    shown = plldb(["events", "show", failed["id"][:6]], shop)
+    assert shown.returncode == 0 and json.loads(shown.stdout) == failed
+
+
+def test_events_with_no_capture_says_where_it_looked(tmp_path: Path) -> None:
+    result = plldb(["events"], tmp_path)
+    assert result.returncode == 0
+    assert f"no captured invocation in {tmp_path / '.plldb'}: plldb attach captures them" in result.stdout
+
+
+def test_unknown_capture_id(shop: Path, captured: tuple[dict, dict]) -> None:
+    assert_error(plldb(["replay", "0000dead"], shop), "no capture '0000dead' in", "run plldb events")
+    assert_error(plldb(["events", "show", "0000dead"], shop), "no capture '0000dead' in")
+    assert_error(plldb(["events", "show", "ab"], shop), "too short")
+
+
+def test_replay_of_a_function_no_longer_in_the_template(shop: Path, captured: tuple[dict, dict]) -> None:
+    order, _ = captured
+    [path] = (shop / ".plldb" / "captures" / "ShopFunction").glob(f"*-{order['id'][:8]}.json")
+    path.write_text(json.dumps({**order, "function": "GoneFunction"}))
+    assert_error(plldb(["replay", order["id"][:8]], shop),
+                 "no function 'GoneFunction' in template.yaml (Python functions there: ShopFunction)")
+    assert_error(plldb(["replay", "--all", "GoneFunction"], shop), "no function 'GoneFunction'")
+
+
+def test_replay_needs_an_id_or_all(shop: Path) -> None:
+    result = plldb(["replay"], shop)
+    assert result.returncode == 2 and "give a capture ID, or --all FUNCTION" in result.stderr
+
+
+def run_pytest(module: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """pytest on ``module`` in a fresh process, outside this repository's configuration."""
+    env = {**os.environ, "PYTHONPATH": str(TESTS.parent)}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(module)],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_exported_pytest_module_passes_then_fails_after_a_change(shop: Path, captured: tuple[dict, dict]) -> None:
+    order, failed = captured
+    target = shop / "tests" / "test_captured.py"
+    result = plldb(["events", "export", order["id"][:8], failed["id"][:8], "--pytest", "tests/test_captured.py"], shop)
+    assert result.returncode == 0, result.stderr
+    assert "wrote tests/test_captured.py and tests/test_captured.json (2 capture(s))" in result.stdout
+    assert [r["id"] for r in json.loads(target.with_suffix(".json").read_text())] == [order["id"], failed["id"]]
+    passing = run_pytest(target, shop)
+    assert passing.returncode == 0, passing.stdout + passing.stderr
+    assert "2 passed" in passing.stdout
+    change_price(shop)
+    failing = run_pytest(target, shop)
+    assert failing.returncode == 1
+    assert "1 failed, 1 passed" in failing.stdout
+    assert "outcome changed since the capture" in failing.stdout and '+    "total": 8' in failing.stdout
+
+
+def test_export_needs_a_python_file(shop: Path, captured: tuple[dict, dict]) -> None:
+    result = plldb(["events", "export", captured[0]["id"], "--pytest", "captured.txt"], shop)
+    assert_error(result, "--pytest captured.txt: give a Python file name")
