@@ -116,6 +116,14 @@ def caller_identity(ctx: AwsContext) -> dict[str, str]:
         ) from exc
 
 
+def partition_of(arn: str) -> str:
+    """The partition of an ARN (``aws``, ``aws-cn``, ``aws-us-gov``): ARNs plldb writes use it."""
+    parts = arn.split(":")
+    if len(parts) < 6 or parts[0] != "arn" or not parts[1]:
+        raise ValueError(f"not an ARN: {arn!r}")
+    return parts[1]
+
+
 def describe_access_error(code: str, region: str) -> str:
     """One line that tells the user what to do about an STS/credential error code."""
     if code in {"ExpiredToken", "ExpiredTokenException", "RequestExpired"}:

@@ -25,7 +25,7 @@ import botocore.exceptions
 from botocore.parsers import ResponseParserError
 
 from plldb import __version__, packaging
-from plldb.aws import AwsContext, error_code
+from plldb.aws import AwsContext, caller_identity, error_code, partition_of
 from plldb.protocol import HELPER_STACK_NAME, PAYLOAD_PREFIX
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,19 @@ def _step(what: str) -> Iterator[None]:
 # --------------------------------------------------------------------------- bucket
 
 
-def _tls_only_policy(bucket: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Bucket:
+    """The bootstrap bucket's name, and the partition its ARN is in (aws, aws-cn, aws-us-gov)."""
+
+    name: str
+    partition: str
+
+    @property
+    def arn(self) -> str:
+        return f"arn:{self.partition}:s3:::{self.name}"
+
+
+def _tls_only_policy(bucket: Bucket) -> dict[str, Any]:
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -100,7 +112,7 @@ def _tls_only_policy(bucket: str) -> dict[str, Any]:
                 "Effect": "Deny",
                 "Principal": "*",
                 "Action": "s3:*",
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Resource": [bucket.arn, f"{bucket.arn}/*"],
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}},
             }
         ],
@@ -133,59 +145,59 @@ def _read(call: Callable[[], dict[str, Any]], missing_codes: set[str]) -> dict[s
         raise
 
 
-def _public_access_ok(s3: Any, bucket: str) -> bool:
+def _public_access_ok(s3: Any, bucket: Bucket) -> bool:
     current = _read(
-        lambda: s3.get_public_access_block(Bucket=bucket),
+        lambda: s3.get_public_access_block(Bucket=bucket.name),
         {"NoSuchPublicAccessBlockConfiguration"},
     )
     return bool(current) and current["PublicAccessBlockConfiguration"] == _PUBLIC_ACCESS_BLOCK
 
 
-def _encryption_ok(s3: Any, bucket: str) -> bool:
+def _encryption_ok(s3: Any, bucket: Bucket) -> bool:
     """Any default encryption counts: a KMS key chosen by the account is kept."""
     current = _read(
-        lambda: s3.get_bucket_encryption(Bucket=bucket),
+        lambda: s3.get_bucket_encryption(Bucket=bucket.name),
         {"ServerSideEncryptionConfigurationNotFoundError"},
     )
     rules = (current or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
     return any(r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules)
 
 
-def _policy_ok(s3: Any, bucket: str) -> bool:
-    current = _read(lambda: s3.get_bucket_policy(Bucket=bucket), {"NoSuchBucketPolicy"})
+def _policy_ok(s3: Any, bucket: Bucket) -> bool:
+    current = _read(lambda: s3.get_bucket_policy(Bucket=bucket.name), {"NoSuchBucketPolicy"})
     return bool(current) and json.loads(current["Policy"]) == _tls_only_policy(bucket)
 
 
-def _lifecycle_ok(s3: Any, bucket: str) -> bool:
+def _lifecycle_ok(s3: Any, bucket: Bucket) -> bool:
     current = _read(
-        lambda: s3.get_bucket_lifecycle_configuration(Bucket=bucket),
+        lambda: s3.get_bucket_lifecycle_configuration(Bucket=bucket.name),
         {"NoSuchLifecycleConfiguration"},
     )
     return bool(current) and _LIFECYCLE_RULE in current.get("Rules", [])
 
 
-def _put_public_access(s3: Any, bucket: str) -> None:
-    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=_PUBLIC_ACCESS_BLOCK)
+def _put_public_access(s3: Any, bucket: Bucket) -> None:
+    s3.put_public_access_block(Bucket=bucket.name, PublicAccessBlockConfiguration=_PUBLIC_ACCESS_BLOCK)
 
 
-def _put_encryption(s3: Any, bucket: str) -> None:
-    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=_ENCRYPTION)
+def _put_encryption(s3: Any, bucket: Bucket) -> None:
+    s3.put_bucket_encryption(Bucket=bucket.name, ServerSideEncryptionConfiguration=_ENCRYPTION)
 
 
-def _put_policy(s3: Any, bucket: str) -> None:
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(_tls_only_policy(bucket)))
+def _put_policy(s3: Any, bucket: Bucket) -> None:
+    s3.put_bucket_policy(Bucket=bucket.name, Policy=json.dumps(_tls_only_policy(bucket)))
 
 
-def _put_lifecycle(s3: Any, bucket: str) -> None:
+def _put_lifecycle(s3: Any, bucket: Bucket) -> None:
     s3.put_bucket_lifecycle_configuration(
-        Bucket=bucket, LifecycleConfiguration={"Rules": [_LIFECYCLE_RULE]}
+        Bucket=bucket.name, LifecycleConfiguration={"Rules": [_LIFECYCLE_RULE]}
     )
 
 
 TLS_POLICY = "TLS-only bucket policy"
 
 # name -> (is it already as wanted?, apply it)
-BUCKET_SETTINGS: dict[str, tuple[Callable[[Any, str], bool], Callable[[Any, str], None]]] = {
+BUCKET_SETTINGS: dict[str, tuple[Callable[[Any, Bucket], bool], Callable[[Any, Bucket], None]]] = {
     "public access block": (_public_access_ok, _put_public_access),
     "default encryption": (_encryption_ok, _put_encryption),
     TLS_POLICY: (_policy_ok, _put_policy),
@@ -247,6 +259,7 @@ class SetupPlan:
 
     region: str
     account_id: str
+    partition: str  # of the caller's ARN: aws, aws-cn, aws-us-gov
     bucket: str
     bucket_exists: bool
     bucket_fixes: tuple[str, ...]
@@ -289,7 +302,8 @@ class SetupPlan:
 
 def plan_setup(ctx: AwsContext) -> SetupPlan:
     """Read the account's current state and decide what setup must do."""
-    account_id = ctx.account_id()  # raises AwsAccessError first when credentials are bad
+    identity = caller_identity(ctx)  # raises AwsAccessError first when credentials are bad
+    account_id, partition = identity["Account"], partition_of(identity["Arn"])
     region = ctx.region_name
     bucket = bucket_name(region, account_id)
     s3 = ctx.client("s3")
@@ -297,7 +311,9 @@ def plan_setup(ctx: AwsContext) -> SetupPlan:
         exists = _bucket_exists(s3, bucket)
         wanted = wanted_settings(s3.meta.endpoint_url)
         fixes = tuple(
-            name for name in wanted if not (exists and BUCKET_SETTINGS[name][0](s3, bucket))
+            name
+            for name in wanted
+            if not (exists and BUCKET_SETTINGS[name][0](s3, Bucket(bucket, partition)))
         )
         artifacts = []
         for name, data in packaging.all_zips().items():
@@ -308,6 +324,7 @@ def plan_setup(ctx: AwsContext) -> SetupPlan:
     return SetupPlan(
         region=region,
         account_id=account_id,
+        partition=partition,
         bucket=bucket,
         bucket_exists=exists,
         bucket_fixes=fixes,
@@ -346,7 +363,7 @@ def execute_setup(
             _create_bucket(s3, plan.bucket, plan.region)
             did(f"created bucket {plan.bucket}")
         for name in plan.bucket_fixes:
-            BUCKET_SETTINGS[name][1](s3, plan.bucket)
+            BUCKET_SETTINGS[name][1](s3, Bucket(plan.bucket, plan.partition))
             did(f"bucket {plan.bucket}: set {name}")
     for artifact in plan.uploads:
         with _step(f"uploading {artifact.key}"):

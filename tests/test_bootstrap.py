@@ -17,11 +17,12 @@ import boto3
 import pytest
 
 from plldb import __version__, packaging
-from plldb.aws import AwsContext
+from plldb.aws import AwsContext, partition_of
 from plldb.bootstrap import (
     LIFECYCLE_RULE_ID,
     TLS_POLICY,
     BootstrapError,
+    Bucket,
     _tls_only_policy,
     bucket_name,
     destroy,
@@ -186,10 +187,23 @@ def test_destroy_twice(aws: Any) -> None:
 def test_tls_policy_only_on_tls_endpoints() -> None:
     assert TLS_POLICY in wanted_settings("https://s3.eu-west-1.amazonaws.com")
     assert TLS_POLICY not in wanted_settings("http://127.0.0.1:5000")
-    (statement,) = _tls_only_policy("b")["Statement"]
+    (statement,) = _tls_only_policy(Bucket("b", "aws"))["Statement"]
     assert statement["Effect"] == "Deny"
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert statement["Resource"] == ["arn:aws:s3:::b", "arn:aws:s3:::b/*"]
+
+
+@pytest.mark.parametrize("partition", ["aws-cn", "aws-us-gov"])
+def test_the_bucket_policy_is_in_the_callers_partition(partition: str) -> None:
+    (statement,) = _tls_only_policy(Bucket("b", partition))["Statement"]
+    assert statement["Resource"] == [f"arn:{partition}:s3:::b", f"arn:{partition}:s3:::b/*"]
+    assert partition_of(f"arn:{partition}:iam::123456789012:user/dev") == partition
+
+
+def test_the_plan_takes_the_partition_from_the_callers_arn(aws: Any) -> None:
+    assert plan_setup(AwsContext()).partition == "aws"  # moto's caller: arn:aws:sts::...
+    with pytest.raises(ValueError, match="not an ARN: 'nope'"):
+        partition_of("nope")
 
 
 # ------------------------------------------------------------------ helper stack lookup
@@ -226,7 +240,7 @@ def test_find_helper_stack_reads_outputs(aws: Any) -> None:
     assert isinstance(helper, HelperStack)
     assert helper.version == __version__
     assert helper.sessions_table == "PLLDBSessions" and helper.debugger_table == "PLLDBDebugger"
-    assert helper.debugger_role_arn.endswith(":role/PLLDBDebuggerRole")
+    assert helper.debugger_role_arn.endswith(":role/PLLDBDebuggerRole-us-east-1")
     assert helper.manager_function == "plldb-manager"
     assert helper.payload_bucket == BUCKET
     assert (

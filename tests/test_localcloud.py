@@ -68,7 +68,7 @@ def test_helper_resources_are_the_templates(cloud: LocalCloud) -> None:
         protocol.STACK_NAME_INDEX,
         protocol.CONNECTION_ID_INDEX,
     }
-    assert {"PLLDBDebuggerRole", "PLLDBManagerRole"} <= roles
+    assert {"PLLDBDebuggerRole-us-east-1", "PLLDBManagerRole-us-east-1"} <= roles
     variables = manager["Environment"]["Variables"]
     assert variables[protocol.ENV_MANAGEMENT_URL] == cloud.urls["management"]
     assert str(variables[protocol.ENV_GRACE_SECONDS]) == "3"

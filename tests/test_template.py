@@ -160,13 +160,13 @@ def test_roles_grant_what_each_party_needs(template: dict) -> None:
 
 def test_debugger_role_trusts_only_its_own_account(template: dict) -> None:
     role = template["Resources"]["DebuggerRole"]["Properties"]
-    assert role["RoleName"] == "PLLDBDebuggerRole"
+    assert role["RoleName"] == {"Fn::Sub": "PLLDBDebuggerRole-${AWS::Region}"}
     (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Principal"] == {
         "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
     }
     manager = template["Resources"]["ManagerRole"]["Properties"]
-    assert manager["RoleName"] == "PLLDBManagerRole"
+    assert manager["RoleName"] == {"Fn::Sub": "PLLDBManagerRole-${AWS::Region}"}
 
 
 def test_authorizer_wiring(template: dict) -> None:
