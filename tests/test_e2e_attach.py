@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -26,10 +27,12 @@ from tests.harness.localcloud import TEST_STACK_DIR, TEST_STACK_NAME, LocalCloud
 from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
 from tests.harness.localcloud_dap import DapClient
 from tests.harness.moto_server import free_port
+from tests.harness.pid_injection.sitecustomize import PORT_VARIABLE
 
 pytestmark = pytest.mark.e2e
 
 HELLO, ECHO = "HelloFunction", "EchoFunction"
+INJECTION_HARNESS = Path(__file__).parent / "harness" / "pid_injection"
 GRACE_SECONDS = 3.0
 CONFIG_KEYS = ("Handler", "Runtime", "Timeout", "MemorySize", "Role", "Environment", "Layers")
 
@@ -79,8 +82,8 @@ def attach(cloud: LocalCloud, app: Path, original: dict) -> Iterator[Any]:
     """Start `plldb attach <args>` and wait until attached; always Ctrl-C'd at the end."""
     started: list[PlldbProcess] = []
 
-    def start(*args: str, wait: bool = True) -> PlldbProcess:
-        plldb = PlldbProcess(["attach", *args], app, cloud.environment)
+    def start(*args: str, wait: bool = True, environment: dict | None = None) -> PlldbProcess:
+        plldb = PlldbProcess(["attach", *args], app, {**cloud.environment, **(environment or {})})
         started.append(plldb)
         if wait:
             plldb.wait_for(ATTACHED_MARKER)
@@ -315,6 +318,19 @@ def test_debugpy_injected_by_pid_pauses_one_invocation_never_plldb(
     assert stopped.get("allThreadsStopped"), stopped
 
 
+def test_debugpy_injected_later_on_the_main_thread_pauses_one_invocation_never_plldb(
+    cloud: LocalCloud, lam: Any, attach: Any, app: Path, original: dict
+) -> None:
+    """Where gdb cannot inject, the code it would run in plldb runs there on a signal: pydevd
+    arrives after plldb started, on the main thread, with "suspend all" (harness only)."""
+    port = free_port()
+    path = os.pathsep.join(filter(None, [str(INJECTION_HARNESS), os.environ.get("PYTHONPATH")]))
+    plldb = attach(environment={"PYTHONPATH": path, PORT_VARIABLE: str(port)})
+    os.kill(plldb.pid, signal.SIGUSR1)
+    stopped = pause_and_interrupt(cloud, lam, app, plldb, port, original)
+    assert stopped.get("allThreadsStopped"), stopped
+
+
 def skip_unless_injection_works(output: str) -> None:
     """Skip where the machine forbids what injection needs (gdb, ptrace); fail otherwise."""
     scope = Path("/proc/sys/kernel/yama/ptrace_scope")
@@ -346,8 +362,11 @@ def pause_and_interrupt(
         assert names[1].startswith(f"plldb {HELLO} "), names
         during: list[float] = []
         held_until = time.monotonic() + HOLD_SECONDS
+        impatient = boto3.client(  # a stalled plldb fails the test in seconds, not minutes
+            "lambda", config=botocore.config.Config(read_timeout=20, retries={"max_attempts": 1})
+        )
         while time.monotonic() < held_until:
-            during += echo_seconds(lam, cloud, 1)
+            during += echo_seconds(impatient, cloud, 1)
         print(f"Echo p50 {median(before) * 1000:.0f} ms before, "
               f"{median(during) * 1000:.0f} ms during a {HOLD_SECONDS:.0f} s pause "
               f"({len(during)} invocations)")
