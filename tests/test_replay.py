@@ -162,3 +162,42 @@ def test_exported_pytest_module_passes_then_fails_after_a_change(shop: Path, cap
 def test_export_needs_a_python_file(shop: Path, captured: tuple[dict, dict]) -> None:
     result = plldb(["events", "export", captured[0]["id"], "--pytest", "captured.txt"], shop)
     assert_error(result, "--pytest captured.txt: give a Python file name")
+
+
+def test_replay_stops_at_a_breakpoint_through_a_real_dap_client(shop: Path, captured: tuple[dict, dict]) -> None:
+    """`replay --debugpy --wait-for-client`: a DAP client attaches (VS Code's handshake), the
+    handler stops at the breakpoint with the captured event, and continuing finishes the replay."""
+    from tests.harness.localcloud_dap import DapClient
+    from tests.harness.moto_server import free_port
+
+    order, _ = captured
+    port = free_port()
+    source = shop / "functions" / "shop" / "app.py"
+    line = source.read_text().splitlines().index("    return {") + 1
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    out, err = shop / "replay.out", shop / "replay.err"  # files: debugpy's adapter process inherits pipes
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "plldb.cli", "replay", order["id"][:8], "--debugpy", "--debugpy-port",
+             str(port), "--wait-for-client"],
+            cwd=shop, env={**env, "PYTHONPATH": str(TESTS.parent), "COLUMNS": "200"}, stdout=stdout, stderr=stderr,
+        )
+    try:
+        debugger = DapClient("127.0.0.1", port)
+        try:
+            assert debugger.attach({source: [line]})[source][0]["verified"]
+            stopped = debugger.wait_event("stopped", timeout=60)
+            assert stopped["reason"] == "breakpoint"
+            frame = debugger.top_frame(stopped["threadId"])
+            assert Path(frame["source"]["path"]).resolve() == source.resolve() and frame["line"] == line
+            assert debugger.locals_of(frame["id"])["event"] == "{'items': ['tea', 'cake']}"
+            debugger.request("continue", threadId=stopped["threadId"])
+            process.wait(timeout=60)  # ends by itself, the debugger still attached
+        finally:
+            debugger.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err.read_text()
+    assert f"{order['id'][:8]} ShopFunction: same" in out.read_text()
