@@ -282,6 +282,7 @@ def test_the_report_names_every_call_not_allowed_and_exempts_only_the_harness(
         _call("K3", "iam:DeleteRole", "*"),
         _call("K4", "dynamodb:GetItem", TABLE),
         {"type": "unmapped", "key": "K1", "request": "GET /x", "error": "LookupError('x')"},
+        {"type": "unmapped", "key": "K3", "request": "GET /y", "error": "LookupError('y')"},
     )
     report = iam_audit.audit(tmp_path, policy_file)
     found = {(v.principal, v.action, v.resource, v.reason) for v in report.violations}
@@ -307,7 +308,7 @@ def test_the_report_names_every_call_not_allowed_and_exempts_only_the_harness(
         ),
     }
     assert report.exempt == 1
-    assert report.out_of_scope == {"arn:aws:iam::1:role/by-hand": 1}
+    assert report.out_of_scope == {"arn:aws:iam::1:role/by-hand": 2}
     assert f"NOT ALLOWED {debugger_arn}: dynamodb:DeleteTable on {TABLE}" in report.text()
 
 

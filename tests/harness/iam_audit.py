@@ -153,19 +153,23 @@ def _principal(records: _Records, key: str) -> dict[str, Any]:
 
 
 def _audit_records(records: _Records, developer_policy: Path, report: Report) -> None:
-    for item in records.unmapped:
-        principal = _principal(records, item["key"])
-        if principal["kind"] == HARNESS:
-            report.exempt += 1
-            continue
-        reason = f"the recorder could not derive action and resource: {item['error']}"
-        report.add(Violation(principal["arn"], "?", "?", reason, item["request"]))
-    for call in records.calls:
+    unmapped = [
+        {
+            **item,
+            "action": "?",
+            "resource": "?",
+            "context": {},
+            "policies": None,
+            "error": f"the recorder could not derive action and resource: {item['error']}",
+        }
+        for item in records.unmapped
+    ]
+    for call in [*records.calls, *unmapped]:
         principal = _principal(records, call["key"])
         if principal["kind"] == HARNESS:
             report.exempt += 1
             continue
-        if call["policies"] is None:  # recorded by an emulator: moto's latest view of the key
+        if call["policies"] is None:  # an emulator's or unmapped: moto's latest view of the key
             call = {
                 **call,
                 "policies": records.latest_policies.get(call["key"]),
@@ -174,7 +178,7 @@ def _audit_records(records: _Records, developer_policy: Path, report: Report) ->
         snapshot = records.policies.get(call["policies"] or "", [])
         try:
             policies = policies_of(principal, snapshot, developer_policy)
-            reason = None if policies is None else _refusal(policies, call)
+            reason = None if policies is None else call.get("error") or _refusal(policies, call)
         except (iam_policy.PolicyError, LookupError) as exc:
             policies, reason = [], f"cannot be audited: {exc}"
         if policies is None:
