@@ -186,8 +186,9 @@ def events_export(capture_ids: tuple[str, ...], target: Path, template: Path) ->
 @click.command("replay")
 @click.argument("capture_id", metavar="ID", required=False)
 @click.option("--all", "all_of", metavar="FUNCTION", help="Replay every capture of FUNCTION and summarise.")
+@click.option("--edit", is_flag=True, help="Open the event in $EDITOR first, and replay what you save.")
 @_run_flags
-def replay_command(capture_id: str | None, all_of: str | None, template: Path, credentials: str,
+def replay_command(capture_id: str | None, all_of: str | None, edit: bool, template: Path, credentials: str,
                    timeout: int | None, use_debugpy: bool, debugpy_host: str, debugpy_port: int,
                    wait_for_client: bool) -> None:
     """Run a captured invocation again and show whether its outcome changed (exit 1 if so)."""
@@ -197,13 +198,19 @@ def replay_command(capture_id: str | None, all_of: str | None, template: Path, c
         raise click.UsageError("give a capture ID, or --all FUNCTION")
     debugpy = _debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client)
     folder = capture.capture_dir(template)
+    if edit and all_of:
+        raise click.UsageError("--edit replays one capture: give its ID, not --all")
     if capture_id:
         records = [capture.find_record(folder, capture_id)]
+        if edit:
+            records = [_edited(records[0])]
     else:
         invoke.find_function(template, all_of or "")
         records = capture.load_records(folder, all_of)
         if not records:
             raise capture.CaptureError(f"no captured invocation of {all_of} in {folder}: plldb attach captures them")
+    for name in sorted({name for record in records for name in replay.not_replayed(record)}):
+        console.warn(f"{escape(name)} was not captured (secret): the handler gets your local value, if any")
     invoke.start_debugger(debugpy)
     results = [replay.replay(r, template, credentials, timeout or (900 if debugpy else None)) for r in records]
     for result in results:
@@ -211,6 +218,16 @@ def replay_command(capture_id: str | None, all_of: str | None, template: Path, c
     if all_of:
         console.info(replay.summary(results))
     raise click.exceptions.Exit(0 if all(r.same for r in results) else 1)
+
+
+def _edited(record: dict[str, Any]) -> dict[str, Any]:
+    """The capture with the event as saved in $EDITOR (unchanged when not saved)."""
+    import json
+
+    from plldb import replay
+
+    text = click.edit(json.dumps(record["event"], indent=2, ensure_ascii=False), extension=".json")
+    return record if text is None else replay.with_event(record, text)
 
 
 def _print_replayed(result: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from plldb import capture, runner
 from plldb.invoke import CREDENTIALS_LOCAL, InvocationFields, find_function, run_invocation
+from plldb.protocol import SECRET_ENV_VARS
 
 COMPARED_ERROR_KEYS = ("errorType", "errorMessage")
 
@@ -96,6 +97,21 @@ def replay(record: dict[str, Any], template: Path, credentials: str = CREDENTIAL
         difference=difference(record["outcome"], outcome_dict(outcome)),
         code_changed=capture.code_version(function) != record.get("code_version"),
     )
+
+
+def with_event(record: dict[str, Any], text: str) -> dict[str, Any]:
+    """``record`` with the event the user edited (``--edit``); it must still be JSON."""
+    try:
+        event = json.loads(text)
+    except ValueError as exc:
+        raise capture.CaptureError(f"the edited event is not valid JSON ({exc}): nothing was run") from exc
+    return {**record, "event": event, "event_is_text": False}
+
+
+def not_replayed(record: dict[str, Any]) -> list[str]:
+    """Variables the function had that the capture left out as secrets (credentials aside:
+    --credentials chooses those); the handler sees your local value of each, if any."""
+    return [name for name in record.get("environment_left_out", []) if name not in SECRET_ENV_VARS]
 
 
 def check(record: dict[str, Any], template: Path) -> str | None:

@@ -24,10 +24,11 @@ from tests.test_invoke import SHOP, TESTS, assert_error, plldb
 ORDER = {"items": ["tea", "cake"]}
 
 
-def make_capture(project: Path, event: Any, tenant: str | None = None) -> dict[str, Any]:
+def make_capture(project: Path, event: Any, tenant: str | None = None,
+                 environment: dict[str, str] | None = None) -> dict[str, Any]:
     """Run the shop function once, here, and keep it as attach would."""
     function = discover(project / "template.yaml").functions["ShopFunction"]
-    fields = invoke.InvocationFields(event=json.dumps(event), tenant_id=tenant,
+    fields = invoke.InvocationFields(event=json.dumps(event), tenant_id=tenant, environment=environment or {},
                                      invoked_function_arn="arn:aws:lambda:eu-west-1:111122223333:function:shop")
     message = invoke.build_invocation(function, fields, invoke.CREDENTIALS_LOCAL, None)
     outcome, seconds = invoke.run_invocation(function, fields, output=lambda *_: None)
@@ -74,6 +75,14 @@ def test_replay_same_then_changed_after_an_edit(shop: Path, captured: tuple[dict
     assert '-    "total": 6' in changed.stdout and '+    "total": 8' in changed.stdout
     changes = [line for line in changed.stdout.splitlines() if line.startswith(("-  ", "+  "))]
     assert len(changes) == 2, "the request id, tenant and ARN are replayed as captured"
+
+
+def test_replay_names_the_variables_it_could_not_restore(shop: Path) -> None:
+    record = make_capture(shop, ORDER, environment={"DB_PASSWORD": "hunter2", "AWS_SECRET_ACCESS_KEY": "k"})
+    result = plldb(["replay", record["id"]], shop)
+    assert result.returncode == 0, result.stderr
+    assert "warning: DB_PASSWORD was not captured (secret): the handler gets your local value, if any" in result.stderr
+    assert "AWS_SECRET_ACCESS_KEY" not in result.stderr, "credentials are --credentials' business"
 
 
 def test_replay_all_summarises(shop: Path, captured: tuple[dict, dict]) -> None:
@@ -201,3 +210,27 @@ def test_replay_stops_at_a_breakpoint_through_a_real_dap_client(shop: Path, capt
             process.wait()
     assert process.returncode == 0, err.read_text()
     assert f"{order['id'][:8]} ShopFunction: same" in out.read_text()
+
+
+def editor(tmp_path: Path, content: str) -> str:
+    """An $EDITOR that saves ``content`` as the edited file."""
+    script = tmp_path / "editor.sh"
+    script.write_text(f"#!/bin/sh\nprintf '%s' '{content}' > \"$1\"\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_replay_edit_runs_the_saved_event(shop: Path, captured: tuple[dict, dict], tmp_path: Path) -> None:
+    order, _ = captured
+    result = plldb(["replay", order["id"][:8], "--edit"], shop,
+                   env={"EDITOR": editor(tmp_path, '{"items": [1, 2, 3]}')})
+    assert result.returncode == 1, result.stderr
+    assert '-    "total": 6' in result.stdout and '+    "total": 9' in result.stdout
+    assert "pricing 3 item(s)" in result.stderr
+
+
+def test_replay_edit_to_malformed_json_runs_nothing(shop: Path, captured: tuple[dict, dict], tmp_path: Path) -> None:
+    order, _ = captured
+    result = plldb(["replay", order["id"][:8], "--edit"], shop, env={"EDITOR": editor(tmp_path, '{"items": [')})
+    assert_error(result, "the edited event is not valid JSON (", "nothing was run")
+    assert "pricing" not in result.stderr
