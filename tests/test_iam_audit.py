@@ -534,6 +534,7 @@ def test_the_recorder_derives_each_calls_action_and_arn(recording: tuple[MotoSer
     assert (principal["kind"], principal["arn"]) == ("role", role_arn)
     assert records.principals["testing"]["kind"] == "harness"
     assert not records.unmapped
+    assert all(c["time"] > 0 for c in records.calls)  # to find the test in the logs
     table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/Tab"
     calls = {(c["action"], c["resource"]) for c in records.calls if c["key"] == key}
     assert calls == {

@@ -19,7 +19,8 @@ process writes ``calls-<pid>.jsonl``. Lines (``type``):
 * ``unmapped``: a request whose action or resource this module cannot derive (the audit
   fails the run on it for a real principal, so that a new call is never audited as ``*``).
 
-Identical lines are written once. Recording never changes moto's answer.
+Identical lines are written once, with the time first seen (``time``, epoch seconds).
+Recording never changes moto's answer.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import json
 import os
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -149,13 +151,14 @@ class Recorder:
         return digest
 
     def write(self, line: dict[str, Any]) -> None:
+        """Append ``line`` with the time it was first seen (to find the test in the logs)."""
         text = json.dumps(line, sort_keys=True)
         with self._lock:
             if text in self._seen:
                 return
             self._seen.add(text)
             with self.path.open("a") as out:
-                out.write(text + "\n")
+                out.write(json.dumps({**line, "time": round(time.time(), 3)}) + "\n")
 
 
 def _credential(authorization: str) -> list[str] | None:

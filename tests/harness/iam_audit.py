@@ -20,6 +20,7 @@ tests/harness/iam_policy.py. Whose policies:
 from __future__ import annotations
 
 import argparse
+import datetime
 import functools
 import json
 import os
@@ -49,9 +50,16 @@ class Violation:
     resource: str
     reason: str
     request: str
+    time: float = field(default=0.0, compare=False)  # first seen (epoch seconds)
 
     def __str__(self) -> str:
-        return f"{self.principal}: {self.action} on {self.resource}: {self.reason} ({self.request})"
+        when = datetime.datetime.fromtimestamp(self.time, datetime.timezone.utc).strftime(
+            "%H:%M:%S"
+        )
+        return (
+            f"{self.principal}: {self.action} on {self.resource}: {self.reason} "
+            f"({self.request} at {when} UTC)"
+        )
 
 
 @dataclass
@@ -187,7 +195,8 @@ def _audit_records(records: _Records, developer_policy: Path, report: Report) ->
         report.audited[principal["arn"]] += 1
         if reason:
             action, resource = call["action"], call["resource"]
-            report.add(Violation(principal["arn"], action, resource, reason, call["request"]))
+            request, when = call["request"], call.get("time", 0.0)
+            report.add(Violation(principal["arn"], action, resource, reason, request, when))
 
 
 def _refusal(policies: list[dict[str, Any]], call: dict[str, Any]) -> str | None:
