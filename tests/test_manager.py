@@ -15,7 +15,7 @@ import boto3
 from websockets.sync.client import ClientConnection, connect
 
 from plldb import protocol
-from plldb.lambdas import manager, manager_apply, manager_plan
+from plldb.lambdas import common, manager, manager_apply, manager_plan
 from tests.harness.gateway import MANAGER, Gateway
 from tests.harness.gateway_setup import get_session, put_session, scan, wait_until
 from tests.harness.gateway_stack import (
@@ -374,3 +374,91 @@ def test_the_session_timeout_is_applied_exactly_even_when_lower(gateway: Gateway
         ws.send(json.dumps({"action": protocol.ACTION_DETACH}))
         _until(ws, lambda m: m["type"] == protocol.TYPE_DETACHED)
     assert snapshot(names) == before
+
+
+SOURCES_STACK = "plldb-test-sources"
+
+
+def _create_sources_stack() -> dict[str, str]:
+    """A stack with an SQS-fed function (as SAM's SQS event makes it) and another one;
+    returns logical id -> function name."""
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]}
+    function = {"Type": "AWS::Lambda::Function", "Properties": {
+        "Handler": "app.handler", "Runtime": "python3.12", "Role": {"Fn::GetAtt": ["Role", "Arn"]},
+        "Code": {"ZipFile": "def handler(event, context):\n    return event\n"}}}
+    template = {"Resources": {
+        "Role": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": trust}},
+        "Orders": {"Type": "AWS::SQS::Queue",
+                   "Properties": {"QueueName": "orders", "VisibilityTimeout": 30}},
+        "Fed": function,
+        "Aliased": function,
+        "FedFromOrders": {"Type": "AWS::Lambda::EventSourceMapping", "Properties": {
+            "EventSourceArn": {"Fn::GetAtt": ["Orders", "Arn"]}, "FunctionName": {"Ref": "Fed"}}},
+    }}
+    cloudformation = boto3.client("cloudformation")
+    cloudformation.create_stack(StackName=SOURCES_STACK, TemplateBody=json.dumps(template),
+                                Capabilities=["CAPABILITY_IAM"])
+    resources = cloudformation.list_stack_resources(StackName=SOURCES_STACK)
+    return {r["LogicalResourceId"]: r["PhysicalResourceId"]
+            for r in resources["StackResourceSummaries"]
+            if r["ResourceType"] == "AWS::Lambda::Function"}
+
+
+def test_aliases_and_sqs_queues(gateway: Gateway) -> None:
+    """A function behind an alias on a published version is skipped with what to do; an
+    SQS-fed function is instrumented with a warning naming the queue."""
+    names = _create_sources_stack()
+    lambda_ = boto3.client("lambda")
+    version = lambda_.publish_version(FunctionName=names["Aliased"])["Version"]
+    lambda_.create_alias(FunctionName=names["Aliased"], Name="live", FunctionVersion=version)
+    before = {name: configuration(name) for name in names.values()}
+
+    session_id = put_session(SOURCES_STACK)
+    with _connect(gateway, session_id) as ws:
+        messages = _until(ws, _summary_done)
+        outcomes = {(m["function"], m["status"]): m["message"] for m in messages if m.get("function")}
+        summary = messages[-1]["summary"]
+        ws.send(json.dumps({"action": protocol.ACTION_DETACH}))
+        _until(ws, lambda m: m["type"] == protocol.TYPE_DETACHED)
+
+    assert outcomes[(names["Aliased"], "skipped")] == (
+        f"reached through alias live (version {version}): plldb instruments $LATEST only, so "
+        "that traffic would never reach this machine; debug it with the alias on $LATEST "
+        "(e.g. deploy without AutoPublishAlias while debugging) or invoke $LATEST"
+    )
+    assert outcomes[(names["Fed"], "warning")] == (
+        "SQS queue orders has a visibility timeout of 30 s, not above the debug timeout of "
+        "900 s: its messages are delivered again while you are on a breakpoint; attach with "
+        "--timeout 29 to stay below it"
+    )
+    assert summary["instrumented"] == [names["Fed"]]
+    assert summary["warnings"] == [
+        {"function": names["Fed"], "reason": outcomes[(names["Fed"], "warning")]}
+    ]
+    assert {name: configuration(name) for name in names.values()} == before
+
+
+def test_a_customer_managed_kms_key_is_a_clear_skip(gateway: Gateway) -> None:
+    """moto's CloudFormation drops KmsKeyArn, so the function is made directly and planned."""
+    key = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
+    role = boto3.client("iam").create_role(
+        RoleName="kms-function-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    boto3.client("lambda").create_function(
+        FunctionName="encrypted", Runtime="python3.12", Role=role, Handler="app.handler",
+        Code={"ZipFile": b"PK"}, KMSKeyArn=key, Environment={"Variables": {"SECRET": "x"}},
+    )
+    config = common.Config.from_environ()
+    planner = manager.Manager(config, common.Connection(None, ""))
+    request = manager.Request.parse(
+        {"action": "instrument", "session_id": put_session(STACK_NAME), "stack_name": "s"})
+
+    outcome = planner.plan("encrypted", request, 900)
+
+    assert outcome == manager_plan.Outcome(
+        "encrypted", manager_plan.SKIPPED,
+        f"its environment is encrypted with the customer managed KMS key {key}, which the "
+        "plldb manager may not use: debug it without KmsKeyArn (AWS's default key), or debug "
+        "another function",
+    )

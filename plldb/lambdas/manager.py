@@ -36,6 +36,7 @@ from plldb.lambdas.manager_plan import (
     KEPT_DEPLOY,
     OK,
     SKIPPED,
+    WARNING,
     Outcome,
     Plan,
     config_subset,
@@ -43,6 +44,7 @@ from plldb.lambdas.manager_plan import (
     strip_traces,
 )
 from plldb.lambdas.manager_records import Records
+from plldb.lambdas.manager_targets import StackNotFound, Targets
 
 ACTIONS = ("instrument", "deinstrument", "deinstrument_after_grace", "sweep")
 RESTORE_RESERVE_SECONDS = 120.0  # of the manager's own time, kept for the restore after the grace
@@ -50,10 +52,6 @@ RESTORE_RESERVE_SECONDS = 120.0  # of the manager's own time, kept for the resto
 
 class InvalidRequest(ValueError):
     """The manager was invoked with a payload it does not understand."""
-
-
-class StackNotFound(LookupError):
-    """The session names a stack that does not exist (in this account and region)."""
 
 
 
@@ -147,7 +145,7 @@ class Manager:
         self.config = config
         self.connection = connection
         self.lambda_ = common.client("lambda")
-        self.cloudformation = common.client("cloudformation")
+        self.targets = Targets(self.lambda_, common.client("cloudformation"))
         self.functions = Functions(self.lambda_)
         self.grants = Grants(common.client("iam"), config)
         self.records = Records(common.client("dynamodb"), config.sessions_table)
@@ -172,12 +170,13 @@ class Manager:
             return {"error": message}
         functions = [
             name
-            for logical, path, name in self.stack_functions(request.stack_name)
+            for logical, path, name in self.targets.stack_functions(request.stack_name)
             if matches(request.functions, logical, path, name)
         ]
         self.post(
             phase, f"{len(functions)} function(s) of stack {request.stack_name} to instrument"
         )
+        self.targets.read_queues()
         timeout = min(request.timeout or self.config.default_timeout, protocol.MAX_TIMEOUT)
         outcomes: list[Outcome] = []
         plans: list[Plan] = []
@@ -195,6 +194,11 @@ class Manager:
         for outcome in self.in_parallel(self.apply, plans, name_of=lambda p: p.name):
             outcomes.append(outcome)
             self.report(phase, outcome)
+        warned = {o.function for o in outcomes if o.status == OK}
+        for plan in plans:
+            for warning in plan.warnings if plan.name in warned else []:
+                outcomes.append(Outcome(plan.name, WARNING, warning))
+                self.report(phase, outcomes[-1])
         summary = _summary(outcomes)
         self.post(
             phase,
@@ -269,41 +273,19 @@ class Manager:
             )
         return {"restored": restored, "failed": failed}
 
-    # --- stack discovery -----------------------------------------------------------------
-
-    def stack_functions(self, stack_name: str, prefix: str = "") -> list[tuple[str, str, str]]:
-        """(logical id, nested path like "Nested/Fn", physical name) of every function."""
-        found: list[tuple[str, str, str]] = []
-        paginator = self.cloudformation.get_paginator("list_stack_resources")
-        try:
-            resources = [
-                resource
-                for page in paginator.paginate(StackName=stack_name)
-                for resource in page["StackResourceSummaries"]
-            ]
-        except botocore.exceptions.ClientError as exc:
-            if common.error_code(exc) == "ValidationError":
-                raise StackNotFound(f"stack {stack_name} does not exist") from exc
-            raise
-        for resource in resources:
-            physical = resource.get("PhysicalResourceId")
-            if not physical or resource["ResourceStatus"].startswith("DELETE"):
-                continue
-            logical = resource["LogicalResourceId"]
-            path = f"{prefix}{logical}"
-            if resource["ResourceType"] == "AWS::Lambda::Function":
-                found.append((logical, path, physical))
-            elif resource["ResourceType"] == "AWS::CloudFormation::Stack":
-                found.extend(self.stack_functions(physical, f"{path}/"))
-        return found
-
     # --- instrumenting one function ------------------------------------------------------
 
     def plan(self, name: str, request: Request, timeout: int) -> Plan | Outcome:
         """Decide what to do with one function; an Outcome when it is skipped."""
         configuration = self.lambda_.get_function_configuration(FunctionName=name)
         return manager_plan.plan(
-            name, configuration, self.records.get(name), self.config, request.session_id, timeout
+            name,
+            configuration,
+            self.records.get(name),
+            self.config,
+            request.session_id,
+            timeout,
+            self.targets.surroundings(name),
         )
 
     def record_plans(self, plans: list[Plan], request: Request) -> tuple[list[Plan], list[Outcome]]:
@@ -438,5 +420,8 @@ def _summary(outcomes: list[Outcome]) -> dict[str, Any]:
         ],
         "failed": [
             {"function": o.function, "reason": o.message} for o in outcomes if o.status == FAILED
+        ],
+        "warnings": [
+            {"function": o.function, "reason": o.message} for o in outcomes if o.status == WARNING
         ],
     }

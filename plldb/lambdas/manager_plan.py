@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from plldb import protocol
@@ -22,6 +22,7 @@ from plldb.lambdas import common
 OK = "ok"
 SKIPPED = "skipped"
 FAILED = "failed"
+WARNING = "warning"  # instrumented, with something the developer must know
 KEPT_DEPLOY = "kept-deploy"  # changed by a deploy while instrumented: plldb traces removed only
 GONE = "gone"  # the function no longer exists
 
@@ -45,6 +46,20 @@ class Plan:
     record: dict[str, Any] | None  # the existing instrumentation record, if any
     current: dict[str, Any] | None = None  # the configuration now, to skip a no-op update
     grant_added: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Surroundings:
+    """What else decides whether a function can be debugged: who reaches it, and how.
+
+    ``aliases``: (alias name, version it points to); ``queues``: (SQS queue name, its
+    visibility timeout in seconds, or None when it could not be read) of the function's
+    event source mappings.
+    """
+
+    aliases: tuple[tuple[str, str], ...] = ()
+    queues: tuple[tuple[str, int | None], ...] = ()
 
 
 def config_subset(configuration: dict[str, Any]) -> dict[str, Any]:
@@ -92,14 +107,50 @@ def matches(filters: list[str], *names: str) -> bool:
     return not filters or any(fnmatch.fnmatchcase(n, f) for f in filters for n in names)
 
 
-def unsupported(configuration: dict[str, Any]) -> str | None:
+def unsupported(
+    configuration: dict[str, Any], surroundings: Surroundings = Surroundings()
+) -> str | None:
     """Why this function cannot be debugged (with what the user can do), or None."""
     if configuration.get("PackageType") == "Image":
         return "container image function: layers cannot be added to it"
     runtime = configuration.get("Runtime") or ""
     if not runtime.startswith("python"):
         return f"runtime {runtime or 'unknown'} is not Python"
+    key = configuration.get("KMSKeyArn")
+    if key:
+        return (
+            f"its environment is encrypted with the customer managed KMS key {key}, which the "
+            "plldb manager may not use: debug it without KmsKeyArn (AWS's default key), or "
+            "debug another function"
+        )
+    published = [(alias, version) for alias, version in surroundings.aliases if version != "$LATEST"]
+    if published:
+        names = ", ".join(f"{alias} (version {version})" for alias, version in published)
+        return (
+            f"reached through alias {names}: plldb instruments $LATEST only, so that "
+            "traffic would never reach this machine; debug it with the alias on $LATEST "
+            "(e.g. deploy without AutoPublishAlias while debugging) or invoke $LATEST"
+        )
     return None
+
+
+def queue_warnings(surroundings: Surroundings, timeout: int) -> list[str]:
+    """One warning per SQS queue whose messages come back while an invocation is held."""
+    warnings = []
+    for queue, visibility in surroundings.queues:
+        if visibility is None:
+            warnings.append(
+                f"SQS queue {queue} feeds it, and its visibility timeout could not be read: "
+                f"if it is not above the debug timeout of {timeout} s, its messages are "
+                "delivered again while you are on a breakpoint (see --timeout)"
+            )
+        elif visibility <= timeout:
+            warnings.append(
+                f"SQS queue {queue} has a visibility timeout of {visibility} s, not above the "
+                f"debug timeout of {timeout} s: its messages are delivered again while you are "
+                f"on a breakpoint; attach with --timeout {max(1, visibility - 1)} to stay below it"
+            )
+    return warnings
 
 
 def original_of(current: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
@@ -151,9 +202,10 @@ def plan(
     config: common.Config,
     session_id: str,
     timeout: int,
+    surroundings: Surroundings = Surroundings(),
 ) -> Plan | Outcome:
     """Decide what to do with one function; an Outcome when it is skipped."""
-    reason = unsupported(configuration)
+    reason = unsupported(configuration, surroundings)
     if reason:
         return Outcome(name, SKIPPED, reason)
     current = config_subset(configuration)
@@ -182,4 +234,5 @@ def plan(
         applied=target,
         record=record,
         current=current,
+        warnings=queue_warnings(surroundings, timeout),
     )
