@@ -222,6 +222,14 @@ def test_attach_refuses_a_capture_folder_it_cannot_write(shop: Path) -> None:
     assert_error(result, f"cannot write captures to {shop / '.plldb'} (", "or attach with --no-capture")
 
 
+def test_no_capture_leaves_the_folder_alone(shop: Path) -> None:
+    """With --no-capture the unusable folder is no error: attach gets as far as AWS."""
+    (shop / ".plldb").write_text("a file where the folder should be")
+    result = plldb(["attach", "--stack-name", "shop", "--no-capture"], shop)
+    assert result.returncode == 1
+    assert_error(result, "No AWS region configured")
+
+
 def test_attach_refuses_a_bad_redact_path(shop: Path) -> None:
     result = plldb(["attach", "--stack-name", "shop", "--capture-redact", "headers..Authorization"], shop)
     assert_error(result, "--capture-redact 'headers..Authorization' is not a field path")
