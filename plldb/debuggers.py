@@ -68,11 +68,18 @@ def keep_running(thread: threading.Thread, hidden: bool = True) -> None:
         thread.is_pydev_daemon_thread = True  # type: ignore[attr-defined]
 
 
+MAIN_THREAD_NAME = "plldb main (connection, Ctrl-C): never paused"
+
+
 def keep_main_thread_running() -> None:
     """The main thread runs the asyncio loop and receives Ctrl-C: never traced or suspended.
 
-    Not hidden: pydevd ends the debug session once it lists no thread at all."""
-    keep_running(threading.main_thread(), hidden=False)
+    Not hidden: pydevd ends the debug session once it lists no thread at all. Its name says
+    what it is in the IDE's thread list (with no frames, even when "all threads" stop).
+    """
+    main = threading.main_thread()
+    keep_running(main, hidden=False)
+    main.name = MAIN_THREAD_NAME
 
 
 def plldb_thread(target: Callable[[], Any], name: str) -> threading.Thread:
