@@ -216,7 +216,7 @@ def test_helper_roles_get_the_templates_policies_with_the_stacks_values() -> Non
     assert not _template_allows("HelperFunctionRole", "lambda:InvokeFunction", manager + "2")
     layer = _helper_stack()["outputs"]["LayerVersionArn"]
     assert _template_allows("ManagerRole", "lambda:GetLayerVersion", layer)
-    assert not _template_allows("ManagerRole", "lambda:GetLayerVersion", layer[:-1] + "3")
+    assert not _template_allows("ManagerRole", "lambda:GetLayerVersion", layer.replace(REGION, "eu-west-1"))
 
 
 def test_a_logical_id_that_is_no_role_of_the_template_cannot_be_audited() -> None:
@@ -444,7 +444,10 @@ def _set_up(harness: boto3.Session, url: str) -> str:
     iam = harness.client("iam", endpoint_url=url)
     trust = _policy({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"})
     role = iam.create_role(
-        RoleName="Audited", Path="/team/", AssumeRolePolicyDocument=json.dumps(trust)
+        RoleName="Audited",
+        Path="/team/",
+        AssumeRolePolicyDocument=json.dumps(trust),
+        Tags=[{"Key": "owner", "Value": "plldb"}],
     )
     iam.put_role_policy(
         RoleName="Audited",
@@ -561,6 +564,8 @@ def test_the_recorder_derives_each_calls_action_and_arn(recording: tuple[MotoSer
     assert update["context"]["lambda:Layer"] == [layer]
     assert update["context"]["aws:ResourceTag/team"] == "a"
     assert update["context"]["aws:PrincipalArn"] == role_arn
+    get_role = next(c for c in records.calls if c["action"] == "iam:GetRole")
+    assert get_role["context"]["aws:ResourceTag/owner"] == "plldb"
     assert records.policies[update["policies"]] == [
         _policy({"Effect": "Allow", "Action": "*", "Resource": "*"}),
         MANAGED,

@@ -82,7 +82,7 @@ def _dynamodb(handler: Any, _: str) -> list[Call]:
     raise LookupError(f"no ARN derivation for dynamodb:{action}")
 
 
-_LAMBDA_ACTIONS = {"Invoke": "InvokeFunction", "ListVersionsByFunction": "ListVersionsByFunction"}
+_LAMBDA_ACTIONS = {"Invoke": "InvokeFunction"}  # API operation -> IAM action, where they differ
 _LAMBDA_FUNCTION = re.compile(r"/functions/(?P<name>[^/]+)")
 _LAMBDA_LAYER = re.compile(r"/layers/(?P<name>[^/]+)/versions(?:/(?P<version>\d+))?")
 _LAMBDA_TAGS = re.compile(r"/tags/(?P<arn>.+)$")
