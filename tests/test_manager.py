@@ -28,6 +28,7 @@ from tests.harness.gateway_stack import (
     role_policies,
     snapshot,
 )
+from tests.test_iam_audit import ACCOUNT, _helper_stack, _template_allows
 
 pytest_plugins = ["tests.harness.gateway_fixtures"]
 
@@ -462,3 +463,17 @@ def test_a_customer_managed_kms_key_is_a_clear_skip(gateway: Gateway) -> None:
         "plldb manager may not use: debug it without KmsKeyArn (AWS's default key), or debug "
         "another function",
     )
+
+
+def test_the_manager_may_read_every_layer_a_function_already_has() -> None:
+    """Each update re-sends the function's layers; Lambda may check GetLayerVersion on each
+    again (not documented either way): the manager's role allows it for any layer of its
+    region (its own account's and shared ones), and nowhere else."""
+    own = f"arn:aws:lambda:us-east-1:{ACCOUNT}:layer:deps:3"
+    shared = "arn:aws:lambda:us-east-1:017000801446:layer:AWSLambdaPowertoolsPythonV3:7"
+    for layer in (own, shared, _helper_stack()["outputs"]["LayerVersionArn"]):
+        assert _template_allows("ManagerRole", "lambda:GetLayerVersion", layer), layer
+    assert not _template_allows(
+        "ManagerRole", "lambda:GetLayerVersion", own.replace("us-east-1", "eu-west-1")
+    )
+    assert not _template_allows("ManagerRole", "lambda:PublishLayerVersion", own)
