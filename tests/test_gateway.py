@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -180,6 +181,40 @@ def test_connection_lifetime_is_enforced_even_when_busy(make_gateway: Any) -> No
             ws.recv(timeout=10)  # a pong (or the manager's report)
     assert closed.value.rcvd.code == 1001
     assert 1.5 <= time.monotonic() - started < 8
+
+
+def _close_one(gateway: Gateway) -> bool:
+    """Open and close one connection; whether its $disconnect was dropped."""
+    ws = connect(_url(gateway, put_session("no-such-stack")), open_timeout=10)
+    with ws:
+        wait_until(lambda: len(gateway.connections) == 1)
+        (connection_id,) = gateway.connections
+    handled = lambda: [  # noqa: E731
+        i
+        for i in gateway.invocations_of("plldb-disconnect")
+        if i.event["requestContext"]["connectionId"] == connection_id
+    ]
+    wait_until(lambda: connection_id in gateway.dropped_disconnects or handled())
+    return connection_id in gateway.dropped_disconnects
+
+
+def test_every_disconnect_can_be_dropped(make_gateway: Any) -> None:
+    gateway = make_gateway(drop_disconnect=1.0)
+    session_id = put_session("no-such-stack")
+    ws = connect(_url(gateway, session_id), open_timeout=10)
+    with ws:
+        wait_until(lambda: len(gateway.connections) == 1)
+    wait_until(lambda: len(gateway.dropped_disconnects) == 1)
+    assert gateway.invocations_of("plldb-disconnect") == []
+    assert get_session(session_id)[protocol.A_STATUS]["S"] != protocol.CLOSED  # lingers
+
+
+def test_disconnects_are_dropped_at_random_as_the_seed_says(make_gateway: Any) -> None:
+    gateway = make_gateway(drop_disconnect=0.5, drop_seed=7)
+    draws = random.Random(7)
+    expected = [draws.random() < 0.5 for _ in range(6)]
+    assert True in expected and False in expected  # the seed exercises both
+    assert [_close_one(gateway) for _ in expected] == expected
 
 
 def test_lambda_endpoint_runs_helpers_and_forwards_the_rest(gateway: Gateway) -> None:

@@ -149,6 +149,7 @@ def test_roles_grant_what_each_party_needs(template: dict) -> None:
         "iam:DeleteRolePolicy",
         "iam:GetRolePolicy",
         "dynamodb:UpdateItem",
+        "dynamodb:Scan",
         "execute-api:ManageConnections",
     } <= manager
     assert "iam:PassRole" not in manager and "lambda:InvokeFunction" not in manager
@@ -156,6 +157,20 @@ def test_roles_grant_what_each_party_needs(template: dict) -> None:
     helpers = _actions(template, {"HelperFunctionRole"})
     assert "lambda:InvokeFunction" in helpers
     assert not any(a.startswith(("iam:", "cloudformation:")) for a in helpers)
+    assert "dynamodb:Scan" not in helpers
+
+
+def test_scans_read_the_sessions_table_only(template: dict) -> None:
+    """The manager's records and `plldb status` scan PLLDBSessions; nothing scans more."""
+    scans = [
+        (owner, statement)
+        for owner, statement in _statements(template)
+        if "dynamodb:Scan" in _as_list(statement["Action"])
+    ]
+    assert {owner for owner, _ in scans} == {"DebuggerRole", "ManagerRole"}
+    for _, statement in scans:
+        assert statement["Resource"] == {"Fn::GetAtt": ["SessionsTable", "Arn"]}
+        assert _as_list(statement["Action"]) == ["dynamodb:Scan"]
 
 
 def test_debugger_role_trusts_only_its_own_account(template: dict) -> None:

@@ -37,6 +37,7 @@ import importlib
 import json
 import logging
 import os
+import random
 import re
 import secrets
 import signal
@@ -58,6 +59,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from plldb import protocol
+from tests.harness import gateway_environ
 from tests.harness.http_relay import BusyHTTPServer, relay
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
 
@@ -72,6 +74,7 @@ class HelperFunction:
     module: str
     timeout: int  # seconds, as in the template
     memory: int = 256
+    role_arn: str | None = None  # its execution role; None: the process's credentials
 
 
 # Function name -> handler module. Names are the emulator's; the real stack's are physical.
@@ -107,6 +110,13 @@ class GatewaySettings:
     grace_seconds: float = protocol.DEFAULT_GRACE_SECONDS
     default_timeout: int = protocol.DEFAULT_DEBUG_TIMEOUT
     functions: dict[str, HelperFunction] = field(default_factory=lambda: dict(DEFAULT_FUNCTIONS))
+    # (role ARN, function name) -> credential variables, as Lambda puts them in a function's
+    # environment (tests/harness/localcloud_credentials.py); None: the process's own.
+    credentials: Callable[[str, str], dict[str, str]] | None = None
+    # API Gateway delivers $disconnect on a best-effort basis: the share of them to lose
+    # (0: none, 1: all), drawn from a generator seeded with drop_seed.
+    drop_disconnect: float = 0.0
+    drop_seed: int | None = None
 
 
 @dataclass
@@ -177,6 +187,10 @@ class Gateway:
         self._disconnects: set[asyncio.Task] = set()
         self.ws_port = settings.ws_port
         self.http_port = settings.http_port
+        self.dropped_disconnects: list[str] = []  # connection ids whose $disconnect was lost
+        self._drops = random.Random(settings.drop_seed)
+        if settings.credentials is not None:
+            gateway_environ.install()
 
     # --- public API ----------------------------------------------------------------------
 
@@ -303,7 +317,8 @@ class Gateway:
         context = LambdaContext(function, spec.timeout, spec.memory)
         try:
             handler: Callable[[Any, Any], Any] = importlib.import_module(spec.module).handler
-            invocation.result = handler(event, context)
+            with gateway_environ.overlay(self._credentials(function, spec)):
+                invocation.result = handler(event, context)
         except Exception as exc:
             invocation.error = f"{type(exc).__name__}: {exc}"
             invocation.result = {
@@ -315,6 +330,12 @@ class Gateway:
         finally:
             invocation.finished.set()
         return invocation
+
+    def _credentials(self, function: str, spec: HelperFunction) -> dict[str, str]:
+        """The execution role's credentials for one invocation (fresh, as Lambda's are)."""
+        if spec.role_arn is None or self.settings.credentials is None:
+            return {}
+        return self.settings.credentials(spec.role_arn, function)
 
     def invoke_async(self, function: str, event: Any) -> None:
         thread = threading.Thread(
@@ -495,6 +516,12 @@ class Gateway:
     async def _disconnect(
         self, client: ClientConnection, code: int, reason: str, headers: Headers
     ) -> None:
+        if self._drops.random() < self.settings.drop_disconnect:
+            log.info(
+                "dropped $disconnect of %s (best effort, as in API Gateway)", client.connection_id
+            )
+            self.dropped_disconnects.append(client.connection_id)
+            return
         context = self._base_context(client.connection_id, "$disconnect", "DISCONNECT", headers)
         context["connectedAt"] = int(client.connected_at * 1000)
         context["disconnectStatusCode"] = code

@@ -11,6 +11,9 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "host", "content-length"}
+# The Host header goes upstream unchanged: it is part of the SigV4 signature, which the
+# moto launcher verifies under IAM enforcement.
+_REQUEST_HOP_BY_HOP = HOP_BY_HOP - {"host"}
 
 
 def relay(
@@ -19,7 +22,7 @@ def relay(
     """Send ``request`` (method, path, headers, body) upstream; its status, body and headers."""
     target = urllib.parse.urlsplit(upstream_url)
     connection = http.client.HTTPConnection(target.hostname, target.port, timeout=timeout)
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _REQUEST_HOP_BY_HOP}
     try:
         connection.request(request.command, request.path, body=body or None, headers=headers)
         response = connection.getresponse()

@@ -66,6 +66,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_STACK_DIR = REPO_ROOT / "tests" / "test_stack"
 TEST_STACK_NAME = "plldb-test-stack"
 STATE_FILE = "state.json"
+DEVELOPER_USER = "plldb-developer"
+DEVELOPER_POLICY = REPO_ROOT / "docs" / "iam" / "plldb-developer-policy.json"
 READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
 WATCH_INTERVAL_S = 0.5
@@ -84,6 +86,15 @@ class LocalCloudSettings:
     app_dir: Path | None = TEST_STACK_DIR  # None: no app deployed
     app_stack_name: str = TEST_STACK_NAME
     max_containers: int = 8  # execution environments per function
+    # IAM enforced once the stacks are deployed: plldb runs as the IAM user DEVELOPER_USER
+    # with docs/iam/plldb-developer-policy.json, every function with its execution role.
+    enforce_iam: bool = True
+    # Lifetime cap of every sts:AssumeRole's credentials (plldb's debugger role): None, AWS's
+    # default; a few seconds make refresh paths run in a test.
+    session_seconds: float | None = None
+    # Share of $disconnect events the gateway loses (0: none, 1: all), seeded by drop_seed.
+    drop_disconnect: float = 0.0
+    drop_seed: int | None = None
     # Stop everything when the process that started it dies, even by SIGKILL (Python API);
     # the command line's `start` exits at once by design, so it does not set this.
     watch_owner: bool = True
@@ -119,7 +130,8 @@ class LocalCloud:
         self.processes: list[ProcessRecord] = []
         self._popens: list[subprocess.Popen] = []
         self._watcher: subprocess.Popen | None = None
-        self.environment: dict[str, str] = {}
+        self.environment: dict[str, str] = {}  # plldb's: the developer user's credentials
+        self.harness_environment: dict[str, str] = {}  # the account administrator's
         self.urls: dict[str, str] = {}
         self.helper_outputs: dict[str, str] = {}
         self.functions: dict[str, str] = {}  # app logical id -> physical function name
@@ -180,6 +192,13 @@ class LocalCloud:
                 str(http_port),
                 "--max-lifetime",
                 str(self.settings.max_lifetime),
+                "--drop-disconnect",
+                str(self.settings.drop_disconnect),
+                *(
+                    ["--drop-seed", str(self.settings.drop_seed)]
+                    if self.settings.drop_seed is not None
+                    else []
+                ),
             ],
         )
         if self.settings.app_dir is not None:
@@ -207,11 +226,12 @@ class LocalCloud:
         )
         self._wait_ready(gateway)
         self.urls["lambda"] = self._wait_ready(front)["url"]
-        self.environment = {
-            **FAKE_CREDENTIALS,
-            "AWS_ENDPOINT_URL": moto.url,
-            "AWS_ENDPOINT_URL_LAMBDA": self.urls["lambda"],
-        }
+        endpoints = {"AWS_ENDPOINT_URL": moto.url, "AWS_ENDPOINT_URL_LAMBDA": self.urls["lambda"]}
+        self.harness_environment = {**FAKE_CREDENTIALS, **endpoints}
+        self.environment = self.harness_environment
+        if self.settings.enforce_iam:
+            self.environment = {**developer_credentials(ctx), **endpoints}
+            moto.enforce_iam(max_session_seconds=self.settings.session_seconds)
 
     def stop(self) -> list[str]:
         """End every started process (and its children) by PID; remove temporary folders."""
@@ -260,14 +280,18 @@ class LocalCloud:
 
     @contextmanager
     def environ(self) -> Iterator[dict[str, str]]:
-        """This process's os.environ pointed at the local cloud for the ``with`` block."""
+        """This process's os.environ pointed at the local cloud for the ``with`` block.
+
+        With the harness's credentials: the account's administrator, who inspects and
+        changes what plldb (:attr:`environment`) may not.
+        """
         names = [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL") or n == "AWS_PROFILE"]
-        saved = {n: os.environ.get(n) for n in [*names, *self.environment]}
+        saved = {n: os.environ.get(n) for n in [*names, *self.harness_environment]}
         for name in names:
             del os.environ[name]
-        os.environ.update(self.environment)
+        os.environ.update(self.harness_environment)
         try:
-            yield self.environment
+            yield self.harness_environment
         finally:
             for name, value in saved.items():
                 if value is None:
@@ -351,6 +375,24 @@ class LocalCloud:
                 raise LocalCloudError(f"{name} exited with {popen.returncode}:\n{log_text}")
             time.sleep(0.05)
         raise LocalCloudError(f"{name} not ready after {READY_TIMEOUT_S:.0f}s")
+
+
+def developer_credentials(ctx: AwsContext) -> dict[str, str]:
+    """The IAM user plldb runs as: exactly the policy users attach (docs/iam/), a fresh key."""
+    iam = ctx.client("iam")
+    iam.create_user(UserName=DEVELOPER_USER)
+    iam.put_user_policy(
+        UserName=DEVELOPER_USER,
+        PolicyName="plldb-developer",
+        PolicyDocument=DEVELOPER_POLICY.read_text(),
+    )
+    key = iam.create_access_key(UserName=DEVELOPER_USER)["AccessKey"]
+    return {
+        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }
 
 
 class _EndpointSession(boto3.Session):

@@ -2,7 +2,7 @@
 
 A thin adapter over :mod:`tests.harness.gateway`: instead of the emulator's defaults, its
 settings (tables, layer ARN, bucket, stage, API id, grace period, debug timeout, and which
-handler each helper function runs with which timeout and memory) are read from the
+handler each helper function runs with which timeout, memory and execution role) are read from the
 ``plldb`` stack's functions as moto holds them, i.e. as the template defined them. So a
 change to plldb/infra/template.yaml reaches the emulated helper Lambdas.
 
@@ -24,6 +24,7 @@ import boto3
 
 from plldb import protocol
 from tests.harness import gateway
+from tests.harness.localcloud_credentials import RoleCredentials
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def settings_from_stack(moto_url: str, ws_port: int, http_port: int) -> gateway.
                 f"{name}: the gateway emulator runs `<module>.handler`, not {config['Handler']}"
             )
         functions[name] = gateway.HelperFunction(
-            module, int(config["Timeout"]), int(config["MemorySize"])
+            module, int(config["Timeout"]), int(config["MemorySize"]), config["Role"]
         )
     env = {k: str(v) for k, v in configs[gateway.MANAGER]["Environment"]["Variables"].items()}
     management = urllib.parse.urlsplit(env[protocol.ENV_MANAGEMENT_URL])
@@ -78,6 +79,7 @@ def settings_from_stack(moto_url: str, ws_port: int, http_port: int) -> gateway.
         grace_seconds=float(env[protocol.ENV_GRACE_SECONDS]),
         default_timeout=int(env[protocol.ENV_DEFAULT_TIMEOUT]),
         functions=functions,
+        credentials=RoleCredentials(moto_url).environment,
     )
 
 
@@ -92,13 +94,27 @@ def main(argv: list[str] | None = None) -> int:
         default=float(protocol.CONNECTION_LIFETIME_SECONDS),
         help="seconds before a connection is closed (API Gateway: 2 hours)",
     )
+    parser.add_argument(
+        "--drop-disconnect",
+        type=float,
+        default=0.0,
+        help="share of $disconnect events to lose (0: none, 1: all)",
+    )
+    parser.add_argument("--drop-seed", type=int, help="seed of the drops (default: random)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     settings = settings_from_stack(args.moto_url, args.ws_port, args.http_port)
-    emulator = gateway.Gateway(dataclasses.replace(settings, max_lifetime=args.max_lifetime))
+    emulator = gateway.Gateway(
+        dataclasses.replace(
+            settings,
+            max_lifetime=args.max_lifetime,
+            drop_disconnect=args.drop_disconnect,
+            drop_seed=args.drop_seed,
+        )
+    )
     emulator.start()
     print(
         json.dumps(

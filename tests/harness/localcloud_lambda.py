@@ -58,6 +58,7 @@ from tests.harness import container as containers
 from tests.harness import runtime_api
 from tests.harness.gateway import function_name
 from tests.harness.http_relay import BusyHTTPServer, relay
+from tests.harness.localcloud_credentials import RoleCredentials
 from tests.harness.localcloud_stacks import ContentStore
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
 
@@ -89,6 +90,7 @@ class FunctionSpec:
     environment: tuple[tuple[str, str], ...]
     timeout: int
     memory: int
+    role: str  # the execution role, whose credentials the environment gets
 
 
 class Slot:
@@ -220,12 +222,13 @@ class Invoker:
         self._store = store
         self._work_dir = work_dir
         self._max_containers = max_containers
-        # What a function's code reaches as "AWS": moto, and this endpoint for Lambda.
+        # What a function's code reaches as "AWS": moto, and this endpoint for Lambda; each
+        # execution environment adds its role's credentials (as Lambda does).
         self._extra_env = {
-            **FAKE_CREDENTIALS,
             "AWS_ENDPOINT_URL": moto_url,
             "AWS_ENDPOINT_URL_LAMBDA": lambda_url,
         }
+        self._role_credentials = RoleCredentials(moto_url)
         self._pools: dict[str, FunctionPool] = {}
         self._layer_shas: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -253,6 +256,7 @@ class Invoker:
             environment=tuple(sorted((k, str(v)) for k, v in variables.items())),
             timeout=int(config.get("Timeout") or 3),
             memory=int(config.get("MemorySize") or 128),
+            role=config["Role"],
         )
 
     def _layer_sha(self, arn: str) -> str:
@@ -279,7 +283,14 @@ class Invoker:
         workdir.mkdir(parents=True)
         layers = [self._store.get(sha) for sha in spec.layer_sha256s]
         log.info("cold start of %s (%s)", spec.name, workdir.name)
-        return Slot(spec, self._code_dir(spec.code_sha256), layers, workdir, self._extra_env)
+        credentials = self._role_credentials.environment(spec.role, spec.name)
+        return Slot(
+            spec,
+            self._code_dir(spec.code_sha256),
+            layers,
+            workdir,
+            {**self._extra_env, **credentials},
+        )
 
     def _pool(self, spec: FunctionSpec) -> FunctionPool:
         with self._lock:

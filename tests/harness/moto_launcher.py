@@ -51,6 +51,7 @@ from moto.core.utils import utcnow
 from moto.dynamodb.responses import DynamoHandler
 from moto.iam import access_control
 from moto.iam.exceptions import NotFoundException
+from moto.iam.models import Role
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -206,6 +207,38 @@ def _signed_body(original: Callable[..., Any]) -> Callable[..., Any]:
     return create
 
 
+def _documents_as_text(original: Callable[..., None]) -> Callable[..., None]:
+    """IAMPolicy of an inline policy CloudFormation stored as a dict (moto keeps it so)."""
+
+    @functools.wraps(original)
+    def init(self: Any, policy: Any) -> None:
+        if isinstance(policy, dict) and "Statement" in policy:
+            policy = json.dumps(policy)
+        original(self, policy)
+
+    return init
+
+
+def _role_with_managed_policies(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A CloudFormation role gets its ``ManagedPolicyArns`` attached (moto ignores them)."""
+
+    def create(
+        cls: Any,
+        resource_name: str,
+        cloudformation_json: dict,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
+        role = original(resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        iam = access_control.iam_backends[account_id][role.partition]
+        for arn in cloudformation_json["Properties"].get("ManagedPolicyArns", []):
+            iam.attach_role_policy(arn, role.name)
+        return role
+
+    return classmethod(create)  # type: ignore[return-value]
+
+
 class ExpiredTokenFailure(access_control.CreateAccessKeyFailure):
     """Assumed-role credentials used after their Expiration."""
 
@@ -327,6 +360,11 @@ def patch_moto() -> None:
     statement._check_element_matches = _element_matches(statement._check_element_matches)  # type: ignore[method-assign]
     base = access_control.IAMRequestBase
     base._create_aws_request = _signed_body(base._create_aws_request)  # type: ignore[method-assign]
+    policy = access_control.IAMPolicy
+    policy.__init__ = _documents_as_text(policy.__init__)  # type: ignore[method-assign]
+    Role.create_from_cloudformation_json = _role_with_managed_policies(  # type: ignore[method-assign]
+        Role.create_from_cloudformation_json
+    )
     key = access_control.AssumedRoleAccessKey
     key.__init__ = _expiring(key.__init__)  # type: ignore[method-assign]
     for request, error in (
@@ -400,6 +438,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-p", "--port", type=int, required=True)
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
     os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto.server does: URLs it builds
+    # AWS managed policies exist (SAM roles attach AWSLambdaBasicExecutionRole).
+    os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
     patch_moto()
     install_call_recorder()
     app = DomainDispatcherApplication(create_backend_app)
