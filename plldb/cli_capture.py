@@ -112,7 +112,7 @@ def invoke_command(function: str, event: str | None, template: Path, credentials
     local = invoke.find_function(template, function)
     fields = invoke.InvocationFields(event=invoke.read_event(event))
     invoke.start_debugger(debugpy)
-    outcome, _ = invoke.run_invocation(local, fields, credentials, timeout or (900 if debugpy else None))
+    outcome, _ = invoke.run_invocation(local, fields, credentials, invoke.time_allowed(timeout, bool(debugpy)))
     click.echo(invoke.outcome_text(outcome))
     raise click.exceptions.Exit(0 if outcome.ok else 1)
 
@@ -192,27 +192,21 @@ def replay_command(capture_id: str | None, all_of: str | None, edit: bool, templ
                    timeout: int | None, use_debugpy: bool, debugpy_host: str, debugpy_port: int,
                    wait_for_client: bool) -> None:
     """Run a captured invocation again and show whether its outcome changed (exit 1 if so)."""
-    from plldb import capture, invoke, replay
+    from plldb import invoke, replay
 
     if bool(capture_id) == bool(all_of):
         raise click.UsageError("give a capture ID, or --all FUNCTION")
     debugpy = _debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client)
-    folder = capture.capture_dir(template)
     if edit and all_of:
         raise click.UsageError("--edit replays one capture: give its ID, not --all")
-    if capture_id:
-        records = [capture.find_record(folder, capture_id)]
-        if edit:
-            records = [_edited(records[0])]
-    else:
-        invoke.find_function(template, all_of or "")
-        records = capture.load_records(folder, all_of)
-        if not records:
-            raise capture.CaptureError(f"no captured invocation of {all_of} in {folder}: plldb attach captures them")
+    records = replay.chosen(template, capture_id, all_of)
+    if edit:
+        records = [_edited(records[0])]
     for name in sorted({name for record in records for name in replay.not_replayed(record)}):
         console.warn(f"{escape(name)} was not captured (secret): the handler gets your local value, if any")
     invoke.start_debugger(debugpy)
-    results = [replay.replay(r, template, credentials, timeout or (900 if debugpy else None)) for r in records]
+    allowed = invoke.time_allowed(timeout, bool(debugpy))
+    results = [replay.replay(r, template, credentials, allowed) for r in records]
     for result in results:
         _print_replayed(result)
     if all_of:

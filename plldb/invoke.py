@@ -130,6 +130,12 @@ def build_invocation(function: LocalFunction, fields: InvocationFields, credenti
     }
 
 
+def time_allowed(timeout: int | None, debugging: bool) -> int | None:
+    """--timeout, else 900 s under a debugger (time to look around at a breakpoint), else
+    None: the function's own (or, in a replay, the time it had left when captured)."""
+    return timeout or (DEBUGGER_TIMEOUT_SECONDS if debugging else None)
+
+
 def function_output_stderr(function: str, line: str) -> None:
     """The handler's output, on stderr: stdout carries only the result."""
     console.function_output(function, line, stderr=True)

@@ -37,6 +37,19 @@ class Replayed:
         return not self.difference
 
 
+def chosen(template: Path, capture_id: str | None, all_of: str | None) -> list[dict[str, Any]]:
+    """The capture ``capture_id``, or every capture of the function ``all_of`` (which must be
+    in the template, and have captures)."""
+    folder = capture.capture_dir(template)
+    if capture_id:
+        return [capture.find_record(folder, capture_id)]
+    find_function(template, all_of or "")
+    records = capture.load_records(folder, all_of)
+    if not records:
+        raise capture.CaptureError(f"no captured invocation of {all_of} in {folder}: plldb attach captures them")
+    return records
+
+
 def fields_of(record: dict[str, Any]) -> InvocationFields:
     """The invocation a capture describes."""
     context = record["context"]

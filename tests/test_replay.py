@@ -139,6 +139,11 @@ def test_replay_of_a_function_no_longer_in_the_template(shop: Path, captured: tu
     assert_error(plldb(["replay", "--all", "GoneFunction"], shop), "no function 'GoneFunction'")
 
 
+def test_replay_all_of_a_function_without_captures(shop: Path) -> None:
+    assert_error(plldb(["replay", "--all", "ShopFunction"], shop),
+                 f"no captured invocation of ShopFunction in {shop / '.plldb'}: plldb attach captures them")
+
+
 def test_replay_needs_an_id_or_all(shop: Path) -> None:
     result = plldb(["replay"], shop)
     assert result.returncode == 2 and "give a capture ID, or --all FUNCTION" in result.stderr
