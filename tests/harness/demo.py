@@ -183,7 +183,7 @@ Ready. plldb runs the test stack's handlers on this machine, under debugpy (port
 3. Trigger an invocation from another terminal, in {REPO_ROOT}:
    {invoke_command}
    The debugger stops at your breakpoint; continue, and the result prints there.
-   Any AWS tool works too with the local cloud's environment:
+   Any AWS tool works too with plldb's identity (IAM enforced: the developer policy):
    eval "$({shlex.quote(sys.executable)} -m tests.harness.localcloud env --state-dir {shlex.quote(str(state_dir))})"
 
 Ctrl-C here detaches (the functions are restored) and stops the local cloud.
@@ -198,14 +198,14 @@ def invoke_from_state(state_dir: Path, logical_id: str, event_text: str) -> int:
     if logical_id not in functions:
         say(f"unknown function {logical_id!r}; choose from {', '.join(functions)}")
         return 2
-    env = state["environment"]
+    env = state["harness_environment"]  # the caller is not plldb: any identity may invoke
     client = boto3.client(
         "lambda",
         endpoint_url=env["AWS_ENDPOINT_URL_LAMBDA"],
         region_name=REGION,
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=env["AWS_SESSION_TOKEN"],
+        aws_session_token=env.get("AWS_SESSION_TOKEN"),
         config=botocore.config.Config(read_timeout=900, retries={"max_attempts": 1}),
     )
     response = client.invoke(FunctionName=functions[logical_id], Payload=event_text.encode())

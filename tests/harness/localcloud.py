@@ -265,6 +265,7 @@ class LocalCloud:
     def state(self) -> dict[str, Any]:
         return {
             "environment": self.environment,
+            "harness_environment": self.harness_environment,
             "urls": self.urls,
             "processes": [p.as_dict() for p in self.processes],
             "temp_dirs": [str(self.work_dir)] if self.work_dir else [],
