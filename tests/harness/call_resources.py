@@ -92,7 +92,8 @@ def _lambda(handler: Any, _: str) -> list[Call]:
     operation = handler._get_action()
     action = f"lambda:{_LAMBDA_ACTIONS.get(operation, operation)}"
     path = urllib.parse.unquote(handler.path)
-    body = _json_body(handler) if handler.method in ("POST", "PUT") else {}
+    configures = operation in ("CreateFunction", "UpdateFunctionConfiguration")
+    body = _json_body(handler) if configures else {}  # (an Invoke's body is the event)
     context: dict[str, Any] = {}
     if "Layers" in body:
         context["lambda:Layer"] = list(body["Layers"])
@@ -100,7 +101,7 @@ def _lambda(handler: Any, _: str) -> list[Call]:
         name = match.group("name") if match else body["FunctionName"]
         qualifier = _url_query(handler).get("Qualifier", [None])[0]
         arn = _function_arn(handler, name, qualifier)
-        return [(action, arn, {**context, **_function_tags(handler, arn)})]
+        return [(action, arn, {**context, **_function_tags(handler, arn)}), *_implied(body)]
     if match := _LAMBDA_LAYER.search(path):
         name = match.group("name")
         arn = name if name.startswith("arn:") else _arn(handler, "lambda", f"layer:{name}")
@@ -116,6 +117,19 @@ def _lambda(handler: Any, _: str) -> list[Call]:
     ):
         return [(action, "*", context)]
     raise LookupError(f"no ARN derivation for {action} ({handler.method} {path})")
+
+
+def _implied(configuration: dict[str, Any]) -> list[Call]:
+    """What Lambda also authorises when a function is configured: the caller must be
+    allowed ``lambda:GetLayerVersion`` on every layer in the list it sends (the layers the
+    function already has included) and ``iam:PassRole`` on a role it sets."""
+    calls: list[Call] = [
+        ("lambda:GetLayerVersion", arn, {}) for arn in configuration.get("Layers", [])
+    ]
+    if "Role" in configuration:
+        passed = {"iam:PassedToService": "lambda.amazonaws.com"}
+        calls.append(("iam:PassRole", configuration["Role"], passed))
+    return calls
 
 
 def _function_arn(handler: Any, name: str, qualifier: str | None) -> str:
