@@ -109,7 +109,7 @@ def invoke_command(function: str, event: str | None, template: Path, credentials
     from plldb import invoke
 
     debugpy = _debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client)
-    local = invoke.find_function(template, function)
+    local = invoke.find_function(template, function, _warn)
     fields = invoke.InvocationFields(event=invoke.read_event(event))
     invoke.start_debugger(debugpy)
     outcome, _ = invoke.run_invocation(local, fields, credentials, invoke.time_allowed(timeout, bool(debugpy)))
@@ -212,6 +212,10 @@ def replay_command(capture_id: str | None, all_of: str | None, edit: bool, templ
     if all_of:
         console.info(replay.summary(results))
     raise click.exceptions.Exit(0 if all(r.same for r in results) else 1)
+
+
+def _warn(text: str) -> None:
+    console.warn(escape(text))
 
 
 def _edited(record: dict[str, Any]) -> dict[str, Any]:

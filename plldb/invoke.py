@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,11 +56,15 @@ class InvocationFields:
     environment: dict[str, str] = field(default_factory=dict)  # over the template's
 
 
-def find_function(template: Path, logical_id: str) -> LocalFunction:
-    """The function ``logical_id`` of ``template``, or an error listing the ones there are."""
+def find_function(template: Path, logical_id: str, warn: Callable[[str], None] | None = None) -> LocalFunction:
+    """The function ``logical_id`` of ``template``, or an error listing the ones there are;
+    ``warn`` gets what discovery warns about (as attach shows it: a build copy run, a Python
+    version other than the template's)."""
     discovery = discover(template)
     function = discovery.functions.get(logical_id)
     if function is not None:
+        for warning in discovery.warnings if warn else ():
+            warn(warning)
         return function
     why = discovery.skipped.get(logical_id)
     if why:

@@ -66,6 +66,19 @@ def test_invoke_runs_each_function_with_its_own_modules() -> None:
     assert body["utils"].startswith("echo-utils"), body
 
 
+def test_invoke_functions_generated_with_same_named_modules_and_a_built_template() -> None:
+    """Fn::ForEach functions whose folders all hold app.py; a template that only exists as
+    sam build output runs its build copies, and says so."""
+    foreach = TESTS / "fixtures" / "templates" / "foreach" / "template.yaml"
+    for function, answer in (("alphaFunction", "alpha"), ("betaFunction", "beta")):
+        result = plldb(["invoke", function, "--template", str(foreach)], TESTS)
+        assert (result.returncode, json.loads(result.stdout)) == (0, answer), result.stderr
+    built = TESTS / "fixtures" / "templates" / "built-only" / ".aws-sam" / "build" / "template.yaml"
+    result = plldb(["invoke", "HelloWorldFunction", "--template", str(built), "--event", '{"name": "Bo"}'], TESTS)
+    assert json.loads(result.stdout) == {"message": "hello Bo"}, result.stderr
+    assert "warning:" in result.stderr and "running the build copies" in result.stderr
+
+
 def test_invoke_event_file_context_and_output_on_stderr(shop: Path) -> None:
     (shop / "order.json").write_text('{"items": ["a", "b"]}')
     result = plldb(["invoke", "ShopFunction", "--event", "order.json"], shop,
