@@ -151,8 +151,11 @@ class Connection:
     async def send(self, message: dict[str, Any]) -> None:
         """Send now if connected, otherwise queue until the reconnect."""
         text = p.encode(message)
-        if len(text.encode()) > p.MESSAGE_LIMIT:
-            raise ValueError("message over the 128 KB WebSocket limit: offload its payload")
+        if len(text.encode()) > p.MESSAGE_SIZE:
+            raise ValueError(
+                f"message over {p.MESSAGE_SIZE} bytes (the 128 KB WebSocket quota less a "
+                "margin): offload its payload"
+            )
         ws = self._ws
         if ws is None:
             self._queue.append(text)

@@ -138,10 +138,17 @@ SECRET_ENV_VARS = frozenset(
 )
 
 # --- Limits (AWS) -------------------------------------------------------------------------
+# Each is sourced in docs/aws-limits.md. The quotas (``*_LIMIT``) are what AWS refuses above;
+# what plldb sends stays below them by a margin (``*_SIZE``), which also covers AWS's "KB"
+# meaning 1,000 rather than 1,024 bytes.
 
-FRAME_LIMIT = 32 * 1024
-MESSAGE_LIMIT = 128 * 1024
-INLINE_PAYLOAD_LIMIT = 96 * 1024  # above this an event/result travels through the bucket
+FRAME_LIMIT = 32 * 1024  # API Gateway WebSocket frame size quota
+MESSAGE_LIMIT = 128 * 1024  # API Gateway WebSocket message payload size quota
+FRAME_SIZE = 30 * 1024  # frames plldb sends
+MESSAGE_SIZE = 120 * 1024  # messages the local tool sends
+# Messages posted to a connection (@connections): the 32 KB frame quota applies to them too.
+POST_SIZE = 30 * 1024
+INLINE_PAYLOAD_LIMIT = 96 * 1024  # a result above this travels through the bucket
 ITEM_LIMIT = 400 * 1024
 MAX_PAYLOAD = 6 * 1024 * 1024
 ENV_LIMIT = 4 * 1024
@@ -231,11 +238,11 @@ def encode(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
-def fragments(text: str, limit: int = FRAME_LIMIT) -> list[str]:
+def fragments(text: str, limit: int = FRAME_SIZE) -> list[str]:
     """Split a message into pieces of at most ``limit`` UTF-8 bytes, never inside a character.
 
-    API Gateway refuses frames over 32 KB, so a message between 32 and 128 KB is sent as a
-    fragmented WebSocket message (``websocket.send(iterable)``).
+    API Gateway refuses frames over 32 KB, so a longer message is sent as a fragmented
+    WebSocket message (``websocket.send(iterable)``) of frames under that quota.
     """
     data = text.encode()
     pieces: list[str] = []

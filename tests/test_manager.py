@@ -477,3 +477,23 @@ def test_the_manager_may_read_every_layer_a_function_already_has() -> None:
         "ManagerRole", "lambda:GetLayerVersion", own.replace("us-east-1", "eu-west-1")
     )
     assert not _template_allows("ManagerRole", "lambda:PublishLayerVersion", own)
+
+
+def test_a_summary_too_large_for_one_post_arrives_without_its_reasons(gateway: Gateway) -> None:
+    """A post is held to the 32 KB frame quota: a big stack's summary drops the reasons
+    (each was posted with its own function) rather than the summary itself."""
+    session_id = put_session("no-such-stack")
+    with _connect(gateway, session_id) as ws:
+        _until(ws, _summary_done)  # the manager's own answer: the stack does not exist
+        connection = common.Connection(
+            get_session(session_id)[protocol.A_CONNECTION_ID]["S"], gateway.management_url
+        )
+        skipped = [{"function": f"function-{i:03}", "reason": "r" * 300} for i in range(200)]
+        summary = {"instrumented": [], "skipped": skipped, "failed": [], "warnings": []}
+        assert connection.post(protocol.progress_message("instrument", "done", done=True,
+                                                         summary=summary))
+        (received,) = _until(ws, _summary_done)
+    assert [s["function"] for s in received["summary"]["skipped"]] == [
+        s["function"] for s in skipped
+    ]
+    assert {s["reason"] for s in received["summary"]["skipped"]} == {""}

@@ -84,7 +84,16 @@ def test_server_messages():
 def test_fragments_rejoin_and_respect_the_frame_limit(text):
     pieces = p.fragments(text)
     assert "".join(pieces) == text
-    assert all(len(piece.encode()) <= p.FRAME_LIMIT for piece in pieces)
+    assert all(len(piece.encode()) <= p.FRAME_SIZE for piece in pieces)
+
+
+def test_what_plldb_sends_stays_below_the_aws_quotas_by_a_margin():
+    """The quotas are 32 KB frames and 128 KB messages (docs/aws-limits.md), "KB" possibly
+    meaning 1,000 bytes; a post to a connection is held to the frame quota."""
+    for size, quota, margin in ((p.FRAME_SIZE, 32_000, 1000), (p.POST_SIZE, 32_000, 1000),
+                                (p.MESSAGE_SIZE, 128_000, 4000)):
+        assert size <= quota - margin
+    assert p.INLINE_PAYLOAD_LIMIT <= p.MESSAGE_SIZE - 16 * 1024  # the envelope's room
 
 
 def test_ids_and_secrets():

@@ -162,9 +162,12 @@ class Connection:
         if self.gone:
             return False
         data = protocol.encode(message).encode()
-        if len(data) > protocol.MESSAGE_LIMIT:
+        if len(data) > protocol.POST_SIZE and "summary" in message:
+            data = protocol.encode({**message, "summary": names_only(message["summary"])}).encode()
+        if len(data) > protocol.POST_SIZE:
             log.error(
-                "not posting a %d byte %s message: over the limit", len(data), message.get("type")
+                "not posting a %d byte %s message: over the %d byte limit of a post",
+                len(data), message.get("type"), protocol.POST_SIZE,
             )
             return False
         api = client("apigatewaymanagementapi", endpoint_url=self.management_url)
@@ -212,6 +215,16 @@ def mark_disconnected(config: Config, session_id: str, connection_id: str) -> bo
             raise
         return False
     return True
+
+
+def names_only(summary: dict[str, Any]) -> dict[str, Any]:
+    """A summary too large for one post, without the reasons (each was posted on its own)."""
+    return {
+        key: [{**entry, "reason": ""} if isinstance(entry, dict) else entry for entry in value]
+        if isinstance(value, list)
+        else value
+        for key, value in summary.items()
+    }
 
 
 def invoke_manager(config: Config, payload: dict[str, Any]) -> None:

@@ -167,8 +167,9 @@ class Shim:
     def _message(self, invocation: Invocation) -> tuple[dict[str, Any], str | None, dict | None]:
         """The ``invocation`` message, plus the event as stored in the item (text or ref).
 
-        The event travels inline when it fits in one WebSocket message, else through the
-        bucket. The full environment (with the function's credentials) goes in the message
+        The event travels inline when the whole message fits in one post to the connection
+        (``POST_SIZE``: API Gateway's 32 KB frame quota applies to @connections), else
+        through the bucket. The full environment (with the function's credentials) goes in the message
         only: it reaches the local tool over the connection and is never stored.
         """
         try:
@@ -189,10 +190,7 @@ class Shim:
             "tenant_id": invocation.header(runner.H_TENANT_ID),
             "event": event,
         }
-        if (
-            len(invocation.body) <= protocol.INLINE_PAYLOAD_LIMIT
-            and len(protocol.encode(message).encode()) <= protocol.MESSAGE_LIMIT
-        ):
+        if len(protocol.encode(message).encode()) <= protocol.POST_SIZE:
             return message, event, None
         ref = self.cloud.put_payload(invocation.request_id, "event", invocation.body)
         del message["event"]
