@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,14 @@ def pytest_configure(config: pytest.Config) -> None:
         folder = tempfile.mkdtemp(prefix="plldb-calls-")
         os.environ[call_recorder.ENV_RECORD_DIR] = folder
     config.stash[_RECORDS] = Path(folder)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """When each test ran, so that the audit names the tests running at a violation."""
+    started = time.time()
+    yield
+    iam_audit.record_test(item.config.stash[_RECORDS], item.nodeid, started, time.time())
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

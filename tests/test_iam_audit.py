@@ -235,6 +235,7 @@ def _write(path: Path, *lines: dict[str, Any]) -> None:
 
 def _call(key: str, action: str, resource: str, policies: str | None = None) -> dict[str, Any]:
     return {
+        "time": 150.0,
         "type": "call",
         "key": key,
         "action": action,
@@ -286,6 +287,7 @@ def test_the_report_names_every_call_not_allowed_and_exempts_only_the_harness(
         {"type": "unmapped", "key": "K1", "request": "GET /x", "error": "LookupError('x')"},
         {"type": "unmapped", "key": "K3", "request": "GET /y", "error": "LookupError('y')"},
     )
+    iam_audit.record_test(tmp_path, "tests/test_x.py::test_y", 100.0, 200.0)
     report = iam_audit.audit(tmp_path, policy_file)
     found = {(v.principal, v.action, v.resource, v.reason) for v in report.violations}
     assert found == {
@@ -312,6 +314,7 @@ def test_the_report_names_every_call_not_allowed_and_exempts_only_the_harness(
     assert report.exempt == 1
     assert report.out_of_scope == {"arn:aws:iam::1:role/by-hand": 2}
     assert f"NOT ALLOWED {debugger_arn}: dynamodb:DeleteTable on {TABLE}" in report.text()
+    assert "(POST / at 00:02:30 UTC during tests/test_x.py::test_y)" in report.text()
 
 
 def test_refusals_a_test_provokes_on_purpose_are_set_aside(

@@ -20,6 +20,7 @@ tests/harness/iam_policy.py. Whose policies:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import functools
 import json
@@ -51,14 +52,16 @@ class Violation:
     reason: str
     request: str
     time: float = field(default=0.0, compare=False)  # first seen (epoch seconds)
+    tests: tuple[str, ...] = field(default=(), compare=False)  # running at that time
 
     def __str__(self) -> str:
         when = datetime.datetime.fromtimestamp(self.time, datetime.timezone.utc).strftime(
             "%H:%M:%S"
         )
+        during = f" during {', '.join(self.tests)}" if self.tests else ""
         return (
             f"{self.principal}: {self.action} on {self.resource}: {self.reason} "
-            f"({self.request} at {when} UTC)"
+            f"({self.request} at {when} UTC{during})"
         )
 
 
@@ -132,7 +135,26 @@ def audit(directory: Path, developer_policy: Path = DEVELOPER_POLICY) -> Report:
         for line in path.read_text().splitlines()
     ]
     report.set_aside(expectations)
+    tests = [
+        json.loads(line)
+        for path in sorted(directory.glob("tests-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    report.violations = [
+        dataclasses.replace(v, tests=_running(tests, v.time)) for v in report.violations
+    ]
     return report
+
+
+def record_test(directory: Path, nodeid: str, start: float, end: float) -> None:
+    """Note when a test ran (the test process calls it), to name it next to a violation."""
+    line = {"test": nodeid, "start": start, "end": end}
+    with (directory / f"tests-{os.getpid()}.jsonl").open("a") as out:
+        out.write(json.dumps(line) + "\n")
+
+
+def _running(tests: list[dict[str, Any]], when: float) -> tuple[str, ...]:
+    return tuple(t["test"] for t in tests if t["start"] <= when <= t["end"])
 
 
 def expect_refusal(action: str, principal: str, resource: str = "*", *, why: str) -> None:
