@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import os
 import subprocess
 import sys
@@ -303,3 +305,33 @@ def test_test_stack_builds_without_docker(tmp_path: Path) -> None:
         assert sorted(p.name for p in (build / function).glob("*.py")) == ["app.py", "utils.py"]
     samconfig = (TEST_STACK / "samconfig.toml").read_text()
     assert 'stack_name = "plldb-test-stack"' in samconfig
+
+
+DEVELOPER_POLICY = (
+    Path(__file__).resolve().parents[1] / "docs" / "iam" / "plldb-developer-policy.json"
+)
+
+
+def _sub(value: Any, region: str) -> str:
+    """A ``!Sub`` of the template for stack ``plldb`` in ``region``."""
+    text = value["Fn::Sub"] if isinstance(value, dict) else value
+    return text.replace("${AWS::Region}", region).replace(
+        "${AWS::StackName}", protocol.HELPER_STACK_NAME
+    )
+
+
+def test_the_developer_policy_names_what_the_template_creates(template: dict) -> None:
+    """docs/iam/plldb-developer-policy.json keeps up with the role and function names."""
+    statements = {s["Sid"]: s for s in json.loads(DEVELOPER_POLICY.read_text())["Statement"]}
+    assert set(statements) == {"AssumeDebuggerRole", "ReadStacks", "StartManager"}
+    resources = template["Resources"]
+    for region in ("us-east-1", "eu-west-3"):
+        role = _sub(resources["DebuggerRole"]["Properties"]["RoleName"], region)
+        pattern = statements["AssumeDebuggerRole"]["Resource"].split(":role/")[1]
+        assert fnmatch.fnmatchcase(role, pattern), (role, pattern)
+    manager = _sub(resources["ManagerFunction"]["Properties"]["FunctionName"], "us-east-1")
+    assert statements["StartManager"]["Resource"].endswith(f":function:{manager}")
+    assert statements["ReadStacks"]["Action"] == [
+        "cloudformation:DescribeStacks",
+        "cloudformation:ListStackResources",
+    ]
