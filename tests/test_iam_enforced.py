@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import boto3
+import botocore.config
 import botocore.exceptions
 import pytest
 
@@ -26,10 +27,11 @@ from tests.harness.iam_audit import expect_refusal
 from tests.harness.localcloud import (
     DEVELOPER_POLICY,
     DEVELOPER_USER,
+    TEST_STACK_DIR,
     LocalCloud,
     LocalCloudSettings,
 )
-from tests.harness.localcloud_attach import plldb_command
+from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess, plldb_command
 from tests.harness.moto_server import REGION, MotoServer
 
 pytestmark = pytest.mark.e2e
@@ -171,3 +173,32 @@ def _manager_rights(cloud: LocalCloud, helper: str) -> list[str]:
 def test_only_the_manager_role_scans_and_reads_functions(cloud: LocalCloud) -> None:
     assert _manager_rights(cloud, "manager") == ["scan sessions", "read a function"]
     assert _manager_rights(cloud, "connect") == []
+
+
+def test_a_session_outlives_its_debugger_role_credentials(cloud: LocalCloud) -> None:
+    """plldb's role credentials expire every few seconds here; it refreshes them."""
+    lam = boto3.client(
+        "lambda",
+        endpoint_url=cloud.urls["lambda"],
+        region_name=REGION,
+        aws_access_key_id=cloud.harness_environment["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=cloud.harness_environment["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=cloud.harness_environment["AWS_SESSION_TOKEN"],
+        config=botocore.config.Config(read_timeout=120, retries={"max_attempts": 1}),
+    )
+    attach = PlldbProcess(["attach"], TEST_STACK_DIR, cloud.environment)
+    try:
+        attach.wait_for(ATTACHED_MARKER)
+        started, answered = time.monotonic(), []
+        while time.monotonic() - started < 3 * SESSION_SECONDS or len(answered) < 2:
+            n = len(answered)
+            response = lam.invoke(
+                FunctionName=cloud.functions["EchoFunction"], Payload=json.dumps({"n": n})
+            )
+            assert response.get("FunctionError") is None, response["Payload"].read()
+            answered.append(json.loads(response["Payload"].read())["echo"])
+        assert answered == [{"n": n} for n in range(len(answered))]
+        assert attach.interrupt() == 0, attach.text()
+        assert "detached: 2 function(s) restored" in attach.text()
+    finally:
+        attach.kill()
