@@ -62,6 +62,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if report.violations:
         folder = terminalreporter.config.stash[_RECORDS]
         terminalreporter.write_line(f"records kept in {folder} (python -m tests.harness.iam_audit)")
+        terminalreporter.write_line(
+            "the run fails: AWS would refuse these calls (fix the policy or the call; a test "
+            "that provokes a refusal declares it with iam_audit.expect_refusal)",
+            red=True,
+        )
 
 
 @pytest.fixture(scope="session")
