@@ -176,7 +176,11 @@ def test_only_the_manager_role_scans_and_reads_functions(cloud: LocalCloud) -> N
 
 
 def test_a_session_outlives_its_debugger_role_credentials(cloud: LocalCloud) -> None:
-    """plldb's role credentials expire every few seconds here; it refreshes them."""
+    """plldb's role credentials expire every few seconds here; it refreshes them.
+
+    Events and results this large travel through the payload bucket, which plldb reads and
+    writes with the debugger role's credentials.
+    """
     lam = boto3.client(
         "lambda",
         endpoint_url=cloud.urls["lambda"],
@@ -191,13 +195,13 @@ def test_a_session_outlives_its_debugger_role_credentials(cloud: LocalCloud) -> 
         attach.wait_for(ATTACHED_MARKER)
         started, answered = time.monotonic(), []
         while time.monotonic() - started < 3 * SESSION_SECONDS or len(answered) < 2:
-            n = len(answered)
+            event = {"n": len(answered), "pad": "x" * (protocol.INLINE_PAYLOAD_LIMIT + 1)}
             response = lam.invoke(
-                FunctionName=cloud.functions["EchoFunction"], Payload=json.dumps({"n": n})
+                FunctionName=cloud.functions["EchoFunction"], Payload=json.dumps(event)
             )
             assert response.get("FunctionError") is None, response["Payload"].read()
-            answered.append(json.loads(response["Payload"].read())["echo"])
-        assert answered == [{"n": n} for n in range(len(answered))]
+            answered.append(json.loads(response["Payload"].read())["echo"]["n"])
+        assert answered == list(range(len(answered)))
         assert attach.interrupt() == 0, attach.text()
         assert "detached: 2 function(s) restored" in attach.text()
     finally:
