@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from plldb import protocol
+from tests.harness import gateway_environ
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import get_session, put_session, scan, wait_until
 from tests.harness.moto_server import MotoServer
@@ -263,3 +267,36 @@ def test_standalone_process(aws: MotoServer) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0
+
+
+def test_each_invocation_thread_sees_its_own_credentials() -> None:
+    """The overlay gives a helper's thread (and threads it starts) its role's variables."""
+    gateway_environ.install()
+    seen: dict[str, str | None] = {}
+    before = os.environ.get("AWS_ACCESS_KEY_ID")
+
+    def child(name: str) -> None:
+        seen[name] = os.environ.get("AWS_ACCESS_KEY_ID")
+
+    def invocation(key: str) -> None:
+        with gateway_environ.overlay({"AWS_ACCESS_KEY_ID": key}):
+            seen[key] = os.environ["AWS_ACCESS_KEY_ID"]
+            assert dict(os.environ)["AWS_ACCESS_KEY_ID"] == key  # botocore copies it too
+            with ThreadPoolExecutor(max_workers=1) as pool:  # as the manager fans out
+                pool.submit(child, f"{key}-worker").result()
+        seen[f"{key}-after"] = os.environ.get("AWS_ACCESS_KEY_ID")
+
+    threads = [threading.Thread(target=invocation, args=(key,)) for key in ("AKIA1", "AKIA2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert seen == {
+        "AKIA1": "AKIA1",
+        "AKIA1-worker": "AKIA1",
+        "AKIA1-after": before,
+        "AKIA2": "AKIA2",
+        "AKIA2-worker": "AKIA2",
+        "AKIA2-after": before,
+    }
+    assert os.environ.get("AWS_ACCESS_KEY_ID") == before  # other threads never see them
