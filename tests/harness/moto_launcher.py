@@ -59,6 +59,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from moto.s3.exceptions import S3ClientError
 from moto.sts.models import STSBackend, sts_backends
+from moto.utilities.utils import get_partition
 from werkzeug.serving import run_simple
 from werkzeug.wrappers import Request, Response
 
@@ -239,6 +240,28 @@ def _role_with_managed_policies(original: Callable[..., Any]) -> Callable[..., A
     return classmethod(create)  # type: ignore[return-value]
 
 
+def _role_deleted_without_managed_policies(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Deleting a stack detaches its roles' managed policies first, as CloudFormation does
+    (moto would refuse the role: DeleteConflict, "must detach all policies first")."""
+
+    def delete(
+        cls: Any,
+        resource_name: str,
+        cloudformation_json: dict,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
+        iam = access_control.iam_backends[account_id][get_partition(region_name)]
+        for role in list(iam.roles.values()):
+            if role.name == resource_name:
+                for arn in list(role.managed_policies):
+                    iam.detach_role_policy(arn, role.name)
+        return original(resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+    return classmethod(delete)  # type: ignore[return-value]
+
+
 class ExpiredTokenFailure(access_control.CreateAccessKeyFailure):
     """Assumed-role credentials used after their Expiration."""
 
@@ -364,6 +387,9 @@ def patch_moto() -> None:
     policy.__init__ = _documents_as_text(policy.__init__)  # type: ignore[method-assign]
     Role.create_from_cloudformation_json = _role_with_managed_policies(  # type: ignore[method-assign]
         Role.create_from_cloudformation_json
+    )
+    Role.delete_from_cloudformation_json = _role_deleted_without_managed_policies(  # type: ignore[method-assign]
+        Role.delete_from_cloudformation_json
     )
     key = access_control.AssumedRoleAccessKey
     key.__init__ = _expiring(key.__init__)  # type: ignore[method-assign]
