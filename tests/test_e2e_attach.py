@@ -24,6 +24,7 @@ import pytest
 
 from plldb import protocol
 from plldb.debuggers import MAIN_THREAD_NAME
+from tests.harness.iam_audit import expect_refusal
 from tests.harness.localcloud import TEST_STACK_DIR, TEST_STACK_NAME, LocalCloud, LocalCloudSettings
 from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
 from tests.harness.localcloud_dap import DapClient
@@ -285,6 +286,12 @@ def break_in_hello(lam: Any, cloud: LocalCloud, debugger: DapClient, app: Path) 
     threading.Thread(  # never answered in time: plldb detaches while it is paused
         target=invoke, args=(lam, cloud, HELLO, {"name": "paused"}), daemon=True
     ).start()
+    expect_refusal(  # the call audit: as in AWS, detach took the shim's rights mid-invocation
+        "dynamodb:*",
+        f"*:role/{TEST_STACK_NAME}-{HELLO}Role-*",
+        why="the paused invocation outlives its session: its shim's calls after detach removed "
+        "PLLDBShimAccess are refused",
+    )
     stopped = debugger.wait_event("stopped", timeout=60)
     assert stopped["reason"] == "breakpoint"
     return stopped

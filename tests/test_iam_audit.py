@@ -332,11 +332,13 @@ def test_refusals_a_test_provokes_on_purpose_are_set_aside(
             "logical_id": "FunctionRole",
         },
         {"type": "policies", "digest": "none", "documents": []},
-        _call("K", "dynamodb:GetItem", TABLE, "none"),
-        _call("K", "dynamodb:PutItem", TABLE, "none"),
+        _call("K", "dynamodb:GetItem", TABLE, "none"),  # at 150: while test_y ran
+        {**_call("K", "dynamodb:PutItem", TABLE, "none"), "time": 160.0},  # after it
     )
     monkeypatch.setenv(call_recorder.ENV_RECORD_DIR, str(tmp_path))
-    iam_audit.expect_refusal("dynamodb:GetItem", "*:role/app-*", why="policy not there yet")
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "tests/test_x.py::test_y (call)")
+    iam_audit.expect_refusal("dynamodb:*", "*:role/app-*", why="policy not there yet")
+    iam_audit.record_test(tmp_path, "tests/test_x.py::test_y", 100.0, 151.0)
     report = iam_audit.audit(tmp_path)
     assert [(v.action, v.principal) for v in report.expected] == [("dynamodb:GetItem", role)]
     assert [(v.action, v.principal) for v in report.violations] == [("dynamodb:PutItem", role)]

@@ -129,21 +129,20 @@ def audit(directory: Path, developer_policy: Path = DEVELOPER_POLICY) -> Report:
     """Check every record file in ``directory``."""
     report = Report()
     _audit_records(load(*sorted(directory.glob("calls-*.jsonl"))), developer_policy, report)
-    expectations = [
-        json.loads(line)
-        for path in sorted(directory.glob("expected-*.jsonl"))
-        for line in path.read_text().splitlines()
-    ]
-    report.set_aside(expectations)
-    tests = [
-        json.loads(line)
-        for path in sorted(directory.glob("tests-*.jsonl"))
-        for line in path.read_text().splitlines()
-    ]
+    tests = _lines(directory, "tests-*.jsonl")
     report.violations = [
         dataclasses.replace(v, tests=_running(tests, v.time)) for v in report.violations
     ]
+    report.set_aside(_lines(directory, "expected-*.jsonl"))
     return report
+
+
+def _lines(directory: Path, pattern: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for path in sorted(directory.glob(pattern))
+        for line in path.read_text().splitlines()
+    ]
 
 
 def record_test(directory: Path, nodeid: str, start: float, end: float) -> None:
@@ -161,17 +160,20 @@ def expect_refusal(action: str, principal: str, resource: str = "*", *, why: str
     """Declare calls a test makes on purpose although they are not allowed.
 
     For tests that provoke a refusal (e.g. a function role used before the manager's policy
-    reaches it): matching violations (``*``/``?`` wildcards) are listed as provoked, not
-    failures. ``why`` is required so that the record says what the test exercises.
+    reaches it): matching violations (``*``/``?`` wildcards) first made while the declaring
+    test ran are listed as provoked, not failures. ``why`` says what the test exercises.
     """
     folder = Path(os.environ[ENV_RECORD_DIR])
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]  # pytest sets it
     line = {"action": action, "principal": principal, "resource": resource, "why": why}
+    line["test"] = test
     with (folder / f"expected-{os.getpid()}.jsonl").open("a") as out:
         out.write(json.dumps(line) + "\n")
 
 
 def _expected(expectation: dict[str, str], violation: Violation) -> bool:
-    return all(
+    """The violation matches the patterns and happened during the declaring test."""
+    return (not expectation.get("test") or expectation["test"] in violation.tests) and all(
         iam_policy.wildcard(expectation[name], getattr(violation, name))
         for name in ("action", "principal", "resource")
     )
