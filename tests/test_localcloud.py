@@ -18,13 +18,16 @@ import pytest
 from plldb import __version__, protocol
 from plldb.aws import AwsContext
 from plldb.helper_stack import find_helper_stack
+from tests.harness.gateway_setup import wait_until
 from tests.harness.localcloud import (
     REPO_ROOT,
     STATE_FILE,
+    TEST_STACK_DIR,
     TEST_STACK_NAME,
     LocalCloud,
     LocalCloudSettings,
 )
+from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
 from tests.harness.moto_server import REGION
 
 HELLO, ECHO = "HelloFunction", "EchoFunction"
@@ -244,3 +247,20 @@ def test_a_killed_owner_leaves_nothing_behind() -> None:
         time.sleep(0.2)
     assert not [p for p in started["pids"] if psutil.pid_exists(p)]
     assert not [f for f in started["folders"] if Path(f).exists()]
+
+
+def test_a_cloud_that_drops_every_disconnect_leaves_the_session_as_it_was() -> None:
+    """LocalCloudSettings.drop_disconnect reaches the gateway: a killed plldb's session stays
+    ACTIVE, as after a $disconnect API Gateway lost (only server-side sweeps can end it)."""
+    with LocalCloud(LocalCloudSettings(drop_disconnect=1.0, max_containers=1)) as cloud:
+        attach = PlldbProcess(["attach"], TEST_STACK_DIR, cloud.environment)
+        try:
+            attach.wait_for(ATTACHED_MARKER)
+        finally:
+            attach.kill()
+        log = cloud.state_dir / "logs" / "gateway.log"
+        wait_until(lambda: "dropped $disconnect" in log.read_text())
+        with cloud.environ():
+            items = boto3.client("dynamodb").scan(TableName=protocol.SESSIONS_TABLE)["Items"]
+        sessions = [i for i in items if i[protocol.A_KIND]["S"] == protocol.KIND_SESSION]
+        assert [s[protocol.A_STATUS]["S"] for s in sessions] == [protocol.ACTIVE]
