@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -28,6 +29,9 @@ from tests.harness.localcloud import (
     LocalCloudSettings,
 )
 from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
+from tests.harness.localcloud_credentials import REFRESH_MARGIN_S
+from tests.harness.localcloud_lambda import Invoker
+from tests.harness.localcloud_stacks import ContentStore
 from tests.harness.moto_server import REGION
 
 HELLO, ECHO = "HelloFunction", "EchoFunction"
@@ -264,3 +268,31 @@ def test_a_cloud_that_drops_every_disconnect_leaves_the_session_as_it_was() -> N
             items = boto3.client("dynamodb").scan(TableName=protocol.SESSIONS_TABLE)["Items"]
         sessions = [i for i in items if i[protocol.A_KIND]["S"] == protocol.KIND_SESSION]
         assert [s[protocol.A_STATUS]["S"] for s in sessions] == [protocol.ACTIVE]
+
+
+def test_a_warm_environment_is_retired_before_its_credentials_expire(
+    cloud: LocalCloud, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert cloud.work_dir is not None
+    lifetime = int(REFRESH_MARGIN_S) + 2  # stale for new invocations 2 s after it is issued
+    invoker = Invoker(
+        cloud.urls["moto"],
+        cloud.urls["lambda"],
+        ContentStore(cloud.work_dir / "content"),
+        tmp_path,
+        max_containers=1,
+        role_session_seconds=lifetime,
+    )
+    caplog.set_level(logging.INFO, logger="tests.harness.localcloud_lambda")
+    try:
+        issued = time.time()
+        name = cloud.functions[ECHO]
+        assert json.loads(invoker.invoke(name, b'{"n": 1}').body)["echo"] == {"n": 1}
+        while time.time() < issued + lifetime - REFRESH_MARGIN_S:  # bounded: 2 s
+            time.sleep(0.1)
+        assert json.loads(invoker.invoke(name, b'{"n": 2}').body)["echo"] == {"n": 2}
+    finally:
+        invoker.stop()
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum(m.startswith("cold start of") for m in messages) == 2
+    assert any(m.startswith("retiring an environment") for m in messages)

@@ -31,14 +31,23 @@ class RoleCredentials:
 
     def environment(self, role_arn: str, function_name: str) -> dict[str, str]:
         """The credential variables of ``function_name`` running under ``role_arn``."""
+        return self.issue(role_arn, function_name)[1]
+
+    def issue(self, role_arn: str, function_name: str) -> tuple[float, dict[str, str]]:
+        """Expiry (epoch seconds) and credential variables, at least REFRESH_MARGIN_S left."""
         key = (role_arn, function_name)
         with self._lock:
             cached = self._cache.get(key)
-            if cached is not None and cached[0] - time.time() > REFRESH_MARGIN_S:
-                return cached[1]
+            if cached is not None and fresh(cached[0]):
+                return cached
             issued = self._moto.service_credentials(
                 role_arn, function_name[:64], self._session_seconds
             )
             expires = datetime.fromisoformat(issued.pop("Expiration")).timestamp()
             self._cache[key] = (expires, issued)
-            return issued
+            return expires, issued
+
+
+def fresh(expires: float) -> bool:
+    """Whether credentials expiring at ``expires`` may still be handed out."""
+    return expires - time.time() > REFRESH_MARGIN_S

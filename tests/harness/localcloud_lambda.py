@@ -58,7 +58,7 @@ from tests.harness import container as containers
 from tests.harness import runtime_api
 from tests.harness.gateway import function_name
 from tests.harness.http_relay import BusyHTTPServer, relay
-from tests.harness.localcloud_credentials import RoleCredentials
+from tests.harness.localcloud_credentials import SESSION_SECONDS, RoleCredentials, fresh
 from tests.harness.localcloud_stacks import ContentStore
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
 
@@ -103,8 +103,11 @@ class Slot:
         layer_zips: list[bytes],
         workdir: Path,
         extra_env: Mapping[str, str],
+        credentials_expire: float = float("inf"),
     ) -> None:
         self.workdir = workdir
+        self.credentials_expire = credentials_expire  # the role credentials it was given
+        self.warm = False  # has run an invocation
         self.emulator = runtime_api.RuntimeApiEmulator(
             function_name=spec.name, region=REGION, timeout_s=spec.timeout
         ).start()
@@ -179,6 +182,13 @@ class FunctionPool:
                 self._lock.notify()
             raise
 
+    def discard(self, slot: Slot) -> None:
+        """Stop an acquired environment instead of returning it (e.g. stale credentials)."""
+        with self._lock:
+            self._size -= 1
+            self._lock.notify()
+        slot.stop()
+
     def release(self, slot: Slot) -> None:
         with self._lock:
             if not self._retired:
@@ -215,6 +225,7 @@ class Invoker:
         store: ContentStore,
         work_dir: Path,
         max_containers: int = DEFAULT_MAX_CONTAINERS,
+        role_session_seconds: int = SESSION_SECONDS,
     ) -> None:
         session = boto3.Session(**_session_credentials(), region_name=REGION)
         config = botocore.config.Config(retries={"max_attempts": 3, "mode": "standard"})
@@ -228,7 +239,7 @@ class Invoker:
             "AWS_ENDPOINT_URL": moto_url,
             "AWS_ENDPOINT_URL_LAMBDA": lambda_url,
         }
-        self._role_credentials = RoleCredentials(moto_url)
+        self._role_credentials = RoleCredentials(moto_url, role_session_seconds)
         self._pools: dict[str, FunctionPool] = {}
         self._layer_shas: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -283,14 +294,30 @@ class Invoker:
         workdir.mkdir(parents=True)
         layers = [self._store.get(sha) for sha in spec.layer_sha256s]
         log.info("cold start of %s (%s)", spec.name, workdir.name)
-        credentials = self._role_credentials.environment(spec.role, spec.name)
+        expires, credentials = self._role_credentials.issue(spec.role, spec.name)
         return Slot(
             spec,
             self._code_dir(spec.code_sha256),
             layers,
             workdir,
             {**self._extra_env, **credentials},
+            credentials_expire=expires,
         )
+
+    def _acquire(self, pool: FunctionPool, wait_s: float) -> Slot:
+        """An environment whose role credentials outlast the invocation (else a new one).
+
+        Lambda never runs an invocation with credentials about to expire; a warm environment
+        whose credentials come within REFRESH_MARGIN_S of expiry is retired here (a new one
+        has just been given fresh ones).
+        """
+        while True:
+            slot = pool.acquire(wait_s)
+            if not slot.warm or fresh(slot.credentials_expire):
+                slot.warm = True
+                return slot
+            log.info("retiring an environment of %s: its role credentials expire", pool.spec.name)
+            pool.discard(slot)
 
     def _pool(self, spec: FunctionSpec) -> FunctionPool:
         with self._lock:
@@ -315,7 +342,7 @@ class Invoker:
             )
         pool = self._pool(spec)
         try:
-            slot = pool.acquire(wait_s=spec.timeout + INIT_WAIT_S)
+            slot = self._acquire(pool, wait_s=spec.timeout + INIT_WAIT_S)
         except InvalidEntrypoint as exc:
             body = json.dumps(
                 {
