@@ -45,12 +45,13 @@ from plldb.discovery import LocalFunction, collect_stack_resources, discover, ma
 from plldb.executor import Executor
 from plldb.helper_stack import HelperStack, find_helper_stack
 from plldb.payloads import PayloadStore
-from plldb.sessions import SessionStore
+from plldb.sessions import SessionLost, SessionStore
 
 log = logging.getLogger(__name__)
 
 ANSWER_CACHE = 1000  # answers kept to resend when the shim reposts after a reconnect
 DETACH_WAIT_SECONDS = 300
+RESTORE_POLL_SECONDS = 1.0
 GATE_POLL_SECONDS = 0.1
 BINARY_RESULT_ERROR = {
     "errorMessage": "the handler returned bytes that are not UTF-8 text; plldb carries JSON "
@@ -230,7 +231,10 @@ class Attachment:
         finished = asyncio.create_task(self.finished.wait())
         await asyncio.wait({runner, finished}, return_when=asyncio.FIRST_COMPLETED)
         if runner.done() and runner.exception():
-            raise runner.exception()  # type: ignore[misc]
+            failure = runner.exception()
+            if not (self.detaching and isinstance(failure, SessionLost)):
+                raise failure  # type: ignore[misc]
+            await self.await_restore_without_connection()
         await self.connection.close()
         runner.cancel()
         self.executor.shutdown()
@@ -261,6 +265,31 @@ class Attachment:
                 f"run `plldb detach --stack-name {self.options.stack_name}`"
             )
             self.finished.set()
+
+    async def await_restore_without_connection(self) -> None:
+        """The detach closed the session and the connection dropped before its confirmation.
+
+        The manager restores after closing the session, so its records of this session
+        disappear once the restore is done: wait (bounded) for that instead of a reply that
+        can no longer arrive.
+        """
+        console.info("the connection closed during the detach: waiting for the restore")
+        deadline = time.monotonic() + DETACH_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            records = await asyncio.to_thread(self.session_records)
+            if not records:
+                self.detached = {"restored": sorted(self.plan.functions), "failed": []}
+                return
+            await asyncio.sleep(RESTORE_POLL_SECONDS)
+        console.error(
+            f"the stack was not restored within {DETACH_WAIT_SECONDS}s: "
+            f"run `plldb detach --stack-name {self.options.stack_name}`"
+        )
+
+    def session_records(self) -> list[Any]:
+        """This session's instrumentation records that are still in the table."""
+        records = self.store.contents(self.options.stack_name)[1]
+        return [r for r in records if r.session_id == self.session_id]
 
     def report_detached(self) -> int:
         if not self.detached:
@@ -311,10 +340,14 @@ class Attachment:
             console.warn(text)
         elif status == "failed":
             console.error(text)
+        elif status == "warning":
+            console.warn(text)
         else:
             console.info(text)
         if message.get("done") and message["phase"] == "instrument":
             problem = instrumentation_problem(message)
+            if self.detaching:  # a reconnect's re-instrument, overtaken by Ctrl-C: moot
+                return
             if problem is None:
                 console.info("[bold]attached[/bold]: waiting for invocations (Ctrl-C to detach)")
                 return
@@ -371,8 +404,9 @@ class Attachment:
             text = body.decode()
         except UnicodeDecodeError:
             return p.error_message(request_id, BINARY_RESULT_ERROR)
-        if len(body) <= p.INLINE_PAYLOAD_LIMIT:
-            return p.response_message(request_id, result=text)
+        inline = p.response_message(request_id, result=text)
+        if len(body) <= p.INLINE_PAYLOAD_LIMIT and len(p.encode(inline).encode()) <= p.MESSAGE_SIZE:
+            return inline  # measured encoded: JSON escaping can make a result grow sixfold
         ref = await asyncio.to_thread(
             self.payloads.offload, self.session_id, request_id, "response", body
         )

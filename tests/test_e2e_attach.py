@@ -179,6 +179,20 @@ def test_edit_while_attached_changes_the_next_response_and_errors_keep_lambdas_f
     assert any("app.py" in line and "handler" in line for line in error["stackTrace"])
 
 
+def test_a_result_that_grows_when_encoded_travels_through_the_bucket(
+    cloud: LocalCloud, lam: Any, attach: Any
+) -> None:
+    """Under the inline limit as bytes, over the message size once JSON-escaped again."""
+    quotes = '"' * 40_000  # the result body escapes each quote once, the message once more
+    result_body = json.dumps({"echo": {"q": quotes}})
+    assert len(result_body) < protocol.INLINE_PAYLOAD_LIMIT
+    assert len(json.dumps(result_body)) > protocol.MESSAGE_SIZE
+    attach()
+    result, error = invoke(lam, cloud, ECHO, {"q": quotes})
+    assert error is None, result
+    assert result["echo"] == {"q": quotes}
+
+
 def test_kill_9_leaves_the_stack_as_it_was(
     cloud: LocalCloud, lam: Any, attach: Any, original: dict
 ) -> None:
