@@ -94,6 +94,9 @@ class Discovery:
     skipped: dict[str, str] = field(default_factory=dict)  # logical id -> why not local
     warnings: list[str] = field(default_factory=list)
     build_copies: list[str] = field(default_factory=list)  # functions run from .aws-sam/build
+    kind: str = "SAM/CloudFormation template"  # the kind of project found, for messages
+    files_read: list[Path] = field(default_factory=list)  # what discovery read, for messages
+    stack_name: str | None = None  # the stack name the project's tool deploys, when it says
 
 
 # --- Templates -> LocalFunction ------------------------------------------------------------
@@ -102,16 +105,24 @@ class Discovery:
 def discover(
     template: Path | str = DEFAULT_TEMPLATE,
     python_version: tuple[int, int] = sys.version_info[:2],
+    stack_name: str | None = None,
+    stage: str | None = None,
 ) -> Discovery:
     """Read ``template`` (source or ``.aws-sam/build/template.yaml``) into local functions.
 
     Parameters take their samconfig ``parameter_overrides``, else their defaults. A built
     template's functions run from the source folders ``.aws-sam/build.toml`` records (so
     breakpoints set in the source hit); where it records none, from the build copies, with
-    a warning.
+    a warning. A CDK app (``cdk.json``, or a template inside ``cdk.out``) and a Serverless
+    Framework service (``serverless.yml``) are read from what their tool synthesized
+    (:mod:`plldb.cdk_project`, :mod:`plldb.serverless_project`); ``stack_name`` picks the
+    CDK stack, ``stage`` the Serverless stage.
     """
     given = Path(template)
     path = given.resolve()
+    other = _other_project_kind(path, python_version, stack_name, stage)
+    if other is not None:
+        return other
     if not path.is_file():
         raise TemplateNotFoundError(
             f"template {given} not found (looked in {path.parent}): run plldb in the folder of "
@@ -133,6 +144,23 @@ def discover(
     return result
 
 
+def _other_project_kind(
+    path: Path, python_version: tuple[int, int], stack_name: str | None, stage: str | None
+) -> Discovery | None:
+    """A CDK app's or Serverless service's discovery when ``path`` (a template that need not
+    exist, or a folder) belongs to one; None for a SAM/CloudFormation template."""
+    from plldb import cdk_project, serverless_project  # they build on this module
+
+    if path.is_file() and not cdk_project.in_cdk_out(path):
+        return None
+    folder = path if path.is_dir() else path.parent
+    if cdk_project.in_cdk_out(path) or (folder / cdk_project.CDK_JSON).is_file():
+        return cdk_project.discover_cdk(path, python_version, stack_name)
+    if (folder / serverless_project.SERVERLESS_YML).is_file():
+        return serverless_project.discover_serverless(folder, python_version, stage)
+    return None
+
+
 def _is_build_dir(folder: Path) -> bool:
     return folder.name == BUILD_DIR.name and folder.parent.name == BUILD_DIR.parent.name
 
@@ -145,8 +173,25 @@ def _discover_into(
     parameters: dict[str, Any],
     sources: dict[str, Path] | None,
 ) -> None:
-    document = load_template(path)
-    resolver = Resolver(document, parameter_values(document, parameters))
+    discover_document(result, load_template(path), path, build_dir, prefix, parameters, sources)
+
+
+def discover_document(
+    result: Discovery,
+    document: dict[str, Any],
+    path: Path,
+    build_dir: Path,
+    prefix: str = "",
+    parameters: dict[str, Any] | None = None,
+    sources: dict[str, Path] | None = None,
+) -> None:
+    """Add the functions of an already loaded template to ``result``.
+
+    The CDK and Serverless Framework readers load their synthesized template themselves
+    and point each function's code at a local folder before handing it here, so every
+    project kind shares one reading of ``Handler``, ``Runtime``, layers and environment.
+    """
+    resolver = Resolver(document, parameter_values(document, parameters or {}))
     resources, problems = expand_foreach(document["Resources"], resolver)
     result.warnings += [f"{path.name}: {problem}" for problem in problems]
     globals_ = (document.get("Globals") or {}).get("Function") or {}

@@ -1,0 +1,126 @@
+"""Discovery of an AWS CDK app's Python functions through its synthesized cdk.out."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from plldb.discovery import DiscoveryError, discover, map_stack_functions
+
+FIXTURE = Path(__file__).parent / "fixtures" / "cdk_app"
+ORDERS_ASSET = "asset.9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b"
+GENERATED_ASSET = "asset.5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e"
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    """A copy of the fixture app whose cdk.out is newer than every source file."""
+    root = tmp_path / "app"
+    shutil.copytree(FIXTURE, root)
+    for path in root.rglob("*"):
+        os.utime(path, (1_000_000, 1_000_000))
+    os.utime(root / "cdk.out" / "manifest.json", (2_000_000, 2_000_000))
+    return root
+
+
+def test_functions_map_to_their_source_folders(app: Path) -> None:
+    discovery = discover(app / "template.yaml")
+    assert discovery.kind == "AWS CDK app"
+    assert discovery.stack_name == "cdk-app-dev"
+    assert discovery.template == app / "cdk.out" / "CdkAppStack.template.json"
+    assert app / "cdk.out" / "manifest.json" in discovery.files_read
+    plain = discovery.functions["PlainFunction0F1B2C3D"]
+    assert (plain.handler, plain.runtime, plain.code_dir) == ("index.handler", "python3.12", app / "lambda")
+    assert plain.import_path == (app / "lambda",)
+
+
+def test_bundled_asset_keeps_requirements_behind_the_source(app: Path) -> None:
+    orders = discover(app).functions["OrdersFunction5E6F7A8B"]
+    asset = app / "cdk.out" / ORDERS_ASSET
+    assert orders.code_dir == app / "functions" / "orders"
+    assert orders.import_path == (app / "functions" / "orders", asset)
+    assert orders.package_dirs == (asset,)
+
+
+def test_asset_without_source_runs_the_asset_with_a_warning(app: Path) -> None:
+    discovery = discover(app)
+    generated = discovery.functions["GeneratedFunction4D3C2B1A"]
+    assert generated.code_dir == app / "cdk.out" / GENERATED_ASSET
+    [warning] = [w for w in discovery.warnings if w.startswith("GeneratedFunction4D3C2B1A")]
+    assert f"running the asset folder itself: set breakpoints in cdk.out/{GENERATED_ASSET}" in warning
+    assert "cdk synth --no-staging" in warning
+
+
+def test_edited_source_is_no_longer_mapped(app: Path) -> None:
+    """An asset whose copy differs from the source (edited since synth) is not that source."""
+    (app / "lambda" / "index.py").write_text("def handler(event, context):\n    return 'edited'\n")
+    os.utime(app / "lambda" / "index.py", (1_000_000, 1_000_000))
+    discovery = discover(app)
+    assert discovery.functions["PlainFunction0F1B2C3D"].code_dir.name.startswith("asset.")
+    assert any(w.startswith("PlainFunction0F1B2C3D: no folder of") for w in discovery.warnings)
+
+
+def test_template_inside_cdk_out_is_read_as_the_cdk_app(app: Path) -> None:
+    discovery = discover(app / "cdk.out" / "CdkAppStack.template.json")
+    assert discovery.stack_name == "cdk-app-dev"
+    assert discovery.functions["PlainFunction0F1B2C3D"].code_dir == app / "lambda"
+
+
+def test_no_staging_asset_paths_are_the_source(app: Path) -> None:
+    template = app / "cdk.out" / "CdkAppStack.template.json"
+    document = json.loads(template.read_text())
+    document["Resources"]["PlainFunction0F1B2C3D"]["Metadata"]["aws:asset:path"] = str(app / "lambda")
+    template.write_text(json.dumps(document))
+    discovery = discover(app)
+    assert discovery.functions["PlainFunction0F1B2C3D"].code_dir == app / "lambda"
+    assert not any(w.startswith("PlainFunction0F1B2C3D") for w in discovery.warnings)
+
+
+def test_missing_cdk_out_names_cdk_synth(app: Path) -> None:
+    shutil.rmtree(app / "cdk.out")
+    with pytest.raises(DiscoveryError) as error:
+        discover(app / "template.yaml")
+    assert str(error.value) == (
+        f"CDK app {app}: no synthesized app ({app / 'cdk.out' / 'manifest.json'} not found): run "
+        f"`cdk synth` in {app} first (plldb reads the templates and assets it writes to cdk.out)"
+    )
+
+
+def test_stale_cdk_out_warns_with_the_command(app: Path) -> None:
+    os.utime(app / "lambda" / "index.py", (3_000_000, 3_000_000))
+    warnings = discover(app).warnings
+    assert f"{app / 'cdk.out'} is older than the source (lambda/index.py changed after the last synth): " \
+        "plldb may map functions to outdated templates; run `cdk synth`" in warnings
+
+
+def test_fresh_cdk_out_has_no_stale_warning(app: Path) -> None:
+    assert not any("older than the source" in w for w in discover(app).warnings)
+
+
+def test_unknown_stack_name_lists_the_stacks(app: Path) -> None:
+    with pytest.raises(DiscoveryError) as error:
+        discover(app, stack_name="other-stack")
+    assert str(error.value) == (
+        f"CDK app: no stack other-stack in {app / 'cdk.out' / 'manifest.json'} (stacks: cdk-app-dev); "
+        "pass --stack-name with one of them, or run `cdk synth` if the app changed"
+    )
+    assert discover(app, stack_name="cdk-app-dev").stack_name == "cdk-app-dev"
+
+
+def test_unknown_function_of_the_stack_names_the_template(app: Path) -> None:
+    discovery = discover(app)
+    mapping = map_stack_functions(discovery, [
+        {"LogicalResourceId": "PlainFunction0F1B2C3D", "PhysicalResourceId": "cdk-app-dev-Plain",
+         "ResourceType": "AWS::Lambda::Function"},
+        {"LogicalResourceId": "RemovedFunction", "PhysicalResourceId": "cdk-app-dev-Removed",
+         "ResourceType": "AWS::Lambda::Function"},
+    ])
+    assert list(mapping.functions) == ["cdk-app-dev-Plain"]
+    assert mapping.skipped["cdk-app-dev-Removed"].startswith(
+        f"function RemovedFunction has no match in {discovery.template}"
+    )
