@@ -102,7 +102,7 @@ def plan_attach(ctx: AwsContext, options: AttachOptions) -> AttachPlan:
     debugger_ctx = ctx.assumed(helper.debugger_role_arn, "plldb-attach")
     if not options.force:
         SessionStore(debugger_ctx, helper.sessions_table).refuse_if_attached(options.stack_name)
-    discovery = discover(options.template)
+    discovery = discover(options.template, stack_name=options.stack_name)
     resources = collect_stack_resources(
         lambda stack: list_stack_resources(ctx, stack), options.stack_name
     )

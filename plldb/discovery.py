@@ -116,7 +116,7 @@ def discover(
     a warning. A CDK app (``cdk.json``, or a template inside ``cdk.out``) and a Serverless
     Framework service (``serverless.yml``) are read from what their tool synthesized
     (:mod:`plldb.cdk_project`, :mod:`plldb.serverless_project`); ``stack_name`` picks the
-    CDK stack, ``stage`` the Serverless stage.
+    CDK stack and, as ``<service>-<stage>``, the Serverless stage unless ``stage`` is given.
     """
     given = Path(template)
     path = given.resolve()
@@ -157,7 +157,7 @@ def _other_project_kind(
     if cdk_project.in_cdk_out(path) or (folder / cdk_project.CDK_JSON).is_file():
         return cdk_project.discover_cdk(path, python_version, stack_name)
     if (folder / serverless_project.SERVERLESS_YML).is_file():
-        return serverless_project.discover_serverless(folder, python_version, stage)
+        return serverless_project.discover_serverless(folder, python_version, stage, stack_name)
     return None
 
 

@@ -5,7 +5,8 @@
 the deployment bucket, but handlers (``path/module.func``) are relative to the service
 folder, or to the function's ``module:`` folder with serverless-python-requirements'
 individually packaged layout. The stack is ``<service>-<stage>``: the stage is the one
-asked for, else ``provider.stage`` in ``serverless.yml``, else ``dev``.
+asked for, else the one the stack name asked for carries, else ``provider.stage`` in
+``serverless.yml``, else ``dev``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ DEFAULT_STAGE = "dev"
 _VARIABLE = re.compile(r"\$\{.*\}")
 
 
-def discover_serverless(service_dir: Path, python_version: tuple[int, int], stage: str | None) -> Discovery:
+def discover_serverless(
+    service_dir: Path, python_version: tuple[int, int], stage: str | None, stack_name: str | None = None
+) -> Discovery:
     """The functions of the service in ``service_dir``, packaged for ``stage``."""
     config_file = service_dir / SERVERLESS_YML
     config = _load_config(config_file)
@@ -34,7 +37,8 @@ def discover_serverless(service_dir: Path, python_version: tuple[int, int], stag
     if service is None:
         raise DiscoveryError(f"{config_file}: no plain `service:` name (plldb cannot resolve variables there)")
     provider = config.get("provider") if isinstance(config.get("provider"), dict) else {}
-    stage = stage or _plain(provider.get("stage")) or DEFAULT_STAGE
+    from_stack = stack_name.removeprefix(f"{service}-") if stack_name and stack_name.startswith(f"{service}-") else None
+    stage = stage or from_stack or _plain(provider.get("stage")) or DEFAULT_STAGE
     template = service_dir / PACKAGED
     if not template.is_file():
         raise DiscoveryError(

@@ -58,6 +58,12 @@ def test_stage_comes_from_the_option_then_serverless_yml(service: Path) -> None:
     assert discover(service, stage="dev").stack_name == "shop-api-dev"
 
 
+def test_stage_comes_from_the_stack_name_asked_for(service: Path) -> None:
+    assert discover(service, stack_name="shop-api-dev").stack_name == "shop-api-dev"
+    with pytest.raises(DiscoveryError, match="not stage prod: run `serverless package --stage prod`"):
+        discover(service, stack_name="shop-api-prod")
+
+
 def test_template_of_another_stage_is_refused(service: Path) -> None:
     with pytest.raises(DiscoveryError) as error:
         discover(service, stage="prod")
