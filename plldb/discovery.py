@@ -130,7 +130,7 @@ def discover(
         )
     built = _is_build_dir(path.parent)
     project_dir = path.parent.parent.parent if built else path.parent
-    result = Discovery(template=path, functions={})
+    result = Discovery(template=path, functions={}, files_read=[path])
     overrides = parameter_overrides(project_dir)
     sources = build_sources(project_dir) if built else None
     _discover_into(result, path, project_dir / BUILD_DIR, "", overrides, sources)

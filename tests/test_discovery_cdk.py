@@ -124,3 +124,19 @@ def test_unknown_function_of_the_stack_names_the_template(app: Path) -> None:
     assert mapping.skipped["cdk-app-dev-Removed"].startswith(
         f"function RemovedFunction has no match in {discovery.template}"
     )
+
+
+def test_folder_without_cdk_json_is_read_as_sam(tmp_path: Path) -> None:
+    """The CDK reader takes only what is a CDK app: a SAM template beside a cdk.out-less
+    folder keeps the SAM reader, with the same model."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text("def handler(event, context):\n    return 1\n")
+    (tmp_path / "template.yaml").write_text(
+        "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+        "      CodeUri: src/\n      Handler: app.handler\n      Runtime: python3.11\n"
+    )
+    discovery = discover(tmp_path / "template.yaml")
+    assert (discovery.kind, discovery.files_read, discovery.stack_name) == (
+        "SAM/CloudFormation template", [tmp_path / "template.yaml"], None
+    )
+    assert discovery.functions["Fn"].code_dir == tmp_path / "src"
