@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from plldb.discovery import Discovery, DiscoveryError, discover_document, version_warnings
-from plldb.function_code import LAMBDA_FUNCTION, LAMBDA_LAYER, handler_module_candidates, unique
+from plldb.function_code import (
+    CFN_STACK,
+    LAMBDA_FUNCTION,
+    LAMBDA_LAYER,
+    NESTED_SEPARATOR,
+    handler_module_candidates,
+    unique,
+)
 
 CDK_JSON = "cdk.json"
 CDK_OUT = "cdk.out"
@@ -47,11 +54,11 @@ def discover_cdk(path: Path, python_version: tuple[int, int], stack_name: str | 
             f"{project} first (plldb reads the templates and assets it writes to {CDK_OUT})"
         )
     template, name = _stack_template(cdk_out, manifest, path, stack_name)
-    document = json.loads(template.read_text())
-    sources, assets = _map_assets(project, cdk_out, document)
     result = Discovery(template=template, functions={}, kind="AWS CDK app", stack_name=name,
-                       files_read=[manifest, template])
-    discover_document(result, document, template, cdk_out / "no-build")
+                       files_read=[manifest])
+    sources: dict[str, Path] = {}
+    assets: dict[str, Path] = {}
+    _read_stack(result, project, cdk_out, template, "", sources, assets)
     for logical_id, asset in assets.items():
         function = result.functions.get(logical_id)
         if function is None:
@@ -68,6 +75,37 @@ def discover_cdk(path: Path, python_version: tuple[int, int], stack_name: str | 
     result.warnings += _stale_warnings(project, manifest)
     result.warnings += version_warnings(list(result.functions.values()), python_version)
     return result
+
+
+def _read_stack(
+    result: Discovery, project: Path, cdk_out: Path, template: Path, prefix: str,
+    sources: dict[str, Path], assets: dict[str, Path],
+) -> None:
+    """Add one synthesized template's functions, and those of its nested stacks (CDK writes
+    each as ``<id>.nested.template.json``, named by the stack resource's asset path), named
+    ``Nested/Function`` as :func:`plldb.discovery.map_stack_functions` expects."""
+    result.files_read.append(template)
+    document = json.loads(template.read_text())
+    found_sources, found_assets = _map_assets(project, cdk_out, document)
+    sources.update({f"{prefix}{k}": v for k, v in found_sources.items()})
+    assets.update({f"{prefix}{k}": v for k, v in found_assets.items()})
+    resources = document.get("Resources") or {}
+    nested = {k: child for k, r in resources.items() if (child := _nested_template(cdk_out, r)) is not None}
+    for logical_id in nested:
+        del resources[logical_id]  # read below from cdk.out, not from its S3 TemplateURL
+    discover_document(result, document, template, cdk_out / "no-build", prefix)
+    for logical_id, child in nested.items():
+        if child.is_file():
+            _read_stack(result, project, cdk_out, child, f"{prefix}{logical_id}{NESTED_SEPARATOR}", sources, assets)
+        else:
+            result.skipped[f"{prefix}{logical_id}"] = f"nested stack: template {child} not found: run `{SYNTH}`"
+
+
+def _nested_template(cdk_out: Path, resource: Any) -> Path | None:
+    if not isinstance(resource, dict) or resource.get("Type") != CFN_STACK:
+        return None
+    asset_path = (resource.get("Metadata") or {}).get(ASSET_PATH)
+    return cdk_out / asset_path if isinstance(asset_path, str) and asset_path.endswith(".json") else None
 
 
 def _locations(path: Path) -> tuple[Path, Path]:

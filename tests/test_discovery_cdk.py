@@ -140,3 +140,22 @@ def test_folder_without_cdk_json_is_read_as_sam(tmp_path: Path) -> None:
         "SAM/CloudFormation template", [tmp_path / "template.yaml"], None
     )
     assert discovery.functions["Fn"].code_dir == tmp_path / "src"
+
+
+NESTED = "WorkersNestedStackWorkersNestedStackResourceE1F2A3B4"
+
+
+def test_nested_stack_functions_map_to_source(app: Path) -> None:
+    discovery = discover(app)
+    worker = discovery.functions[f"{NESTED}/WorkerFunction9A8B7C6D"]
+    assert (worker.handler, worker.code_dir) == ("worker.handle", app / "workers")
+    assert app / "cdk.out" / "CdkAppStackWorkers6F1E2D3C.nested.template.json" in discovery.files_read
+    assert NESTED not in discovery.skipped
+
+
+def test_missing_nested_template_is_skipped_with_the_command(app: Path) -> None:
+    nested = app / "cdk.out" / "CdkAppStackWorkers6F1E2D3C.nested.template.json"
+    nested.unlink()
+    discovery = discover(app)
+    assert discovery.skipped[NESTED] == f"nested stack: template {nested} not found: run `cdk synth`"
+    assert "PlainFunction0F1B2C3D" in discovery.functions
