@@ -41,11 +41,12 @@ from plldb.debuggers import (
     mark_current_thread,
     start_debugpy,
 )
-from plldb.discovery import LocalFunction, collect_stack_resources, discover, map_stack_functions
+from plldb.discovery import LocalFunction, discover
 from plldb.executor import Executor
 from plldb.helper_stack import HelperStack, find_helper_stack
 from plldb.payloads import PayloadStore
 from plldb.sessions import SessionLost, SessionStore
+from plldb.stack_mapping import collect_stack_resources, map_stack_functions
 
 log = logging.getLogger(__name__)
 

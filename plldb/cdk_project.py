@@ -83,7 +83,7 @@ def _read_stack(
 ) -> None:
     """Add one synthesized template's functions, and those of its nested stacks (CDK writes
     each as ``<id>.nested.template.json``, named by the stack resource's asset path), named
-    ``Nested/Function`` as :func:`plldb.discovery.map_stack_functions` expects."""
+    ``Nested/Function`` as :func:`plldb.stack_mapping.map_stack_functions` expects."""
     result.files_read.append(template)
     document = json.loads(template.read_text())
     found_sources, found_assets = _map_assets(project, cdk_out, document)

@@ -12,13 +12,12 @@ from plldb.discovery import (
     DiscoveryError,
     NotATemplateError,
     TemplateNotFoundError,
-    collect_stack_resources,
     discover,
     load_template,
-    map_stack_functions,
     stack_name_from_samconfig,
 )
 from plldb.samconfig import parse_simple_toml
+from plldb.stack_mapping import collect_stack_resources, map_stack_functions
 
 LOCAL = f"python{sys.version_info[0]}.{sys.version_info[1]}"
 pytestmark = pytest.mark.timeout(30)

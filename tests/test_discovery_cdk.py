@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from plldb.discovery import DiscoveryError, discover, map_stack_functions
+from plldb.discovery import DiscoveryError, discover
+from plldb.stack_mapping import map_stack_functions
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cdk_app"
 ORDERS_ASSET = "asset.9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b"

@@ -426,7 +426,8 @@ def test_refusals_are_immediate_and_clear(answers: Answers) -> None:
 
 def test_the_test_stack_runs_isolated(answers: Answers) -> None:
     """The SAM test stack through discovery: same module names, a local layer, env from the cloud."""
-    from plldb.discovery import discover, map_stack_functions
+    from plldb.discovery import discover
+    from plldb.stack_mapping import map_stack_functions
 
     found = discover(Path(__file__).parent / "test_stack" / "template.yaml")
     resources = [
