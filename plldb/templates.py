@@ -59,6 +59,11 @@ def _construct_tag(loader: _CfnLoader, suffix: str, node: yaml.Node) -> dict[str
 
 
 _CfnLoader.add_multi_constructor("!", _construct_tag)
+# Plain dicts whatever other libraries in the process did to SafeLoader (the SAM CLI's
+# yamlhelper, once imported, makes every SafeLoader mapping an OrderedDict).
+_CfnLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, yaml.constructor.SafeConstructor.construct_yaml_map
+)
 
 
 def load_template(path: Path) -> dict[str, Any]:

@@ -577,3 +577,21 @@ def test_nested_application_gets_the_parameters_its_parent_passes(tmp_path: Path
         "child/blue/app.py": "",
     })
     assert discover(tmp_path / "template.yaml").functions["App/Fn"].code_dir == (tmp_path / "child/blue").resolve()
+
+
+def test_templates_load_as_plain_dicts_after_the_sam_cli_changed_safeloader(tmp_path: Path) -> None:
+    """samcli's yamlhelper makes yaml.SafeLoader build OrderedDicts for the whole process;
+    discovery's own loader must not follow (its reasons are dumped back as YAML)."""
+    import yaml
+    from samcli import yamlhelper
+
+    before = dict(yaml.SafeLoader.yaml_constructors)
+    try:
+        yamlhelper.yaml_parse("a: 1")  # registers its OrderedDict constructor on SafeLoader
+        write(tmp_path, {"template.yaml": "Resources:\n  Broken:\n    Type: AWS::Serverless::Function\n"
+                                          "    Properties: !If [Nowhere, {}, {}]\n"})
+        found = discover(tmp_path / "template.yaml")
+        assert type(load_template(tmp_path / "template.yaml")["Resources"]) is dict
+        assert found.skipped["Broken"].startswith("Properties !If [Nowhere, {}, {}]")
+    finally:
+        yaml.SafeLoader.yaml_constructors = before
