@@ -20,7 +20,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from plldb import protocol
+from plldb import binding, protocol
 from tests.harness import gateway_environ
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import get_session, put_session, scan, wait_until
@@ -300,3 +300,25 @@ def test_each_invocation_thread_sees_its_own_credentials() -> None:
         "AKIA2-after": before,
     }
     assert os.environ.get("AWS_ACCESS_KEY_ID") == before  # other threads never see them
+
+
+def test_the_overlay_keeps_the_executors_per_thread_environment() -> None:
+    """In one test process the executor's os.environ (plldb.binding) may come first: a thread
+    bound to a function still sees and writes that function's environment through the
+    overlay, and unbound threads the process environment."""
+    binding.install()
+    gateway_environ.install()
+    seen: dict[str, str | None] = {}
+    env = {"CURRENCY": "EUR"}
+
+    def function_thread() -> None:
+        with binding.bound(env, None):
+            seen["read"] = os.environ.get("CURRENCY")
+            os.environ["WRITTEN"] = "by the function"
+
+    thread = threading.Thread(target=function_thread)
+    thread.start()
+    thread.join(10)
+    assert seen == {"read": "EUR"}
+    assert env["WRITTEN"] == "by the function"
+    assert "WRITTEN" not in os.environ and os.environ.get("CURRENCY") != "EUR"

@@ -26,23 +26,36 @@ def _current() -> Mapping[str, str]:
 
 
 class OverlayEnviron(os._Environ):  # type: ignore[name-defined,misc]
-    """``os.environ`` with the current thread's overlay on top (reads only)."""
+    """``os.environ`` with the current thread's overlay on top (reads only).
+
+    Everything not in the overlay goes to the mapping it replaced, not to that mapping's
+    storage: when the executor's per-thread environment (plldb.binding.ThreadEnviron) is
+    installed in the same test process, a thread bound to a function still sees and writes
+    that function's environment.
+    """
 
     def __init__(self, base: Any) -> None:
         super().__init__(
             base._data, base.encodekey, base.decodekey, base.encodevalue, base.decodevalue
         )
+        self._base = base
 
     def __getitem__(self, key: str) -> str:
         overlay = _current()
         if key in overlay:
             return overlay[key]
-        return super().__getitem__(key)
+        return self._base[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._base[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._base[key]
 
     def __iter__(self) -> Iterator[str]:
         overlay = _current()
         yield from overlay
-        yield from (key for key in super().__iter__() if key not in overlay)
+        yield from (key for key in self._base if key not in overlay)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
