@@ -59,7 +59,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from plldb import protocol
-from tests.harness import call_recorder, gateway_environ
+from tests.harness import gateway_environ
 from tests.harness.http_relay import BusyHTTPServer, relay
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
 
@@ -615,32 +615,15 @@ class _HttpHandler(BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         prefix = f"/{self.owner.settings.stage}/@connections/"
         if path.startswith(prefix):
-            connection_id = urllib.parse.unquote(path[len(prefix) :])
-            self._audit("execute-api:ManageConnections", self._connection_arn(connection_id), path)
-            self._management(connection_id, body)
+            self._management(urllib.parse.unquote(path[len(prefix) :]), body)
             return
         match = _INVOKE.match(path)
         if match and self.command == "POST":
             name = function_name(urllib.parse.unquote(match.group(1)))
             if name in self.owner.settings.functions:
-                arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
-                self._audit("lambda:InvokeFunction", arn, path)
                 self._invoke(name, body)
                 return
         self._forward(body)
-
-    def _audit(self, action: str, resource: str, path: str) -> None:
-        """Record a call served here, not by moto, for the call audit (tests/harness/iam_audit)."""
-        call_recorder.record_call(
-            self.headers.get("Authorization", ""), action, resource, f"{self.command} {path}"
-        )
-
-    def _connection_arn(self, connection_id: str) -> str:
-        s = self.owner.settings
-        return (
-            f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{s.api_id}/{s.stage}/{self.command}"
-            f"/@connections/{connection_id}"
-        )
 
     # management API
 
