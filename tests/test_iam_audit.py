@@ -233,6 +233,18 @@ def _write(path: Path, *lines: dict[str, Any]) -> None:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
+def _stack_role_principal(key: str, arn: str) -> dict[str, Any]:
+    """A principal line for a role of the stack "app" (logical id FunctionRole)."""
+    return {
+        "type": "principal",
+        "key": key,
+        "kind": "role",
+        "arn": arn,
+        "stack": {"name": "app"},
+        "logical_id": "FunctionRole",
+    }
+
+
 def _call(key: str, action: str, resource: str, policies: str | None = None) -> dict[str, Any]:
     return {
         "time": 150.0,
@@ -323,14 +335,7 @@ def test_refusals_a_test_provokes_on_purpose_are_set_aside(
     role = "arn:aws:iam::1:role/app-FunctionRole-X"
     _write(
         tmp_path / "calls-3.jsonl",
-        {
-            "type": "principal",
-            "key": "K",
-            "kind": "role",
-            "arn": role,
-            "stack": {"name": "app"},
-            "logical_id": "FunctionRole",
-        },
+        _stack_role_principal("K", role),
         {"type": "policies", "digest": "none", "documents": []},
         _call("K", "dynamodb:GetItem", TABLE, "none"),  # at 150: while test_y ran
         {**_call("K", "dynamodb:PutItem", TABLE, "none"), "time": 160.0},  # after it
@@ -355,14 +360,7 @@ def test_calls_an_emulator_serves_are_audited_with_the_principal_moto_saw(
     )
     _write(
         tmp_path / "calls-1.jsonl",
-        {
-            "type": "principal",
-            "key": "K",
-            "kind": "role",
-            "arn": role,
-            "stack": {"name": "app"},
-            "logical_id": "FunctionRole",
-        },
+        _stack_role_principal("K", role),
         {"type": "policies", "digest": "before", "documents": []},
         {"type": "policies", "digest": "attached", "documents": [allowed]},
         _call("K", "dynamodb:GetItem", TABLE, "before"),
