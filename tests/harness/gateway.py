@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import concurrent.futures
 import importlib
 import json
 import logging
@@ -248,23 +249,33 @@ class Gateway:
     def stop(self, timeout: float = 30.0) -> None:
         """Close every connection (running ``$disconnect``), wait for background handlers.
 
-        Handlers still running after ``timeout`` (daemon threads) are abandoned.
+        ``timeout`` bounds the whole stop, not each step: handlers still running after it
+        (daemon threads) are abandoned.
         """
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.1, deadline - time.monotonic())
+
         if self._loop is not None and self._server is not None:
             future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
-            future.result(timeout)
+            try:
+                future.result(left())
+            except concurrent.futures.TimeoutError:
+                log.warning("stopping anyway: $disconnect handlers still running")
             self._loop.call_soon_threadsafe(self._loop.stop)
-            self._loop_thread.join(timeout)
-            self._loop.close()
+            self._loop_thread.join(left())
+            if not self._loop.is_running():
+                self._loop.close()
             self._loop = None
         try:
-            self.wait_for_invocations(timeout)
+            self.wait_for_invocations(left())
         except TimeoutError as exc:  # e.g. a manager sleeping through its grace period
             log.warning("stopping anyway: %s", exc)
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
-            self._http_thread.join(timeout)
+            self._http_thread.join(left())
             self._http = None
         for name, value in self._saved_environ.items():
             if value is None:
