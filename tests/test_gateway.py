@@ -273,7 +273,9 @@ def test_standalone_process(aws: MotoServer, tmp_path: Path) -> None:
             code = process.wait(60)
         except subprocess.TimeoutExpired:
             process.kill()
-            raise AssertionError("gateway ignored SIGTERM:\n" + log_path.read_text()[-3000:]) from None
+            raise AssertionError(
+                "gateway ignored SIGTERM:\n" + log_path.read_text()[-3000:]
+            ) from None
     assert code == 0, log_path.read_text()[-3000:]
 
 
