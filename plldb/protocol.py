@@ -11,6 +11,7 @@ must change nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import datetime, timezone
@@ -31,6 +32,18 @@ LAYER_NAME = "plldb-runtime-shim"
 LAYER_DIR = "plldb-shim"
 WRAPPER_PATH = f"/opt/{LAYER_DIR}/wrapper"
 PAYLOAD_PREFIX = "payloads/"
+
+# --- Claims (docs/security.md, "What may be debugged") ----------------------------------
+# The developer tags each function to debug, with its own credentials, before connecting;
+# the manager instruments only functions whose tag matches the session's authenticated
+# creator. The value binds the claim to one identity and one session.
+CLAIM_TAG = "plldb:claim"
+
+
+def claim_value(caller_arn: str, session_id: str) -> str:
+    """The ``plldb:claim`` tag value proving that ``caller_arn`` claimed a function."""
+    return hashlib.sha256(f"{caller_arn}\n{session_id}".encode()).hexdigest()[:32]
+
 
 # --- PLLDBSessions items ------------------------------------------------------------------
 # Two kinds of item share the table: sessions (SessionId = the uuid secret) and
