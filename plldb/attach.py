@@ -32,6 +32,7 @@ from rich.markup import escape
 from plldb import capture, console
 from plldb import protocol as p
 from plldb.aws import AwsContext, caller_identity, error_code
+from plldb.claims import claim_functions, release_claims
 from plldb.connection import Connection
 from plldb.debuggers import (
     DebugpyOptions,
@@ -174,6 +175,7 @@ class Attachment:
     """A running attach: one session, one connection, one executor."""
 
     def __init__(self, ctx: AwsContext, options: AttachOptions, plan: AttachPlan) -> None:
+        self.ctx = ctx
         self.options = options
         self.plan = plan
         self.store = SessionStore(plan.debugger_ctx, plan.helper.sessions_table)
@@ -219,13 +221,7 @@ class Attachment:
             self.options.force,
         )
         console.info(f"session {self.session_id} created for stack {self.options.stack_name}")
-        self.connection = Connection(
-            self.plan.helper.websocket_url,
-            self.session_id,
-            self.on_message,
-            reopen=lambda: self.store.reopen(self.session_id),
-        )
-        await self.connection.open()
+        await self.claim_and_connect()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.on_interrupt)
         runner = asyncio.create_task(self.connection.run())
@@ -240,6 +236,35 @@ class Attachment:
         runner.cancel()
         self.executor.shutdown()
         return self.report_detached()
+
+    async def claim_and_connect(self) -> None:
+        """Claim the functions with the developer's credentials, then connect.
+
+        Claims come first: the manager, started by ``$connect``, instruments only claimed
+        functions. If either step fails, the claims made and the session are withdrawn, so
+        the stack is left as it was.
+        """
+        functions = sorted(self.plan.functions)
+        self.connection = Connection(
+            self.plan.helper.websocket_url,
+            self.session_id,
+            self.on_message,
+            reopen=lambda: self.store.reopen(self.session_id),
+        )
+        try:
+            await asyncio.to_thread(
+                claim_functions, self.ctx, self.plan.caller_arn, self.session_id, functions
+            )
+            try:
+                await self.connection.open()
+            except BaseException:
+                await asyncio.to_thread(
+                    release_claims, self.ctx, self.plan.caller_arn, functions
+                )
+                raise
+        except BaseException:
+            await asyncio.to_thread(self.store.close, self.session_id)
+            raise
 
     def on_interrupt(self) -> None:
         """First Ctrl-C detaches and waits; a second one exits at once."""

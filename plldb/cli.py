@@ -36,7 +36,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     Imported here, on the error path, to keep start-up light; modules that add commands add
     their own error types.
     """
-    from plldb import admin, attach, bootstrap, capture, debuggers, discovery, invoke
+    from plldb import admin, attach, bootstrap, capture, claims, debuggers, discovery, invoke
     from plldb.aws import AwsAccessError
     from plldb.connection import ConnectionRefused
     from plldb.helper_stack import HelperStackMissing, HelperStackOutdated
@@ -53,6 +53,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         SessionConflict,
         SessionLost,
         ConnectionRefused,
+        claims.ClaimRefused,
         debuggers.DebuggerError,
         admin.DetachError,
         invoke.InvokeError,

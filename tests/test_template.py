@@ -323,7 +323,15 @@ def _sub(value: Any, region: str) -> str:
 def test_the_developer_policy_names_what_the_template_creates(template: dict) -> None:
     """docs/iam/plldb-developer-policy.json keeps up with the role and function names."""
     statements = {s["Sid"]: s for s in json.loads(DEVELOPER_POLICY.read_text())["Statement"]}
-    assert set(statements) == {"AssumeDebuggerRole", "ReadStacks", "StartManager"}
+    assert set(statements) == {
+        "AssumeDebuggerRole",
+        "ReadStacks",
+        "StartManager",
+        "ClaimFunctionsToDebug",
+    }
+    claim = statements["ClaimFunctionsToDebug"]  # tags only: never a configuration change
+    assert claim["Action"] == ["lambda:TagResource", "lambda:UntagResource"]
+    assert claim["Resource"].split(":")[5] == "function"
     resources = template["Resources"]
     for region in ("us-east-1", "eu-west-3"):
         role = _sub(resources["DebuggerRole"]["Properties"]["RoleName"], region)
