@@ -52,12 +52,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psutil
 
 from plldb import protocol
 from plldb.aws import AwsContext
 from tests.harness import localcloud_stacks as stacks
+from tests.harness import principals
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION, MotoServer, free_port
 
 log = logging.getLogger(__name__)
@@ -380,37 +380,18 @@ class LocalCloud:
 
 def developer_credentials(ctx: AwsContext) -> dict[str, str]:
     """The IAM user plldb runs as: exactly the policy users attach (docs/iam/), a fresh key."""
-    iam = ctx.client("iam")
-    iam.create_user(UserName=DEVELOPER_USER)
-    iam.put_user_policy(
-        UserName=DEVELOPER_USER,
-        PolicyName="plldb-developer",
-        PolicyDocument=DEVELOPER_POLICY.read_text(),
+    developer = principals.create_user(
+        ctx.client("iam"),
+        DEVELOPER_USER,
+        DEVELOPER_POLICY.read_text(),
+        policy_name="plldb-developer",
     )
-    key = iam.create_access_key(UserName=DEVELOPER_USER)["AccessKey"]
-    return {
-        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-    }
-
-
-class _EndpointSession(boto3.Session):
-    """A boto3 session whose clients all use one endpoint (as AWS_ENDPOINT_URL would)."""
-
-    def __init__(self, endpoint_url: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.endpoint_url = endpoint_url
-
-    def client(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("endpoint_url", self.endpoint_url)
-        return super().client(*args, **kwargs)
+    return developer.credentials
 
 
 def _context(moto_url: str) -> AwsContext:
     """An AwsContext whose every client goes to moto, leaving os.environ alone."""
-    session = _EndpointSession(
+    session = principals.EndpointSession(
         moto_url,
         aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
