@@ -1,7 +1,8 @@
-"""The local cloud refuses what AWS refuses, to real IAM principals (tests/harness/principals.py).
+"""The local cloud refuses what AWS refuses, resources included (tests/harness/localcloud_authz.py).
 
 One moto launcher with two functions, ``stackA-Fn`` and ``stackB-Fn``, created by the
-harness; then IAM enforcement on, and IAM users and role sessions act on them.
+harness; then IAM enforcement on, and real IAM principals (tests/harness/principals.py)
+act on them. moto alone would let a statement on ``function:stackA-*`` act on stackB.
 """
 
 from __future__ import annotations
@@ -85,6 +86,21 @@ def _refusal(call: Any) -> botocore.exceptions.ClientError:
     return caught.value
 
 
+def test_lambda_actions_are_checked_on_the_functions_arn(cloud: Cloud) -> None:
+    policy = _policy(_allow(["lambda:TagResource"], f"{FUNCTION}:stackA-*"))
+    lambda_ = principals.create_user(cloud.iam, "tagger", policy).client("lambda")
+    lambda_.tag_resource(Resource=f"{FUNCTION}:stackA-Fn", Tags={"owner": "tagger"})
+    assert cloud.tags("stackA-Fn") == {"owner": "tagger"}
+
+    refused = _refusal(
+        lambda: lambda_.tag_resource(Resource=f"{FUNCTION}:stackB-Fn", Tags={"owner": "tagger"})
+    )
+    error = refused.response["Error"]  # parsed from a JSON body, as Lambda answers
+    assert error["Code"] == "AccessDeniedException"
+    assert "user/tagger is not authorized to perform: lambda:TagResource" in error["Message"]
+    assert cloud.tags("stackB-Fn") == {}
+
+
 def test_a_read_only_user_cannot_update_a_function(cloud: Cloud) -> None:
     read_only = _policy(
         _allow(["lambda:GetFunctionConfiguration", "lambda:ListTags"], f"{FUNCTION}:*")
@@ -119,6 +135,8 @@ def test_a_user_opens_the_role_sessions_it_may_assume(cloud: Cloud) -> None:
     assert session.credentials["AWS_SESSION_TOKEN"]
     tags = session.client("lambda").list_tags(Resource=f"{FUNCTION}:stackA-Fn")["Tags"]
     assert tags == cloud.tags("stackA-Fn")
+    refused = _refusal(lambda: session.client("lambda").list_tags(Resource=f"{FUNCTION}:stackB-Fn"))
+    assert refused.response["Error"]["Code"] == "AccessDeniedException"
 
     stranger = principals.create_user(cloud.iam, "stranger", nothing)
     refused = _refusal(lambda: principals.assume_role(stranger, role_arn, "tests"))

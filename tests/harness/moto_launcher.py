@@ -11,8 +11,9 @@ What the launcher changes in moto, in its own process only:
   every request need the signature of an IAM user's access key or of assumed-role
   credentials, and an identity policy that allows the action (moto's own check,
   ``INITIAL_NO_AUTH_ACTION_COUNT`` set in-process). moto checks actions, not resources, for
-  every service but S3 and IAM/STS roles: a statement naming a resource counts for a
-  request whose resource moto does not determine (the call audit checks resources).
+  every service but S3, IAM/STS roles and Lambda (functions and layers, added by
+  tests/harness/localcloud_authz.py): a statement naming a resource counts for a request
+  whose resource moto does not determine (the call audit checks resources).
 * **Trust policies as AWS reads them.** moto honours only a trust policy that names the
   caller's exact ARN; AWS also honours the account root (``arn:aws:iam::<account>:root``:
   any principal of the account that an identity policy allows) and a role's ARN for its
@@ -62,6 +63,8 @@ from moto.sts.models import STSBackend, sts_backends
 from moto.utilities.utils import get_partition
 from werkzeug.serving import run_simple
 from werkzeug.wrappers import Request, Response
+
+from tests.harness import localcloud_authz
 
 CONTROL_PREFIX = "/plldb-localcloud/"
 DEFAULT_ACCOUNT = "123456789012"  # moto's
@@ -399,6 +402,7 @@ def patch_moto() -> None:
     ):
         request._raise_invalid_access_key = _raise_expired(request._raise_invalid_access_key, error)  # type: ignore[method-assign]
     STSBackend.assume_role = _capped_assume_role(STSBackend.assume_role)  # type: ignore[method-assign]
+    localcloud_authz.install()
     mixin = ActionAuthenticatorMixin
     mixin._authenticate_and_authorize_normal_action = _json_refusals(  # type: ignore[method-assign]
         mixin._authenticate_and_authorize_normal_action
