@@ -47,8 +47,9 @@ def claim_value(caller_arn: str, session_id: str) -> str:
 
 # --- PLLDBSessions items ------------------------------------------------------------------
 # Two kinds of item share the table: sessions (SessionId = the uuid secret) and
-# instrumentation records (SessionId = "FUNCTION#<function name>"), which hold a function's
-# original configuration for as long as it is instrumented and carry no TTL.
+# instrumentation records (SessionId = "FUNCTION#<function name>"), which say which session
+# instrumented which function and role, exist for as long as it is instrumented and carry no
+# TTL. They hold no configuration: restoring reads only the function itself.
 
 A_SESSION_ID = "SessionId"
 A_KIND = "Kind"
@@ -68,8 +69,6 @@ FUNCTION_KEY_PREFIX = "FUNCTION#"
 
 A_FUNCTION_NAME = "FunctionName"
 A_FUNCTION_ARN = "FunctionArn"
-A_ORIGINAL = "Original"
-A_APPLIED = "Applied"
 A_ROLE_NAME = "RoleName"
 A_GRANT_ADDED = "GrantAdded"
 A_INSTRUMENTED_BY = "InstrumentedBy"  # session id that instrumented the function
@@ -114,6 +113,9 @@ ENV_DEBUGGER_TABLE = "PLLDB_DEBUGGER_TABLE"
 ENV_MANAGEMENT_URL = "PLLDB_MANAGEMENT_URL"
 ENV_PAYLOAD_BUCKET = "PLLDB_PAYLOAD_BUCKET"
 ENV_ORIGINAL_WRAPPER = "PLLDB_ORIGINAL_EXEC_WRAPPER"
+# The function's own timeout, put back on restore (only a principal allowed to update the
+# function can change it; restore applies it only when it is 1..MAX_TIMEOUT seconds).
+ENV_ORIGINAL_TIMEOUT = "PLLDB_ORIGINAL_TIMEOUT"
 # The helper stack's grace period: also how long the shim waits for a client that is away.
 ENV_GRACE_SECONDS = "PLLDB_GRACE_SECONDS"
 SHIM_ENV_VARS = (
@@ -124,6 +126,7 @@ SHIM_ENV_VARS = (
     ENV_MANAGEMENT_URL,
     ENV_PAYLOAD_BUCKET,
     ENV_ORIGINAL_WRAPPER,
+    ENV_ORIGINAL_TIMEOUT,
     ENV_GRACE_SECONDS,
 )
 

@@ -213,12 +213,18 @@ def test_a_reconnect_that_never_arrives_still_restores_after_grace(make_gateway:
 
 
 def test_deploy_while_instrumented_is_not_clobbered(gateway: Gateway) -> None:
+    """Restoring removes only plldb's traces from what runs now: a deploy's changes stay."""
     names = create_stack()
-    session_id, ws, _ = _attach(gateway, functions=["Plain", "Wrapped"])
+    session_id, ws, _ = _attach(gateway, functions=["Plain", "NoEnv", "Wrapped"])
     lambda_client = boto3.client("lambda")
     # a CloudFormation deploy: the template's configuration, no plldb trace left
     lambda_client.update_function_configuration(
         FunctionName=names["Plain"], Environment={"Variables": {"A": "2"}}, Layers=[], Timeout=42
+    )
+    # a deploy that replaced the environment only: plldb's layer is left, and with the
+    # environment went the recorded timeout
+    lambda_client.update_function_configuration(
+        FunctionName=names["NoEnv"], Environment={"Variables": {"C": "3"}}
     )
     # a console edit of the timeout only: plldb's layer and variables still there
     lambda_client.update_function_configuration(FunctionName=names["Wrapped"], Timeout=77)
@@ -227,21 +233,55 @@ def test_deploy_while_instrumented_is_not_clobbered(gateway: Gateway) -> None:
         messages = _until(ws, lambda m: m["type"] == protocol.TYPE_DETACHED)
     statuses = {m["function"]: m for m in messages if m.get("function")}
     assert statuses[names["Plain"]]["status"] == "kept-deploy"
-    assert "kept as deployed" in statuses[names["Plain"]]["message"]
+    assert statuses[names["Plain"]]["message"] == (
+        "replaced since it was instrumented (a deploy?): no plldb trace left, kept as deployed"
+    )
     plain = configuration(names["Plain"])
     assert (plain["Environment"], plain["Layers"], plain["Timeout"]) == (
         {"Variables": {"A": "2"}},
         [],
         42,
     )
+    assert statuses[names["NoEnv"]]["status"] == "kept-deploy"
+    assert statuses[names["NoEnv"]]["message"] == (
+        "changed since it was instrumented (a deploy?): kept as deployed, plldb's remaining "
+        f"layer and variables removed; timeout left at {protocol.MAX_TIMEOUT} s: "
+        "PLLDB_ORIGINAL_TIMEOUT is missing"
+    )
+    no_env = configuration(names["NoEnv"])
+    assert (no_env["Environment"], no_env["Layers"], no_env["Timeout"]) == (
+        {"Variables": {"C": "3"}},
+        [],
+        protocol.MAX_TIMEOUT,
+    )
+    # the debug timeout is plldb's: the recorded one comes back, the rest is as it was
+    wrapped_outcome = statuses[names["Wrapped"]]
+    assert (wrapped_outcome["status"], wrapped_outcome["message"]) == (
+        "ok",
+        "restored (timeout 3 s)",
+    )
     wrapped = configuration(names["Wrapped"])
     assert wrapped["Environment"]["Variables"] == {
         "AWS_LAMBDA_EXEC_WRAPPER": EXISTING_WRAPPER,
         "B": "2",
     }
-    assert wrapped["Layers"] == [] and wrapped["Timeout"] == 77
+    assert wrapped["Layers"] == [] and wrapped["Timeout"] == 3
     assert protocol.SHIM_POLICY_NAME not in role_policies(names["Plain"])
     assert session_id and _records() == []
+
+
+RECORD_ATTRIBUTES = {
+    protocol.A_SESSION_ID,
+    protocol.A_KIND,
+    protocol.A_STACK_NAME,
+    protocol.A_FUNCTION_NAME,
+    protocol.A_FUNCTION_ARN,
+    protocol.A_ROLE_NAME,
+    protocol.A_GRANT_ADDED,
+    protocol.A_STATUS,
+    protocol.A_INSTRUMENTED_BY,
+    protocol.A_CREATED_AT,
+}
 
 
 def _run_manager(action: str, session_id: str, **fields: Any) -> dict[str, Any]:
@@ -280,9 +320,13 @@ def test_crash_midway_then_rerun_keeps_the_original(gateway: Gateway) -> None:
     assert sorted(second["instrumented"]) == sorted(names[n] for n in INSTRUMENTABLE)
     for record in _records():
         logical = next(k for k, v in names.items() if v == record[protocol.A_FUNCTION_NAME]["S"])
-        original = json.loads(record[protocol.A_ORIGINAL]["S"])
-        assert original == manager_plan.config_subset(before[logical]["configuration"])
+        assert set(record) == RECORD_ATTRIBUTES  # who instrumented what; no configuration
         assert record[protocol.A_STATUS]["S"] == protocol.INSTRUMENTED
+        # the function itself holds what comes back: its own timeout, its own wrapper
+        current = manager_plan.config_subset(configuration(names[logical]))
+        own = manager_plan.config_subset(before[logical]["configuration"])
+        assert current["Environment"][protocol.ENV_ORIGINAL_TIMEOUT] == str(own["Timeout"])
+        assert manager_plan.strip_traces(current) == own
     assert _run_manager("instrument", session_id, **instrument) == second  # idempotent
 
     restored = _run_manager("deinstrument", session_id)

@@ -10,14 +10,16 @@ Invoked asynchronously (``InvocationType=Event``) by the WebSocket routes with o
   it on a best-effort basis, and DynamoDB keeps TTL-expired items for up to days).
 
 Crash safety rests on the instrumentation record (PLLDBSessions item
-``FUNCTION#<name>``): it is written, with the original configuration and the configuration
-about to be applied, before anything changes, and an existing record's original is kept.
+``FUNCTION#<name>``): it says which session instrumented which function and role, and is
+written before anything changes. It holds no configuration: what restoring needs (the
+function's own timeout and exec wrapper) is recorded in the function's own environment, and
+restoring removes plldb's traces from the function's current configuration, so a record
+written by anyone else can make the manager apply nothing (docs/security.md, promise 3).
 Every step is idempotent, so running either action again after a crash finishes the job.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -41,7 +43,6 @@ from plldb.lambdas.manager_plan import (
     Plan,
     config_subset,
     matches,
-    strip_traces,
 )
 from plldb.lambdas.manager_records import Records
 from plldb.lambdas.manager_targets import StackNotFound, Targets
@@ -263,7 +264,7 @@ class Manager:
         self.revoke(
             {r[protocol.A_ROLE_NAME]["S"] for r in records if r[protocol.A_GRANT_ADDED]["BOOL"]}
         )
-        restored = [o.function for o in outcomes if o.status in (OK, KEPT_DEPLOY, GONE)]
+        restored = [o.function for o in outcomes if o.status in (OK, WARNING, KEPT_DEPLOY, GONE)]
         failed = [
             {"function": o.function, "reason": o.message} for o in outcomes if o.status == FAILED
         ]
@@ -333,6 +334,11 @@ class Manager:
     # --- restoring one function ----------------------------------------------------------
 
     def restore(self, record: dict[str, Any]) -> Outcome:
+        """Remove plldb's traces from the function's current configuration, then the record.
+
+        The record only names the function: what is set comes from the function itself
+        (:func:`manager_plan.restoration`), never from the record.
+        """
         name = record[protocol.A_FUNCTION_NAME]["S"]
         try:
             configuration = self.lambda_.get_function_configuration(FunctionName=name)
@@ -342,18 +348,9 @@ class Manager:
             self.records.delete(name)
             return Outcome(name, GONE, "function no longer exists")
         current = config_subset(configuration)
-        original = json.loads(record[protocol.A_ORIGINAL]["S"])
-        if current in (json.loads(record[protocol.A_APPLIED]["S"]), original):
-            target, outcome = original, Outcome(name, OK, "restored")
-        else:
-            target = strip_traces(current)
-            outcome = Outcome(
-                name,
-                KEPT_DEPLOY,
-                "changed since it was instrumented (a deploy?): kept as deployed, plldb "
-                "layer and variables removed",
-            )
-        if target != current:
+        instrumented = record.get(protocol.A_STATUS, {}).get("S") == protocol.INSTRUMENTED
+        target, outcome = manager_plan.restoration(name, current, instrumented)
+        if target is not None and target != current:
             self.functions.update(name, target)
         self.records.delete(name)
         return outcome

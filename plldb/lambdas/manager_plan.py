@@ -1,8 +1,11 @@
 """The manager's decisions, made before anything changes: what to do with each function.
 
-Pure functions over a function's configuration and its instrumentation record, so every
-rule (skip reasons, the configuration to apply, what "restored" means) is decided in one
-place and can be read without the AWS plumbing around it.
+Pure functions over a function's configuration, so every rule (skip reasons, the
+configuration to apply, what restoring changes) is decided in one place and can be read
+without the AWS plumbing around it. None of them reads a configuration from the sessions
+table: what restoring needs (the function's own timeout and exec wrapper) is recorded in the
+function's own environment, which only a principal allowed to update the function can
+change (docs/security.md, promise 3).
 
 A "subset" is the part of a function configuration plldb changes:
 ``{"Environment": {name: value}, "Layers": [arn, ...], "Timeout": seconds}``.
@@ -11,7 +14,7 @@ A "subset" is the part of a function configuration plldb changes:
 from __future__ import annotations
 
 import fnmatch
-import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,9 +25,19 @@ from plldb.lambdas import common
 OK = "ok"
 SKIPPED = "skipped"
 FAILED = "failed"
-WARNING = "warning"  # instrumented, with something the developer must know
-KEPT_DEPLOY = "kept-deploy"  # changed by a deploy while instrumented: plldb traces removed only
+WARNING = "warning"  # instrumented or restored, with something the developer must know
+KEPT_DEPLOY = "kept-deploy"  # changed by a deploy while instrumented: its changes are kept
 GONE = "gone"  # the function no longer exists
+
+# The variables plldb sets on every function it instruments (besides the exec wrapper).
+SET_WHEN_INSTRUMENTING = (
+    protocol.ENV_SESSION_ID,
+    protocol.ENV_SESSIONS_TABLE,
+    protocol.ENV_DEBUGGER_TABLE,
+    protocol.ENV_MANAGEMENT_URL,
+    protocol.ENV_PAYLOAD_BUCKET,
+    protocol.ENV_GRACE_SECONDS,
+)
 
 
 @dataclass
@@ -41,7 +54,6 @@ class Plan:
     name: str
     arn: str
     role_name: str
-    original: dict[str, Any]
     applied: dict[str, Any]
     record: dict[str, Any] | None  # the existing instrumentation record, if any
     current: dict[str, Any] | None = None  # the configuration now, to skip a no-op update
@@ -85,8 +97,41 @@ def has_traces(subset: dict[str, Any]) -> bool:
     )
 
 
+def has_all_traces(subset: dict[str, Any]) -> bool:
+    """Everything plldb sets is still there: nobody replaced its environment or layers."""
+    env = subset["Environment"]
+    return (
+        any(is_plldb_layer(arn) for arn in subset["Layers"])
+        and env.get(protocol.ENV_EXEC_WRAPPER) == protocol.WRAPPER_PATH
+        and all(name in env for name in SET_WHEN_INSTRUMENTING)
+    )
+
+
+def recorded_timeout(env: dict[str, str]) -> int | None:
+    """The function's own timeout as plldb recorded it; None unless 1..MAX_TIMEOUT seconds.
+
+    Anyone allowed to update the function may have changed the variable: anything but a
+    plain number of seconds Lambda accepts is not applied.
+    """
+    value = env.get(protocol.ENV_ORIGINAL_TIMEOUT, "")
+    if not re.fullmatch(r"[0-9]{1,4}", value):
+        return None
+    seconds = int(value)
+    return seconds if 1 <= seconds <= protocol.MAX_TIMEOUT else None
+
+
+def own_timeout(subset: dict[str, Any]) -> int | None:
+    """The function's own timeout: the current one, or plldb's record of it while instrumented."""
+    if not has_traces(subset):
+        return subset["Timeout"]
+    return recorded_timeout(subset["Environment"])
+
+
 def strip_traces(subset: dict[str, Any]) -> dict[str, Any]:
-    """The subset without anything plldb added; the chained exec wrapper is put back."""
+    """The subset without anything plldb added; the chained exec wrapper is put back.
+
+    The timeout goes back to the recorded one; without a valid record it stays as it is.
+    """
     env = {k: v for k, v in subset["Environment"].items() if k not in protocol.SHIM_ENV_VARS}
     if env.get(protocol.ENV_EXEC_WRAPPER) == protocol.WRAPPER_PATH:
         original_wrapper = subset["Environment"].get(protocol.ENV_ORIGINAL_WRAPPER)
@@ -95,7 +140,46 @@ def strip_traces(subset: dict[str, Any]) -> dict[str, Any]:
         else:
             del env[protocol.ENV_EXEC_WRAPPER]
     layers = [arn for arn in subset["Layers"] if not is_plldb_layer(arn)]
-    return {"Environment": env, "Layers": layers, "Timeout": subset["Timeout"]}
+    timeout = own_timeout(subset)
+    return {"Environment": env, "Layers": layers, "Timeout": timeout or subset["Timeout"]}
+
+
+def restoration(
+    name: str, current: dict[str, Any], instrumented: bool
+) -> tuple[dict[str, Any] | None, Outcome]:
+    """What restoring one function sets (None: nothing), decided from its current configuration.
+
+    Only plldb's traces go: the layer, the shim's variables, the exec wrapper (a chained one
+    comes back) and the debug timeout (the recorded one comes back). Everything else a
+    deploy or an edit changed meanwhile stays. ``instrumented``: the record says the update
+    was made (otherwise a crash came before it, and no trace is expected).
+    """
+    if not has_traces(current):
+        if not instrumented:
+            return None, Outcome(name, OK, "restored: plldb had not changed it yet")
+        return None, Outcome(
+            name,
+            KEPT_DEPLOY,
+            "replaced since it was instrumented (a deploy?): no plldb trace left, kept as deployed",
+        )
+    target = strip_traces(current)
+    timeout_kept = own_timeout(current) is None
+    note = ""
+    if timeout_kept:
+        value = current["Environment"].get(protocol.ENV_ORIGINAL_TIMEOUT)
+        bounds = f"is not 1 to {protocol.MAX_TIMEOUT} s"
+        why = "is missing" if value is None else f"{value[:40]!r} {bounds}"
+        note = f"; timeout left at {current['Timeout']} s: {protocol.ENV_ORIGINAL_TIMEOUT} {why}"
+    if not has_all_traces(current):
+        return target, Outcome(
+            name,
+            KEPT_DEPLOY,
+            "changed since it was instrumented (a deploy?): kept as deployed, plldb's "
+            f"remaining layer and variables removed{note}",
+        )
+    if timeout_kept:
+        return target, Outcome(name, WARNING, f"restored{note}")
+    return target, Outcome(name, OK, f"restored (timeout {target['Timeout']} s)")
 
 
 def environment_size(variables: dict[str, str]) -> int:
@@ -153,30 +237,26 @@ def queue_warnings(surroundings: Surroundings, timeout: int) -> list[str]:
     return warnings
 
 
-def original_of(current: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
-    """The configuration to restore: the record's, unless a deploy replaced the function.
-
-    With no record, or when a deploy replaced the function since the record was made, what
-    runs now, without any plldb trace, is what must come back.
-    """
-    if record and (
-        has_traces(current) or current == json.loads(record[protocol.A_ORIGINAL]["S"])
-    ):
-        return json.loads(record[protocol.A_ORIGINAL]["S"])
-    return strip_traces(current)
-
-
 def applied(
-    original: dict[str, Any], config: common.Config, session_id: str, timeout: int
+    current: dict[str, Any], config: common.Config, session_id: str, timeout: int
 ) -> dict[str, Any]:
     """The configuration while attached: the layer, the shim's variables, ``timeout``.
+
+    Computed from the function's own configuration (the current one without plldb's
+    traces), so running it again on an instrumented function gives the same result. The
+    function's own timeout is recorded in ``PLLDB_ORIGINAL_TIMEOUT`` for the restore (not
+    when an earlier instrumentation left no valid record of it: no value is made up).
 
     The timeout is exactly what the session asked for (``--timeout``), lower than the
     function's own or higher: a developer may want a short one to see the timeout path.
     """
+    original = strip_traces(current)
     env = dict(original["Environment"])
     if protocol.ENV_EXEC_WRAPPER in env:
         env[protocol.ENV_ORIGINAL_WRAPPER] = env[protocol.ENV_EXEC_WRAPPER]
+    own = own_timeout(current)
+    if own is not None:
+        env[protocol.ENV_ORIGINAL_TIMEOUT] = str(own)
     env.update(
         {
             protocol.ENV_EXEC_WRAPPER: protocol.WRAPPER_PATH,
@@ -209,15 +289,15 @@ def plan(
     if reason:
         return Outcome(name, SKIPPED, reason)
     current = config_subset(configuration)
-    original = original_of(current, record)
-    if len(original["Layers"]) >= protocol.MAX_LAYERS:
+    own_layers = strip_traces(current)["Layers"]
+    if len(own_layers) >= protocol.MAX_LAYERS:
         return Outcome(
             name,
             SKIPPED,
-            f"already has {len(original['Layers'])} layers, the maximum is "
+            f"already has {len(own_layers)} layers, the maximum is "
             f"{protocol.MAX_LAYERS}: no room for the plldb layer",
         )
-    target = applied(original, config, session_id, timeout)
+    target = applied(current, config, session_id, timeout)
     size = environment_size(target["Environment"])
     if size > protocol.ENV_LIMIT:
         return Outcome(
@@ -230,7 +310,6 @@ def plan(
         name=name,
         arn=configuration["FunctionArn"],
         role_name=configuration["Role"].rsplit("/", 1)[-1],
-        original=original,
         applied=target,
         record=record,
         current=current,

@@ -1,8 +1,9 @@
 """The manager's view of PLLDBSessions: instrumentation records and session states.
 
-An instrumentation record (item ``FUNCTION#<name>``) holds a function's original
-configuration for as long as the function is instrumented; a session item says whether a
-debugger can still come back for it. Both live in the sessions table.
+An instrumentation record (item ``FUNCTION#<name>``) says, for as long as a function is
+instrumented, which session instrumented it and whether plldb granted the shim's policy to
+its role. It holds no configuration: restoring reads only the function itself. A session
+item says whether a debugger can still come back for it. Both live in the sessions table.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ class Records:
     def write(self, plan: Plan, stack_name: str, session_id: str) -> None:
         """Write the record before anything changes; only if nobody rewrote it since it was read.
 
-        Raises ClientError ConditionalCheckFailedException when the record changed meanwhile.
+        A concurrent run that wrote it meanwhile may have decided ``GrantAdded`` differently:
+        overwriting its record could leave the shim's policy on a role for good. Raises
+        ClientError ConditionalCheckFailedException when the record changed meanwhile.
         """
         key = {protocol.A_SESSION_ID: {"S": protocol.function_key(plan.name)}}
         values = {
@@ -62,8 +65,6 @@ class Records:
             protocol.A_STACK_NAME: {"S": stack_name},
             protocol.A_FUNCTION_NAME: {"S": plan.name},
             protocol.A_FUNCTION_ARN: {"S": plan.arn},
-            protocol.A_ORIGINAL: {"S": common.dumps(plan.original)},
-            protocol.A_APPLIED: {"S": common.dumps(plan.applied)},
             protocol.A_ROLE_NAME: {"S": plan.role_name},
             protocol.A_GRANT_ADDED: {"BOOL": plan.grant_added},
             protocol.A_STATUS: {"S": protocol.INSTRUMENTING},
@@ -74,10 +75,12 @@ class Records:
         placeholders = {name: f"#a{i}" for i, name in enumerate(values)}
         arguments: dict[str, Any] = {f":v{i}": value for i, value in enumerate(values.values())}
         if plan.record is None:
-            condition = f"attribute_not_exists({placeholders[protocol.A_ORIGINAL]})"
-        else:  # only if nobody else rewrote the original since we read it
-            condition = f"{placeholders[protocol.A_ORIGINAL]} = :expected"
-            arguments[":expected"] = plan.record[protocol.A_ORIGINAL]
+            condition = f"attribute_not_exists({placeholders[protocol.A_KIND]})"
+        else:  # the record as it was read: same writer, same time
+            by, at = placeholders[protocol.A_INSTRUMENTED_BY], placeholders[protocol.A_CREATED_AT]
+            condition = f"{by} = :read_by AND {at} = :read_at"
+            arguments[":read_by"] = plan.record.get(protocol.A_INSTRUMENTED_BY, {"S": ""})
+            arguments[":read_at"] = plan.record.get(protocol.A_CREATED_AT, {"S": ""})
         self.dynamodb.update_item(
             TableName=self.table,
             Key=key,
