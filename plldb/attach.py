@@ -29,7 +29,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from plldb import capture, console
+from plldb import capture, console, payloads
 from plldb import protocol as p
 from plldb.aws import AwsContext, caller_identity, error_code
 from plldb.claims import claim_functions, release_claims
@@ -45,7 +45,6 @@ from plldb.debuggers import (
 from plldb.discovery import LocalFunction, discover
 from plldb.executor import Executor
 from plldb.helper_stack import HelperStack, find_helper_stack
-from plldb.payloads import PayloadStore
 from plldb.sessions import SessionLost, SessionStore
 from plldb.stack_mapping import collect_stack_resources, map_stack_functions
 
@@ -61,6 +60,11 @@ BINARY_RESULT_ERROR = {
     "errorType": "PLLDB.BinaryResult",
     "stackTrace": [],
 }
+
+
+def payload_error(exc: Exception) -> dict[str, Any]:
+    """What the function answers when its event or result could not travel through the bucket."""
+    return {"errorMessage": str(exc), "errorType": "PLLDB.PayloadError", "stackTrace": []}
 
 
 @dataclass(frozen=True)
@@ -179,7 +183,6 @@ class Attachment:
         self.options = options
         self.plan = plan
         self.store = SessionStore(plan.debugger_ctx, plan.helper.sessions_table)
-        self.payloads = PayloadStore(plan.debugger_ctx, plan.helper.payload_bucket)
         self.executor = Executor(plan.functions, credentials=options.credentials)
         self.session_id = ""
         self.connection: Connection | None = None
@@ -391,7 +394,11 @@ class Attachment:
             return
         self.running.add(request_id)
         if "event_ref" in message:
-            event = await asyncio.to_thread(self.payloads.fetch, message["event_ref"])
+            try:
+                event = await asyncio.to_thread(payloads.fetch, message["event_ref"])
+            except payloads.PayloadError as exc:
+                await self.send_payload_failure(request_id, exc)
+                return
             message = {**message, "event": event.decode()}
             del message["event_ref"]
         if not self.gate.is_set():  # --wait-for-client: hold it, not the connection
@@ -414,7 +421,7 @@ class Attachment:
     async def answer(self, invocation: dict[str, Any], outcome: Any, started: float) -> None:
         request_id = invocation["request_id"]
         if outcome.ok:
-            reply = await self.result_message(request_id, outcome.body)
+            reply = await self.result_message(invocation, outcome.body)
         else:
             reply = p.error_message(request_id, outcome.error)
         self.answers[request_id] = reply
@@ -425,7 +432,15 @@ class Attachment:
         await self.connection.send(reply)
         self.print_invocation(invocation, outcome, time.monotonic() - started)
 
-    async def result_message(self, request_id: str, body: bytes) -> dict[str, Any]:
+    async def send_payload_failure(self, request_id: str, exc: payloads.PayloadError) -> None:
+        """The event could not be downloaded: the function answers with the reason at once."""
+        console.error(f"request {request_id}: {exc}")
+        self.running.discard(request_id)
+        assert self.connection is not None
+        await self.connection.send(p.error_message(request_id, payload_error(exc)))
+
+    async def result_message(self, invocation: dict[str, Any], body: bytes) -> dict[str, Any]:
+        request_id = invocation["request_id"]
         try:
             text = body.decode()
         except UnicodeDecodeError:
@@ -433,9 +448,11 @@ class Attachment:
         inline = p.response_message(request_id, result=text)
         if len(body) <= p.INLINE_PAYLOAD_LIMIT and len(p.encode(inline).encode()) <= p.MESSAGE_SIZE:
             return inline  # measured encoded: JSON escaping can make a result grow sixfold
-        ref = await asyncio.to_thread(
-            self.payloads.offload, self.session_id, request_id, "response", body
-        )
+        try:
+            ref = await asyncio.to_thread(payloads.upload, invocation.get("result_upload"), body)
+        except payloads.PayloadError as exc:
+            console.error(f"request {request_id}: {exc}")
+            return p.error_message(request_id, payload_error(exc))
         return p.response_message(request_id, result_ref=ref)
 
     def logical_id(self, invocation: dict[str, Any]) -> str:

@@ -1,32 +1,65 @@
-"""Events and results too large for a WebSocket message travel through the bootstrap bucket.
+"""Events and results too large for a WebSocket message travel through the payload bucket.
 
-Only payloads go there (under ``payloads/``, expired by the bucket's lifecycle rule after a
-day); credentials and environments never do.
+The local tool holds no S3 rights (docs/security.md, "Payloads"): the shim presigns, with
+the function's own credentials, a GET URL for an offloaded event and a PUT URL for the
+request's result, and sends them in the ``invocation`` message over the session's
+connection only. This module uses those URLs with plain HTTP(S) requests. Only payloads
+go there (under ``payloads/``, expired by the bucket's lifecycle rule after a day);
+credentials and environments never do.
 """
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from typing import Any
 
 from plldb import protocol as p
-from plldb.aws import AwsContext
+
+TRANSFER_TIMEOUT_SECONDS = 60  # per blocking socket operation, not for the whole transfer
 
 
-class PayloadStore:
-    """Reads and writes offloaded payloads with the debugger role's credentials."""
+class PayloadError(RuntimeError):
+    """A payload could not be downloaded or uploaded; the text says which and why."""
 
-    def __init__(self, ctx: AwsContext, bucket: str) -> None:
-        self.s3 = ctx.client("s3")
-        self.bucket = bucket
 
-    def fetch(self, ref: dict[str, Any]) -> bytes:
-        """The bytes a validated ``*_ref`` points to."""
-        return self.s3.get_object(Bucket=ref["bucket"], Key=ref["key"])["Body"].read()
+def fetch(ref: dict[str, Any]) -> bytes:
+    """The bytes of an offloaded event, through the presigned GET URL of a validated ``event_ref``."""
+    body = _request(urllib.request.Request(ref["url"], method="GET"), f"download {ref['key']}")
+    if len(body) != ref["size"]:
+        raise PayloadError(
+            f"download {ref['key']}: got {len(body)} bytes, the invocation said {ref['size']}"
+        )
+    return body
 
-    def offload(self, session_id: str, request_id: str, direction: str, body: bytes) -> dict:
-        """Upload ``body`` and return the reference to send instead of it."""
-        if len(body) > p.MAX_PAYLOAD:
-            raise ValueError(f"payload of {len(body)} bytes is over the {p.MAX_PAYLOAD} limit")
-        key = p.payload_key(session_id, request_id, direction)
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
-        return {"bucket": self.bucket, "key": key, "size": len(body)}
+
+def upload(target: dict[str, Any] | None, body: bytes) -> dict[str, Any]:
+    """PUT ``body`` to the invocation's ``result_upload`` URL; the ``result_ref`` to send."""
+    if target is None:
+        raise PayloadError(
+            f"the result of {len(body)} bytes is too large for a message, and the invocation "
+            "carries no upload URL (result_upload): update the helper stack with `plldb bootstrap`"
+        )
+    if len(body) > p.MAX_PAYLOAD:
+        raise PayloadError(f"the result of {len(body)} bytes is over the {p.MAX_PAYLOAD} byte limit")
+    request = urllib.request.Request(
+        target["url"],
+        data=body,
+        method="PUT",
+        # Not signed; without it urllib sends a form type that some servers parse as a form.
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    _request(request, f"upload {target['key']}")
+    return {"bucket": target["bucket"], "key": target["key"], "size": len(body)}
+
+
+def _request(request: urllib.request.Request, what: str) -> bytes:
+    """The response body; PayloadError with S3's answer when the request fails."""
+    try:
+        with urllib.request.urlopen(request, timeout=TRANSFER_TIMEOUT_SECONDS) as response:
+            return response.read(p.MAX_PAYLOAD + 1)
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(2048).decode(errors="replace")
+        raise PayloadError(f"{what}: HTTP {exc.code} {exc.reason}: {detail}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise PayloadError(f"{what}: {exc}") from exc

@@ -16,6 +16,7 @@ import json
 import re
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 PROTOCOL_VERSION = 1
 
@@ -165,6 +166,11 @@ MESSAGE_SIZE = 120 * 1024  # messages the local tool sends
 # Messages posted to a connection (@connections): the 32 KB frame quota applies to them too.
 POST_SIZE = 30 * 1024
 INLINE_PAYLOAD_LIMIT = 96 * 1024  # a result above this travels through the bucket
+# A presigned S3 URL: mostly the signer's session token (about 1-2 KB for a function's role).
+PRESIGNED_URL_LIMIT = 8 * 1024
+# How long a payload URL outlives the invocation's deadline: a transfer that starts just
+# before it may finish, and small clock differences between the function and S3 are covered.
+PAYLOAD_URL_MARGIN_SECONDS = 60
 ITEM_LIMIT = 400 * 1024
 MAX_PAYLOAD = 6 * 1024 * 1024
 ENV_LIMIT = 4 * 1024
@@ -275,6 +281,7 @@ def fragments(text: str, limit: int = FRAME_SIZE) -> list[str]:
 # --- Validation ---------------------------------------------------------------------------
 
 _PAYLOAD_REF_FIELDS = {"bucket": str, "key": str, "size": int}
+_UPLOAD_FIELDS = {"bucket": str, "key": str, "url": str}
 _ERROR_FIELDS = {"errorMessage": str, "errorType": str}
 
 # field -> (type or tuple of types, required)
@@ -298,6 +305,7 @@ _SERVER_SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
         "deadline_ms": (int, True),
         "event": (str, False),
         "event_ref": (dict, False),
+        "result_upload": (dict, False),
         "environment": (dict, True),
         "trace_id": ((str, type(None)), False),
         "client_context": ((str, type(None)), False),
@@ -332,17 +340,38 @@ def _check_fields(message: dict[str, Any], schema: dict[str, tuple[Any, bool]], 
             raise ProtocolError(f"{kind} field {name!r} has the wrong type")
 
 
-def _check_payload_ref(ref: Any, name: str) -> None:
+def _check_object(ref: Any, name: str, fields: dict[str, type]) -> None:
+    """A payload object's description: the fields' types, a key under ``payloads/``."""
     if not isinstance(ref, dict):
         raise ProtocolError(f"{name} must be an object")
-    for field_name, expected in _PAYLOAD_REF_FIELDS.items():
+    for field_name, expected in fields.items():
         value = ref.get(field_name)
         if not isinstance(value, expected) or isinstance(value, bool):
             raise ProtocolError(f"{name} needs {field_name!r}")
     if not ref["key"].startswith(PAYLOAD_PREFIX):
         raise ProtocolError(f"{name} key must be under {PAYLOAD_PREFIX}")
+
+
+def _check_payload_ref(ref: Any, name: str) -> None:
+    _check_object(ref, name, _PAYLOAD_REF_FIELDS)
     if not 0 <= ref["size"] <= MAX_PAYLOAD:
         raise ProtocolError(f"{name} size is over the {MAX_PAYLOAD} byte limit")
+
+
+def _check_presigned(ref: dict[str, Any], name: str) -> None:
+    """``ref["url"]`` is an HTTP(S) URL of ``ref["key"]`` (a presigned S3 URL).
+
+    The local tool fetches or uploads with it, so nothing but HTTP(S) is accepted (no
+    ``file:`` URL), and it must name the object the message says it names.
+    """
+    url = ref.get("url")
+    if not isinstance(url, str) or len(url) > PRESIGNED_URL_LIMIT:
+        raise ProtocolError(f"{name} needs a 'url' of at most {PRESIGNED_URL_LIMIT} characters")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise ProtocolError(f"{name} url must be an http(s) URL")
+    if not unquote(parts.path).endswith("/" + ref["key"]):
+        raise ProtocolError(f"{name} url does not point at its key {ref['key']}")
 
 
 def _load(text: Any) -> dict[str, Any]:
@@ -397,6 +426,10 @@ def parse_server_message(text: Any) -> dict[str, Any]:
             raise ProtocolError("'invocation' needs exactly one of 'event' and 'event_ref'")
         if "event_ref" in message:
             _check_payload_ref(message["event_ref"], "event_ref")
+            _check_presigned(message["event_ref"], "event_ref")
+        if "result_upload" in message:
+            _check_object(message["result_upload"], "result_upload", _UPLOAD_FIELDS)
+            _check_presigned(message["result_upload"], "result_upload")
     return message
 
 

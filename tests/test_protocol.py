@@ -80,6 +80,51 @@ def test_server_messages():
         p.parse_server_message(json.dumps(message))
 
 
+EVENT_KEY = f"payloads/{SESSION}/req-1/event.json"
+RESPONSE_KEY = f"payloads/{SESSION}/req-1/response.json"
+SIGNED = "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=ab"
+
+
+def offloaded(get_url: str | None = None, **upload) -> str:
+    """An invocation with its event offloaded (GET URL ``get_url``) and a result upload target."""
+    message = json.loads(invocation())
+    del message["event"]
+    message["event_ref"] = {"bucket": "b", "key": EVENT_KEY, "size": 3}
+    if get_url is not None:
+        message["event_ref"]["url"] = get_url
+    message["result_upload"] = {
+        "bucket": "b", "key": RESPONSE_KEY, "url": f"https://b.s3.amazonaws.com/{RESPONSE_KEY}{SIGNED}",
+        **upload,
+    }
+    return json.dumps(message)
+
+
+def test_payload_urls_pass():
+    path_style = f"http://127.0.0.1:5000/b/{EVENT_KEY.replace('req-1', 'req%2D1')}{SIGNED}"
+    message = p.parse_server_message(offloaded(path_style))
+    assert message["event_ref"]["url"] == path_style
+    assert message["result_upload"]["key"] == RESPONSE_KEY
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (offloaded(None), "event_ref needs a 'url'"),
+        (offloaded("file:///etc/passwd"), "event_ref url must be an http"),
+        (offloaded(f"https:///{EVENT_KEY}"), "event_ref url must be an http"),
+        (offloaded(f"https://b.s3.amazonaws.com/{RESPONSE_KEY}{SIGNED}"), "does not point at its key"),
+        (offloaded(f"https://b.s3.amazonaws.com/{EVENT_KEY}?" + "x" * p.PRESIGNED_URL_LIMIT),
+         "at most 8192 characters"),
+        (offloaded(f"https://h/{EVENT_KEY}", url=f"https://h/{EVENT_KEY}"), "result_upload url does not point"),
+        (offloaded(f"https://h/{EVENT_KEY}", key="other/response.json"), "under payloads/"),
+        (offloaded(f"https://h/{EVENT_KEY}", bucket=3), "result_upload needs 'bucket'"),
+    ],
+)
+def test_invalid_payload_urls_are_refused_with_a_reason(raw, reason):
+    with pytest.raises(p.ProtocolError, match=reason):
+        p.parse_server_message(raw)
+
+
 @pytest.mark.parametrize("text", ["", "a", "é" * 20000, "x" * (p.FRAME_LIMIT * 3 + 5), "日本" * 9000])
 def test_fragments_rejoin_and_respect_the_frame_limit(text):
     pieces = p.fragments(text)

@@ -14,6 +14,7 @@ import json
 import statistics
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from plldb import protocol, runner
+from plldb import payloads, protocol, runner
 from tests.harness.container import Container
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import HelperResources, get_session, put_session, wait_until
@@ -54,7 +55,6 @@ class StandIn:
         self.events: list[str] = []
         self.connections: list[str] = []
         self.rejections: list[str] = []
-        self.s3 = boto3.client("s3")
         self.ws = self._connect()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -82,9 +82,8 @@ class StandIn:
             if message["type"] != protocol.TYPE_INVOCATION:
                 continue
             self.invocations.append(message)
-            if "event_ref" in message:
-                ref = message["event_ref"]
-                event = self.s3.get_object(Bucket=ref["bucket"], Key=ref["key"])["Body"].read()
+            if "event_ref" in message:  # through its presigned URL, as the tool does
+                event = payloads.fetch(message["event_ref"])
             else:
                 event = message["event"].encode()
             self.events.append(event.decode())
@@ -95,16 +94,14 @@ class StandIn:
     def send(self, message: dict[str, Any]) -> None:
         self.ws.send(protocol.fragments(protocol.encode(message)))
 
-    def result(self, request_id: str, body: str) -> dict[str, Any]:
-        """A ``response`` message, offloading a body too large for a message as the tool does."""
+    def result(self, message: dict[str, Any], body: str) -> dict[str, Any]:
+        """A ``response`` message, uploading a body too large for a message as the tool does
+        (to the invocation's presigned PUT URL)."""
+        request_id = message["request_id"]
         if len(body.encode()) <= protocol.INLINE_PAYLOAD_LIMIT:
             return protocol.response_message(request_id, result=body)
-        key = protocol.payload_key(self.session_id, request_id, "response")
-        bucket = self.gateway.settings.payload_bucket
-        self.s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
-        return protocol.response_message(
-            request_id, result_ref={"bucket": bucket, "key": key, "size": len(body.encode())}
-        )
+        ref = payloads.upload(message["result_upload"], body.encode())
+        return protocol.response_message(request_id, result_ref=ref)
 
     def reconnect(self) -> None:
         """Drop the connection and come back with a new one, as the tool's reconnect does."""
@@ -131,17 +128,17 @@ def answer(stand_in: StandIn, message: dict[str, Any], event_text: str) -> dict 
     request_id = message["request_id"]
     how = event.get("stand_in", "echo")
     if how == "echo":
-        return stand_in.result(request_id, json.dumps({"echo": event, "local": True}))
+        return stand_in.result(message, json.dumps({"echo": event, "local": True}))
     if how == "fail":
         try:
             raise KeyError("missing-key")
         except KeyError as exc:
             return protocol.error_message(request_id, runner.error_from_exception(exc, request_id))
     if how == "sized":
-        return stand_in.result(request_id, json.dumps("y" * (event["result_size"] - 2)))
+        return stand_in.result(message, json.dumps("y" * (event["result_size"] - 2)))
     if how == "late":
         time.sleep(message["deadline_ms"] / 1000 - time.time() + 0.5)
-        return stand_in.result(request_id, '"too late"')
+        return stand_in.result(message, '"too late"')
     if how == "detach":
         stand_in.send({"action": protocol.ACTION_DETACH})
         return None
@@ -149,7 +146,7 @@ def answer(stand_in: StandIn, message: dict[str, Any], event_text: str) -> dict 
         stand_in.reconnect()
         return None
     if how == "reconnect":
-        return stand_in.result(request_id, '"after reconnect"')
+        return stand_in.result(message, '"after reconnect"')
     return None  # "silent"
 
 
@@ -362,10 +359,16 @@ def test_payload_sizes(
     assert ("event_ref" in message) == offloaded
     item = request_item(f"req-{size}")
     assert (protocol.A_REQUEST in item) != offloaded
+    # every invocation carries a presigned PUT URL for its own result object
+    upload = message["result_upload"]
+    assert upload["key"] == protocol.payload_key(stand_in.session_id, f"req-{size}", "response")
+    assert upload["key"] in urllib.parse.unquote(upload["url"])
     if offloaded:
         key = protocol.payload_key(stand_in.session_id, f"req-{size}", "event")
         assert message["event_ref"]["key"] == key
         assert message["event_ref"]["size"] == size
+        assert "X-Amz-Signature=" in message["event_ref"]["url"]
+    assert "X-Amz-Signature" not in json.dumps(item)  # URLs travel in the message only
 
 
 def test_session_closed_before_the_invocation_passes_through(

@@ -5,6 +5,10 @@ manager adds while the function is instrumented (PLLDBShimAccess): read the sess
 and read the request item, put/get objects under ``payloads/`` of the bucket, and post to the
 session's connection. Credentials never leave through this module: the request item holds
 the environment *without* secrets and the bucket holds only event and response bodies.
+
+The local tool holds no S3 rights: it reaches a payload object only through the URLs this
+module presigns (a GET for an offloaded event, a PUT for the request's result), which travel
+in the ``invocation`` message over the session's connection only (docs/security.md).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ _CLIENT_CONFIG = botocore.config.Config(
     connect_timeout=3,
     read_timeout=10,
 )
+
+_S3_CONFIG = botocore.config.Config(signature_version="s3v4")
 
 
 class ShimConfigError(RuntimeError):
@@ -132,7 +138,8 @@ class Cloud:
     def __init__(self, config: ShimConfig) -> None:
         self.config = config
         self.dynamodb = boto3.client("dynamodb", config=_CLIENT_CONFIG)
-        self.s3 = boto3.client("s3", config=_CLIENT_CONFIG)
+        # SigV4 for the presigned URLs (S3 refuses SigV2 in newer regions and for KMS).
+        self.s3 = boto3.client("s3", config=_CLIENT_CONFIG.merge(_S3_CONFIG))
         self.management = boto3.client(
             "apigatewaymanagementapi", endpoint_url=config.management_url, config=_CLIENT_CONFIG
         )
@@ -254,12 +261,38 @@ class Cloud:
         self.s3.put_object(Bucket=self.config.payload_bucket, Key=key, Body=body)
         return {"bucket": self.config.payload_bucket, "key": key, "size": len(body)}
 
+    def presign(self, method: str, key: str, seconds: int) -> str:
+        """A URL that lets its holder GET or PUT one payload object for ``seconds``.
+
+        Signed locally with the function's own credentials (no AWS call); S3 checks the
+        signature, which covers the method and the key, and the signer's rights when the URL
+        is used.
+        """
+        return self.s3.generate_presigned_url(
+            f"{method}_object",
+            Params={"Bucket": self.config.payload_bucket, "Key": key},
+            ExpiresIn=seconds,
+        )
+
+    def result_upload(self, request_id: str, seconds: int) -> dict[str, Any] | None:
+        """Where the local tool may upload this request's result (None without a bucket)."""
+        if not self.config.payload_bucket:
+            return None
+        key = protocol.payload_key(self.config.session_id, request_id, "response")
+        return {"bucket": self.config.payload_bucket, "key": key, "url": self.presign("put", key, seconds)}
+
     def get_payload(self, request_id: str, ref: Any) -> bytes:
         """Download an offloaded response; only this request's own response object is read."""
         key = protocol.payload_key(self.config.session_id, request_id, "response")
         if not isinstance(ref, dict) or ref.get("bucket") != self.config.payload_bucket or ref.get("key") != key:
             raise PayloadError(f"response reference {ref!r} does not point to {key} in the payload bucket")
-        return self.s3.get_object(Bucket=ref["bucket"], Key=ref["key"])["Body"].read()
+        found = self.s3.get_object(Bucket=ref["bucket"], Key=ref["key"])
+        if found["ContentLength"] > protocol.MAX_PAYLOAD:  # the PUT URL does not bound the size
+            found["Body"].close()
+            raise PayloadError(
+                f"response of {found['ContentLength']} bytes is over the {protocol.MAX_PAYLOAD} byte limit"
+            )
+        return found["Body"].read()
 
     # --- connection ---------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ lost). ``$disconnect`` is best effort, so the shim never waits on it alone.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -169,8 +170,10 @@ class Shim:
 
         The event travels inline when the whole message fits in one post to the connection
         (``POST_SIZE``: API Gateway's 32 KB frame quota applies to @connections), else
-        through the bucket. The full environment (with the function's credentials) goes in the message
-        only: it reaches the local tool over the connection and is never stored.
+        through the bucket, with a presigned GET URL for it in ``event_ref``. The message
+        always carries a presigned PUT URL for the result (``result_upload``). The full
+        environment (with the function's credentials) and the URLs go in the message only:
+        they reach the local tool over the connection and are never stored.
         """
         try:
             event = invocation.body.decode("utf-8")
@@ -190,11 +193,15 @@ class Shim:
             "tenant_id": invocation.header(runner.H_TENANT_ID),
             "event": event,
         }
+        seconds = payload_url_seconds(invocation.deadline_ms, self.clock())
+        upload = self.cloud.result_upload(invocation.request_id, seconds)
+        if upload is not None:  # sent always: any result may turn out too large for a message
+            message["result_upload"] = upload
         if len(protocol.encode(message).encode()) <= protocol.POST_SIZE:
             return message, event, None
         ref = self.cloud.put_payload(invocation.request_id, "event", invocation.body)
         del message["event"]
-        message["event_ref"] = ref
+        message["event_ref"] = {**ref, "url": self.cloud.presign("get", ref["key"], seconds)}
         return message, None, ref
 
     def reachable(self, session: Session) -> bool:
@@ -289,6 +296,17 @@ class Shim:
             sys.stdout.write(runner.error_log_text(outcome.error))
             sys.stdout.flush()
             self.api.post_error(invocation, outcome.error)
+
+
+def payload_url_seconds(deadline_ms: int, now: float) -> int:
+    """How long the payload URLs of an invocation stay valid.
+
+    Until the invocation's deadline (after it the shim no longer waits and ``$default``
+    refuses the answer, so a URL is useless) plus ``PAYLOAD_URL_MARGIN_SECONDS`` for a
+    transfer that starts just before it (a timeout is at most ``MAX_TIMEOUT``).
+    """
+    remaining = math.ceil(deadline_ms / 1000 - now)
+    return max(0, min(remaining, protocol.MAX_TIMEOUT)) + protocol.PAYLOAD_URL_MARGIN_SECONDS
 
 
 def use_runtime_sys_path(environ: MutableMapping[str, str]) -> None:

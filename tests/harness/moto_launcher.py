@@ -24,6 +24,8 @@ What the launcher changes in moto, in its own process only:
   N}`` caps the duration of every ``sts:AssumeRole`` so that tests see expiry in seconds.
 * **Refusals in the service's protocol.** DynamoDB and Lambda get JSON errors
   (``AccessDeniedException``), not moto's XML 403.
+* **Presigned S3 URLs** are checked as AWS checks them (signature over the key, expiry,
+  the signer's policies): tests/harness/moto_presigned.py.
 * **A hook for the call audit**: if ``tests.harness.call_recorder`` exists, its
   ``install()`` runs before the server starts.
 
@@ -64,7 +66,7 @@ from moto.utilities.utils import get_partition
 from werkzeug.serving import run_simple
 from werkzeug.wrappers import Request, Response
 
-from tests.harness import localcloud_authz
+from tests.harness import localcloud_authz, moto_presigned
 
 CONTROL_PREFIX = "/plldb-localcloud/"
 DEFAULT_ACCOUNT = "123456789012"  # moto's
@@ -407,6 +409,7 @@ def patch_moto() -> None:
     mixin._authenticate_and_authorize_normal_action = _json_refusals(  # type: ignore[method-assign]
         mixin._authenticate_and_authorize_normal_action
     )
+    moto_presigned.install()
 
 
 # --------------------------------------------------------------------------- control endpoint
