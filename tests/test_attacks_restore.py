@@ -5,6 +5,9 @@ timeout recorded in the function's own environment. Nothing it applies comes fro
 sessions table: a forged instrumentation record, written here with the harness's own
 credentials as a stand-in for any principal who may write that table, changes nothing but
 plldb's traces. A recorded timeout that is not 1..900 s is not applied either.
+
+The first two tests run the manager against moto; the last one runs the whole path under
+enforced IAM (`plldb attach` as the developer user, the manager with its own role).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from tests.harness.gateway_stack import (
     create_stack,
     snapshot,
 )
+from tests.harness.localcloud import TEST_STACK_DIR, LocalCloud, LocalCloudSettings
+from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
 
 pytest_plugins = ["tests.harness.gateway_fixtures"]
 
@@ -48,26 +53,36 @@ def _attacker_layer() -> str:
     )["LayerVersionArn"]
 
 
-def _forge_record(function_name: str, session_id: str, original: dict[str, Any]) -> None:
+def _forged(own: dict[str, Any], layer: str) -> dict[str, Any]:
+    """What an attacker would have restored: its variables and layer, the longest timeout."""
+    return {
+        "Environment": {**own["Environment"], **INJECTED},
+        "Layers": [*own["Layers"], layer],
+        "Timeout": protocol.MAX_TIMEOUT,
+    }
+
+
+def _forge_record(
+    function_name: str, session_id: str, original: dict[str, Any], stack_name: str = STACK_NAME
+) -> None:
     """Overwrite the function's record: ``original`` to restore, and as ``Applied`` exactly
     what the function runs now (anyone with read access to Lambda sees it)."""
-    current = manager_plan.config_subset(configuration(function_name))
-    role = configuration(function_name)["Role"].rsplit("/", 1)[-1]
+    now = boto3.client("lambda").get_function_configuration(FunctionName=function_name)
     boto3.client("dynamodb").put_item(
         TableName=protocol.SESSIONS_TABLE,
         Item={
             protocol.A_SESSION_ID: {"S": protocol.function_key(function_name)},
             protocol.A_KIND: {"S": protocol.KIND_INSTRUMENTATION},
-            protocol.A_STACK_NAME: {"S": STACK_NAME},
+            protocol.A_STACK_NAME: {"S": stack_name},
             protocol.A_FUNCTION_NAME: {"S": function_name},
-            protocol.A_FUNCTION_ARN: {"S": configuration(function_name)["FunctionArn"]},
-            protocol.A_ROLE_NAME: {"S": role},
+            protocol.A_FUNCTION_ARN: {"S": now["FunctionArn"]},
+            protocol.A_ROLE_NAME: {"S": now["Role"].rsplit("/", 1)[-1]},
             protocol.A_GRANT_ADDED: {"BOOL": True},
             protocol.A_STATUS: {"S": protocol.INSTRUMENTED},
             protocol.A_INSTRUMENTED_BY: {"S": session_id},
             protocol.A_CREATED_AT: {"S": common.iso_now()},
             FORGED_ORIGINAL: {"S": common.dumps(original)},
-            FORGED_APPLIED: {"S": common.dumps(current)},
+            FORGED_APPLIED: {"S": common.dumps(manager_plan.config_subset(now))},
         },
     )
 
@@ -92,24 +107,23 @@ def test_forged_restore_record_changes_nothing_but_traces(gateway: Gateway) -> N
 
     for logical in ("Plain", "NoEnv"):
         own = manager_plan.config_subset(before[logical]["configuration"])
-        forged = {
-            "Environment": {**own["Environment"], **INJECTED},
-            "Layers": [*own["Layers"], attacker_layer],
-            "Timeout": protocol.MAX_TIMEOUT,
-        }
-        _forge_record(names[logical], session_id, forged)
+        _forge_record(names[logical], session_id, _forged(own, attacker_layer))
 
     restored = _manager("deinstrument", session_id)
 
     assert sorted(restored["restored"]) == sorted([names["Plain"], names["NoEnv"]])
     assert restored["failed"] == []
-    for logical, name in names.items():
-        now = configuration(name)
-        variables = now.get("Environment", {}).get("Variables", {})
-        assert not set(INJECTED.items()) & set(variables.items()), logical
-        assert attacker_layer not in [layer["Arn"] for layer in now.get("Layers", [])], logical
+    _assert_nothing_injected(names.values(), attacker_layer)
     assert snapshot(names) == before
     assert _records() == []
+
+
+def _assert_nothing_injected(functions: Any, layer: str) -> None:
+    for name in functions:
+        now = boto3.client("lambda").get_function_configuration(FunctionName=name)
+        variables = now.get("Environment", {}).get("Variables", {})
+        assert not set(INJECTED.items()) & set(variables.items()), name
+        assert layer not in [each["Arn"] for each in now.get("Layers", [])], name
 
 
 def test_a_recorded_timeout_out_of_range_is_not_applied(
@@ -143,3 +157,39 @@ def test_a_recorded_timeout_out_of_range_is_not_applied(
             f"PLLDB_ORIGINAL_TIMEOUT {value!r} is not 1 to 900 s)"
         ) in caplog.text
     assert _records() == []
+
+
+@pytest.mark.e2e
+def test_forged_restore_record_under_enforced_iam() -> None:
+    """The developer attaches with its own policy; the records of the stack's functions are
+    forged while attached; Ctrl-C restores each function exactly as it was before attach."""
+    with LocalCloud(LocalCloudSettings(max_containers=1)) as cloud, cloud.environ():
+        functions = list(cloud.functions.values())
+        lambda_ = boto3.client("lambda")
+        before = {name: lambda_.get_function_configuration(FunctionName=name) for name in functions}
+        attacker_layer = _attacker_layer()
+        attach = PlldbProcess(["attach"], TEST_STACK_DIR, cloud.environment)
+        try:
+            attach.wait_for(ATTACHED_MARKER)
+            by_function = {r[protocol.A_FUNCTION_NAME]["S"]: r for r in _records()}
+            assert sorted(by_function) == sorted(functions)
+            for name in functions:
+                own = manager_plan.config_subset(before[name])
+                session_id = by_function[name][protocol.A_INSTRUMENTED_BY]["S"]
+                stack_name = by_function[name][protocol.A_STACK_NAME]["S"]
+                _forge_record(name, session_id, _forged(own, attacker_layer), stack_name)
+            assert attach.interrupt() == 0, attach.text()
+        finally:
+            attach.kill()
+        assert f"detached: {len(functions)} function(s) restored" in attach.text()
+        _assert_nothing_injected(functions, attacker_layer)
+        for name in functions:
+            now = lambda_.get_function_configuration(FunctionName=name)
+            assert _stable(now) == _stable(before[name]), name
+        assert _records() == []
+
+
+def _stable(configuration: dict[str, Any]) -> dict[str, Any]:
+    """A function configuration without what every update changes."""
+    volatile = ("ResponseMetadata", "LastModified", "RevisionId", "LastUpdateStatus")
+    return {k: v for k, v in configuration.items() if not k.startswith(volatile)}
