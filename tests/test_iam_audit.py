@@ -20,6 +20,7 @@ from tests.harness.moto_server import REGION, MotoServer
 
 ACCOUNT = "123456789012"
 TABLE = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/PLLDBSessions"
+SHIM_POLICY = f"arn:aws:iam::{ACCOUNT}:policy/PLLDBShimAccess-{REGION}"
 
 
 def _policy(*statements: dict[str, Any]) -> dict[str, Any]:
@@ -195,13 +196,14 @@ def _helper_stack() -> dict[str, Any]:
         "resources": {
             "SessionsTable": ["AWS::DynamoDB::Table", "PLLDBSessions"],
             "DebuggerTable": ["AWS::DynamoDB::Table", "PLLDBDebugger"],
+            "ShimAccessPolicy": ["AWS::IAM::ManagedPolicy", SHIM_POLICY],
         },
     }
 
 
-def _template_allows(role: str, action: str, resource: str) -> bool:
+def _template_allows(role: str, action: str, resource: str, **context: Any) -> bool:
     policies = iam_audit.helper_role_policies(_helper_stack(), role)
-    return evaluate(policies, Request(action, resource)).allowed
+    return evaluate(policies, Request(action, resource, context)).allowed
 
 
 def test_helper_roles_get_the_templates_policies_with_the_stacks_values() -> None:
@@ -219,6 +221,18 @@ def test_helper_roles_get_the_templates_policies_with_the_stacks_values() -> Non
     assert not _template_allows(
         "ManagerRole", "lambda:GetLayerVersion", layer.replace(REGION, "eu-west-1")
     )
+
+
+def test_the_manager_may_attach_the_shim_policy_and_no_other() -> None:
+    role = f"arn:aws:iam::{ACCOUNT}:role/app-FunctionRole-X"
+    for action in ("iam:AttachRolePolicy", "iam:DetachRolePolicy"):
+        assert _template_allows("ManagerRole", action, role, **{"iam:PolicyARN": SHIM_POLICY})
+        admin = "arn:aws:iam::aws:policy/AdministratorAccess"
+        assert not _template_allows("ManagerRole", action, role, **{"iam:PolicyARN": admin})
+        assert not _template_allows("ManagerRole", action, role)
+    for action in ("iam:PutRolePolicy", "iam:DeleteRolePolicy"):
+        assert not _template_allows("ManagerRole", action, role)
+    assert _template_allows("ManagerRole", "iam:ListAttachedRolePolicies", role)
 
 
 def test_a_logical_id_that_is_no_role_of_the_template_cannot_be_audited() -> None:
@@ -526,7 +540,10 @@ def test_the_recorder_derives_each_calls_action_and_arn(recording: tuple[MotoSer
         "LayerVersionArn"
     ]
     lam.update_function_configuration(FunctionName="fn", Layers=[layer])
-    role.client("iam", endpoint_url=server.url).get_role(RoleName="Audited")
+    role_iam = role.client("iam", endpoint_url=server.url)
+    role_iam.get_role(RoleName="Audited")
+    managed = f"arn:aws:iam::{ACCOUNT}:policy/mp"
+    role_iam.detach_role_policy(RoleName="Audited", PolicyArn=managed)
     role.client("sts", endpoint_url=server.url).get_caller_identity()
     s3 = role.client("s3", endpoint_url=server.url)
     s3.put_object(Bucket="audit-bucket", Key="payloads/a/b.json", Body=b"{}")
@@ -557,6 +574,7 @@ def test_the_recorder_derives_each_calls_action_and_arn(recording: tuple[MotoSer
         ("lambda:UpdateFunctionConfiguration", function_arn),
         ("lambda:GetLayerVersion", layer),  # Lambda checks it for every layer in the list
         ("iam:GetRole", role_arn),
+        ("iam:DetachRolePolicy", role_arn),
         ("sts:GetCallerIdentity", "*"),
         ("s3:PutObject", "arn:aws:s3:::audit-bucket/payloads/a/b.json"),
         ("s3:GetObject", "arn:aws:s3:::audit-bucket/payloads/a/b.json"),
@@ -572,6 +590,8 @@ def test_the_recorder_derives_each_calls_action_and_arn(recording: tuple[MotoSer
     assert update["context"]["aws:PrincipalArn"] == role_arn
     get_role = next(c for c in records.calls if c["action"] == "iam:GetRole")
     assert get_role["context"]["aws:ResourceTag/owner"] == "plldb"
+    detach = next(c for c in records.calls if c["action"] == "iam:DetachRolePolicy")
+    assert detach["context"]["iam:PolicyARN"] == managed
     assert records.policies[update["policies"]] == [
         _policy({"Effect": "Allow", "Action": "*", "Resource": "*"}),
         MANAGED,

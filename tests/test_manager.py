@@ -79,7 +79,7 @@ def _assert_instrumented(
     assert env[protocol.ENV_MANAGEMENT_URL].endswith("/prod")
     assert config["Layers"][-1]["Arn"] == os.environ[protocol.ENV_LAYER_ARN]
     assert config["Timeout"] == timeout
-    assert protocol.SHIM_POLICY_NAME in role_policies(names[logical])
+    assert f"{protocol.SHIM_POLICY_NAME}-us-east-1" in role_policies(names[logical])
 
 
 def test_instrument_then_detach_restores_byte_for_byte(gateway: Gateway) -> None:
@@ -266,7 +266,7 @@ def test_deploy_while_instrumented_is_not_clobbered(gateway: Gateway) -> None:
         "B": "2",
     }
     assert wrapped["Layers"] == [] and wrapped["Timeout"] == 3
-    assert protocol.SHIM_POLICY_NAME not in role_policies(names["Plain"])
+    assert f"{protocol.SHIM_POLICY_NAME}-us-east-1" not in role_policies(names["Plain"])
     assert session_id and _records() == []
 
 

@@ -16,6 +16,7 @@ from samtranslator.translator.transform import transform
 
 from plldb import protocol
 from plldb.bootstrap import CODE_KEY_PARAMETERS, TEMPLATE_PATH
+from plldb.lambdas import common
 
 OUTPUTS = {
     protocol.OUTPUT_WEBSOCKET_URL,
@@ -39,6 +40,7 @@ HELPER_ENV = {
     protocol.ENV_GRACE_SECONDS,
     protocol.ENV_DEFAULT_TIMEOUT,
     protocol.ENV_CONNECTIONS_ARN,
+    common.ENV_SHIM_POLICY_ARN,
 }
 
 
@@ -146,15 +148,15 @@ def test_roles_grant_what_each_party_needs(template: dict) -> None:
         "lambda:GetFunctionConfiguration",
         "lambda:UpdateFunctionConfiguration",
         "lambda:GetLayerVersion",
-        "iam:GetRole",
-        "iam:PutRolePolicy",
-        "iam:DeleteRolePolicy",
-        "iam:GetRolePolicy",
+        "iam:ListAttachedRolePolicies",
+        "iam:AttachRolePolicy",
+        "iam:DetachRolePolicy",
         "dynamodb:UpdateItem",
         "dynamodb:Scan",
         "execute-api:ManageConnections",
     } <= manager
     assert "iam:PassRole" not in manager and "lambda:InvokeFunction" not in manager
+    assert not manager & {"iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetRolePolicy"}
 
     helpers = _actions(template, {"HelperFunctionRole"})
     assert "lambda:InvokeFunction" in helpers

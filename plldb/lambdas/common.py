@@ -30,6 +30,8 @@ _CLIENT_CONFIG = botocore.config.Config(
     connect_timeout=5,
     read_timeout=30,
 )
+# The template's ShimAccessPolicy, which the manager attaches to instrumented functions' roles.
+ENV_SHIM_POLICY_ARN = "PLLDB_SHIM_POLICY_ARN"
 _clients: dict[tuple, Any] = {}
 _clients_lock = threading.Lock()
 
@@ -49,6 +51,7 @@ class Config:
     management_url: str
     payload_bucket: str
     connections_arn: str
+    shim_policy_arn: str
     grace_seconds: float
     default_timeout: int
 
@@ -63,6 +66,7 @@ class Config:
             management_url=env.get(protocol.ENV_MANAGEMENT_URL, ""),
             payload_bucket=env.get(protocol.ENV_PAYLOAD_BUCKET, ""),
             connections_arn=env.get(protocol.ENV_CONNECTIONS_ARN, ""),
+            shim_policy_arn=env.get(ENV_SHIM_POLICY_ARN, ""),
             grace_seconds=_number(protocol.ENV_GRACE_SECONDS, protocol.DEFAULT_GRACE_SECONDS),
             default_timeout=int(
                 _number(protocol.ENV_DEFAULT_TIMEOUT, protocol.DEFAULT_DEBUG_TIMEOUT)

@@ -161,6 +161,7 @@ class Manager:
             "management_url",
             "payload_bucket",
             "connections_arn",
+            "shim_policy_arn",
         )
         phase = "instrument"
         if self.records.session_status(request.session_id) != protocol.ACTIVE:
@@ -191,7 +192,11 @@ class Manager:
         for outcome in failures:
             outcomes.append(outcome)
             self.report(phase, outcome)
-        self.grants.grant({p.role_name: p.arn for p in plans})
+        refused = self.grants.grant({p.role_name for p in plans})
+        for plan in [p for p in plans if p.role_name in refused]:
+            outcomes.append(Outcome(plan.name, FAILED, refused[plan.role_name]))
+            self.report(phase, outcomes[-1])
+        plans = [p for p in plans if p.role_name not in refused]
         for outcome in self.in_parallel(self.apply, plans, name_of=lambda p: p.name):
             outcomes.append(outcome)
             self.report(phase, outcome)

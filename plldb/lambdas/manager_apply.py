@@ -7,7 +7,6 @@ finishes the job by running again.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ import botocore.exceptions
 
 from plldb import protocol
 from plldb.lambdas import common
+from plldb.lambdas.common import log
 
 MAX_WORKERS = 8
 UPDATE_POLL_SECONDS = 0.5  # an update usually settles within 1-3 s
@@ -78,72 +78,75 @@ class Functions:
 
 
 class Grants:
-    """The shim's inline policy (PLLDBShimAccess) on the roles of instrumented functions."""
+    """The shim's managed policy (``PLLDBShimAccess-<region>``) on instrumented functions' roles.
+
+    The manager may attach and detach that one policy and nothing else (the template's
+    GrantShimAccess statement is bounded by ``iam:PolicyARN``); it has no inline-policy
+    rights at all. Attaching a policy a role already has changes nothing, so a rerun is safe.
+    """
 
     def __init__(self, iam: Any, config: common.Config) -> None:
         self.iam = iam
         self.config = config
 
     def has_policy(self, role_name: str) -> bool:
-        try:
-            self.iam.get_role_policy(RoleName=role_name, PolicyName=protocol.SHIM_POLICY_NAME)
-            return True
-        except botocore.exceptions.ClientError as exc:
-            if common.error_code(exc) == "NoSuchEntity":
-                return False
-            raise
+        paginator = self.iam.get_paginator("list_attached_role_policies")
+        return any(
+            policy["PolicyArn"] == self.config.shim_policy_arn
+            for page in paginator.paginate(RoleName=role_name)
+            for policy in page["AttachedPolicies"]
+        )
 
-    def grant(self, arn_by_role: dict[str, str]) -> None:
-        """Put the shim's policy on each role that lacks it (a role may serve many functions).
+    def grant(self, roles: Iterable[str]) -> dict[str, str]:
+        """Attach the shim's policy to each role (a role may serve many functions).
 
-        Roles are handled in parallel: IAM calls take 0.1-0.3 s each in AWS.
+        Returns why, for each role that cannot take it (at its managed-policy quota): its
+        functions are left alone. Roles are handled in parallel: IAM calls take 0.1-0.3 s.
         """
-        parallel_map(lambda item: self.grant_role(*item), arn_by_role.items())
+        roles = sorted(roles)
+        reasons = parallel_map(self.grant_role, roles)
+        return {role: reason for role, reason in zip(roles, reasons, strict=True) if reason}
 
-    def grant_role(self, role_name: str, function_arn: str) -> None:
-        if not self.has_policy(role_name):
-            self.iam.put_role_policy(
-                RoleName=role_name,
-                PolicyName=protocol.SHIM_POLICY_NAME,
-                PolicyDocument=json.dumps(self.shim_policy(function_arn)),
+    def grant_role(self, role_name: str) -> str | None:
+        try:
+            self.iam.attach_role_policy(
+                RoleName=role_name, PolicyArn=self.config.shim_policy_arn
             )
+        except botocore.exceptions.ClientError as exc:
+            if common.error_code(exc) != "LimitExceeded":
+                raise
+            return (
+                f"its role {role_name} cannot take another managed policy "
+                f"({exc.response['Error'].get('Message', 'LimitExceeded')}): plldb attaches "
+                f"{self.config.shim_policy_arn.rsplit('/', 1)[-1]} to it while debugging; "
+                "detach a managed policy from that role, or raise the IAM quota "
+                "'Managed policies per role', then attach again"
+            )
+        return None
 
     def revoke(self, roles: Iterable[str]) -> None:
         parallel_map(self.revoke_role, sorted(roles))
 
     def revoke_role(self, role_name: str) -> None:
         try:
-            self.iam.delete_role_policy(RoleName=role_name, PolicyName=protocol.SHIM_POLICY_NAME)
+            self.iam.detach_role_policy(RoleName=role_name, PolicyArn=self.config.shim_policy_arn)
         except botocore.exceptions.ClientError as exc:
             if common.error_code(exc) != "NoSuchEntity":
                 raise
+        self.report_legacy_policy(role_name)
 
-    def shim_policy(self, function_arn: str) -> dict[str, Any]:
-        """What the shim does in the function: its tables, the connection, the payloads."""
-        _, partition, _, region, account = function_arn.split(":")[:5]
-        table = f"arn:{partition}:dynamodb:{region}:{account}:table"
-        return {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Action": ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
-                    "Resource": f"{table}/{self.config.debugger_table}",
-                },
-                {
-                    "Effect": "Allow",
-                    "Action": ["dynamodb:GetItem"],
-                    "Resource": f"{table}/{self.config.sessions_table}",
-                },
-                {
-                    "Effect": "Allow",
-                    "Action": ["execute-api:ManageConnections"],
-                    "Resource": self.config.connections_arn,
-                },
-                {
-                    "Effect": "Allow",
-                    "Action": ["s3:PutObject", "s3:GetObject"],
-                    "Resource": f"arn:{partition}:s3:::{self.config.payload_bucket}/{protocol.PAYLOAD_PREFIX}*",
-                },
-            ],
-        }
+    def report_legacy_policy(self, role_name: str) -> None:
+        """Log the inline policy an older plldb put on the role; it is not the manager's to delete.
+
+        plldb before the managed policy wrote an inline ``PLLDBShimAccess``. The manager has
+        no right to delete inline policies any more (it could delete any), so an
+        administrator removes a leftover one.
+        """
+        paginator = self.iam.get_paginator("list_role_policies")
+        names = [n for page in paginator.paginate(RoleName=role_name) for n in page["PolicyNames"]]
+        if protocol.SHIM_POLICY_NAME in names:
+            log.warning(
+                "role %s still has the inline policy %s from an older plldb: delete it with "
+                "aws iam delete-role-policy --role-name %s --policy-name %s",
+                role_name, protocol.SHIM_POLICY_NAME, role_name, protocol.SHIM_POLICY_NAME,
+            )

@@ -163,16 +163,19 @@ def _iam(handler: Any, _: str) -> list[Call]:
 
     action = f"iam:{handler._get_action()}"
     backend = iam_backends[handler.current_account][handler.partition]
+    policy_arn = _param(handler, "PolicyArn")
     if role_name := _param(handler, "RoleName"):
+        # Attach/DetachRolePolicy (and the user and group ones) carry the policy's ARN
+        context = {"iam:PolicyARN": policy_arn} if policy_arn else {}
         try:
             role = backend.get_role(role_name)
         except Exception:  # noqa: BLE001 - no such role: the default path
-            return [(action, _arn(handler, "iam", f"role/{role_name}", region=False), {})]
+            return [(action, _arn(handler, "iam", f"role/{role_name}", region=False), context)]
         tags = {f"aws:ResourceTag/{t['Key']}": t["Value"] for t in role.tags or []}
-        return [(action, role.arn, tags)]
+        return [(action, role.arn, {**tags, **context})]
     if user_name := _param(handler, "UserName"):
         return [(action, _arn(handler, "iam", f"user/{user_name}", region=False), {})]
-    if policy_arn := _param(handler, "PolicyArn"):
+    if policy_arn:
         return [(action, policy_arn, {})]
     return [(action, "*", {})]
 

@@ -7,6 +7,7 @@ bucket and a published layer version to exist in moto first.
 from __future__ import annotations
 
 import io
+import json
 import time
 import uuid
 import zipfile
@@ -99,10 +100,26 @@ def publish_layer(lambda_client: Any, content: bytes | None = None) -> str:
     return result["LayerVersionArn"]
 
 
+def create_shim_policy(iam: Any, region: str = "us-east-1") -> str:
+    """The template's ShimAccessPolicy by name, for the manager to attach; returns its ARN.
+
+    Its document is a stand-in: here moto enforces no IAM (the local cloud deploys the
+    template's own policy and enforces it).
+    """
+    document = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": "*"}],
+    }
+    return iam.create_policy(
+        PolicyName=f"PLLDBShimAccess-{region}", PolicyDocument=json.dumps(document)
+    )["Policy"]["Arn"]
+
+
 def provision(session: boto3.Session | None = None) -> HelperResources:
-    """Tables, payload bucket and layer in the moto that AWS_ENDPOINT_URL points at."""
+    """Tables, payload bucket, layer and the shim's policy in the moto AWS_ENDPOINT_URL names."""
     session = session or boto3.Session()
     create_tables(session.client("dynamodb"))
+    create_shim_policy(session.client("iam"))
     session.client("s3").create_bucket(Bucket=PAYLOAD_BUCKET)
     return HelperResources(
         sessions_table=protocol.SESSIONS_TABLE,

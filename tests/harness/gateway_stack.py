@@ -149,13 +149,15 @@ def configuration(function_name: str) -> dict[str, Any]:
 
 
 def role_policies(function_name: str) -> dict[str, Any]:
-    """The inline policies (name -> document) of the function's role."""
+    """The function's role's policies: inline (name -> document) and managed (name -> ARN)."""
     iam = boto3.client("iam")
     role = configuration(function_name)["Role"].rsplit("/", 1)[-1]
-    return {
+    inline = {
         name: iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
         for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
     }
+    attached = iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
+    return {**inline, **{p["PolicyName"]: p["PolicyArn"] for p in attached}}
 
 
 def snapshot(names: dict[str, str]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import urllib.parse
 import boto3
 
 from plldb import protocol
+from plldb.lambdas import common
 from tests.harness import gateway
 from tests.harness.localcloud_credentials import RoleCredentials
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
@@ -78,6 +79,7 @@ def settings_from_stack(moto_url: str, ws_port: int, http_port: int) -> gateway.
         http_port=http_port,
         grace_seconds=float(env[protocol.ENV_GRACE_SECONDS]),
         default_timeout=int(env[protocol.ENV_DEFAULT_TIMEOUT]),
+        shim_policy_arn=env[common.ENV_SHIM_POLICY_ARN],
         functions=functions,
         credentials=RoleCredentials(moto_url).environment,
     )
