@@ -17,13 +17,12 @@ import os
 import random
 import threading
 import time
-import urllib.parse
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import boto3
 import pytest
 
 from benchmarks import harness
@@ -47,18 +46,22 @@ def cloud() -> Iterator[LocalCloud]:
 
 
 def drop_connection(cloud: LocalCloud, connection_id: str) -> bool:
-    """DeleteConnection through the gateway emulator's management API (server-side close)."""
-    quoted = urllib.parse.quote(connection_id, safe="")
-    request = urllib.request.Request(
-        f"{cloud.urls['management']}/@connections/{quoted}", method="DELETE"
+    """DeleteConnection through the gateway emulator's management API (server-side close),
+    signed with the harness's credentials: like API Gateway, it refuses unsigned calls."""
+    env = cloud.harness_environment
+    api = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=cloud.urls["management"],
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=env["AWS_SESSION_TOKEN"],
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status == 204
-    except urllib.error.HTTPError as exc:
-        if exc.code == 410:  # already gone (plldb is reconnecting)
-            return False
-        raise
+        api.delete_connection(ConnectionId=connection_id)
+    except api.exceptions.GoneException:  # already gone (plldb is reconnecting)
+        return False
+    return True
 
 
 class Dropper:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import time
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -18,10 +21,12 @@ import botocore.exceptions
 import pytest
 
 from tests.harness import principals
+from tests.harness.gateway import Gateway, GatewaySettings
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION, MotoServer
 
 ACCOUNT = "123456789012"
 FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function"
+SHORT_SESSION_S = 5
 
 
 def _policy(*statements: dict[str, Any]) -> dict[str, Any]:
@@ -117,19 +122,24 @@ def test_a_read_only_user_cannot_update_a_function(cloud: Cloud) -> None:
     assert cloud.lambda_.get_function_configuration(FunctionName="stackB-Fn")["Timeout"] == 3
 
 
-def test_a_user_opens_the_role_sessions_it_may_assume(cloud: Cloud) -> None:
+def _role(cloud: Cloud, name: str, statement: dict[str, Any]) -> str:
+    """A role the account's principals may assume (if their policies allow), holding one
+    statement; its ARN."""
     account_root = {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
     trust = _policy({"Effect": "Allow", "Principal": account_root, "Action": "sts:AssumeRole"})
-    role_arn = cloud.iam.create_role(RoleName="Reader", AssumeRolePolicyDocument=json.dumps(trust))[
-        "Role"
-    ]["Arn"]
+    role = cloud.iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
     cloud.iam.put_role_policy(
-        RoleName="Reader",
-        PolicyName="read",
-        PolicyDocument=json.dumps(_policy(_allow(["lambda:ListTags"], f"{FUNCTION}:stackA-*"))),
+        RoleName=name, PolicyName=name, PolicyDocument=json.dumps(_policy(statement))
     )
-    nothing = _policy(_allow(["sts:GetCallerIdentity"], "*"))
-    user = principals.create_user(cloud.iam, "assumer", nothing, assume_roles=[role_arn])
+    return role["Role"]["Arn"]
+
+
+NOTHING = _policy(_allow(["sts:GetCallerIdentity"], "*"))
+
+
+def test_a_user_opens_the_role_sessions_it_may_assume(cloud: Cloud) -> None:
+    role_arn = _role(cloud, "Reader", _allow(["lambda:ListTags"], f"{FUNCTION}:stackA-*"))
+    user = principals.create_user(cloud.iam, "assumer", NOTHING, assume_roles=[role_arn])
     session = principals.assume_role(user, role_arn, "tests")
     assert session.arn == f"arn:aws:sts::{ACCOUNT}:assumed-role/Reader/tests"
     assert session.credentials["AWS_SESSION_TOKEN"]
@@ -138,6 +148,146 @@ def test_a_user_opens_the_role_sessions_it_may_assume(cloud: Cloud) -> None:
     refused = _refusal(lambda: session.client("lambda").list_tags(Resource=f"{FUNCTION}:stackB-Fn"))
     assert refused.response["Error"]["Code"] == "AccessDeniedException"
 
-    stranger = principals.create_user(cloud.iam, "stranger", nothing)
+    stranger = principals.create_user(cloud.iam, "stranger", NOTHING)
     refused = _refusal(lambda: principals.assume_role(stranger, role_arn, "tests"))
     assert refused.response["Error"]["Code"] == "AccessDenied"
+
+
+# --------------------------------------------------------------------------- emulator-served APIs
+
+
+@pytest.fixture(scope="module")
+def gateway(cloud: Cloud) -> Iterator[Gateway]:
+    with Gateway(GatewaySettings(moto_url=cloud.server.url)) as emulator:
+        yield emulator
+
+
+def _connections(api: str, method: str = "POST") -> str:
+    return f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api}/prod/{method}/@connections/*"
+
+
+def _management(gateway: Gateway, principal: principals.Principal) -> Any:
+    return principal.session().client(
+        "apigatewaymanagementapi", endpoint_url=gateway.management_url
+    )
+
+
+def test_connections_need_manage_connections_on_the_connections_arn(
+    cloud: Cloud, gateway: Gateway
+) -> None:
+    """Allowed: the call reaches the connection table (410: no such connection)."""
+    poster = principals.create_user(
+        cloud.iam,
+        "poster",
+        _policy(_allow(["execute-api:ManageConnections"], _connections(gateway.settings.api_id))),
+    )
+    other_api = principals.create_user(
+        cloud.iam,
+        "other-api",
+        _policy(_allow(["execute-api:ManageConnections"], _connections("another"))),
+    )
+    post = _management(gateway, poster).post_to_connection
+    assert (
+        _refusal(lambda: post(ConnectionId="abc=", Data=b"{}")).response["Error"]["Code"]
+        == "GoneException"
+    )
+    delete = _management(gateway, poster).delete_connection  # DELETE is not POST
+    error = _refusal(lambda: delete(ConnectionId="abc=")).response["Error"]
+    assert error["Code"] == "AccessDeniedException"
+
+    refused = _refusal(
+        lambda: _management(gateway, other_api).post_to_connection(ConnectionId="abc=", Data=b"{}")
+    )
+    assert refused.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert refused.response["Error"] == {
+        "Code": "AccessDeniedException",
+        "Message": f"User: {other_api.arn} is not authorized to perform: "
+        "execute-api:ManageConnections on resource: "
+        f"{_connections(gateway.settings.api_id).removesuffix('*')}abc=",
+    }
+
+
+def test_connections_refuse_missing_and_bad_signatures(cloud: Cloud, gateway: Gateway) -> None:
+    url = f"{gateway.management_url}/@connections/abc%3D"
+    unsigned = urllib.request.Request(url, data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(unsigned, timeout=10)
+    assert caught.value.code == 403
+    assert caught.value.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+
+    poster = principals.create_user(
+        cloud.iam,
+        "forger",
+        _policy(_allow(["execute-api:ManageConnections"], _connections("*"))),
+    )
+    forged = {**poster.credentials, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
+    forger = principals.Principal(poster.arn, forged, poster.endpoint_url)
+    refused = _refusal(
+        lambda: _management(gateway, forger).post_to_connection(ConnectionId="abc=", Data=b"{}")
+    )
+    assert refused.response["Error"]["Code"] == "InvalidSignatureException"
+    unknown = principals.Principal(
+        poster.arn, {**forged, "AWS_ACCESS_KEY_ID": "AKIANOSUCHKEY0000000"}, poster.endpoint_url
+    )
+    refused = _refusal(
+        lambda: _management(gateway, unknown).post_to_connection(ConnectionId="abc=", Data=b"{}")
+    )
+    assert refused.response["Error"]["Code"] == "UnrecognizedClientException"
+
+
+def test_the_harness_credentials_keep_their_administrator_rights(gateway: Gateway) -> None:
+    harness = principals.Principal("harness", dict(FAKE_CREDENTIALS), gateway.lambda_url)
+    post = _management(gateway, harness).post_to_connection
+    assert (
+        _refusal(lambda: post(ConnectionId="abc=", Data=b"{}")).response["Error"]["Code"]
+        == "GoneException"
+    )
+
+
+def test_helper_invoke_needs_invoke_function_on_the_helper(cloud: Cloud, gateway: Gateway) -> None:
+    invoker = principals.create_user(
+        cloud.iam,
+        "invoker",
+        _policy(_allow(["lambda:InvokeFunction"], f"{FUNCTION}:plldb-manager")),
+    )
+    lambda_ = invoker.session().client("lambda", endpoint_url=gateway.lambda_url)
+    answer = lambda_.invoke(FunctionName="plldb-manager", InvocationType="DryRun")
+    assert answer["StatusCode"] == 204
+
+    refused = _refusal(lambda: lambda_.invoke(FunctionName="plldb-connect", Payload=b"{}"))
+    assert refused.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert refused.response["Error"]["Code"] == "AccessDeniedException"
+    assert f"lambda:InvokeFunction on resource: {FUNCTION}:plldb-connect" in str(refused)
+    assert gateway.invocations_of("plldb-connect") == []
+
+
+def test_connections_refuse_expired_role_credentials(cloud: Cloud, gateway: Gateway) -> None:
+    role_arn = _role(cloud, "Poster", _allow(["execute-api:ManageConnections"], _connections("*")))
+    user = principals.create_user(cloud.iam, "expiring", NOTHING, assume_roles=[role_arn])
+    cloud.server.enforce_iam(max_session_seconds=SHORT_SESSION_S)
+    try:
+        session = principals.assume_role(user, role_arn, "short")
+    finally:
+        _uncapped_sessions(cloud.server)
+    management = _management(gateway, session)
+
+    def post() -> str:
+        return _refusal(
+            lambda: management.post_to_connection(ConnectionId="abc=", Data=b"{}")
+        ).response["Error"]["Code"]
+
+    assert post() == "GoneException"  # allowed while valid
+    deadline = time.monotonic() + SHORT_SESSION_S + 10
+    while (code := post()) == "GoneException" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert code == "ExpiredTokenException"
+
+
+def _uncapped_sessions(server: MotoServer) -> None:
+    """Role sessions as long as asked again (MotoServer.enforce_iam only sets a cap)."""
+    request = urllib.request.Request(
+        f"{server.url}/plldb-localcloud/iam",
+        data=json.dumps({"max_session_seconds": None}).encode(),
+        method="POST",
+    )
+    urllib.request.urlopen(request, timeout=10).read()

@@ -17,6 +17,9 @@ What it imitates (and where it stops):
   - a Lambda endpoint for ``AWS_ENDPOINT_URL_LAMBDA``: ``Invoke`` of a helper function runs
     its handler here (``Event`` -> 202 and a background thread); every other Lambda call is
     forwarded verbatim to moto, because botocore sends all Lambda calls to one endpoint.
+  Both of the calls served here are refused (403) as AWS refuses them when the moto
+  launcher enforces IAM: unsigned, badly signed, or not allowed by the signer's policies
+  (tests/harness/emulator_authz.py).
 
 Handlers run in this process and read their configuration from ``os.environ``: ``start()``
 sets :meth:`Gateway.environment` there (and ``stop()`` puts the previous values back), as
@@ -60,8 +63,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from plldb import protocol
-from plldb.lambdas import common
-from tests.harness import gateway_environ
+from tests.harness import emulator_authz, gateway_environ
 from tests.harness.http_relay import BusyHTTPServer, relay
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
 
@@ -111,8 +113,6 @@ class GatewaySettings:
     max_lifetime: float = protocol.CONNECTION_LIFETIME_SECONDS
     grace_seconds: float = protocol.DEFAULT_GRACE_SECONDS
     default_timeout: int = protocol.DEFAULT_DEBUG_TIMEOUT
-    # the template's ShimAccessPolicy (tests/harness/gateway_setup.py provisions it)
-    shim_policy_arn: str = f"arn:aws:iam::{ACCOUNT_ID}:policy/PLLDBShimAccess-{REGION}"
     functions: dict[str, HelperFunction] = field(default_factory=lambda: dict(DEFAULT_FUNCTIONS))
     # (role ARN, function name) -> credential variables, as Lambda puts them in a function's
     # environment (tests/harness/localcloud_credentials.py); None: the process's own.
@@ -231,7 +231,6 @@ class Gateway:
             protocol.ENV_GRACE_SECONDS: str(s.grace_seconds),
             protocol.ENV_DEFAULT_TIMEOUT: str(s.default_timeout),
             protocol.ENV_CONNECTIONS_ARN: self.connections_arn,
-            common.ENV_SHIM_POLICY_ARN: s.shim_policy_arn,
         }
 
     def start(self, timeout: float = 10.0) -> Gateway:
@@ -628,17 +627,47 @@ class _HttpHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         path = urllib.parse.urlsplit(self.path).path
-        prefix = f"/{self.owner.settings.stage}/@connections/"
+        s = self.owner.settings
+        prefix = f"/{s.stage}/@connections/"
         if path.startswith(prefix):
-            self._management(urllib.parse.unquote(path[len(prefix) :]), body)
+            connection_id = urllib.parse.unquote(path[len(prefix) :])
+            arn = emulator_authz.connection_arn(
+                REGION, ACCOUNT_ID, s.api_id, s.stage, self.command, connection_id
+            )
+            if self._authorized("execute-api:ManageConnections", arn, body):
+                self._management(connection_id, body)
             return
         match = _INVOKE.match(path)
         if match and self.command == "POST":
             name = function_name(urllib.parse.unquote(match.group(1)))
-            if name in self.owner.settings.functions:
-                self._invoke(name, body)
+            if name in s.functions:
+                arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
+                if self._authorized("lambda:InvokeFunction", arn, body):
+                    self._invoke(name, body)
                 return
         self._forward(body)
+
+    def _authorized(self, action: str, resource: str, body: bytes) -> bool:
+        """Whether AWS would serve this request (its signature, its signer's policies: the
+        moto launcher decides); when not, AWS's refusal is sent."""
+        try:
+            verdict = emulator_authz.authorize(
+                self.owner.settings.moto_url,
+                self.command,
+                self.path,
+                dict(self.headers.items()),
+                body,
+                action,
+                resource,
+            )
+        except (OSError, ValueError) as exc:
+            log.exception("could not authorize %s %s", self.command, self.path)
+            self._error(500, "InternalServerErrorException", f"authorization failed: {exc}")
+            return False
+        if not verdict.allowed:
+            log.info("refused %s on %s: %s", action, resource, verdict.message)
+            self._error(403, verdict.error_code or "AccessDeniedException", verdict.message)
+        return verdict.allowed
 
     # management API
 

@@ -26,6 +26,9 @@ What the launcher changes in moto, in its own process only:
   (``AccessDeniedException``), not moto's XML 403.
 * **Presigned S3 URLs** are checked as AWS checks them (signature over the key, expiry,
   the signer's policies): tests/harness/moto_presigned.py.
+* **Authorization of APIs the emulators serve** (``@connections``, helper ``Invoke``):
+  ``POST /plldb-localcloud/authorize`` checks a request's signature and the signer's
+  policies as AWS would (tests/harness/localcloud_authz.py).
 * **A hook for the call audit**: if ``tests.harness.call_recorder`` exists, its
   ``install()`` runs before the server starts.
 
@@ -423,9 +426,11 @@ def control(path: str, body: dict[str, Any]) -> dict[str, Any]:
         if "max_session_seconds" in body:
             Limits.max_session_seconds = body["max_session_seconds"]
         return {
-            "enforce": settings.INITIAL_NO_AUTH_ACTION_COUNT == 0,
+            "enforce": localcloud_authz.enforcing(),
             "max_session_seconds": Limits.max_session_seconds,
         }
+    if path == "authorize":
+        return localcloud_authz.authorize(body)
     if path == "service-credentials":
         return issue_service_credentials(
             body["service"], body["role_arn"], body["session_name"], int(body["duration_seconds"])
