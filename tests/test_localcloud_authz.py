@@ -70,6 +70,10 @@ class Cloud:
                 Code={"ZipFile": code.getvalue()},
                 Timeout=3,
             )
+        for layer in ("shared", "private"):
+            self.lambda_.publish_layer_version(
+                LayerName=layer, Content={"ZipFile": code.getvalue()}
+            )
         server.enforce_iam()
 
     def tags(self, name: str) -> dict[str, str]:
@@ -104,6 +108,15 @@ def test_lambda_actions_are_checked_on_the_functions_arn(cloud: Cloud) -> None:
     assert error["Code"] == "AccessDeniedException"
     assert "user/tagger is not authorized to perform: lambda:TagResource" in error["Message"]
     assert cloud.tags("stackB-Fn") == {}
+
+
+def test_layer_actions_are_checked_on_the_layer_versions_arn(cloud: Cloud) -> None:
+    layers = f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer"
+    policy = _policy(_allow(["lambda:GetLayerVersion"], f"{layers}:shared:*"))
+    lambda_ = principals.create_user(cloud.iam, "layer-reader", policy).client("lambda")
+    assert lambda_.get_layer_version(LayerName="shared", VersionNumber=1)["Version"] == 1
+    refused = _refusal(lambda: lambda_.get_layer_version(LayerName="private", VersionNumber=1))
+    assert refused.response["Error"]["Code"] == "AccessDeniedException"
 
 
 def test_a_read_only_user_cannot_update_a_function(cloud: Cloud) -> None:
