@@ -210,8 +210,8 @@ def test_helper_roles_get_the_templates_policies_with_the_stacks_values() -> Non
     assert _template_allows("DebuggerRole", "dynamodb:PutItem", TABLE)
     assert _template_allows("DebuggerRole", "dynamodb:Query", f"{TABLE}/index/StackNameIndex")
     assert not _template_allows("DebuggerRole", "dynamodb:PutItem", TABLE.replace("PLLDB", "Other"))
-    assert _template_allows("DebuggerRole", "s3:PutObject", "arn:aws:s3:::artifacts/payloads/x")
-    assert not _template_allows("DebuggerRole", "s3:PutObject", "arn:aws:s3:::artifacts/code/x")
+    for action in ("s3:GetObject", "s3:PutObject"):  # payloads only through presigned URLs
+        assert not _template_allows("DebuggerRole", action, "arn:aws:s3:::artifacts/payloads/x")
     assert not _template_allows("DebuggerRole", "lambda:UpdateFunctionConfiguration", "*")
     manager = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:plldb-manager"
     assert _template_allows("HelperFunctionRole", "lambda:InvokeFunction", manager)

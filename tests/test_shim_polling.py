@@ -20,7 +20,7 @@ import pytest
 from plldb import protocol
 from plldb.layer import polling
 from plldb.layer.cloud import Cloud, ShimConfig
-from plldb.layer.loop import Shim
+from plldb.layer.loop import Shim, payload_url_seconds
 from plldb.layer.runtime_api import RuntimeApi
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import HelperResources, provision
@@ -31,6 +31,16 @@ pytest_plugins = ["tests.harness.gateway_fixtures"]
 pytestmark = pytest.mark.timeout(120)
 
 FUNCTION_ENVIRONMENT = {"AWS_LAMBDA_FUNCTION_NAME": "polled-function", "_HANDLER": "app.handler"}
+
+
+def test_payload_urls_live_until_the_deadline_plus_a_margin() -> None:
+    """After the deadline the shim no longer waits and $default refuses the answer: a URL
+    is useless then, so it lives no longer than that plus a margin for a late transfer."""
+    now = 1_000.0
+    margin = protocol.PAYLOAD_URL_MARGIN_SECONDS
+    assert payload_url_seconds(int((now + 30.2) * 1000), now) == 31 + margin
+    assert payload_url_seconds(int((now - 5) * 1000), now) == margin
+    assert payload_url_seconds(int((now + 10_000) * 1000), now) == protocol.MAX_TIMEOUT + margin
 
 
 def test_backoff_starts_fast_grows_and_caps() -> None:

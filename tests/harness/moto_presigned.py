@@ -41,7 +41,6 @@ class RequestExpiredError(S3ClientError):
 
     def __init__(self) -> None:
         super().__init__("AccessDenied", "Request has expired")
-        self.code = 403
 
 
 def _query(path_or_url: str) -> dict[str, str]:
