@@ -178,8 +178,9 @@ def test_only_the_manager_role_scans_and_reads_functions(cloud: LocalCloud) -> N
 def test_a_session_outlives_its_debugger_role_credentials(cloud: LocalCloud) -> None:
     """plldb's role credentials expire every few seconds here; it refreshes them.
 
-    Events and results this large travel through the payload bucket, which plldb reads and
-    writes with the debugger role's credentials.
+    Events and results this large travel through the payload bucket, which plldb reaches
+    only through the URLs the shim presigns (it holds no S3 rights): every call, the
+    presigned ones too, must be allowed by the policies of whoever signed it.
     """
     lam = boto3.client(
         "lambda",
