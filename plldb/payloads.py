@@ -10,6 +10,7 @@ credentials and environments never do.
 
 from __future__ import annotations
 
+import re
 import urllib.error
 import urllib.request
 from typing import Any
@@ -59,7 +60,15 @@ def _request(request: urllib.request.Request, what: str) -> bytes:
         with urllib.request.urlopen(request, timeout=TRANSFER_TIMEOUT_SECONDS) as response:
             return response.read(p.MAX_PAYLOAD + 1)
     except urllib.error.HTTPError as exc:
-        detail = exc.read(2048).decode(errors="replace")
-        raise PayloadError(f"{what}: HTTP {exc.code} {exc.reason}: {detail}") from exc
+        raise PayloadError(f"{what}: HTTP {exc.code}: {_s3_reason(exc.read(4096))}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise PayloadError(f"{what}: {exc}") from exc
+
+
+def _s3_reason(body: bytes) -> str:
+    """``Code: Message`` of S3's XML error document, or the start of whatever came back."""
+    text = body.decode(errors="replace")
+    found = [re.search(f"<{tag}>(.*?)</{tag}>", text, re.DOTALL) for tag in ("Code", "Message")]
+    if all(found):
+        return ": ".join(match.group(1).strip() for match in found if match)
+    return " ".join(text.split())[:300] or "no details"
