@@ -36,22 +36,22 @@ class DetachResult:
 def detach_stack(ctx: AwsContext, stack_name: str) -> DetachResult:
     """Restore every instrumented function of ``stack_name`` and close its sessions.
 
-    Sessions are closed first, so the shim stops routing to them; then the manager restores
-    the functions each session instrumented (it also sweeps records of sessions that are over).
+    The manager does both, session by session: it closes the session first, so the shim
+    stops routing to it, then restores what the session instrumented (and records of
+    sessions that are over). The local tool only reads the table.
     """
     helper, store = helper_and_store(ctx, "plldb-detach")
     sessions, records = store.contents(stack_name)
     if not sessions and not records:  # a typo must not read as "nothing to restore"
         list_stack_resources(ctx, stack_name)  # StackNotFound when there is no such stack
     result = DetachResult()
-    for session in sessions:
-        if session.status != p.CLOSED:
-            store.close(session.session_id)
-            result.sessions_closed.append(session.session_id)
-    owners = sorted({f.session_id for f in records if f.session_id})
+    open_sessions = [s.session_id for s in sessions if s.status != p.CLOSED]
+    result.sessions_closed = open_sessions
+    owners = sorted(set(open_sessions) | {f.session_id for f in records if f.session_id})
     for session_id in owners:
-        outcome = invoke_manager(ctx, helper.manager_function,
-                                 {"action": "deinstrument", "session_id": session_id})
+        outcome = invoke_manager(
+            ctx, helper.manager_function, {"action": "deinstrument", "session_id": session_id}
+        )
         result.restored += list(outcome.get("restored", []))
         result.failed += list(outcome.get("failed", []))
     return result

@@ -20,6 +20,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from plldb.debuggers import (
 from plldb.discovery import LocalFunction, discover
 from plldb.executor import Executor
 from plldb.helper_stack import HelperStack, find_helper_stack
+from plldb.identity import identity_proof
 from plldb.sessions import SessionLost, SessionStore
 from plldb.stack_mapping import collect_stack_resources, map_stack_functions
 
@@ -216,15 +218,9 @@ class Attachment:
         loop.set_default_executor(  # asyncio.to_thread's workers are plldb's own threads
             ThreadPoolExecutor(thread_name_prefix="plldb-io", initializer=mark_current_thread)
         )
-        self.session_id = self.store.create(
-            self.options.stack_name,
-            self.plan.caller_arn,
-            list(self.options.functions),
-            self.options.timeout,
-            self.options.force,
-        )
-        console.info(f"session {self.session_id} created for stack {self.options.stack_name}")
+        self.session_id = str(uuid.uuid4())
         await self.claim_and_connect()
+        console.info(f"session {self.session_id} opened for stack {self.options.stack_name}")
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.on_interrupt)
         runner = asyncio.create_task(self.connection.run())
@@ -244,30 +240,36 @@ class Attachment:
         """Claim the functions with the developer's credentials, then connect.
 
         Claims come first: the manager, started by ``$connect``, instruments only claimed
-        functions. If either step fails, the claims made and the session are withdrawn, so
-        the stack is left as it was.
+        functions. If connecting fails, the claims are withdrawn, so the stack is left as it
+        was (no session exists: the authorizer creates it only for a connect it allows).
         """
         functions = sorted(self.plan.functions)
         self.connection = Connection(
             self.plan.helper.websocket_url,
-            self.session_id,
+            self.connect_query(),
             self.on_message,
-            reopen=lambda: self.store.reopen(self.session_id),
+            headers=lambda: {p.IDENTITY_HEADER: identity_proof(self.ctx, self.session_id)},
+            check_live=lambda: self.store.ensure_live(self.session_id),
+        )
+        await asyncio.to_thread(
+            claim_functions, self.ctx, self.plan.caller_arn, self.session_id, functions
         )
         try:
-            await asyncio.to_thread(
-                claim_functions, self.ctx, self.plan.caller_arn, self.session_id, functions
-            )
-            try:
-                await self.connection.open()
-            except BaseException:
-                await asyncio.to_thread(
-                    release_claims, self.ctx, self.plan.caller_arn, functions
-                )
-                raise
+            await self.connection.open()
         except BaseException:
-            await asyncio.to_thread(self.store.close, self.session_id)
+            await asyncio.to_thread(release_claims, self.ctx, self.plan.caller_arn, functions)
             raise
+
+    def connect_query(self) -> dict[str, str]:
+        """The session and what it asks for; the authorizer creates it from this."""
+        query = {"sessionId": self.session_id, p.Q_STACK_NAME: self.options.stack_name}
+        if self.options.functions:
+            query[p.Q_FUNCTIONS] = ",".join(self.options.functions)
+        if self.options.timeout is not None:
+            query[p.Q_TIMEOUT] = str(self.options.timeout)
+        if self.options.force:
+            query[p.Q_FORCE] = "1"
+        return query
 
     def on_interrupt(self) -> None:
         """First Ctrl-C detaches and waits; a second one exits at once."""

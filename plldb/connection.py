@@ -3,9 +3,9 @@
 Why it is more than ``websockets.connect``: API Gateway closes a connection after 10 idle
 minutes and after 2 hours in any case, refuses frames over 32 KB, and a laptop's network
 drops. This class keeps the connection alive with application pings, splits large messages
-into frames, and reconnects with the same session (re-opened as PENDING first, because the
-authorizer lets a session id in only while it is PENDING). Messages sent while the
-connection is down are queued and sent after the reconnect.
+into frames, and reconnects with the same session (the authorizer lets the identity that
+created a live session back in; every connect carries a fresh proof of that identity).
+Messages sent while the connection is down are queued and sent after the reconnect.
 
 A reconnect survives any failure (network down, AWS throttling, expired credentials that
 botocore has not refreshed yet): it says what happened and retries with a bounded back-off.
@@ -41,17 +41,21 @@ class Connection:
     def __init__(
         self,
         url: str,
-        session_id: str,
+        query: dict[str, str],
         on_message: MessageHandler,
-        reopen: Callable[[], None],
+        headers: Callable[[], dict[str, str]],
+        check_live: Callable[[], None],
         ping_interval: float = 240.0,
         pong_timeout: float = 30.0,
         max_reconnect_delay: float = 10.0,
     ) -> None:
-        query = urllib.parse.urlencode({"sessionId": session_id})
-        self.url = f"{url}{'&' if '?' in url else '?'}{query}"
+        """``headers`` gives each connect's upgrade headers (a fresh identity proof);
+        ``check_live`` runs before each reconnect and raises SessionLost when the session is
+        over."""
+        self.url = f"{url}{'&' if '?' in url else '?'}{urllib.parse.urlencode(query)}"
         self.on_message = on_message
-        self.reopen = reopen
+        self.headers = headers
+        self.check_live = check_live
         self.ping_interval = ping_interval
         self.pong_timeout = pong_timeout
         self.max_reconnect_delay = max_reconnect_delay
@@ -62,14 +66,22 @@ class Connection:
         self._pong = asyncio.Event()
         self._connected = asyncio.Event()
 
+    async def _connect(self) -> ClientConnection:
+        headers = await asyncio.to_thread(self.headers)
+        return await connect(
+            self.url, max_size=None, ping_interval=None, additional_headers=headers
+        )
+
     async def open(self) -> None:
         """First connection: a refusal here is a clear error, not a retry."""
         try:
-            self._ws = await connect(self.url, max_size=None, ping_interval=None)
+            self._ws = await self._connect()
         except websockets.exceptions.InvalidStatus as exc:
             raise ConnectionRefused(
                 f"the helper stack refused the connection (HTTP {exc.response.status_code}): "
-                "the session is unknown, expired or already in use"
+                "it could not verify your identity, the session is over, or the stack was "
+                "attached by someone else meanwhile (`plldb status` shows who; --force takes "
+                "it over)"
             ) from exc
         self._connected.set()
 
@@ -117,8 +129,8 @@ class Connection:
         last_cause = ""
         while not self.closing:
             try:
-                await asyncio.to_thread(self.reopen)
-                self._ws = await connect(self.url, max_size=None, ping_interval=None)
+                await asyncio.to_thread(self.check_live)
+                self._ws = await self._connect()
                 self._connected.set()
                 self.reconnects += 1
                 log.info("reconnected (%d so far)", self.reconnects)

@@ -46,6 +46,24 @@ def claim_value(caller_arn: str, session_id: str) -> str:
     return hashlib.sha256(f"{caller_arn}\n{session_id}".encode()).hexdigest()[:32]
 
 
+# --- Who is calling (docs/security.md, "Who is calling") ---------------------------------
+# plldb attach signs an STS GetCallerIdentity request with its own credentials, the session
+# id among the signed headers, and sends the signed headers with the WebSocket upgrade; the
+# authorizer replays it to its own STS endpoint and learns the caller's ARN from STS.
+IDENTITY_HEADER = "X-PLLDB-Identity"
+IDENTITY_SESSION_HEADER = "X-PLLDB-Session"
+IDENTITY_BODY = "Action=GetCallerIdentity&Version=2011-06-15"
+IDENTITY_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
+IDENTITY_MAX_AGE_SECONDS = 300  # a signed proof older than this is refused
+IDENTITY_PROOF_LIMIT = 6 * 1024  # base64 text; session tokens make most of it
+
+# $connect query parameters (besides sessionId)
+Q_STACK_NAME = "stackName"
+Q_FUNCTIONS = "functions"  # comma-separated --function globs
+Q_TIMEOUT = "timeout"
+Q_FORCE = "force"  # "1": close another identity's live session of the stack first
+
+
 # --- PLLDBSessions items ------------------------------------------------------------------
 # Two kinds of item share the table: sessions (SessionId = the uuid secret) and
 # instrumentation records (SessionId = "FUNCTION#<function name>"), which say which session

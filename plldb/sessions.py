@@ -1,24 +1,23 @@
-"""Debugging sessions in PLLDBSessions, as the local tool sees them.
+"""Debugging sessions in PLLDBSessions, as the local tool sees them: read-only.
 
-The session id (a random UUID) is the shared secret the authorizer checks on ``$connect``.
-The tool writes the PENDING item with the debugger role's credentials; the authorizer flips
-it to ACTIVE. A stack has at most one live session: a second attach is refused, naming who
-attached and when, unless ``--force``.
+The local tool never writes the table (docs/security.md): the authorizer creates a session
+on ``$connect`` for the identity that proves who it is, and only that identity can resume it.
+The tool reads the table, with the read-only debugger role, to say who holds a stack before
+anything starts, and whether a session it lost is still live. A stack has at most one live
+session: a second attach is refused, naming who attached and when, unless ``--force``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
 from plldb import protocol as p
-from plldb.aws import AwsContext, error_code
+from plldb.aws import AwsContext
 
 log = logging.getLogger(__name__)
 
@@ -137,67 +136,15 @@ class SessionStore:
                 "use --force to take it over"
             )
 
-    def create(
-        self,
-        stack_name: str,
-        created_by: str,
-        functions: list[str],
-        timeout: int | None,
-        force: bool,
-    ) -> str:
-        """Write a PENDING session; refuse when the stack is attached already (unless force)."""
-        if not force:
-            self.refuse_if_attached(stack_name)
-        current = self.live_session(stack_name) if force else None
-        if current:
-            log.info("taking over session %s of %s", current.session_id, current.created_by)
-            self.close(current.session_id)
-        session_id = str(uuid.uuid4())
-        item: dict[str, Any] = {
-            p.A_SESSION_ID: session_id,
-            p.A_KIND: p.KIND_SESSION,
-            p.A_STACK_NAME: stack_name,
-            p.A_STATUS: p.PENDING,
-            p.A_TTL: int(time.time()) + p.CONNECT_WINDOW_SECONDS,
-            p.A_CREATED_AT: datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            p.A_CREATED_BY: created_by,
-        }
-        if functions:
-            item[p.A_FUNCTIONS] = list(functions)
-        if timeout is not None:
-            item[p.A_TIMEOUT] = int(timeout)
-        self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(SessionId)")
-        return session_id
-
-    def reopen(self, session_id: str) -> None:
-        """Make a dropped session connectable again (same id, fresh connect window)."""
-        try:
-            self.table.update_item(
-                Key={p.A_SESSION_ID: session_id},
-                UpdateExpression="SET #s = :pending, #t = :ttl",
-                ConditionExpression="#s IN (:active, :disconnected, :pending)",
-                ExpressionAttributeNames={"#s": p.A_STATUS, "#t": p.A_TTL},
-                ExpressionAttributeValues={
-                    ":pending": p.PENDING,
-                    ":active": p.ACTIVE,
-                    ":disconnected": p.DISCONNECTED,
-                    ":ttl": int(time.time()) + p.CONNECT_WINDOW_SECONDS,
-                },
-            )
-        except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise SessionLost(
-                    f"session {session_id} was closed (detached or past its grace period)"
-                ) from exc
-            raise
-
-    def close(self, session_id: str) -> None:
-        self.table.update_item(
-            Key={p.A_SESSION_ID: session_id},
-            UpdateExpression="SET #s = :closed",
-            ExpressionAttributeNames={"#s": p.A_STATUS},
-            ExpressionAttributeValues={":closed": p.CLOSED},
+    def ensure_live(self, session_id: str) -> None:
+        """SessionLost unless the session can still be resumed (before each reconnect)."""
+        item = self.table.get_item(Key={p.A_SESSION_ID: session_id}, ConsistentRead=True).get(
+            "Item"
         )
+        if not item or not SessionInfo.from_item(item).live:
+            raise SessionLost(
+                f"session {session_id} was closed (detached or past its grace period)"
+            )
 
     def status_of(self, session_id: str) -> str | None:
         item = self.table.get_item(Key={p.A_SESSION_ID: session_id}, ConsistentRead=True).get(

@@ -17,7 +17,8 @@ from plldb import protocol as p
 from plldb.aws import AwsContext
 from plldb.connection import Connection, ConnectionRefused
 from plldb.sessions import SessionLost, SessionStore
-from tests.harness.gateway_setup import get_session, put_session
+from tests.harness.gateway_setup import close_session, get_session, put_session
+from tests.harness.identity_proof import proof_headers
 
 pytest_plugins = ["tests.harness.gateway_fixtures"]
 
@@ -36,8 +37,9 @@ def make_connection(gateway, session_id: str, received: list[dict[str, Any]], **
     async def on_message(message: dict[str, Any]) -> None:
         received.append(message)
 
-    return Connection(gateway.websocket_url, session_id, on_message,
-                      reopen=lambda: store.reopen(session_id), **kw)
+    return Connection(gateway.websocket_url, {"sessionId": session_id}, on_message,
+                      headers=lambda: proof_headers(session_id),
+                      check_live=lambda: store.ensure_live(session_id), **kw)
 
 
 async def run_for(connection: Connection, seconds: float) -> None:
@@ -130,20 +132,19 @@ def test_messages_sent_while_down_are_delivered_after_the_reconnect(make_gateway
 def test_an_unknown_session_is_refused_with_a_clear_error(make_gateway) -> None:
     gateway = make_gateway()
     connection = make_connection(gateway, "0f8fad5b-d9cb-469f-a165-70867728950e", [])
-    with pytest.raises(ConnectionRefused, match="session is unknown, expired or already in use"):
+    with pytest.raises(ConnectionRefused, match="could not verify your identity, the session is over"):
         asyncio.run(connection.open())
 
 
 def test_a_closed_session_is_not_resumed(make_gateway) -> None:
     gateway = make_gateway()
     session_id = put_session("some-stack")
-    store = SessionStore(AwsContext(region="us-east-1"))
 
     async def scenario() -> None:
         connection = make_connection(gateway, session_id, [], ping_interval=60)
         await connection.open()
         task = asyncio.create_task(connection.run())
-        await asyncio.to_thread(store.close, session_id)
+        await asyncio.to_thread(close_session, session_id)  # as a detach does
         await asyncio.to_thread(gateway.close_connection, connection_id(session_id))
         await asyncio.wait_for(task, 10)
 
@@ -170,13 +171,14 @@ def test_the_reconnect_survives_aws_and_network_errors_and_says_what_happened(
         botocore.exceptions.EndpointConnectionError(endpoint_url="https://dynamodb"),
     ]
 
-    def reopen() -> None:
+    def check_live() -> None:
         if faults:
             raise faults.pop(0)
-        store.reopen(session_id)
+        store.ensure_live(session_id)
 
     async def scenario() -> Connection:
-        connection = Connection(gateway.websocket_url, session_id, _ignore, reopen=reopen,
+        connection = Connection(gateway.websocket_url, {"sessionId": session_id}, _ignore,
+                                headers=lambda: proof_headers(session_id), check_live=check_live,
                                 ping_interval=60, max_reconnect_delay=0.4)
         await connection.open()
         first = connection_id(session_id)

@@ -3,8 +3,8 @@
 Already covered elsewhere (not repeated here): the full matrix of refused session ids and
 the 401/403 split (tests/test_gateway.py::test_every_other_session_id_is_refused_and_changes_nothing),
 forged/late/unknown/foreign-payload answers (tests/test_lambdas_default.py::
-test_answers_for_other_sessions_late_or_forged_are_rejected), single use under concurrency
-(tests/test_lambdas_authorizer.py::test_concurrent_uses_allow_exactly_one), frame and
+test_answers_for_other_sessions_late_or_forged_are_rejected), who may open or resume a
+session (tests/test_lambdas_authorizer.py), frame and
 message limits (tests/test_gateway.py::test_frame_over_32_kb_closes_with_1009, ...).
 
 What this adds: the four attacks of the drill in one scenario against a live session with a
@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import logging
 
+import boto3
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from plldb import protocol
 from tests.harness.gateway import Gateway
@@ -30,20 +31,22 @@ from tests.harness.gateway_setup import (
     scan,
     wait_until,
 )
+from tests.harness.identity_proof import NO_RIGHTS, connect_session
+from tests.harness.principals import Principal, create_user
 
 pytest_plugins = ["tests.harness.gateway_fixtures"]
 pytestmark = pytest.mark.timeout(120)
 
 
-def _connect(gateway: Gateway, session_id: str) -> ClientConnection:
-    ws = connect(f"{gateway.websocket_url}?sessionId={session_id}", open_timeout=10)
+def _connect(gateway: Gateway, session_id: str, as_: Principal | None = None) -> ClientConnection:
+    ws = connect_session(gateway.websocket_url, session_id, as_.session() if as_ else None)
     assert json.loads(ws.recv(timeout=20))["status"] == "failed"  # no such stack: reported
     return ws
 
 
-def _refused(gateway: Gateway, session_id: str) -> int:
+def _refused(gateway: Gateway, session_id: str, as_: Principal) -> int:
     with pytest.raises(InvalidStatus) as refused:
-        connect(f"{gateway.websocket_url}?sessionId={session_id}", open_timeout=10)
+        connect_session(gateway.websocket_url, session_id, as_.session())
     return refused.value.response.status_code
 
 
@@ -51,11 +54,12 @@ def test_forged_replayed_expired_and_oversized_are_rejected_logged_and_change_no
     gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="plldb.lambdas")
+    intruder = create_user(boto3.client("iam"), "intruder", NO_RIGHTS)
     victim = put_session("no-such-stack")
-    attacker = put_session("no-such-stack")
-    expired = put_session("no-such-stack", ttl_in=-5)
+    attacker = put_session("no-such-stack", created_by=intruder.arn)
+    expired = put_session("no-such-stack", ttl_in=-5, created_by=intruder.arn)
     victim_ws = _connect(gateway, victim)
-    attacker_ws = _connect(gateway, attacker)
+    attacker_ws = _connect(gateway, attacker, intruder)
     request_id = put_pending_request(victim)
     debugger_before = scan(protocol.DEBUGGER_TABLE)
     victim_before = get_session(victim)
@@ -67,13 +71,13 @@ def test_forged_replayed_expired_and_oversized_are_rejected_logged_and_change_no
     assert reply["reason"] == f"request {request_id} is not a pending request of this session"
     assert "rejected a message from" in caplog.text and request_id in caplog.text
 
-    # 2. the victim's session id replayed (already used by its connection)
-    assert _refused(gateway, victim) == 403
-    assert f"deny: session {victim} is unknown, expired or already used" in caplog.text
+    # 2. the victim's session id, used by another identity
+    assert _refused(gateway, victim, intruder) == 403
+    assert f"deny: session {victim} is over, or was not created by {intruder.arn}" in caplog.text
 
-    # 3. an expired session
-    assert _refused(gateway, expired) == 403
-    assert f"deny: session {expired} is unknown, expired or already used" in caplog.text
+    # 3. an expired session, by its own creator
+    assert _refused(gateway, expired, intruder) == 403
+    assert f"deny: session {expired} is over, or was not created by" in caplog.text
 
     # 4. an oversized frame (the attacker's own connection is closed, nothing is processed)
     handled = len(gateway.invocations_of("plldb-default"))

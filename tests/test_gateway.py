@@ -24,6 +24,7 @@ from plldb import binding, protocol
 from tests.harness import gateway_environ
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import get_session, put_session, scan, wait_until
+from tests.harness.identity_proof import proof_headers
 from tests.harness.moto_server import MotoServer
 
 pytest_plugins = ["tests.harness.gateway_fixtures"]
@@ -33,15 +34,24 @@ def _url(gateway: Gateway, session_id: str) -> str:
     return f"{gateway.websocket_url}?sessionId={session_id}"
 
 
-def _refusal(gateway: Gateway, query: str) -> int:
+def _connect(gateway: Gateway, session_id: str) -> ClientConnection:
+    """Connect as ``plldb attach`` does: the session, and a proof of who is calling."""
+    return connect(
+        _url(gateway, session_id), open_timeout=10, additional_headers=proof_headers(session_id)
+    )
+
+
+def _refusal(gateway: Gateway, query: str, session_id: str | None = None) -> int:
+    """The status of a refused connect, with a proof for ``session_id`` (or none)."""
+    headers = proof_headers(session_id) if session_id else {}
     with pytest.raises(InvalidStatus) as refused:
-        connect(f"{gateway.websocket_url}{query}", open_timeout=10)
+        connect(f"{gateway.websocket_url}{query}", open_timeout=10, additional_headers=headers)
     return refused.value.response.status_code
 
 
-def test_valid_session_connects_once(gateway: Gateway) -> None:
+def test_valid_session_connects_and_the_creator_only_resumes_it(gateway: Gateway) -> None:
     session_id = put_session("no-such-stack")
-    with connect(_url(gateway, session_id), open_timeout=10) as ws:
+    with _connect(gateway, session_id) as ws:
         item = get_session(session_id)
         assert item[protocol.A_STATUS]["S"] == protocol.ACTIVE
         connection_id = item[protocol.A_CONNECTION_ID]["S"]
@@ -50,27 +60,26 @@ def test_valid_session_connects_once(gateway: Gateway) -> None:
         message = protocol.parse_server_message(ws.recv(timeout=20))
         assert message["type"] == protocol.TYPE_PROGRESS
         assert message["status"] == "failed" and "no-such-stack" in message["message"]
-        assert _refusal(gateway, f"?sessionId={session_id}") == 403
+        assert _refusal(gateway, f"?sessionId={session_id}") == 401  # no identity proof
+    stranger = put_session("s", created_by="arn:aws:iam::123456789012:user/somebody")
+    assert _refusal(gateway, f"?sessionId={stranger}", stranger) == 403
 
 
 def test_every_other_session_id_is_refused_and_changes_nothing(gateway: Gateway) -> None:
     expired = put_session("s", ttl_in=-1)
-    active = put_session("s", status=protocol.ACTIVE)
     closed = put_session("s", status=protocol.CLOSED)
     before = scan(protocol.SESSIONS_TABLE)
-    for query in (
-        f"?sessionId={expired}",
-        f"?sessionId={active}",
-        f"?sessionId={closed}",
-        f"?sessionId={uuid.uuid4()}",
-        "?sessionId=garbage",
-        "?sessionId=%27%20OR%201%3D1",
-    ):
-        assert _refusal(gateway, query) == 403, query
-    assert _refusal(gateway, "") == 401  # identity source missing: the authorizer is not called
-    assert _refusal(gateway, "?sessionId=") == 401
+    for session_id in (expired, closed, str(uuid.uuid4())):  # a new id needs a stackName
+        assert _refusal(gateway, f"?sessionId={session_id}", session_id) == 403, session_id
+    for query in ("?sessionId=garbage", "?sessionId=%27%20OR%201%3D1"):
+        assert _refusal(gateway, query, str(uuid.uuid4())) == 403, query
+    assert _refusal(gateway, "", expired) == 401  # identity source missing: no authorizer call
+    assert _refusal(gateway, "?sessionId=", expired) == 401
     with pytest.raises(InvalidStatus) as wrong_stage:
-        connect(gateway.websocket_url.replace("/prod", "/dev") + f"?sessionId={expired}")
+        connect(
+            gateway.websocket_url.replace("/prod", "/dev") + f"?sessionId={expired}",
+            additional_headers=proof_headers(expired),
+        )
     assert wrong_stage.value.response.status_code == 403
     assert scan(protocol.SESSIONS_TABLE) == before
     assert gateway.connections == {}
@@ -79,7 +88,7 @@ def test_every_other_session_id_is_refused_and_changes_nothing(gateway: Gateway)
 def _open(gateway: Gateway) -> tuple[str, ClientConnection]:
     """A connected client whose session's stack does not exist (the manager says so)."""
     session_id = put_session("no-such-stack")
-    ws = connect(_url(gateway, session_id), open_timeout=10)
+    ws = _connect(gateway, session_id)
     assert protocol.parse_server_message(ws.recv(timeout=20))["status"] == "failed"
     return session_id, ws
 
@@ -96,6 +105,7 @@ def test_events_have_the_shape_api_gateway_sends(gateway: Gateway) -> None:
         f"arn:aws:execute-api:us-east-1:123456789012:{gateway.settings.api_id}/prod/$connect"
     )
     assert authorizer["queryStringParameters"] == {"sessionId": session_id}
+    assert authorizer["headers"][protocol.IDENTITY_HEADER]
     context = authorizer["requestContext"]
     assert (context["routeKey"], context["eventType"], context["stage"]) == (
         "$connect",
@@ -167,7 +177,7 @@ def test_fragmented_message_up_to_128_kb_passes_and_beyond_closes(gateway: Gatew
 def test_idle_timeout_closes_and_runs_disconnect(make_gateway: Any) -> None:
     gateway = make_gateway(idle_timeout=0.5)
     session_id = put_session("no-such-stack")
-    ws = connect(_url(gateway, session_id), open_timeout=10)
+    ws = _connect(gateway, session_id)
     with ws, pytest.raises(ConnectionClosed) as closed:
         for _ in range(5):
             ws.recv(timeout=10)  # the manager's report may come first: it is not activity
@@ -178,7 +188,7 @@ def test_idle_timeout_closes_and_runs_disconnect(make_gateway: Any) -> None:
 def test_connection_lifetime_is_enforced_even_when_busy(make_gateway: Any) -> None:
     gateway = make_gateway(max_lifetime=1.5)
     started = time.monotonic()  # before the upgrade: the lifetime starts after it
-    ws = connect(_url(gateway, put_session("no-such-stack")), open_timeout=10)
+    ws = _connect(gateway, put_session("no-such-stack"))
     with ws, pytest.raises(ConnectionClosed) as closed:
         while time.monotonic() - started < 10:
             ws.send('{"action":"ping"}')
@@ -189,7 +199,7 @@ def test_connection_lifetime_is_enforced_even_when_busy(make_gateway: Any) -> No
 
 def _close_one(gateway: Gateway) -> bool:
     """Open and close one connection; whether its $disconnect was dropped."""
-    ws = connect(_url(gateway, put_session("no-such-stack")), open_timeout=10)
+    ws = _connect(gateway, put_session("no-such-stack"))
     with ws:
         wait_until(lambda: len(gateway.connections) == 1)
         (connection_id,) = gateway.connections
@@ -205,7 +215,7 @@ def _close_one(gateway: Gateway) -> bool:
 def test_every_disconnect_can_be_dropped(make_gateway: Any) -> None:
     gateway = make_gateway(drop_disconnect=1.0)
     session_id = put_session("no-such-stack")
-    ws = connect(_url(gateway, session_id), open_timeout=10)
+    ws = _connect(gateway, session_id)
     with ws:
         wait_until(lambda: len(gateway.connections) == 1)
     wait_until(lambda: len(gateway.dropped_disconnects) == 1)
@@ -263,7 +273,11 @@ def test_standalone_process(aws: MotoServer, tmp_path: Path) -> None:
         announced = json.loads(process.stdout.readline())
         assert announced["environment"]["AWS_ENDPOINT_URL_LAMBDA"] == announced["lambda_url"]
         session_id = put_session("no-such-stack")
-        with connect(f"{announced['websocket_url']}?sessionId={session_id}", open_timeout=10) as ws:
+        with connect(
+            f"{announced['websocket_url']}?sessionId={session_id}",
+            open_timeout=10,
+            additional_headers=proof_headers(session_id),
+        ) as ws:
             assert protocol.parse_server_message(ws.recv(timeout=20))["status"] == "failed"
         assert get_session(session_id)[protocol.A_STATUS]["S"] != protocol.PENDING
     finally:

@@ -207,9 +207,11 @@ def _template_allows(role: str, action: str, resource: str, **context: Any) -> b
 
 
 def test_helper_roles_get_the_templates_policies_with_the_stacks_values() -> None:
-    assert _template_allows("DebuggerRole", "dynamodb:PutItem", TABLE)
+    assert _template_allows("DebuggerRole", "dynamodb:GetItem", TABLE)
     assert _template_allows("DebuggerRole", "dynamodb:Query", f"{TABLE}/index/StackNameIndex")
-    assert not _template_allows("DebuggerRole", "dynamodb:PutItem", TABLE.replace("PLLDB", "Other"))
+    assert not _template_allows("DebuggerRole", "dynamodb:GetItem", TABLE.replace("PLLDB", "Other"))
+    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "execute-api:ManageConnections"):
+        assert not _template_allows("DebuggerRole", action, "*")  # read-only (security.md)
     for action in ("s3:GetObject", "s3:PutObject"):  # payloads only through presigned URLs
         assert not _template_allows("DebuggerRole", action, "arn:aws:s3:::artifacts/payloads/x")
     assert not _template_allows("DebuggerRole", "lambda:UpdateFunctionConfiguration", "*")

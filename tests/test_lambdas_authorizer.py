@@ -1,10 +1,15 @@
-"""The ``$connect`` authorizer, called directly: one PENDING, unexpired session, used once."""
+"""The ``$connect`` authorizer, called directly: who is calling, and which session it may use.
+
+Callers are real IAM users of the moto server; their identity proofs are signed by the
+product's own signer (plldb.identity) and checked by replaying them to moto's STS.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -16,17 +21,26 @@ from plldb import protocol
 from plldb.lambdas import authorizer
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import get_session, put_session, scan
+from tests.harness.identity_proof import NO_RIGHTS, caller_arn, proof_headers
+from tests.harness.moto_server import MotoServer
+from tests.harness.principals import Principal, create_user
 
 pytest_plugins = ["tests.harness.gateway_fixtures"]
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/$connect"
 
 
-def _event(session_id: Any, connection_id: str = "conn1=") -> dict[str, Any]:
+def _event(
+    session_id: Any,
+    headers: dict[str, str] | None = None,
+    connection_id: str = "conn1=",
+    **query: str,
+) -> dict[str, Any]:
     return {
         "type": "REQUEST",
         "methodArn": METHOD_ARN,
-        "queryStringParameters": {"sessionId": session_id},
+        "headers": headers if headers is not None else proof_headers(str(session_id)),
+        "queryStringParameters": {"sessionId": session_id, **query},
         "requestContext": {"connectionId": connection_id, "routeKey": "$connect"},
     }
 
@@ -37,36 +51,128 @@ def _effect(result: dict[str, Any]) -> str:
     return statement["Effect"]
 
 
-def test_allow_returns_a_flat_context_and_consumes_the_session(gateway: Gateway) -> None:
-    session_id = put_session("my-stack")
-    result = authorizer.handler(_event(session_id), None)
+def _denied(event: dict[str, Any], caplog: pytest.LogCaptureFixture, reason: str) -> None:
+    """Deny, with ``reason`` in the authorizer's log, and no table changed."""
+    sessions, requests = scan(protocol.SESSIONS_TABLE), scan(protocol.DEBUGGER_TABLE)
+    caplog.clear()
+    result = authorizer.handler(event, None)
+    assert _effect(result) == "Deny" and result["context"] == {}
+    assert reason in caplog.text, caplog.text
+    assert scan(protocol.SESSIONS_TABLE) == sessions
+    assert scan(protocol.DEBUGGER_TABLE) == requests
+
+
+@pytest.fixture
+def other(gateway: Gateway) -> Principal:
+    """Another IAM user of the account: no rights at all, but an identity STS confirms."""
+    return create_user(boto3.client("iam"), "someone-else", NO_RIGHTS)
+
+
+def test_a_new_session_is_created_for_the_authenticated_caller(gateway: Gateway) -> None:
+    session_id = str(uuid.uuid4())
+    result = authorizer.handler(
+        _event(session_id, stackName="my-stack", functions="Hello*,Echo", timeout="30"), None
+    )
     assert _effect(result) == "Allow"
-    assert result["principalId"] == session_id
-    assert result["context"] == {"sessionId": session_id, "stackName": "my-stack"}
+    me = caller_arn()
+    assert result["principalId"] == me
+    assert result["context"] == {"sessionId": session_id, "stackName": "my-stack", "callerArn": me}
     item = get_session(session_id)
     assert item[protocol.A_STATUS]["S"] == protocol.ACTIVE
+    assert item[protocol.A_CREATED_BY]["S"] == me
     assert item[protocol.A_CONNECTION_ID]["S"] == "conn1="
+    assert [f["S"] for f in item[protocol.A_FUNCTIONS]["L"]] == ["Hello*", "Echo"]
+    assert item[protocol.A_TIMEOUT]["N"] == "30"
     assert int(item[protocol.A_TTL]["N"]) >= time.time() + protocol.SESSION_TTL_SECONDS - 60
-    replay = authorizer.handler(_event(session_id, "conn2="), None)
-    assert _effect(replay) == "Deny" and replay["context"] == {}
-    assert get_session(session_id)[protocol.A_CONNECTION_ID]["S"] == "conn1="
 
 
-def test_concurrent_uses_allow_exactly_one(gateway: Gateway) -> None:
-    session_id = put_session("my-stack")
-    with ThreadPoolExecutor(4) as pool:
-        effects = list(
-            pool.map(
-                lambda i: _effect(authorizer.handler(_event(session_id, f"c{i}="), None)), range(4)
-            )
-        )
-    assert sorted(effects) == ["Allow", "Deny", "Deny", "Deny"]
+def test_only_the_creator_resumes_a_session(
+    other: Principal, caplog: pytest.LogCaptureFixture
+) -> None:
+    session_id = put_session("my-stack", status=protocol.DISCONNECTED)
+    as_other = proof_headers(session_id, other.session())
+    _denied(_event(session_id, as_other, "conn2="), caplog, f"not created by {other.arn}")
+    assert _effect(authorizer.handler(_event(session_id, connection_id="conn3="), None)) == "Allow"
+    item = get_session(session_id)
+    assert (item[protocol.A_STATUS]["S"], item[protocol.A_CONNECTION_ID]["S"]) == (
+        protocol.ACTIVE,
+        "conn3=",
+    )
 
 
-def test_instrumentation_records_are_not_sessions(gateway: Gateway) -> None:
+def test_a_session_that_is_over_is_not_resumed(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    for session_id in (put_session("s", status=protocol.CLOSED), put_session("s", ttl_in=-5)):
+        _denied(_event(session_id), caplog, "is over")
+
+
+def test_a_proof_for_another_session_is_refused(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    session_id = str(uuid.uuid4())
+    stolen = proof_headers(str(uuid.uuid4()))
+    _denied(_event(session_id, stolen, stackName="s"), caplog, "signed for another session")
+
+
+def test_a_stale_or_unsigned_proof_is_refused(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    session_id = str(uuid.uuid4())
+    proof = json.loads(base64.b64decode(proof_headers(session_id)[protocol.IDENTITY_HEADER]))
+    stale = {**proof, "X-Amz-Date": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 900))}
+    _denied(_event(session_id, _header(stale), stackName="s"), caplog, "signed 900 s ago")
+    unsigned = {
+        **proof,
+        "Authorization": proof["Authorization"].replace(";x-plldb-session", ""),
+    }
+    _denied(_event(session_id, _header(unsigned), stackName="s"), caplog, "not among the signed")
+    _denied(_event(session_id, {}, stackName="s"), caplog, "no X-PLLDB-Identity header")
+    _denied(_event(session_id, {protocol.IDENTITY_HEADER: "%%%"}, stackName="s"), caplog, "base64")
+
+
+def test_a_forged_signature_is_refused_by_sts(
+    aws: MotoServer, gateway: Gateway, other: Principal, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under IAM enforcement moto's STS checks signatures, as STS does."""
+    session_id = str(uuid.uuid4())
+    proof = json.loads(
+        base64.b64decode(proof_headers(session_id, other.session())[protocol.IDENTITY_HEADER])
+    )
+    signature = proof["Authorization"].rsplit("Signature=", 1)[1]
+    forged = {**proof, "Authorization": proof["Authorization"].replace(signature, "0" * 64)}
+    aws.enforce_iam(True)
+    try:
+        _denied(_event(session_id, _header(forged), stackName="s"), caplog, "STS refused")
+    finally:
+        aws.enforce_iam(False)
+
+
+def test_a_live_session_of_the_stack_is_replaced_only_with_force(
+    other: Principal, caplog: pytest.LogCaptureFixture
+) -> None:
+    holder = put_session("shared", status=protocol.ACTIVE, created_by=other.arn)
+    session_id = str(uuid.uuid4())
+    _denied(_event(session_id, stackName="shared"), caplog, f"attached by {other.arn}")
+    forced = authorizer.handler(_event(session_id, stackName="shared", force="1"), None)
+    assert _effect(forced) == "Allow"
+    assert get_session(holder)[protocol.A_STATUS]["S"] == protocol.CLOSED
+    assert get_session(session_id)[protocol.A_CREATED_BY]["S"] == caller_arn()
+
+
+def test_bad_options_are_refused(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    session_id = str(uuid.uuid4())
+    _denied(_event(session_id), caplog, "stackName")
+    _denied(_event(session_id, stackName="x; drop"), caplog, "stackName")
+    _denied(_event(session_id, stackName="s", timeout="901"), caplog, "timeout")
+    _denied(_event(session_id, stackName="s", functions="a b"), caplog, "functions")
+
+
+def test_instrumentation_records_are_not_sessions(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
     """A FUNCTION# record never opens a connection, whatever its attributes."""
-    record_key = str(uuid.uuid4())
-    put_session("s", session_id=record_key)
+    record_key = put_session("s")
     boto3.client("dynamodb").update_item(
         TableName=protocol.SESSIONS_TABLE,
         Key={protocol.A_SESSION_ID: {"S": record_key}},
@@ -74,7 +180,11 @@ def test_instrumentation_records_are_not_sessions(gateway: Gateway) -> None:
         ExpressionAttributeNames={"#k": protocol.A_KIND},
         ExpressionAttributeValues={":k": {"S": protocol.KIND_INSTRUMENTATION}},
     )
-    assert _effect(authorizer.handler(_event(record_key), None)) == "Deny"
+    _denied(_event(record_key), caplog, "is over")
+
+
+def _header(proof: dict[str, str]) -> dict[str, str]:
+    return {protocol.IDENTITY_HEADER: base64.b64encode(json.dumps(proof).encode()).decode()}
 
 
 _anything = st.recursive(
@@ -90,15 +200,14 @@ _anything = st.recursive(
 def unusable_sessions(gateway: Gateway) -> list[str]:
     return [
         put_session("s", ttl_in=-5),
-        put_session("s", status=protocol.ACTIVE),
         put_session("s", status=protocol.CLOSED),
-        put_session("s", status=protocol.DISCONNECTED),
+        put_session("s", created_by="arn:aws:iam::123456789012:user/somebody"),
         str(uuid.uuid4()),
     ]
 
 
 @settings(
-    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
 def test_random_events_are_denied_and_change_nothing(
@@ -109,8 +218,9 @@ def test_random_events_are_denied_and_change_nothing(
     event = data.draw(
         _anything
         | st.builds(
-            lambda sid, conn, query, arn: {
+            lambda sid, conn, query, arn, headers: {
                 "methodArn": arn,
+                "headers": headers,
                 "queryStringParameters": query if query is not None else {"sessionId": sid},
                 "requestContext": {"connectionId": conn},
             },
@@ -118,6 +228,7 @@ def test_random_events_are_denied_and_change_nothing(
             st.text(max_size=12) | _anything,
             st.none() | _anything,
             st.just(METHOD_ARN) | _anything,
+            _anything,
         )
     )
     result = authorizer.handler(event, None)

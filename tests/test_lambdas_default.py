@@ -11,12 +11,13 @@ import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from plldb import protocol
 from plldb.lambdas import default
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import put_session, scan, wait_until
+from tests.harness.identity_proof import connect_session
 
 pytest_plugins = ["tests.harness.gateway_fixtures"]
 
@@ -47,7 +48,7 @@ def _item(request_id: str) -> dict[str, Any]:
 
 def _client(gateway: Gateway) -> tuple[str, ClientConnection]:
     session_id = put_session("no-such-stack")
-    ws = connect(f"{gateway.websocket_url}?sessionId={session_id}", open_timeout=10)
+    ws = connect_session(gateway.websocket_url, session_id)
     assert protocol.parse_server_message(ws.recv(timeout=20))["status"] == "failed"
     return session_id, ws
 

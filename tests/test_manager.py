@@ -12,7 +12,7 @@ from typing import Any
 from unittest import mock
 
 import boto3
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from plldb import protocol
 from plldb.lambdas import common, manager, manager_apply, manager_plan
@@ -28,13 +28,14 @@ from tests.harness.gateway_stack import (
     role_policies,
     snapshot,
 )
+from tests.harness.identity_proof import connect_session, proof_headers
 from tests.test_iam_audit import ACCOUNT, _helper_stack, _template_allows
 
 pytest_plugins = ["tests.harness.gateway_fixtures"]
 
 
 def _connect(gateway: Gateway, session_id: str) -> ClientConnection:
-    return connect(f"{gateway.websocket_url}?sessionId={session_id}", open_timeout=10)
+    return connect_session(gateway.websocket_url, session_id)
 
 
 def _until(ws: ClientConnection, done: Any, timeout: float = 30.0) -> list[dict[str, Any]]:
@@ -122,8 +123,10 @@ def test_abrupt_client_kill_restores_after_grace(gateway: Gateway) -> None:
             sys.executable,
             "-c",
             "import sys, time; from websockets.sync.client import connect\n"
-            "ws = connect(sys.argv[1], open_timeout=30); print('up', flush=True); time.sleep(60)",
+            "ws = connect(sys.argv[1], open_timeout=30, additional_headers={sys.argv[2]: "
+            "sys.argv[3]}); print('up', flush=True); time.sleep(60)",
             f"{gateway.websocket_url}?sessionId={session_id}",
+            *proof_headers(session_id).popitem(),
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -23,12 +23,13 @@ import boto3
 import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from plldb import payloads, protocol, runner
 from tests.harness.container import Container
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import HelperResources, get_session, put_session, wait_until
+from tests.harness.identity_proof import connect_session
 from tests.harness.moto_server import FAKE_CREDENTIALS, MotoServer
 from tests.harness.runtime_api import ERROR, SUCCESS, RuntimeApiEmulator
 from tests.test_wrapper import start_function, write_function
@@ -61,8 +62,7 @@ class StandIn:
         self._thread.start()
 
     def _connect(self) -> ClientConnection:
-        ws = connect(f"{self.gateway.websocket_url}?sessionId={self.session_id}",
-                     open_timeout=10, max_size=None)
+        ws = connect_session(self.gateway.websocket_url, self.session_id, max_size=None)
         self.connections.append(get_session(self.session_id)[protocol.A_CONNECTION_ID]["S"])
         return ws
 

@@ -1,88 +1,71 @@
-"""REQUEST authorizer of ``$connect``: a session id opens exactly one connection.
+"""REQUEST authorizer of ``$connect``: who is calling, and which session it may use.
 
-The session id in the query string is the shared secret written by ``plldb attach``. One
-conditional UpdateItem both checks it (an existing, unexpired PENDING session) and consumes
-it (ACTIVE with this connection's id), so a replayed or concurrent second use finds the
-session ACTIVE and is denied. Every other outcome is a Deny; nothing here raises.
+The caller proves its IAM identity with a signed ``sts:GetCallerIdentity`` bound to the
+session id (plldb/lambdas/caller.py); the session is then created for it, or resumed if it
+created it (plldb/lambdas/session_gate.py). Everything else is a Deny, logged with the
+reason; nothing here raises. Clients never write the sessions table themselves.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import botocore.exceptions
-
 from plldb import protocol
 from plldb.lambdas import common
+from plldb.lambdas.caller import NotAuthenticated, authenticate
 from plldb.lambdas.common import log
-
-_EXPIRED_OR_USED = "ConditionalCheckFailedException"
+from plldb.lambdas.session_gate import Refused, open_session
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     method_arn = _method_arn(event)
     try:
         session = _authorize(event)
+    except (NotAuthenticated, Refused) as exc:
+        log.warning("deny: %s", exc)
+        session = None
     except Exception:  # an authorizer must answer; an error is a Deny
         log.exception("authorizer failed")
         session = None
     if session is None:
         return _policy("anonymous", "Deny", method_arn, {})
-    session_id, stack_name = session
-    context_out = {"sessionId": session_id, "stackName": stack_name}
-    return _policy(session_id, "Allow", method_arn, context_out)
+    session_id, stack_name, caller_arn = session
+    context_out = {"sessionId": session_id, "stackName": stack_name, "callerArn": caller_arn}
+    return _policy(caller_arn, "Allow", method_arn, context_out)
 
 
-def _authorize(event: Any) -> tuple[str, str] | None:
-    """The (session id, stack name) the connection may use, or None with the reason logged."""
+def _authorize(event: Any) -> tuple[str, str, str]:
+    """(session id, stack name, caller ARN) the connection may use; Refused otherwise."""
     if not isinstance(event, dict):
-        log.warning("deny: event is not an object")
-        return None
+        raise Refused("event is not an object")
     query = event.get("queryStringParameters")
-    session_id = query.get("sessionId") if isinstance(query, dict) else None
+    query = query if isinstance(query, dict) else {}
+    session_id = query.get("sessionId")
     if not protocol.is_session_id(session_id):
-        log.warning("deny: missing or malformed sessionId")
-        return None
+        raise Refused("missing or malformed sessionId")
     connection_id = common.connection_id_of(event)
     if connection_id is None:
-        log.warning("deny: request without a connectionId")
-        return None
+        raise Refused("request without a connectionId")
     config = common.Config.from_environ()
-    now = common.now()
-    table = common.client("dynamodb")
-    try:
-        result = table.update_item(
-            TableName=config.sessions_table,
-            Key={protocol.A_SESSION_ID: {"S": session_id}},
-            ConditionExpression=(
-                "attribute_exists(#id) AND #kind = :session AND #status = :pending AND #ttl > :now"
-            ),
-            UpdateExpression="SET #status = :active, #conn = :conn, #ttl = :ttl",
-            ExpressionAttributeNames={
-                "#id": protocol.A_SESSION_ID,
-                "#kind": protocol.A_KIND,
-                "#status": protocol.A_STATUS,
-                "#ttl": protocol.A_TTL,
-                "#conn": protocol.A_CONNECTION_ID,
-            },
-            ExpressionAttributeValues={
-                ":session": {"S": protocol.KIND_SESSION},
-                ":pending": {"S": protocol.PENDING},
-                ":active": {"S": protocol.ACTIVE},
-                ":now": {"N": str(now)},
-                ":ttl": {"N": str(now + protocol.SESSION_TTL_SECONDS)},
-                ":conn": {"S": connection_id},
-            },
-            ReturnValues="ALL_NEW",
-        )
-    except botocore.exceptions.ClientError as exc:
-        if common.error_code(exc) == _EXPIRED_OR_USED:
-            log.warning("deny: session %s is unknown, expired or already used", session_id)
-            return None
-        raise
-    stack_name = result["Attributes"].get(protocol.A_STACK_NAME, {}).get("S", "")
-    log.info("allow: session %s (stack %s) on connection %s", session_id, stack_name, connection_id)
-    return session_id, stack_name
+    caller = authenticate(_header(event, protocol.IDENTITY_HEADER), session_id, common.now())
+    account = config.connections_arn.split(":")[4] if config.connections_arn else ""
+    if caller.account != account:
+        raise Refused(f"{caller.arn} is not of this helper stack's account")
+    stack_name = open_session(config, caller, session_id, query, connection_id)
+    log.info("allow: session %s (stack %s) on %s for %s", session_id, stack_name,
+             connection_id, caller.arn)
+    return session_id, stack_name, caller.arn
+
+
+def _header(event: dict[str, Any], name: str) -> str | None:
+    """A request header, whatever its case (API Gateway keeps the client's)."""
+    headers = event.get("headers")
+    if not isinstance(headers, dict):
+        return None
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == name.lower() and isinstance(value, str):
+            return value
+    return None
 
 
 def _method_arn(event: Any) -> str:

@@ -70,7 +70,12 @@ from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
 log = logging.getLogger(__name__)
 
 ACCOUNT_ID = "123456789012"
-IDENTITY_SOURCE = "sessionId"  # route.request.querystring.sessionId in the template
+# The authorizer's identity sources, as in the template (tests/test_template.py checks):
+# a connect without any of them gets 401 and the authorizer is not called.
+IDENTITY_SOURCES = (
+    "route.request.querystring.sessionId",
+    f"route.request.header.{protocol.IDENTITY_HEADER}",
+)
 
 
 @dataclass(frozen=True)
@@ -423,7 +428,7 @@ class Gateway:
         if url.path.rstrip("/") != f"/{self.settings.stage}":
             return websocket.respond(403, "Forbidden\n")
         query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
-        if not query.get(IDENTITY_SOURCE, [""])[0]:
+        if not _identity_sources_present(query, request.headers):
             return websocket.respond(401, "Unauthorized\n")
         connection_id = _connection_id()
         headers, multi_headers = self._headers(request.headers)
@@ -749,6 +754,16 @@ def function_name(identifier: str) -> str:
     if len(parts) >= 3 and parts[1] == "function":
         return parts[2]
     return parts[0]
+
+
+def _identity_sources_present(query: dict[str, list[str]], headers: Headers) -> bool:
+    """API Gateway answers 401 without calling the authorizer when one is missing or empty."""
+    for source in IDENTITY_SOURCES:
+        _, _, kind, name = source.split(".", 3)
+        value = query.get(name, [""])[0] if kind == "querystring" else headers.get(name, "")
+        if not value:
+            return False
+    return True
 
 
 def _iso(epoch: float) -> str:

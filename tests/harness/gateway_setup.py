@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 
 from plldb import protocol
+from tests.harness.identity_proof import caller_arn
 
 PAYLOAD_BUCKET = "plldb-core-infrastructure-us-east-1-123456789012"
 
@@ -137,9 +138,15 @@ def put_session(
     functions: list[str] | None = None,
     timeout: int | None = None,
     session_id: str | None = None,
+    created_by: str | None = None,
 ) -> str:
-    """Write a session item as ``plldb attach`` does; returns its id."""
+    """Write a session item as the authorizer does; returns its id.
+
+    Its creator is, unless told otherwise, the identity of this process's credentials, so
+    that a connect signed with them (tests.harness.identity_proof) resumes it.
+    """
     session_id = session_id or str(uuid.uuid4())
+    created_by = created_by or caller_arn()
     item: dict[str, Any] = {
         protocol.A_SESSION_ID: {"S": session_id},
         protocol.A_KIND: {"S": protocol.KIND_SESSION},
@@ -147,7 +154,7 @@ def put_session(
         protocol.A_STATUS: {"S": status},
         protocol.A_TTL: {"N": str(int(time.time()) + ttl_in)},
         protocol.A_CREATED_AT: {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-        protocol.A_CREATED_BY: {"S": "arn:aws:iam::123456789012:user/tester"},
+        protocol.A_CREATED_BY: {"S": created_by},
     }
     if functions is not None:
         item[protocol.A_FUNCTIONS] = {"L": [{"S": f} for f in functions]}
@@ -155,6 +162,17 @@ def put_session(
         item[protocol.A_TIMEOUT] = {"N": str(timeout)}
     boto3.client("dynamodb").put_item(TableName=protocol.SESSIONS_TABLE, Item=item)
     return session_id
+
+
+def close_session(session_id: str) -> None:
+    """CLOSED, as the manager marks a session on detach."""
+    boto3.client("dynamodb").update_item(
+        TableName=protocol.SESSIONS_TABLE,
+        Key={protocol.A_SESSION_ID: {"S": session_id}},
+        UpdateExpression="SET #s = :closed",
+        ExpressionAttributeNames={"#s": protocol.A_STATUS},
+        ExpressionAttributeValues={":closed": {"S": protocol.CLOSED}},
+    )
 
 
 def put_pending_request(session_id: str) -> str:

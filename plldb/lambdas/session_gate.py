@@ -1,0 +1,195 @@
+"""Opening a session on ``$connect``, for an authenticated caller (docs/security.md).
+
+Clients never write PLLDBSessions: the authorizer does it here, once it knows who is calling.
+A new session id creates the session, owned by the caller; a known one is resumed only by
+the identity that created it (a reconnect). One stack has one live session: another
+identity's or the caller's own (a second terminal, or an attach that crashed: ``plldb
+status`` tells), is refused unless the connect says ``force=1``, which closes it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import botocore.exceptions
+
+from plldb import protocol
+from plldb.lambdas import common
+from plldb.lambdas.caller import Caller
+from plldb.lambdas.common import log
+
+_STACK_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,127}$")
+_FUNCTION_GLOB = re.compile(r"^[A-Za-z0-9_*?\[\]!.:-]{1,140}$")
+MAX_FUNCTION_GLOBS = 50
+LIVE = (protocol.PENDING, protocol.ACTIVE, protocol.DISCONNECTED)
+
+
+class Refused(Exception):
+    """The connect may not open this session; the text says why (logged, never sent)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What ``plldb attach`` asks for in the ``$connect`` query string."""
+
+    stack_name: str
+    functions: list[str]
+    timeout: int | None
+    force: bool
+
+    @classmethod
+    def from_query(cls, query: dict[str, Any]) -> Options:
+        stack_name = query.get(protocol.Q_STACK_NAME)
+        if not isinstance(stack_name, str) or not _STACK_NAME.match(stack_name):
+            raise Refused("missing or malformed stackName")
+        globs = [g for g in str(query.get(protocol.Q_FUNCTIONS) or "").split(",") if g]
+        if len(globs) > MAX_FUNCTION_GLOBS or not all(_FUNCTION_GLOB.match(g) for g in globs):
+            raise Refused("malformed functions filter")
+        raw_timeout = query.get(protocol.Q_TIMEOUT)
+        timeout = None
+        if raw_timeout not in (None, ""):
+            if not str(raw_timeout).isdigit() or not 1 <= int(raw_timeout) <= protocol.MAX_TIMEOUT:
+                raise Refused("timeout must be 1..900 seconds")
+            timeout = int(raw_timeout)
+        return cls(stack_name, globs, timeout, query.get(protocol.Q_FORCE) == "1")
+
+
+def open_session(
+    config: common.Config,
+    caller: Caller,
+    session_id: str,
+    query: dict[str, Any],
+    connection_id: str,
+) -> str:
+    """Create or resume ``session_id`` as ACTIVE on ``connection_id``; its stack name."""
+    table = common.client("dynamodb")
+    existing = table.get_item(
+        TableName=config.sessions_table,
+        Key={protocol.A_SESSION_ID: {"S": session_id}},
+        ConsistentRead=True,
+    ).get("Item")
+    if existing:
+        return _resume(config, caller, session_id, connection_id)
+    options = Options.from_query(query)
+    _make_room(config, caller, options)
+    _create(config, caller, session_id, options, connection_id)
+    return options.stack_name
+
+
+def _resume(config: common.Config, caller: Caller, session_id: str, connection_id: str) -> str:
+    """A reconnect: only the creator, and only while the session is live."""
+    now = common.now()
+    try:
+        result = common.client("dynamodb").update_item(
+            TableName=config.sessions_table,
+            Key={protocol.A_SESSION_ID: {"S": session_id}},
+            ConditionExpression=(
+                "#kind = :session AND #by = :caller AND #status IN (:p, :a, :d) AND #ttl > :now"
+            ),
+            UpdateExpression="SET #status = :a, #conn = :conn, #ttl = :ttl",
+            ExpressionAttributeNames={
+                "#kind": protocol.A_KIND,
+                "#by": protocol.A_CREATED_BY,
+                "#status": protocol.A_STATUS,
+                "#ttl": protocol.A_TTL,
+                "#conn": protocol.A_CONNECTION_ID,
+            },
+            ExpressionAttributeValues={
+                ":session": {"S": protocol.KIND_SESSION},
+                ":caller": {"S": caller.arn},
+                ":p": {"S": protocol.PENDING},
+                ":a": {"S": protocol.ACTIVE},
+                ":d": {"S": protocol.DISCONNECTED},
+                ":now": {"N": str(now)},
+                ":ttl": {"N": str(now + protocol.SESSION_TTL_SECONDS)},
+                ":conn": {"S": connection_id},
+            },
+            ReturnValues="ALL_NEW",
+        )
+    except botocore.exceptions.ClientError as exc:
+        if common.error_code(exc) == "ConditionalCheckFailedException":
+            raise Refused(
+                f"session {session_id} is over, or was not created by {caller.arn}"
+            ) from exc
+        raise
+    return result["Attributes"].get(protocol.A_STACK_NAME, {}).get("S", "")
+
+
+def _make_room(config: common.Config, caller: Caller, options: Options) -> None:
+    """Close the stack's live sessions that may be replaced; refuse if one may not."""
+    for item in _live_sessions(config, options.stack_name):
+        owner = item.get(protocol.A_CREATED_BY, {}).get("S", "")
+        if not options.force:
+            raise Refused(f"stack {options.stack_name} is attached by {owner} (no force)")
+        session_id = item[protocol.A_SESSION_ID]["S"]
+        log.info("closing session %s of %s for %s", session_id, owner, caller.arn)
+        common.client("dynamodb").update_item(
+            TableName=config.sessions_table,
+            Key={protocol.A_SESSION_ID: {"S": session_id}},
+            UpdateExpression="SET #status = :closed",
+            ExpressionAttributeNames={"#status": protocol.A_STATUS},
+            ExpressionAttributeValues={":closed": {"S": protocol.CLOSED}},
+        )
+
+
+def _live_sessions(config: common.Config, stack_name: str) -> list[dict[str, Any]]:
+    now = common.now()
+    items: list[dict[str, Any]] = []
+    arguments: dict[str, Any] = {
+        "TableName": config.sessions_table,
+        "IndexName": protocol.STACK_NAME_INDEX,
+        "KeyConditionExpression": "#stack = :stack",
+        "ExpressionAttributeNames": {"#stack": protocol.A_STACK_NAME},
+        "ExpressionAttributeValues": {":stack": {"S": stack_name}},
+    }
+    while True:
+        page = common.client("dynamodb").query(**arguments)
+        items += page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            break
+        arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return [
+        item
+        for item in items
+        if item.get(protocol.A_KIND, {}).get("S") == protocol.KIND_SESSION
+        and item.get(protocol.A_STATUS, {}).get("S") in LIVE
+        and not protocol.ttl_expired(item.get(protocol.A_TTL, {}).get("N"), now)
+    ]
+
+
+def _create(
+    config: common.Config,
+    caller: Caller,
+    session_id: str,
+    options: Options,
+    connection_id: str,
+) -> None:
+    now = common.now()
+    item: dict[str, Any] = {
+        protocol.A_SESSION_ID: {"S": session_id},
+        protocol.A_KIND: {"S": protocol.KIND_SESSION},
+        protocol.A_STACK_NAME: {"S": options.stack_name},
+        protocol.A_STATUS: {"S": protocol.ACTIVE},
+        protocol.A_CONNECTION_ID: {"S": connection_id},
+        protocol.A_TTL: {"N": str(now + protocol.SESSION_TTL_SECONDS)},
+        protocol.A_CREATED_AT: {"S": common.iso_now()},
+        protocol.A_CREATED_BY: {"S": caller.arn},
+    }
+    if options.functions:
+        item[protocol.A_FUNCTIONS] = {"L": [{"S": glob} for glob in options.functions]}
+    if options.timeout is not None:
+        item[protocol.A_TIMEOUT] = {"N": str(options.timeout)}
+    try:
+        common.client("dynamodb").put_item(
+            TableName=config.sessions_table,
+            Item=item,
+            ConditionExpression="attribute_not_exists(#id)",
+            ExpressionAttributeNames={"#id": protocol.A_SESSION_ID},
+        )
+    except botocore.exceptions.ClientError as exc:
+        if common.error_code(exc) == "ConditionalCheckFailedException":
+            raise Refused(f"session {session_id} was created meanwhile") from exc
+        raise
+    log.info("session %s of %s opened for %s", session_id, options.stack_name, caller.arn)
