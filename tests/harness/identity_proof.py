@@ -7,6 +7,7 @@ the process has (the harness's, or a principal's), through the product's own sig
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 import boto3
@@ -33,13 +34,19 @@ def caller_arn(session: boto3.Session | None = None) -> str:
 
 
 def connect_session(
-    websocket_url: str, session_id: str, session: boto3.Session | None = None, **kwargs: Any
+    websocket_url: str,
+    session_id: str,
+    session: boto3.Session | None = None,
+    query: dict[str, str] | None = None,
+    **kwargs: Any,
 ) -> ClientConnection:
     """A synchronous WebSocket connect to ``session_id`` as ``session``'s identity (default:
-    this process's credentials)."""
+    this process's credentials), with more ``query`` parameters (e.g. a new session's
+    stackName)."""
     kwargs.setdefault("open_timeout", 10)
+    parameters = urllib.parse.urlencode({"sessionId": session_id, **(query or {})})
     return connect(
-        f"{websocket_url}?sessionId={session_id}",
+        f"{websocket_url}?{parameters}",
         additional_headers=proof_headers(session_id, session),
         **kwargs,
     )
