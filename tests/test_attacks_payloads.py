@@ -23,6 +23,7 @@ import pytest
 
 from plldb import payloads, protocol
 from plldb.layer.cloud import Cloud, PayloadError, ShimConfig
+from tests.harness.iam_audit import expect_refusal
 from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 from tests.harness.moto_server import REGION, MotoServer
 from tests.harness.principals import Principal, assume_role, create_user
@@ -101,6 +102,9 @@ def shim(
         patch.setenv(name, shim_credentials[name])
     patch.setenv("AWS_ENDPOINT_URL", cloud.urls["moto"])
     patch.setenv("AWS_DEFAULT_REGION", REGION)
+    # boto3's default session keeps the credentials it first found: the shim's own here,
+    # the previous one (with its credentials) again afterwards
+    patch.setattr(boto3, "DEFAULT_SESSION", None)
     config = ShimConfig(
         session_id=VICTIM_SESSION,
         sessions_table=protocol.SESSIONS_TABLE,
@@ -153,6 +157,14 @@ def test_attacker_cannot_read_payloads(
     event = shim.put_payload("req-victim", "event", EVENT)
     result_key = protocol.payload_key(VICTIM_SESSION, "req-victim", "response")
     _client(cloud, harness, "s3").put_object(Bucket=bucket, Key=result_key, Body=RESULT)
+    for action in ("s3:GetObject", "s3:PutObject"):
+        expect_refusal(
+            action,
+            cloud.helper_outputs[protocol.OUTPUT_DEBUGGER_ROLE],
+            f"arn:aws:s3:::{bucket}/{protocol.PAYLOAD_PREFIX}*",
+            why="proves the debugger role, which any account principal may assume, has no "
+            "payload rights",
+        )
     s3 = attacker.client("s3")
     for key in (event["key"], result_key):
         assert _refusal(lambda: s3.get_object(Bucket=bucket, Key=key)) == "AccessDenied"  # noqa: B023
