@@ -43,7 +43,7 @@ from plldb.debuggers import (
     mark_current_thread,
     start_debugpy,
 )
-from plldb.discovery import LocalFunction, discover
+from plldb.discovery import Discovery, LocalFunction, discover
 from plldb.executor import Executor
 from plldb.helper_stack import HelperStack, find_helper_stack
 from plldb.identity import identity_proof
@@ -79,6 +79,8 @@ class AttachOptions:
     pycharm: tuple[str, int] | None = None
     force: bool = False
     credentials: str = "function"
+    stage: str | None = None  # Serverless Framework stage
+    cdk_out: Path | None = None  # a CDK app's synthesized folder, when not cdk.out
 
 
 @dataclass
@@ -89,6 +91,7 @@ class AttachPlan:
     debugger_ctx: AwsContext  # the debugger role, assumed once while planning
     warnings: list[str] = field(default_factory=list)
     skipped: frozenset[str] = frozenset()  # physical names already warned about
+    project: Discovery | None = None  # what discovery found (kind, files read), for messages
 
 
 class StackNotFound(Exception):
@@ -99,18 +102,20 @@ class NothingToDebug(Exception):
     """The stack (or the --function filter) leaves no Python function to run locally."""
 
 
-def plan_attach(ctx: AwsContext, options: AttachOptions) -> AttachPlan:
+def plan_attach(ctx: AwsContext, options: AttachOptions, project: Discovery | None = None) -> AttachPlan:
     """Everything attach needs, found and checked without changing anything.
 
     A stack attached by someone else is refused here (unless --force), before anything is
-    printed or started; :meth:`SessionStore.create` checks again against a race.
+    printed or started; :meth:`SessionStore.create` checks again against a race. ``project``
+    is the discovery already read (to find the stack name), else it is read here.
     """
     caller_arn = caller_identity(ctx)["Arn"]
     helper = find_helper_stack(ctx)
     debugger_ctx = ctx.assumed(helper.debugger_role_arn, "plldb-attach")
     if not options.force:
         SessionStore(debugger_ctx, helper.sessions_table).refuse_if_attached(options.stack_name)
-    discovery = discover(options.template, stack_name=options.stack_name)
+    discovery = project or discover(options.template, stack_name=options.stack_name,
+                                    stage=options.stage, cdk_out=options.cdk_out)
     resources = collect_stack_resources(
         lambda stack: list_stack_resources(ctx, stack), options.stack_name
     )
@@ -122,7 +127,7 @@ def plan_attach(ctx: AwsContext, options: AttachOptions) -> AttachPlan:
     warnings += [f"{name}: not debugged ({why})" for name, why in mapping.skipped.items()]
     return AttachPlan(helper=helper, functions=functions, caller_arn=caller_arn,
                       debugger_ctx=debugger_ctx, warnings=warnings,
-                      skipped=frozenset(mapping.skipped))
+                      skipped=frozenset(mapping.skipped), project=discovery)
 
 
 def list_stack_resources(ctx: AwsContext, stack_name: str) -> list[dict[str, Any]]:

@@ -43,10 +43,13 @@ def in_cdk_out(path: Path) -> bool:
     return CDK_OUT in path.parts
 
 
-def discover_cdk(path: Path, python_version: tuple[int, int], stack_name: str | None) -> Discovery:
+def discover_cdk(
+    path: Path, python_version: tuple[int, int], stack_name: str | None, cdk_out: Path | None = None
+) -> Discovery:
     """The functions of one stack of the CDK app at ``path`` (the app folder, a file in it,
-    or a template inside ``cdk.out``)."""
-    cdk_out, project = _locations(path)
+    or a template inside ``cdk.out``); ``cdk_out`` is the synthesized folder when it is not
+    the app's ``cdk.out`` (``cdk synth --output DIR``)."""
+    cdk_out, project = _locations(path) if cdk_out is None else _given_output(path, cdk_out)
     manifest = cdk_out / MANIFEST
     if not manifest.is_file():
         raise DiscoveryError(
@@ -118,6 +121,17 @@ def _locations(path: Path) -> tuple[Path, Path]:
     return folder / CDK_OUT, folder
 
 
+def _given_output(path: Path, cdk_out: Path) -> tuple[Path, Path]:
+    """The ``--cdk-out`` folder, which must exist, and the app folder (``path``'s)."""
+    project = path if path.is_dir() else path.parent
+    if not cdk_out.is_dir():
+        raise DiscoveryError(
+            f"CDK app {project}: --cdk-out folder {cdk_out} not found: pass the folder "
+            f"`{SYNTH} --output` writes (default {CDK_OUT}), or run `{SYNTH} --output {cdk_out}`"
+        )
+    return cdk_out.resolve(), project
+
+
 def _stack_template(cdk_out: Path, manifest: Path, path: Path, stack_name: str | None) -> tuple[Path, str]:
     """The template file and deployed stack name of the wanted stack.
 
@@ -163,7 +177,7 @@ def _map_assets(project: Path, cdk_out: Path, document: dict[str, Any]) -> tuple
             continue
         folder = (cdk_out / asset_path).resolve()  # --no-staging: an absolute source path
         properties["Code" if kind == LAMBDA_FUNCTION else "Content"] = str(folder)
-        if kind == LAMBDA_LAYER or not in_cdk_out(folder):
+        if kind == LAMBDA_LAYER or not folder.is_relative_to(cdk_out):
             continue
         assets[logical_id] = folder
         source = _source_of(project, folder, properties.get("Handler"))
@@ -210,9 +224,11 @@ def _source_files(folder: Path) -> Iterator[Path]:
 
 
 def _is_source_dir(folder: Path) -> bool:
-    """Not cdk.out, a virtualenv, installed packages or a hidden/tool folder."""
+    """Not a synthesized folder (it holds a ``cdk.out`` version file, whatever its name), a
+    virtualenv, installed packages or a hidden/tool folder."""
     name = folder.name
-    return not (name.startswith(".") or name in _NOT_SOURCE or (folder / "pyvenv.cfg").exists())
+    return not (name.startswith(".") or name in _NOT_SOURCE or (folder / "pyvenv.cfg").exists()
+                or (folder / CDK_OUT).is_file())
 
 
 def _run_from_source(function: Any, source: Path, asset: Path) -> Any:
@@ -231,6 +247,6 @@ def _stale_warnings(project: Path, manifest: Path) -> list[str]:
         return []
     shown = ", ".join(str(f.relative_to(project)) for f in newer[:3]) + (" ..." if len(newer) > 3 else "")
     return [
-        f"{project / CDK_OUT} is older than the source ({shown} changed after the last synth): "
+        f"{manifest.parent} is older than the source ({shown} changed after the last synth): "
         f"plldb may map functions to outdated templates; run `{SYNTH}`"
     ]

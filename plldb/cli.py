@@ -26,6 +26,7 @@ from plldb import __version__, console
 if TYPE_CHECKING:
     from plldb import debuggers
     from plldb.aws import AwsContext
+    from plldb.discovery import Discovery
 
 log = logging.getLogger(__name__)
 
@@ -208,15 +209,44 @@ def _default_stack_name(stack_name: str | None) -> str:
     return found
 
 
+def _project_stack(
+    stack_name: str | None, template: Path, stage: str | None, cdk_out: Path | None
+) -> tuple[str, Discovery | None]:
+    """--stack-name, else the stack the project's tool deploys (samconfig.toml, the CDK app's
+    manifest, the Serverless service and stage); the project read for it is passed on."""
+    if stack_name:
+        return stack_name, None
+    from plldb import discovery
+
+    project = discovery.discover(template, stage=stage, cdk_out=cdk_out)
+    if not project.stack_name:
+        raise click.UsageError(
+            f"--stack-name is required ({project.kind} {template}: no samconfig.toml with a stack_name)"
+        )
+    return project.stack_name, project
+
+
+def _print_project(project: Discovery, stack_name: str) -> None:
+    """Which kind of project plldb found and which files it read: a wrong folder shows here."""
+    here = Path.cwd()
+    read = ", ".join(str(f.relative_to(here) if f.is_relative_to(here) else f) for f in project.files_read)
+    console.info(escape(f"{project.kind} (read {read}): stack {stack_name}"))
+
+
 @cli.command("attach")
-@click.option("--stack-name", help="Stack to debug (default: stack_name in samconfig.toml).")
+@click.option("--stack-name", help="Stack to debug (default: the one samconfig.toml, the CDK app "
+              "or the Serverless service names).")
 @click.option(
     "--template",
     type=click.Path(path_type=Path),
     default=Path("template.yaml"),
     show_default=True,
-    help="SAM/CFN template of the stack (also .aws-sam/build/template.yaml).",
+    help="SAM/CFN template of the stack (also .aws-sam/build/template.yaml); in a CDK app or "
+    "Serverless service folder, the folder is read.",
 )
+@click.option("--cdk-out", type=click.Path(path_type=Path), metavar="DIR",
+              help="A CDK app's synthesized folder (cdk synth --output; default cdk.out).")
+@click.option("--stage", help="Serverless Framework stage (default: provider.stage, else dev).")
 @click.option("--function", "functions", multiple=True, metavar="NAME",
               help="Only these functions (logical id, physical name or glob); repeatable.")
 @click.option("--timeout", type=click.IntRange(1, 900), metavar="SECONDS",
@@ -242,6 +272,8 @@ def attach_command(
     aws: AwsContext,
     stack_name: str | None,
     template: Path,
+    cdk_out: Path | None,
+    stage: str | None,
     functions: tuple[str, ...],
     timeout: int | None,
     use_debugpy: bool,
@@ -260,9 +292,12 @@ def attach_command(
 
     if (wait_for_client or debugpy_host != "127.0.0.1" or debugpy_port != 5678) and not use_debugpy:
         raise click.UsageError("--wait-for-client, --debugpy-host and --debugpy-port need --debugpy")
+    stack, project = _project_stack(stack_name, template, stage, cdk_out)
     options = attach.AttachOptions(
-        stack_name=_default_stack_name(stack_name),
+        stack_name=stack,
         template=template,
+        stage=stage,
+        cdk_out=cdk_out,
         functions=functions,
         timeout=timeout,
         debugpy=debuggers.DebugpyOptions(debugpy_host, debugpy_port, wait_for_client)
@@ -272,11 +307,13 @@ def attach_command(
         credentials=credentials,
     )
     try:
-        plan = attach.plan_attach(aws, options)
+        plan = attach.plan_attach(aws, options, project)
     except (HelperStackMissing, HelperStackOutdated) as exc:
         if not _offer_bootstrap(aws, exc):
             raise
-        plan = attach.plan_attach(aws, options)
+        plan = attach.plan_attach(aws, options, project)
+    if plan.project:
+        _print_project(plan.project, options.stack_name)
     for warning in plan.warnings:
         console.warn(escape(warning))
     console.table(

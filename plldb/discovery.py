@@ -41,7 +41,7 @@ from plldb.function_code import (
     resolved,
     unique,
 )
-from plldb.samconfig import build_sources, parameter_overrides
+from plldb.samconfig import build_sources, config_files, parameter_overrides
 from plldb.samconfig import stack_name_from_samconfig as stack_name_from_samconfig
 from plldb.templates import DiscoveryError as DiscoveryError
 from plldb.templates import NotATemplateError as NotATemplateError
@@ -95,7 +95,7 @@ class Discovery:
     build_copies: list[str] = field(default_factory=list)  # functions run from .aws-sam/build
     kind: str = "SAM/CloudFormation template"  # the kind of project found, for messages
     files_read: list[Path] = field(default_factory=list)  # what discovery read, for messages
-    stack_name: str | None = None  # the stack name the project's tool deploys, when it says
+    stack_name: str | None = None  # the stack the project's tool deploys (CDK, Serverless, samconfig)
 
 
 # --- Templates -> LocalFunction ------------------------------------------------------------
@@ -106,6 +106,7 @@ def discover(
     python_version: tuple[int, int] = sys.version_info[:2],
     stack_name: str | None = None,
     stage: str | None = None,
+    cdk_out: Path | str | None = None,
 ) -> Discovery:
     """Read ``template`` (source or ``.aws-sam/build/template.yaml``) into local functions.
 
@@ -115,11 +116,14 @@ def discover(
     a warning. A CDK app (``cdk.json``, or a template inside ``cdk.out``) and a Serverless
     Framework service (``serverless.yml``) are read from what their tool synthesized
     (:mod:`plldb.cdk_project`, :mod:`plldb.serverless_project`); ``stack_name`` picks the
-    CDK stack and, as ``<service>-<stage>``, the Serverless stage unless ``stage`` is given.
+    CDK stack and, as ``<service>-<stage>``, the Serverless stage unless ``stage`` is given;
+    ``cdk_out`` names the synthesized folder of a CDK app (``cdk synth --output``) and makes
+    the project one. ``Discovery.stack_name`` is the stack the project's tool deploys (for a
+    SAM project, samconfig's ``stack_name``).
     """
     given = Path(template)
     path = given.resolve()
-    other = _other_project_kind(path, python_version, stack_name, stage)
+    other = _other_project_kind(path, python_version, stack_name, stage, cdk_out)
     if other is not None:
         return other
     if not path.is_file():
@@ -129,7 +133,8 @@ def discover(
         )
     built = _is_build_dir(path.parent)
     project_dir = path.parent.parent.parent if built else path.parent
-    result = Discovery(template=path, functions={}, files_read=[path])
+    result = Discovery(template=path, functions={}, files_read=[path, *config_files(project_dir)],
+                       stack_name=stack_name_from_samconfig(project_dir))
     overrides = parameter_overrides(project_dir)
     sources = build_sources(project_dir) if built else None
     _discover_into(result, path, project_dir / BUILD_DIR, "", overrides, sources)
@@ -144,12 +149,16 @@ def discover(
 
 
 def _other_project_kind(
-    path: Path, python_version: tuple[int, int], stack_name: str | None, stage: str | None
+    path: Path, python_version: tuple[int, int], stack_name: str | None, stage: str | None,
+    cdk_out: Path | str | None,
 ) -> Discovery | None:
     """A CDK app's or Serverless service's discovery when ``path`` (a template that need not
-    exist, or a folder) belongs to one; None for a SAM/CloudFormation template."""
+    exist, or a folder) belongs to one, or ``cdk_out`` is given; None for a SAM/CloudFormation
+    template."""
     from plldb import cdk_project, serverless_project  # they build on this module
 
+    if cdk_out is not None:
+        return cdk_project.discover_cdk(path, python_version, stack_name, Path(cdk_out))
     if path.is_file() and not cdk_project.in_cdk_out(path):
         return None
     folder = path if path.is_dir() else path.parent

@@ -21,6 +21,11 @@ def stack_name_from_samconfig(directory: Path | str = ".", environment: str = "d
     return value if isinstance(value, str) and value else None
 
 
+def config_files(directory: Path) -> list[Path]:
+    """The samconfig files of ``directory`` (what discovery reports having read)."""
+    return [directory / name for name in SAMCONFIG_NAMES if (directory / name).is_file()]
+
+
 def parameter_overrides(directory: Path | str = ".", environment: str = "default") -> dict[str, str]:
     """The ``parameter_overrides`` that ``sam deploy`` would pass, by parameter name.
 

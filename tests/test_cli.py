@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pty
+import shutil
 import subprocess
 import sys
 import threading
@@ -240,3 +241,46 @@ def test_help_does_not_import_aws_or_rich() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=60)
     assert result.stdout.splitlines()[-1] == "[]", result.stdout + result.stderr
+
+
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+def attach_in(folder: Path, *args: str) -> Any:
+    """`plldb attach` in ``folder``, in process: project errors come before any AWS call."""
+    old = Path.cwd()
+    os.chdir(folder)
+    try:
+        return CliRunner(mix_stderr=False).invoke(cli, ["attach", *args])
+    finally:
+        os.chdir(old)
+
+
+@pytest.mark.parametrize("packaged, expected", [
+    (False, "Serverless service shop-api: "),  # no .serverless: nothing packaged yet
+    (True, "was packaged for another stage (function shop-api-dev-hello), not stage prod: "),
+])
+def test_attach_names_the_stage_to_package(tmp_path: Path, packaged: bool, expected: str) -> None:
+    service = tmp_path / "service"
+    shutil.copytree(FIXTURES / "serverless_service", service,
+                    ignore=None if packaged else shutil.ignore_patterns(".serverless"))
+    result = attach_in(service, "--stage", "prod")
+    assert result.exit_code == 1, result.stderr
+    assert expected in result.stderr
+    assert "run `serverless package --stage prod`" in result.stderr
+
+
+def test_attach_names_an_unknown_cdk_out_folder(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    shutil.copytree(FIXTURES / "cdk_app", app)
+    result = attach_in(app, "--cdk-out", "synth-output")
+    assert result.exit_code == 1, result.stderr
+    assert "--cdk-out folder synth-output not found" in result.stderr
+    assert "`cdk synth --output synth-output`" in result.stderr
+
+
+def test_attach_without_a_stack_name_or_samconfig_says_so(tmp_path: Path) -> None:
+    (tmp_path / "template.yaml").write_text("Resources: {}\n")
+    result = attach_in(tmp_path)
+    assert result.exit_code == 2
+    assert "--stack-name is required (SAM/CloudFormation template template.yaml: no samconfig.toml" in result.stderr

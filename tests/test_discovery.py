@@ -595,3 +595,14 @@ def test_templates_load_as_plain_dicts_after_the_sam_cli_changed_safeloader(tmp_
         assert found.skipped["Broken"].startswith("Properties !If [Nowhere, {}, {}]")
     finally:
         yaml.SafeLoader.yaml_constructors = before
+
+
+def test_sam_stack_name_and_files_read_come_from_samconfig(tmp_path: Path) -> None:
+    """A SAM project names its stack as CDK apps and Serverless services do: in Discovery."""
+    (tmp_path / "template.yaml").write_text("Resources: {}\n")
+    bare = discover(tmp_path / "template.yaml")
+    assert (bare.stack_name, bare.files_read) == (None, [tmp_path / "template.yaml"])
+    (tmp_path / "samconfig.toml").write_text('[default.deploy.parameters]\nstack_name = "shop"\n')
+    discovery = discover(tmp_path / "template.yaml")
+    assert discovery.stack_name == "shop"
+    assert discovery.files_read == [tmp_path / "template.yaml", tmp_path / "samconfig.toml"]

@@ -160,3 +160,28 @@ def test_missing_nested_template_is_skipped_with_the_command(app: Path) -> None:
     discovery = discover(app)
     assert discovery.skipped[NESTED] == f"nested stack: template {nested} not found: run `cdk synth`"
     assert "PlainFunction0F1B2C3D" in discovery.functions
+
+
+def test_cdk_out_option_reads_another_synthesized_folder(app: Path) -> None:
+    """`cdk synth --output build/synth`: its assets still map back to the source, and the
+    output folder (named anything) is not taken for a source folder."""
+    (app / "build").mkdir()
+    (app / "cdk.out").rename(app / "build" / "synth")
+    output = app / "build" / "synth"
+    discovery = discover(app / "template.yaml", cdk_out=output)
+    assert discovery.kind == "AWS CDK app"
+    assert discovery.files_read[0] == output / "manifest.json"
+    assert discovery.functions["PlainFunction0F1B2C3D"].code_dir == app / "lambda"
+    orders = discovery.functions["OrdersFunction5E6F7A8B"]
+    assert (orders.code_dir, orders.import_path[-1]) == (app / "functions" / "orders", output / ORDERS_ASSET)
+    assert discovery.functions["GeneratedFunction4D3C2B1A"].code_dir == output / GENERATED_ASSET
+    assert not any("older than the source" in w for w in discovery.warnings)
+
+
+def test_unknown_cdk_out_folder_is_named(app: Path) -> None:
+    with pytest.raises(DiscoveryError) as error:
+        discover(app / "template.yaml", cdk_out=Path("nowhere"))
+    assert str(error.value) == (
+        f"CDK app {app}: --cdk-out folder nowhere not found: pass the folder `cdk synth --output` "
+        "writes (default cdk.out), or run `cdk synth --output nowhere`"
+    )
