@@ -17,7 +17,9 @@ logs in ``<state dir>/logs``):
   layers, every other Lambda call goes on to the gateway emulator and moto.
 
 What is deployed (tests/harness/localcloud_stacks.py): the helper stack from the same zips
-and keys bootstrap makes, and a SAM app (default tests/test_stack as ``plldb-test-stack``).
+and keys bootstrap makes, and a SAM app (default tests/test_stack as ``plldb-test-stack``)
+or instead a ready CloudFormation template (tests/harness/localcloud_templates.py: a CDK
+app's, a Serverless service's).
 
 Command line (one command starts, one stops)::
 
@@ -57,7 +59,7 @@ import psutil
 from plldb import protocol
 from plldb.aws import AwsContext
 from tests.harness import localcloud_stacks as stacks
-from tests.harness import principals
+from tests.harness import localcloud_templates, principals
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION, MotoServer, free_port
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,11 @@ class LocalCloudSettings:
     max_lifetime: float = float(protocol.CONNECTION_LIFETIME_SECONDS)  # API Gateway's 2 hours
     app_dir: Path | None = TEST_STACK_DIR  # None: no app deployed
     app_stack_name: str = TEST_STACK_NAME
+    # Or a ready CloudFormation template (a CDK app's or Serverless service's), deployed as
+    # app_stack_name instead of app_dir, each function's code zipped from the folder
+    # app_code names by logical id (tests/harness/localcloud_templates.py).
+    app_template: Path | None = None
+    app_code: dict[str, Path] = field(default_factory=dict)
     max_containers: int = 8  # execution environments per function
     # IAM enforced once the stacks are deployed: plldb runs as the IAM user DEVELOPER_USER
     # with docs/iam/plldb-developer-policy.json, every function with its execution role.
@@ -201,7 +208,12 @@ class LocalCloud:
                 ),
             ],
         )
-        if self.settings.app_dir is not None:
+        if self.settings.app_template is not None:
+            self.functions = localcloud_templates.deploy_template(
+                ctx, self.settings.app_template, self.settings.app_code,
+                self.settings.app_stack_name, store, progress,
+            )
+        elif self.settings.app_dir is not None:
             self.functions = stacks.deploy_sam_app(
                 ctx, self.settings.app_dir, self.settings.app_stack_name, store, progress
             )

@@ -1,0 +1,138 @@
+"""`plldb attach` in an AWS CDK app and in a Serverless Framework service, on the local cloud.
+
+The fixture's synthesized (CDK) or packaged (Serverless) template is deployed as its stack,
+each function's code zipped from what the tool uploads (the CDK asset folder, the service
+folder): invoked without plldb, a handler's ``__file__`` is the deployed copy's. `plldb
+attach` runs in the fixture folder with no --stack-name (the stack name comes from the
+project); an invocation through Lambda's Invoke then answers with the ``__file__`` of the
+project's **source** file, and Ctrl-C restores every function as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.harness.localcloud import LocalCloud, LocalCloudSettings
+from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
+
+pytestmark = pytest.mark.e2e
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GRACE_SECONDS = 3.0
+CONFIG_KEYS = ("Handler", "Runtime", "Timeout", "MemorySize", "Role", "Environment", "Layers")
+
+
+def cdk_asset_folders(template: Path) -> dict[str, Path]:
+    """What `cdk deploy` uploads for each function: its ``aws:asset:path`` folder."""
+    resources = json.loads(template.read_text())["Resources"]
+    return {
+        name: template.parent / resource["Metadata"]["aws:asset:path"]
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::Lambda::Function"
+    }
+
+
+@pytest.fixture
+def cdk_app(tmp_path: Path) -> Path:
+    """A copy of the CDK fixture synthesized after its sources, except the app file
+    (app.py), edited since: the stale warning names it."""
+    root = tmp_path / "cdk_app"
+    shutil.copytree(FIXTURES / "cdk_app", root)
+    for path in root.rglob("*"):
+        os.utime(path, (1_000_000, 1_000_000))
+    os.utime(root / "cdk.out" / "manifest.json", (2_000_000, 2_000_000))
+    os.utime(root / "app.py", (3_000_000, 3_000_000))
+    return root.resolve()
+
+
+@pytest.fixture
+def serverless_service(tmp_path: Path) -> Path:
+    root = tmp_path / "serverless_service"
+    shutil.copytree(FIXTURES / "serverless_service", root)
+    return root.resolve()
+
+
+def start_cloud(template: Path, code: dict[str, Path], stack_name: str) -> LocalCloud:
+    settings = LocalCloudSettings(grace_seconds=GRACE_SECONDS, app_dir=None, app_template=template,
+                                  app_code=code, app_stack_name=stack_name)
+    return LocalCloud(settings)
+
+
+@pytest.fixture
+def attached() -> Iterator[Any]:
+    """`plldb attach <args>` in a folder, waited for until attached; Ctrl-C'd at the end."""
+    started: list[PlldbProcess] = []
+
+    def start(cloud: LocalCloud, folder: Path, *args: str) -> PlldbProcess:
+        plldb = PlldbProcess(["attach", *args], folder, cloud.environment)
+        started.append(plldb)
+        plldb.wait_for(ATTACHED_MARKER)
+        return plldb
+
+    yield start
+    for plldb in started:
+        plldb.interrupt()
+
+
+def configurations(cloud: LocalCloud) -> dict[str, dict[str, Any]]:
+    lam = boto3.client("lambda")
+    return {
+        name: {k: v for k, v in lam.get_function_configuration(FunctionName=name).items() if k in CONFIG_KEYS}
+        for name in cloud.functions.values()
+    }
+
+
+def invoke(cloud: LocalCloud, logical_id: str, event: Any) -> Any:
+    response = boto3.client("lambda").invoke(FunctionName=cloud.functions[logical_id], Payload=json.dumps(event))
+    assert "FunctionError" not in response, response
+    return json.loads(response["Payload"].read())
+
+
+def detach(plldb: PlldbProcess, cloud: LocalCloud, before: dict[str, Any]) -> None:
+    assert plldb.interrupt() == 0, plldb.text()
+    assert configurations(cloud) == before
+
+
+def test_attach_in_a_cdk_app_runs_the_source_folders(cdk_app: Path, attached: Any) -> None:
+    template = cdk_app / "cdk.out" / "CdkAppStack.template.json"
+    with start_cloud(template, cdk_asset_folders(template), "cdk-app-dev") as cloud, cloud.environ():
+        before = configurations(cloud)
+        plldb = attached(cloud, cdk_app)
+        text = plldb.text()
+        assert ("AWS CDK app (read cdk.out/manifest.json, cdk.out/CdkAppStack.template.json, "
+                "cdk.out/CdkAppStackWorkers6F1E2D3C.nested.template.json): stack cdk-app-dev") in text
+        assert "is older than the source (app.py changed after the last synth)" in text
+        assert invoke(cloud, "PlainFunction0F1B2C3D", {"n": 1}) == {
+            "plain": True, "event": {"n": 1}, "file": str(cdk_app / "lambda" / "index.py")}
+        assert invoke(cloud, "OrdersFunction5E6F7A8B", {}) == {
+            "orders": "from the bundled asset", "file": str(cdk_app / "functions" / "orders" / "app.py")}
+        detach(plldb, cloud, before)
+        deployed = invoke(cloud, "PlainFunction0F1B2C3D", {})["file"]
+        assert not deployed.startswith(str(cdk_app)), deployed
+
+
+def test_attach_in_a_serverless_service_runs_the_service_folder(
+    serverless_service: Path, attached: Any
+) -> None:
+    root = serverless_service
+    template = root / ".serverless" / "cloudformation-template-update-stack.json"
+    code = {"HelloLambdaFunction": root, "ListDashitemsLambdaFunction": root,
+            "OrdersUnderscoresyncLambdaFunction": root / "orders_module"}
+    with start_cloud(template, code, "shop-api-dev") as cloud, cloud.environ():
+        before = configurations(cloud)
+        plldb = attached(cloud, root, "--stage", "dev")
+        assert ("Serverless Framework service (read serverless.yml, "
+                ".serverless/cloudformation-template-update-stack.json): stack shop-api-dev") in plldb.text()
+        assert invoke(cloud, "HelloLambdaFunction", {"n": 2}) == {
+            "hello": {"n": 2}, "file": str(root / "handler.py")}
+        assert invoke(cloud, "OrdersUnderscoresyncLambdaFunction", {}) == {
+            "orders": "synced", "file": str(root / "orders_module" / "app.py")}
+        detach(plldb, cloud, before)
