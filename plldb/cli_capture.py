@@ -86,8 +86,9 @@ def add_capture_options(command: click.Command) -> None:
     def with_capture(*args: Any, no_capture: bool, capture_max: int, capture_redact: tuple[str, ...],
                      **kwargs: Any) -> Any:
         from plldb import capture
+        from plldb.discovery import project_found
 
-        if no_capture or not Path(kwargs["template"]).is_file():  # attach reports a missing template
+        if no_capture or not project_found(kwargs["template"]):  # attach reports a missing project
             return attach(*args, **kwargs)
         paths = tuple(capture.parse_path(path) for path in capture_redact)
         capture.start(capture.CaptureOptions(capture.capture_dir(kwargs["template"]), capture_max, paths))

@@ -148,6 +148,17 @@ def discover(
     return result
 
 
+def project_found(template: Path | str) -> bool:
+    """Whether ``template`` names something :func:`discover` reads: an existing template, or
+    (a template that need not exist in) a CDK app or a Serverless service folder."""
+    from plldb import cdk_project, serverless_project  # they build on this module
+
+    path = Path(template).resolve()
+    folder = path if path.is_dir() else path.parent
+    return path.is_file() or cdk_project.in_cdk_out(path) or any(
+        (folder / name).is_file() for name in (cdk_project.CDK_JSON, serverless_project.SERVERLESS_YML))
+
+
 def _other_project_kind(
     path: Path, python_version: tuple[int, int], stack_name: str | None, stage: str | None,
     cdk_out: Path | str | None,

@@ -14,6 +14,7 @@ from plldb.discovery import (
     TemplateNotFoundError,
     discover,
     load_template,
+    project_found,
     stack_name_from_samconfig,
 )
 from plldb.samconfig import parse_simple_toml
@@ -606,3 +607,15 @@ def test_sam_stack_name_and_files_read_come_from_samconfig(tmp_path: Path) -> No
     discovery = discover(tmp_path / "template.yaml")
     assert discovery.stack_name == "shop"
     assert discovery.files_read == [tmp_path / "template.yaml", tmp_path / "samconfig.toml"]
+
+
+def test_project_found_for_a_template_or_a_cdk_or_serverless_folder(tmp_path: Path) -> None:
+    """attach keeps captures only for a project discovery can read (else it reports the
+    missing template and writes nothing)."""
+    assert not project_found(tmp_path / "template.yaml")
+    (tmp_path / "serverless.yml").write_text("service: s\n")
+    assert project_found(tmp_path / "template.yaml")
+    (tmp_path / "serverless.yml").rename(tmp_path / "cdk.json")
+    assert project_found(tmp_path / "template.yaml")
+    (tmp_path / "cdk.json").rename(tmp_path / "template.yaml")
+    assert project_found(tmp_path / "template.yaml")

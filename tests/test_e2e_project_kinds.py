@@ -20,6 +20,7 @@ from typing import Any
 import boto3
 import pytest
 
+from plldb import capture
 from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
 
@@ -115,6 +116,7 @@ def test_attach_in_a_cdk_app_runs_the_source_folders(cdk_app: Path, attached: An
         assert invoke(cloud, "OrdersFunction5E6F7A8B", {}) == {
             "orders": "from the bundled asset", "file": str(cdk_app / "functions" / "orders" / "app.py")}
         detach(plldb, cloud, before)
+        assert [r["event"] for r in capture.load_records(cdk_app / ".plldb", "PlainFunction0F1B2C3D")] == [{"n": 1}]
         deployed = invoke(cloud, "PlainFunction0F1B2C3D", {})["file"]
         assert not deployed.startswith(str(cdk_app)), deployed
 
@@ -136,3 +138,4 @@ def test_attach_in_a_serverless_service_runs_the_service_folder(
         assert invoke(cloud, "OrdersUnderscoresyncLambdaFunction", {}) == {
             "orders": "synced", "file": str(root / "orders_module" / "app.py")}
         detach(plldb, cloud, before)
+        assert [r["event"] for r in capture.load_records(root / ".plldb", "HelloLambdaFunction")] == [{"n": 2}]
