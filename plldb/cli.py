@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from plldb import __version__, console
+from plldb.cli_capture import PROJECT_OPTIONS
 
 if TYPE_CHECKING:
     from plldb import debuggers
@@ -244,9 +245,8 @@ def _print_project(project: Discovery, stack_name: str) -> None:
     help="SAM/CFN template of the stack (also .aws-sam/build/template.yaml); in a CDK app or "
     "Serverless service folder, the folder is read.",
 )
-@click.option("--cdk-out", type=click.Path(path_type=Path), metavar="DIR",
-              help="A CDK app's synthesized folder (cdk synth --output; default cdk.out).")
-@click.option("--stage", help="Serverless Framework stage (default: provider.stage, else dev).")
+@PROJECT_OPTIONS[0]
+@PROJECT_OPTIONS[1]
 @click.option("--function", "functions", multiple=True, metavar="NAME",
               help="Only these functions (logical id, physical name or glob); repeatable.")
 @click.option("--timeout", type=click.IntRange(1, 900), metavar="SECONDS",

@@ -54,6 +54,12 @@ _TEMPLATE_OPTION = click.option(
     "--template", type=click.Path(path_type=Path), default=Path("template.yaml"), show_default=True,
     help="SAM/CFN template of the project (also .aws-sam/build/template.yaml).",
 )
+# Which project discovery reads besides --template; attach has them too (plldb.cli).
+PROJECT_OPTIONS = (
+    click.option("--cdk-out", type=click.Path(path_type=Path), metavar="DIR",
+                 help="A CDK app's synthesized folder (cdk synth --output; default cdk.out)."),
+    click.option("--stage", help="Serverless Framework stage (default: provider.stage, else dev)."),
+)
 _RUN_OPTIONS = (
     click.option("--credentials", type=click.Choice(["local", "none"]), default="local",
                  show_default=True, help="Your local profile's credentials, or none at all."),
@@ -63,7 +69,7 @@ _RUN_OPTIONS = (
 
 
 def _run_flags(command: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed((_TEMPLATE_OPTION, *_RUN_OPTIONS)):
+    for option in reversed((_TEMPLATE_OPTION, *PROJECT_OPTIONS, *_RUN_OPTIONS)):
         command = option(command)
     return _debugpy_flags(command)
 
@@ -104,13 +110,14 @@ def add_capture_options(command: click.Command) -> None:
 @click.argument("function")
 @click.option("--event", metavar="FILE|-|JSON", help="The event: a JSON file, - for stdin, or JSON text (default {}).")
 @_run_flags
-def invoke_command(function: str, event: str | None, template: Path, credentials: str, timeout: int | None,
-                   use_debugpy: bool, debugpy_host: str, debugpy_port: int, wait_for_client: bool) -> None:
+def invoke_command(function: str, event: str | None, template: Path, cdk_out: Path | None, stage: str | None,
+                   credentials: str, timeout: int | None, use_debugpy: bool, debugpy_host: str,
+                   debugpy_port: int, wait_for_client: bool) -> None:
     """Run one function of the local template here, once; print its result (exit 0) or error (exit 1)."""
     from plldb import invoke
 
     debugpy = _debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client)
-    local = invoke.find_function(template, function, _warn)
+    local = invoke.find_function(template, function, _warn, stage=stage, cdk_out=cdk_out)
     fields = invoke.InvocationFields(event=invoke.read_event(event))
     invoke.start_debugger(debugpy)
     outcome, _ = invoke.run_invocation(local, fields, credentials, invoke.time_allowed(timeout, bool(debugpy)))
@@ -189,9 +196,9 @@ def events_export(capture_ids: tuple[str, ...], target: Path, template: Path) ->
 @click.option("--all", "all_of", metavar="FUNCTION", help="Replay every capture of FUNCTION and summarise.")
 @click.option("--edit", is_flag=True, help="Open the event in $EDITOR first, and replay what you save.")
 @_run_flags
-def replay_command(capture_id: str | None, all_of: str | None, edit: bool, template: Path, credentials: str,
-                   timeout: int | None, use_debugpy: bool, debugpy_host: str, debugpy_port: int,
-                   wait_for_client: bool) -> None:
+def replay_command(capture_id: str | None, all_of: str | None, edit: bool, template: Path,
+                   cdk_out: Path | None, stage: str | None, credentials: str, timeout: int | None,
+                   use_debugpy: bool, debugpy_host: str, debugpy_port: int, wait_for_client: bool) -> None:
     """Run a captured invocation again and show whether its outcome changed (exit 1 if so)."""
     from plldb import invoke, replay
 
@@ -200,14 +207,14 @@ def replay_command(capture_id: str | None, all_of: str | None, edit: bool, templ
     debugpy = _debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client)
     if edit and all_of:
         raise click.UsageError("--edit replays one capture: give its ID, not --all")
-    records = replay.chosen(template, capture_id, all_of)
+    records = replay.chosen(template, capture_id, all_of, stage=stage, cdk_out=cdk_out)
     if edit:
         records = [_edited(records[0])]
     for name in sorted({name for record in records for name in replay.not_replayed(record)}):
         console.warn(f"{escape(name)} was not captured (secret): the handler gets your local value, if any")
     invoke.start_debugger(debugpy)
     allowed = invoke.time_allowed(timeout, bool(debugpy))
-    results = [replay.replay(r, template, credentials, allowed) for r in records]
+    results = [replay.replay(r, template, credentials, allowed, stage=stage, cdk_out=cdk_out) for r in records]
     for result in results:
         _print_replayed(result)
     if all_of:

@@ -56,11 +56,13 @@ class InvocationFields:
     environment: dict[str, str] = field(default_factory=dict)  # over the template's
 
 
-def find_function(template: Path, logical_id: str, warn: Callable[[str], None] | None = None) -> LocalFunction:
+def find_function(template: Path, logical_id: str, warn: Callable[[str], None] | None = None, *,
+                  stage: str | None = None, cdk_out: Path | None = None) -> LocalFunction:
     """The function ``logical_id`` of ``template``, or an error listing the ones there are;
     ``warn`` gets what discovery warns about (as attach shows it: a build copy run, a Python
-    version other than the template's)."""
-    discovery = discover(template)
+    version other than the template's). ``stage`` and ``cdk_out`` are attach's --stage
+    (Serverless) and --cdk-out (CDK)."""
+    discovery = discover(template, stage=stage, cdk_out=cdk_out)
     function = discovery.functions.get(logical_id)
     if function is not None:
         for warning in discovery.warnings if warn else ():

@@ -37,13 +37,14 @@ class Replayed:
         return not self.difference
 
 
-def chosen(template: Path, capture_id: str | None, all_of: str | None) -> list[dict[str, Any]]:
+def chosen(template: Path, capture_id: str | None, all_of: str | None, *,
+           stage: str | None = None, cdk_out: Path | None = None) -> list[dict[str, Any]]:
     """The capture ``capture_id``, or every capture of the function ``all_of`` (which must be
-    in the template, and have captures)."""
+    in the template, and have captures); ``stage``/``cdk_out`` as for :func:`find_function`."""
     folder = capture.capture_dir(template)
     if capture_id:
         return [capture.find_record(folder, capture_id)]
-    find_function(template, all_of or "")
+    find_function(template, all_of or "", stage=stage, cdk_out=cdk_out)
     records = capture.load_records(folder, all_of)
     if not records:
         raise capture.CaptureError(f"no captured invocation of {all_of} in {folder}: plldb attach captures them")
@@ -99,9 +100,10 @@ def _lines(value: dict[str, Any]) -> list[str]:
 
 
 def replay(record: dict[str, Any], template: Path, credentials: str = CREDENTIALS_LOCAL,
-           timeout: int | None = None) -> Replayed:
-    """Run ``record`` again with the function as it is in ``template`` now."""
-    function = find_function(template, record["function"])
+           timeout: int | None = None, *, stage: str | None = None, cdk_out: Path | None = None) -> Replayed:
+    """Run ``record`` again with the function as it is in ``template`` now (``stage``/``cdk_out``
+    as for :func:`find_function`)."""
+    function = find_function(template, record["function"], stage=stage, cdk_out=cdk_out)
     outcome, seconds = run_invocation(function, fields_of(record), credentials, timeout)
     return Replayed(
         record=record,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import shutil
@@ -18,6 +19,7 @@ from click.testing import CliRunner
 
 from plldb.cli import cli
 from tests.harness.moto_server import free_port
+from tests.test_invoke import plldb
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -284,3 +286,32 @@ def test_attach_without_a_stack_name_or_samconfig_says_so(tmp_path: Path) -> Non
     result = attach_in(tmp_path)
     assert result.exit_code == 2
     assert "--stack-name is required (SAM/CloudFormation template template.yaml: no samconfig.toml" in result.stderr
+
+
+@pytest.fixture
+def prod_service(tmp_path: Path) -> Path:
+    """A copy of the Serverless fixture packaged for the stage prod (not its default, dev)."""
+    service = tmp_path / "service"
+    shutil.copytree(FIXTURES / "serverless_service", service)
+    template = service / ".serverless" / "cloudformation-template-update-stack.json"
+    template.write_text(template.read_text().replace("shop-api-dev-", "shop-api-prod-"))
+    return service
+
+
+def test_invoke_and_replay_read_the_stage_given(prod_service: Path) -> None:
+    assert_one_line_error(plldb(["invoke", "HelloLambdaFunction", "--credentials", "none"], prod_service),
+                          "not stage dev: run `serverless package --stage dev`")
+    invoked = plldb(["invoke", "HelloLambdaFunction", "--stage", "prod", "--credentials", "none"], prod_service)
+    assert invoked.returncode == 0, invoked.stderr
+    assert json.loads(invoked.stdout) == {"hello": {}, "file": str(prod_service.resolve() / "handler.py")}
+    replayed = plldb(["replay", "--all", "HelloLambdaFunction", "--stage", "prod"], prod_service)
+    assert_one_line_error(replayed, "no captured invocation of HelloLambdaFunction in")
+
+
+def test_invoke_reads_the_cdk_out_given(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    shutil.copytree(FIXTURES / "cdk_app", app)
+    (app / "cdk.out").rename(app / "synth")
+    invoked = plldb(["invoke", "PlainFunction0F1B2C3D", "--cdk-out", "synth", "--credentials", "none"], app)
+    assert invoked.returncode == 0, invoked.stderr
+    assert json.loads(invoked.stdout)["file"] == str(app.resolve() / "lambda" / "index.py")
