@@ -63,6 +63,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from plldb import protocol
+from plldb.lambdas import common
 from tests.harness import emulator_authz, gateway_environ
 from tests.harness.http_relay import BusyHTTPServer, relay
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
@@ -118,6 +119,8 @@ class GatewaySettings:
     max_lifetime: float = protocol.CONNECTION_LIFETIME_SECONDS
     grace_seconds: float = protocol.DEFAULT_GRACE_SECONDS
     default_timeout: int = protocol.DEFAULT_DEBUG_TIMEOUT
+    # the template's ShimAccessPolicy (tests/harness/gateway_setup.py provisions it)
+    shim_policy_arn: str = f"arn:aws:iam::{ACCOUNT_ID}:policy/PLLDBShimAccess-{REGION}"
     functions: dict[str, HelperFunction] = field(default_factory=lambda: dict(DEFAULT_FUNCTIONS))
     # (role ARN, function name) -> credential variables, as Lambda puts them in a function's
     # environment (tests/harness/localcloud_credentials.py); None: the process's own.
@@ -236,6 +239,7 @@ class Gateway:
             protocol.ENV_GRACE_SECONDS: str(s.grace_seconds),
             protocol.ENV_DEFAULT_TIMEOUT: str(s.default_timeout),
             protocol.ENV_CONNECTIONS_ARN: self.connections_arn,
+            common.ENV_SHIM_POLICY_ARN: s.shim_policy_arn,
         }
 
     def start(self, timeout: float = 10.0) -> Gateway:
