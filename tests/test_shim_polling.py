@@ -8,6 +8,7 @@ ten-minute breakpoint takes seconds: the number of DynamoDB reads is what is bou
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import uuid
@@ -41,6 +42,24 @@ def test_payload_urls_live_until_the_deadline_plus_a_margin() -> None:
     assert payload_url_seconds(int((now + 30.2) * 1000), now) == 31 + margin
     assert payload_url_seconds(int((now - 5) * 1000), now) == margin
     assert payload_url_seconds(int((now + 10_000) * 1000), now) == protocol.MAX_TIMEOUT + margin
+
+
+def test_payload_urls_use_the_regional_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In AWS (no custom endpoint) a URL names bucket.s3.<region>.amazonaws.com, never the
+    global endpoint, whose redirects a PUT does not follow; SigV4 signs it."""
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")  # Lambda sets it (and AWS_REGION)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "token")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    bucket = "plldb-core-infrastructure-eu-west-1-123456789012"
+    cloud = Cloud(ShimConfig("s", "t", "d", "https://example.com", bucket, "fn"))
+    upload = cloud.result_upload("req-1", 60)
+    assert upload is not None
+    assert upload["url"].startswith(f"https://{bucket}.s3.eu-west-1.amazonaws.com/payloads/s/req-1/")
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in upload["url"]
 
 
 def test_backoff_starts_fast_grows_and_caps() -> None:

@@ -38,7 +38,12 @@ _CLIENT_CONFIG = botocore.config.Config(
     read_timeout=10,
 )
 
-_S3_CONFIG = botocore.config.Config(signature_version="s3v4")
+# Presigned URLs: SigV4 (S3 refuses SigV2 in newer regions), on the regional
+# virtual-hosted endpoint (bucket.s3.<region>.amazonaws.com). botocore would presign for the
+# global endpoint, which may answer with a 307 redirect (shortly after the bucket was
+# created); the local tool does not follow a redirect for a PUT. A custom endpoint (the local
+# cloud's moto on 127.0.0.1) keeps path-style addressing.
+_S3_CONFIG = botocore.config.Config(signature_version="s3v4", s3={"addressing_style": "virtual"})
 
 
 class ShimConfigError(RuntimeError):
@@ -138,7 +143,6 @@ class Cloud:
     def __init__(self, config: ShimConfig) -> None:
         self.config = config
         self.dynamodb = boto3.client("dynamodb", config=_CLIENT_CONFIG)
-        # SigV4 for the presigned URLs (S3 refuses SigV2 in newer regions and for KMS).
         self.s3 = boto3.client("s3", config=_CLIENT_CONFIG.merge(_S3_CONFIG))
         self.management = boto3.client(
             "apigatewaymanagementapi", endpoint_url=config.management_url, config=_CLIENT_CONFIG
