@@ -29,6 +29,10 @@ What the launcher changes in moto, in its own process only:
 * **Authorization of APIs the emulators serve** (``@connections``, helper ``Invoke``):
   ``POST /plldb-localcloud/authorize`` checks a request's signature and the signer's
   policies as AWS would (tests/harness/localcloud_authz.py).
+* **AWS managed policies in partition ``aws`` only** (every test's account is there). moto
+  looks an access key up in the IAM backend of every partition on every request, and
+  ``/moto-api/reset`` rebuilds each of them: parsing ~1,600 managed policies six times made
+  a reset cost about a second of CPU, that a loaded machine stretched past ten seconds.
 * **A hook for the call audit**: if ``tests.harness.call_recorder`` exists, its
   ``install()`` runs before the server starts.
 
@@ -57,7 +61,7 @@ from moto.core.utils import utcnow
 from moto.dynamodb.responses import DynamoHandler
 from moto.iam import access_control
 from moto.iam.exceptions import NotFoundException
-from moto.iam.models import Role
+from moto.iam.models import IAMBackend, Role
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -150,6 +154,16 @@ def admit_harness() -> None:
     session.secret_access_key = HARNESS_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
     session.session_token = HARNESS_CREDENTIALS["AWS_SESSION_TOKEN"]
     session.expiration = utcnow() + datetime.timedelta(days=365)
+
+
+def _managed_policies_in_aws_only(original: Callable[..., list]) -> Callable[..., list]:
+    """``IAMBackend._init_aws_policies`` for partition ``aws`` only (the docstring says why)."""
+
+    @functools.wraps(original)
+    def init(self: IAMBackend) -> list:
+        return original(self) if self.region_name == PARTITION else []
+
+    return init
 
 
 def _account_of(arn: str) -> str:
@@ -398,6 +412,9 @@ def patch_moto() -> None:
     )
     Role.delete_from_cloudformation_json = _role_deleted_without_managed_policies(  # type: ignore[method-assign]
         Role.delete_from_cloudformation_json
+    )
+    IAMBackend._init_aws_policies = _managed_policies_in_aws_only(  # type: ignore[method-assign]
+        IAMBackend._init_aws_policies
     )
     key = access_control.AssumedRoleAccessKey
     key.__init__ = _expiring(key.__init__)  # type: ignore[method-assign]

@@ -26,6 +26,10 @@ FAKE_CREDENTIALS = {
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
 }
+# Bounds that only stop a hung server: a reset takes well under a second on an idle machine,
+# but a loaded one (tests in parallel on few cores) stretches every call many times over.
+START_TIMEOUT_S = 120.0
+CONTROL_TIMEOUT_S = 120.0
 
 
 def free_port() -> int:
@@ -43,7 +47,7 @@ class MotoServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30.0) -> MotoServer:
+    def start(self, timeout: float = START_TIMEOUT_S) -> MotoServer:
         env = {**os.environ, **FAKE_CREDENTIALS}
         self.process = subprocess.Popen(
             [
@@ -80,7 +84,13 @@ class MotoServer:
         self._post("/moto-api/config", {"lambda": {"use_docker": False}})
 
     def reset(self) -> None:
+        """A clean moto, and the launcher's run-time settings back to their defaults.
+
+        The settings live outside moto's state: a test that enforced IAM or capped role
+        sessions would otherwise hand them on to the next test on this server.
+        """
         self._post("/moto-api/reset", None)
+        self._post("/plldb-localcloud/iam", {"enforce": False, "max_session_seconds": None})
         self.configure()
 
     def enforce_iam(self, enforce: bool = True, max_session_seconds: float | None = None) -> None:
@@ -92,6 +102,10 @@ class MotoServer:
         if max_session_seconds is not None:
             body["max_session_seconds"] = max_session_seconds
         self._post("/plldb-localcloud/iam", body)
+
+    def cap_sessions(self, seconds: float | None) -> None:
+        """Every sts:AssumeRole from now lasts at most ``seconds`` (None: as long as asked)."""
+        self._post("/plldb-localcloud/iam", {"max_session_seconds": seconds})
 
     def service_credentials(
         self, role_arn: str, session_name: str, duration_seconds: int, service: str = LAMBDA
@@ -112,7 +126,7 @@ class MotoServer:
     def _post(self, path: str, body: dict | None) -> dict:
         data = json.dumps(body).encode() if body is not None else b""
         request = urllib.request.Request(f"{self.url}{path}", data=data, method="POST")
-        text = urllib.request.urlopen(request, timeout=10).read()
+        text = urllib.request.urlopen(request, timeout=CONTROL_TIMEOUT_S).read()
         return json.loads(text) if path.startswith("/plldb-localcloud/") else {}
 
     def stop(self) -> None:
