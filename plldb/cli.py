@@ -201,10 +201,19 @@ def destroy(aws: AwsContext) -> None:
 
 
 def _default_stack_name(stack_name: str | None) -> str:
-    """--stack-name, else the stack name `sam deploy` would use (samconfig.toml here)."""
+    """--stack-name, else the stack name `sam deploy` would use (samconfig.toml here, even
+    when the template cannot be read), else the one the CDK app or Serverless service here
+    names (its only stack, its default stage)."""
     from plldb import discovery
 
     found = stack_name or discovery.stack_name_from_samconfig(Path.cwd())
+    return found or _project_stack(None, Path(discovery.DEFAULT_TEMPLATE), None, None)[0]
+
+
+def _samconfig_stack_name() -> str:
+    from plldb import discovery
+
+    found = discovery.stack_name_from_samconfig(Path.cwd())
     if not found:
         raise click.UsageError("--stack-name is required (no samconfig.toml with a stack_name here)")
     return found
@@ -219,6 +228,8 @@ def _project_stack(
         return stack_name, None
     from plldb import discovery
 
+    if cdk_out is None and not discovery.project_found(template):
+        return _samconfig_stack_name(), None  # attach then says the template is missing
     project = discovery.discover(template, stage=stage, cdk_out=cdk_out)
     if not project.stack_name:
         raise click.UsageError(
@@ -354,7 +365,8 @@ def _print_debugpy_help(options: debuggers.DebugpyOptions) -> None:
 
 
 @cli.command("detach")
-@click.option("--stack-name", help="Stack to restore (default: stack_name in samconfig.toml).")
+@click.option("--stack-name", help="Stack to restore (default: the one samconfig.toml, the CDK app "
+              "or the Serverless service here names).")
 @pass_aws
 def detach_command(aws: AwsContext, stack_name: str | None) -> None:
     """Restore every instrumented function of a stack now (idempotent)."""

@@ -119,6 +119,9 @@ def test_attach_in_a_cdk_app_runs_the_source_folders(cdk_app: Path, attached: An
         assert [r["event"] for r in capture.load_records(cdk_app / ".plldb", "PlainFunction0F1B2C3D")] == [{"n": 1}]
         deployed = invoke(cloud, "PlainFunction0F1B2C3D", {})["file"]
         assert not deployed.startswith(str(cdk_app)), deployed
+        again = PlldbProcess(["detach"], cdk_app, cloud.environment)
+        assert again.wait(60) == 0, again.text()
+        assert "nothing to restore: cdk-app-dev is not instrumented" in again.text()
 
 
 def test_attach_in_a_serverless_service_runs_the_service_folder(
