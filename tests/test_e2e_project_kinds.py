@@ -5,7 +5,8 @@ each function's code zipped from what the tool uploads (the CDK asset folder, th
 folder): invoked without plldb, a handler's ``__file__`` is the deployed copy's. `plldb
 attach` runs in the fixture folder with no --stack-name (the stack name comes from the
 project); an invocation through Lambda's Invoke then answers with the ``__file__`` of the
-project's **source** file, and Ctrl-C restores every function as it was.
+project's **source** file (in the CDK app, after stopping at a breakpoint set by that file's
+path), and Ctrl-C restores every function as it was.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ import pytest
 from plldb import capture
 from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
+from tests.harness.localcloud_dap import DapClient
+from tests.harness.moto_server import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -97,6 +101,26 @@ def invoke(cloud: LocalCloud, logical_id: str, event: Any) -> Any:
     return json.loads(response["Payload"].read())
 
 
+def invoke_through_breakpoint(cloud: LocalCloud, port: int, source: Path, logical_id: str, event: Any) -> Any:
+    """Invoke with a breakpoint on the ``return`` line of ``source`` (set by path, as an IDE
+    does): it must stop there, in that file, before the answer comes."""
+    line = next(i for i, text in enumerate(source.read_text().splitlines(), 1) if "return" in text)
+    debugger = DapClient("127.0.0.1", port)
+    outcome: dict[str, Any] = {}
+    try:
+        assert debugger.attach({source: [line]})[source][0]["verified"]
+        invocation = threading.Thread(target=lambda: outcome.update(result=invoke(cloud, logical_id, event)))
+        invocation.start()
+        stopped = debugger.wait_event("stopped", timeout=60)
+        frame = debugger.top_frame(stopped["threadId"])
+        assert (Path(frame["source"]["path"]).resolve(), frame["line"]) == (source, line)
+        debugger.request("continue", threadId=stopped["threadId"])
+        invocation.join(60)
+    finally:
+        debugger.close()
+    return outcome["result"]
+
+
 def detach(plldb: PlldbProcess, cloud: LocalCloud, before: dict[str, Any]) -> None:
     assert plldb.interrupt() == 0, plldb.text()
     assert configurations(cloud) == before
@@ -106,13 +130,15 @@ def test_attach_in_a_cdk_app_runs_the_source_folders(cdk_app: Path, attached: An
     template = cdk_app / "cdk.out" / "CdkAppStack.template.json"
     with start_cloud(template, cdk_asset_folders(template), "cdk-app-dev") as cloud, cloud.environ():
         before = configurations(cloud)
-        plldb = attached(cloud, cdk_app)
+        port = free_port()
+        plldb = attached(cloud, cdk_app, "--debugpy", "--debugpy-port", str(port))
         text = plldb.text()
         assert ("AWS CDK app (read cdk.out/manifest.json, cdk.out/CdkAppStack.template.json, "
                 "cdk.out/CdkAppStackWorkers6F1E2D3C.nested.template.json): stack cdk-app-dev") in text
         assert "is older than the source (app.py changed after the last synth)" in text
-        assert invoke(cloud, "PlainFunction0F1B2C3D", {"n": 1}) == {
-            "plain": True, "event": {"n": 1}, "file": str(cdk_app / "lambda" / "index.py")}
+        source = cdk_app / "lambda" / "index.py"
+        assert invoke_through_breakpoint(cloud, port, source, "PlainFunction0F1B2C3D", {"n": 1}) == {
+            "plain": True, "event": {"n": 1}, "file": str(source)}
         assert invoke(cloud, "OrdersFunction5E6F7A8B", {}) == {
             "orders": "from the bundled asset", "file": str(cdk_app / "functions" / "orders" / "app.py")}
         detach(plldb, cloud, before)
