@@ -219,7 +219,13 @@ def test_client_message_handler_survives_every_generated_frame(gateway: Gateway)
     async def on_message(message: dict[str, Any]) -> None:
         delivered.append(message)
 
-    connection = Connection("ws://127.0.0.1:9/unused", str(uuid.uuid4()), on_message, lambda: None)
+    connection = Connection(
+        "ws://127.0.0.1:9/unused",
+        {"sessionId": str(uuid.uuid4())},
+        on_message,
+        headers=dict,
+        check_live=lambda: None,
+    )
     loop = asyncio.new_event_loop()
     before = tables()
     seen = []

@@ -66,15 +66,21 @@ def original(cloud: LocalCloud, lam: Any) -> dict[str, Any]:
 
 
 def snapshot(cloud: LocalCloud, lam: Any) -> dict[str, Any]:
+    """Each function's configuration, and its role's inline and attached policies.
+
+    Names only, each from one list call: a policy listed and then read could be removed in
+    between by a restore running meanwhile (the kill -9 test polls while it runs).
+    """
     iam = boto3.client("iam")
     state: dict[str, Any] = {}
     for name in cloud.functions.values():
         config = lam.get_function_configuration(FunctionName=name)
         role = config["Role"].rsplit("/", 1)[1]
-        policies = {
-            policy: iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
-            for policy in iam.list_role_policies(RoleName=role)["PolicyNames"]
-        }
+        attached = iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
+        policies = (
+            sorted(iam.list_role_policies(RoleName=role)["PolicyNames"]),
+            sorted(policy["PolicyArn"] for policy in attached),
+        )
         state[name] = ({k: config.get(k) for k in CONFIG_KEYS}, policies)
     return state
 
