@@ -237,6 +237,22 @@ def test_the_manager_may_attach_the_shim_policy_and_no_other() -> None:
     assert _template_allows("ManagerRole", "iam:ListAttachedRolePolicies", role)
 
 
+def test_the_manager_changes_only_claimed_functions_and_removes_only_the_claim() -> None:
+    function = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:app-Fn"
+    claimed = {f"aws:ResourceTag/{protocol.CLAIM_TAG}": "0f1e"}
+    update, untag = "lambda:UpdateFunctionConfiguration", "lambda:UntagResource"
+    assert _template_allows("ManagerRole", update, function, **claimed)
+    assert not _template_allows("ManagerRole", update, function)
+    assert not _template_allows("ManagerRole", update, function, **{"aws:ResourceTag/x": "y"})
+    claim_key = {"aws:TagKeys": [protocol.CLAIM_TAG]}
+    assert _template_allows("ManagerRole", untag, function, **claimed, **claim_key)
+    assert not _template_allows("ManagerRole", untag, function, **claim_key)
+    other_keys = {"aws:TagKeys": [protocol.CLAIM_TAG, "owner"]}
+    assert not _template_allows("ManagerRole", untag, function, **claimed, **other_keys)
+    assert not _template_allows("ManagerRole", "lambda:TagResource", function, **claimed)
+    assert _template_allows("ManagerRole", "lambda:ListTags", function)
+
+
 def test_a_logical_id_that_is_no_role_of_the_template_cannot_be_audited() -> None:
     with pytest.raises(LookupError, match="SessionsTable is not a role"):
         iam_audit.helper_role_policies(_helper_stack(), "SessionsTable")
@@ -542,6 +558,8 @@ def test_the_recorder_derives_each_calls_action_and_arn(recording: tuple[MotoSer
         "LayerVersionArn"
     ]
     lam.update_function_configuration(FunctionName="fn", Layers=[layer])
+    lam.tag_resource(Resource=function_arn, Tags={"stage": "dev"})
+    lam.untag_resource(Resource=function_arn, TagKeys=["team"])
     role_iam = role.client("iam", endpoint_url=server.url)
     role_iam.get_role(RoleName="Audited")
     managed = f"arn:aws:iam::{ACCOUNT}:policy/mp"
@@ -575,6 +593,8 @@ def test_the_recorder_derives_each_calls_action_and_arn(recording: tuple[MotoSer
         ("lambda:PublishLayerVersion", f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:shim"),
         ("lambda:UpdateFunctionConfiguration", function_arn),
         ("lambda:GetLayerVersion", layer),  # Lambda checks it for every layer in the list
+        ("lambda:TagResource", function_arn),
+        ("lambda:UntagResource", function_arn),
         ("iam:GetRole", role_arn),
         ("iam:DetachRolePolicy", role_arn),
         ("sts:GetCallerIdentity", "*"),
@@ -592,6 +612,11 @@ def test_the_recorder_derives_each_calls_action_and_arn(recording: tuple[MotoSer
     assert update["context"]["aws:PrincipalArn"] == role_arn
     get_role = next(c for c in records.calls if c["action"] == "iam:GetRole")
     assert get_role["context"]["aws:ResourceTag/owner"] == "plldb"
+    tag = next(c for c in records.calls if c["action"] == "lambda:TagResource")
+    assert tag["context"]["aws:TagKeys"] == ["stage"]
+    untag = next(c for c in records.calls if c["action"] == "lambda:UntagResource")
+    assert untag["context"]["aws:TagKeys"] == ["team"]
+    assert untag["context"]["aws:ResourceTag/team"] == "a"  # the tags before the call
     detach = next(c for c in records.calls if c["action"] == "iam:DetachRolePolicy")
     assert detach["context"]["iam:PolicyARN"] == managed
     assert records.policies[update["policies"]] == [

@@ -493,16 +493,19 @@ def test_a_customer_managed_kms_key_is_a_clear_skip(gateway: Gateway) -> None:
     key = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
     role = boto3.client("iam").create_role(
         RoleName="kms-function-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    session = get_session(put_session(STACK_NAME))
+    session_id, creator = session["SessionId"]["S"], session["CreatedBy"]["S"]
     boto3.client("lambda").create_function(
         FunctionName="encrypted", Runtime="python3.12", Role=role, Handler="app.handler",
         Code={"ZipFile": b"PK"}, KMSKeyArn=key, Environment={"Variables": {"SECRET": "x"}},
+        Tags={protocol.CLAIM_TAG: protocol.claim_value(creator, session_id)},  # as attach does
     )
     config = common.Config.from_environ()
     planner = manager.Manager(config, common.Connection(None, ""))
     request = manager.Request.parse(
-        {"action": "instrument", "session_id": put_session(STACK_NAME), "stack_name": "s"})
+        {"action": "instrument", "session_id": session_id, "stack_name": "s"})
 
-    outcome = planner.plan("encrypted", request, 900)
+    outcome = planner.plan("encrypted", request, 900, session)
 
     assert outcome == manager_plan.Outcome(
         "encrypted", manager_plan.SKIPPED,

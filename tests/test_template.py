@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -352,4 +353,115 @@ def test_the_developer_policy_names_what_the_template_creates(template: dict) ->
     assert statements["ReadStacks"]["Action"] == [
         "cloudformation:DescribeStacks",
         "cloudformation:ListStackResources",
+    ]
+
+
+# ------------------------------------------------------------------ bounded powers
+
+READ_PREFIXES = ("Get", "List", "Describe", "BatchGet")
+READ_ACTIONS = {"Query", "Scan"}
+
+
+def _is_read(action: str) -> bool:
+    """Get*/List*/Describe*/BatchGet*, Query and Scan, and sts:GetCallerIdentity."""
+    name = action.split(":", 1)[1]
+    return name.startswith(READ_PREFIXES) or name in READ_ACTIONS
+
+
+def _whole_type(resource: Any) -> bool:
+    """``*``, or an ARN whose resource part is a wildcard over a whole resource type
+    (``function:*``, ``role/*``, ``stack/*``, ``layer:*:*``, a queue ``*``)."""
+    text = resource["Fn::Sub"] if isinstance(resource, dict) and "Fn::Sub" in resource else resource
+    if not isinstance(text, str):
+        return False  # a Ref or GetAtt: one named resource
+    if text == "*":
+        return True
+    parts = re.sub(r"\$\{[^}]*\}", "X", text).split(":", 5)  # ${AWS::Region}: one value
+    if len(parts) < 6:
+        return False  # e.g. "${SessionsTable.Arn}/index/*": that table's indexes
+    type_and_name = [p for p in parts[5].replace("/", ":").split(":") if p]
+    return all(p == "*" for p in type_and_name[1:]) or type_and_name == ["*"]
+
+
+def _bounds(condition: dict[str, Any]) -> bool:
+    """A condition that can fail: not empty, and not only ``...IfExists`` operators (which a
+    request without the key satisfies)."""
+    return bool(condition) and not all(op.endswith("IfExists") for op in condition)
+
+
+def _role_statements(template: dict, role: str) -> list[tuple[str, dict]]:
+    """(policy, statement) of the role's inline policies and the managed policies it attaches."""
+    props = template["Resources"][role]["Properties"]
+    found = [
+        (f"{role}/{p['PolicyName']}", s)
+        for p in props.get("Policies", [])
+        for s in p["PolicyDocument"]["Statement"]
+    ]
+    for ref in props.get("ManagedPolicyArns", []):
+        document = template["Resources"][ref["Ref"]]["Properties"]["PolicyDocument"]
+        found += [(ref["Ref"], s) for s in document["Statement"]]
+    return found
+
+
+def unbounded_writes(template: dict) -> list[str]:
+    """Write or admin actions of the debugger and manager roles on a whole resource type
+    (or ``*``) without a condition that bounds them (issue 11, docs/security.md promise 4)."""
+    found = []
+    for role in ("DebuggerRole", "ManagerRole"):
+        for policy, statement in _role_statements(template, role):
+            writes = [
+                a
+                for a in _as_list(statement["Action"])
+                if not _is_read(a) and a != "sts:GetCallerIdentity"
+            ]
+            wide = [r for r in _as_list(statement.get("Resource", [])) if _whole_type(r)]
+            if writes and wide and not _bounds(statement.get("Condition", {})):
+                found.append(f"{role} {policy} {statement.get('Sid', '')}: {', '.join(writes)}")
+    return found
+
+
+def test_no_unbounded_write_on_a_whole_resource_type(template: dict) -> None:
+    assert unbounded_writes(template) == []
+
+
+def test_the_unbounded_write_check_finds_what_it_is_for(template: dict) -> None:
+    """The check itself: an unconditioned write on ``function:*`` or ``*`` is found, a read
+    or a named resource is not."""
+    statements = template["Resources"]["ManagerRole"]["Properties"]["Policies"][0]
+    wide = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:*"
+    probe = json.loads(json.dumps(template))
+    document = probe["Resources"]["ManagerRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    document["Statement"] = [
+        {
+            "Sid": "W",
+            "Effect": "Allow",
+            "Action": "lambda:TagResource",
+            "Resource": {"Fn::Sub": wide},
+        },
+        {"Sid": "S", "Effect": "Allow", "Action": "iam:PutRolePolicy", "Resource": "*"},
+        {
+            "Sid": "R",
+            "Effect": "Allow",
+            "Action": "lambda:GetFunction",
+            "Resource": {"Fn::Sub": wide},
+        },
+        {
+            "Sid": "N",
+            "Effect": "Allow",
+            "Action": "lambda:UpdateFunctionConfiguration",
+            "Resource": {"Fn::Sub": wide[:-1] + "f"},
+        },
+        {
+            "Sid": "I",
+            "Effect": "Allow",
+            "Action": "lambda:UntagResource",
+            "Resource": {"Fn::Sub": wide},
+            "Condition": {"StringEqualsIfExists": {"aws:ResourceTag/x": "y"}},
+        },
+    ]
+    found = unbounded_writes(probe)
+    assert found == [
+        f"ManagerRole ManagerRole/{statements['PolicyName']} W: lambda:TagResource",
+        f"ManagerRole ManagerRole/{statements['PolicyName']} S: iam:PutRolePolicy",
+        f"ManagerRole ManagerRole/{statements['PolicyName']} I: lambda:UntagResource",
     ]

@@ -32,6 +32,7 @@ from plldb import protocol
 from plldb.lambdas import common, manager_plan
 from plldb.lambdas.common import log
 from plldb.lambdas.manager_apply import MAX_WORKERS, Functions, Grants, parallel_map
+from plldb.lambdas.manager_claims import Claims
 from plldb.lambdas.manager_plan import (
     FAILED,
     GONE,
@@ -149,6 +150,7 @@ class Manager:
         self.targets = Targets(self.lambda_, common.client("cloudformation"))
         self.functions = Functions(self.lambda_)
         self.grants = Grants(common.client("iam"), config)
+        self.claims = Claims(self.lambda_)
         self.records = Records(common.client("dynamodb"), config.sessions_table)
 
     # --- actions -------------------------------------------------------------------------
@@ -182,7 +184,10 @@ class Manager:
         timeout = min(request.timeout or self.config.default_timeout, protocol.MAX_TIMEOUT)
         outcomes: list[Outcome] = []
         plans: list[Plan] = []
-        for item in self.in_parallel(lambda name: self.plan(name, request, timeout), functions):
+        session = self.records.session(request.session_id)
+        for item in self.in_parallel(
+            lambda name: self.plan(name, request, timeout, session), functions
+        ):
             if isinstance(item, Plan):
                 plans.append(item)
             else:
@@ -281,9 +286,18 @@ class Manager:
 
     # --- instrumenting one function ------------------------------------------------------
 
-    def plan(self, name: str, request: Request, timeout: int) -> Plan | Outcome:
-        """Decide what to do with one function; an Outcome when it is skipped."""
+    def plan(
+        self, name: str, request: Request, timeout: int, session: dict[str, Any] | None
+    ) -> Plan | Outcome:
+        """Decide what to do with one function; an Outcome when it is skipped.
+
+        A function this session's creator did not claim is skipped before anything else.
+        """
         configuration = self.lambda_.get_function_configuration(FunctionName=name)
+        arn = configuration["FunctionArn"]
+        unclaimed = self.claims.unclaimed(arn, session, request.session_id)
+        if unclaimed:
+            return Outcome(name, SKIPPED, unclaimed)
         return manager_plan.plan(
             name,
             configuration,
@@ -357,6 +371,8 @@ class Manager:
         target, outcome = manager_plan.restoration(name, current, instrumented)
         if target is not None and target != current:
             self.functions.update(name, target)
+        owner = _owner(record)
+        self.claims.release(configuration["FunctionArn"], owner, self.records.session(owner))
         self.records.delete(name)
         return outcome
 

@@ -109,9 +109,7 @@ class Grants:
 
     def grant_role(self, role_name: str) -> str | None:
         try:
-            self.iam.attach_role_policy(
-                RoleName=role_name, PolicyArn=self.config.shim_policy_arn
-            )
+            self.iam.attach_role_policy(RoleName=role_name, PolicyArn=self.config.shim_policy_arn)
         except botocore.exceptions.ClientError as exc:
             if common.error_code(exc) != "LimitExceeded":
                 raise
@@ -148,5 +146,8 @@ class Grants:
             log.warning(
                 "role %s still has the inline policy %s from an older plldb: delete it with "
                 "aws iam delete-role-policy --role-name %s --policy-name %s",
-                role_name, protocol.SHIM_POLICY_NAME, role_name, protocol.SHIM_POLICY_NAME,
+                role_name,
+                protocol.SHIM_POLICY_NAME,
+                role_name,
+                protocol.SHIM_POLICY_NAME,
             )

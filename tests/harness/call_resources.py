@@ -108,7 +108,14 @@ def _lambda(handler: Any, _: str) -> list[Call]:
         version = match.group("version")
         return [(action, f"{arn}:{version}" if version else arn, context)]
     if match := _LAMBDA_TAGS.search(path):
-        return [(action, match.group("arn"), context)]
+        arn = match.group("arn")
+        return [
+            (
+                action,
+                arn,
+                {**context, **_tag_keys(handler, operation), **_function_tags(handler, arn)},
+            )
+        ]
     if operation in (
         "ListFunctions",
         "ListLayers",
@@ -117,6 +124,15 @@ def _lambda(handler: Any, _: str) -> list[Call]:
     ):
         return [(action, "*", context)]
     raise LookupError(f"no ARN derivation for {action} ({handler.method} {path})")
+
+
+def _tag_keys(handler: Any, operation: str) -> dict[str, Any]:
+    """``aws:TagKeys``: the tag keys a TagResource (body) or UntagResource (query) names."""
+    if operation == "TagResource":
+        return {"aws:TagKeys": sorted(_json_body(handler).get("Tags", {}))}
+    if operation == "UntagResource":
+        return {"aws:TagKeys": _url_query(handler).get("tagKeys", [])}
+    return {}
 
 
 def _implied(configuration: dict[str, Any]) -> list[Call]:

@@ -139,14 +139,18 @@ def put_session(
     timeout: int | None = None,
     session_id: str | None = None,
     created_by: str | None = None,
+    claim: bool = True,
 ) -> str:
     """Write a session item as the authorizer does; returns its id.
 
     Its creator is, unless told otherwise, the identity of this process's credentials, so
-    that a connect signed with them (tests.harness.identity_proof) resumes it.
+    that a connect signed with them (tests.harness.identity_proof) resumes it. ``claim``:
+    the stack's functions are tagged with its claim first, as ``plldb attach`` does.
     """
     session_id = session_id or str(uuid.uuid4())
     created_by = created_by or caller_arn()
+    if claim:
+        claim_stack(stack_name, protocol.claim_value(created_by, session_id))
     item: dict[str, Any] = {
         protocol.A_SESSION_ID: {"S": session_id},
         protocol.A_KIND: {"S": protocol.KIND_SESSION},
@@ -162,6 +166,22 @@ def put_session(
         item[protocol.A_TIMEOUT] = {"N": str(timeout)}
     boto3.client("dynamodb").put_item(TableName=protocol.SESSIONS_TABLE, Item=item)
     return session_id
+
+
+def claim_stack(stack_name: str, value: str) -> None:
+    """Tag every function of the stack (nested stacks too) with ``plldb:claim = value``."""
+    cloudformation, lambda_ = boto3.client("cloudformation"), boto3.client("lambda")
+    try:
+        resources = cloudformation.list_stack_resources(StackName=stack_name)
+    except cloudformation.exceptions.ClientError:
+        return  # no such stack: nothing to claim (the manager reports it)
+    for resource in resources["StackResourceSummaries"]:
+        physical = resource.get("PhysicalResourceId", "")
+        if resource["ResourceType"] == "AWS::CloudFormation::Stack":
+            claim_stack(physical, value)
+        elif resource["ResourceType"] == "AWS::Lambda::Function":
+            arn = lambda_.get_function_configuration(FunctionName=physical)["FunctionArn"]
+            lambda_.tag_resource(Resource=arn, Tags={protocol.CLAIM_TAG: value})
 
 
 def close_session(session_id: str) -> None:

@@ -1,0 +1,95 @@
+"""Claims: the manager instruments only functions the session's creator tagged for it, and
+removes its own claim tag, and only its own, when it restores them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+
+from plldb import protocol
+from plldb.lambdas import manager
+from tests.harness.gateway import Gateway
+from tests.harness.gateway_setup import put_session
+from tests.harness.gateway_stack import INSTRUMENTABLE, STACK_NAME, configuration, create_stack
+
+pytest_plugins = ["tests.harness.gateway_fixtures"]
+
+OTHER = "arn:aws:iam::123456789012:user/someone-else"
+
+
+def _run(action: str, session_id: str, **fields: Any) -> dict[str, Any]:
+    return manager.handler({"action": action, "session_id": session_id, **fields}, None)
+
+
+def _tags(name: str) -> dict[str, str]:
+    lambda_ = boto3.client("lambda")
+    arn = lambda_.get_function_configuration(FunctionName=name)["FunctionArn"]
+    return lambda_.list_tags(Resource=arn)["Tags"]
+
+
+def _tag(name: str, value: str) -> None:
+    lambda_ = boto3.client("lambda")
+    arn = lambda_.get_function_configuration(FunctionName=name)["FunctionArn"]
+    lambda_.tag_resource(Resource=arn, Tags={protocol.CLAIM_TAG: value})
+
+
+def test_only_functions_claimed_by_the_sessions_creator_are_instrumented(
+    gateway: Gateway,
+) -> None:
+    names = create_stack()
+    before = {logical: configuration(names[logical]) for logical in INSTRUMENTABLE}
+    session_id = put_session(STACK_NAME, status=protocol.ACTIVE, claim=False)
+    creator = boto3.client("dynamodb").get_item(
+        TableName=protocol.SESSIONS_TABLE, Key={protocol.A_SESSION_ID: {"S": session_id}}
+    )["Item"][protocol.A_CREATED_BY]["S"]
+    _tag(names["Plain"], protocol.claim_value(creator, session_id))
+    _tag(names["NoEnv"], protocol.claim_value(OTHER, session_id))  # someone else's claim
+    _tag(names["Wrapped"], protocol.claim_value(creator, "another-session"))
+
+    summary = _run("instrument", session_id, stack_name=STACK_NAME)
+
+    assert summary["instrumented"] == [names["Plain"]]
+    skipped = {s["function"]: s["reason"] for s in summary["skipped"]}
+    for logical in ("NoEnv", "Wrapped", "Child"):
+        assert skipped[names[logical]] == (
+            f"not claimed by {creator} for this session: plldb debugs only functions your own "
+            "credentials could tag (plldb:claim, lambda:TagResource); see docs/security.md"
+        )
+        assert configuration(names[logical]) == before[logical]
+
+
+def test_a_session_without_a_creator_instruments_nothing(gateway: Gateway) -> None:
+    names = create_stack()
+    session_id = put_session(STACK_NAME, status=protocol.ACTIVE)
+    boto3.client("dynamodb").update_item(
+        TableName=protocol.SESSIONS_TABLE,
+        Key={protocol.A_SESSION_ID: {"S": session_id}},
+        UpdateExpression="REMOVE #by",
+        ExpressionAttributeNames={"#by": protocol.A_CREATED_BY},
+    )
+    summary = _run("instrument", session_id, stack_name=STACK_NAME)
+    assert summary["instrumented"] == []
+    reasons = {s["function"]: s["reason"] for s in summary["skipped"]}
+    assert reasons[names["Plain"]] == (
+        f"session {session_id} names no creator: plldb instruments only claimed functions"
+    )
+
+
+def test_restore_removes_the_claim_only_while_it_is_still_this_sessions(
+    gateway: Gateway,
+) -> None:
+    names = create_stack()
+    session_id = put_session(STACK_NAME, status=protocol.ACTIVE)
+    summary = _run("instrument", session_id, stack_name=STACK_NAME)
+    assert sorted(summary["instrumented"]) == sorted(names[n] for n in INSTRUMENTABLE)
+    reclaimed = protocol.claim_value(OTHER, "a-later-session")
+    _tag(names["NoEnv"], reclaimed)  # a --force takeover re-claimed it meanwhile
+
+    result = _run("deinstrument", session_id)
+
+    assert sorted(result["restored"]) == sorted(names[n] for n in INSTRUMENTABLE)
+    assert protocol.CLAIM_TAG not in _tags(names["Plain"])
+    assert _tags(names["NoEnv"])[protocol.CLAIM_TAG] == reclaimed
+    env = configuration(names["NoEnv"]).get("Environment", {}).get("Variables", {})
+    assert protocol.ENV_SESSION_ID not in env  # restored before the tag question
