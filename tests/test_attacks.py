@@ -174,6 +174,14 @@ def test_a_copied_claim_does_not_let_the_attacker_in(
     for name in cloud.functions.values():
         arn = lam.get_function_configuration(FunctionName=name)["FunctionArn"]
         lam.untag_resource(Resource=arn, TagKeys=[protocol.CLAIM_TAG])
+    # the attacker's session (now disconnected) would hold the stack for the next tests
+    _client(cloud, admin, "dynamodb").update_item(
+        TableName=protocol.SESSIONS_TABLE,
+        Key={protocol.A_SESSION_ID: {"S": session_id}},
+        UpdateExpression="SET #s = :closed",
+        ExpressionAttributeNames={"#s": protocol.A_STATUS},
+        ExpressionAttributeValues={":closed": {"S": protocol.CLOSED}},
+    )
 
 
 def _until_done(ws: Any) -> list[dict[str, Any]]:
