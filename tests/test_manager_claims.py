@@ -10,7 +10,7 @@ import boto3
 from plldb import protocol
 from plldb.lambdas import manager
 from tests.harness.gateway import Gateway
-from tests.harness.gateway_setup import put_session
+from tests.harness.gateway_setup import get_session, put_session
 from tests.harness.gateway_stack import INSTRUMENTABLE, STACK_NAME, configuration, create_stack
 
 pytest_plugins = ["tests.harness.gateway_fixtures"]
@@ -93,3 +93,33 @@ def test_restore_removes_the_claim_only_while_it_is_still_this_sessions(
     assert _tags(names["NoEnv"])[protocol.CLAIM_TAG] == reclaimed
     env = configuration(names["NoEnv"]).get("Environment", {}).get("Variables", {})
     assert protocol.ENV_SESSION_ID not in env  # restored before the tag question
+
+
+def test_a_session_that_instruments_nothing_is_closed_and_holds_no_stack(
+    gateway: Gateway,
+) -> None:
+    """An attacker's session (no claim) must not keep the next developer's attach out."""
+    create_stack()
+    session_id = put_session(STACK_NAME, status=protocol.ACTIVE, claim=False)
+    assert _run("instrument", session_id, stack_name=STACK_NAME)["instrumented"] == []
+    assert get_session(session_id)[protocol.A_STATUS]["S"] == protocol.CLOSED
+
+
+def test_instrument_pointed_at_another_connection_is_refused(gateway: Gateway) -> None:
+    """Whoever may invoke the manager directly cannot redirect a session's progress."""
+    names = create_stack()
+    before = {logical: configuration(names[logical]) for logical in INSTRUMENTABLE}
+    session_id = put_session(STACK_NAME, status=protocol.ACTIVE)
+    boto3.client("dynamodb").update_item(
+        TableName=protocol.SESSIONS_TABLE,
+        Key={protocol.A_SESSION_ID: {"S": session_id}},
+        UpdateExpression="SET #conn = :conn",
+        ExpressionAttributeNames={"#conn": protocol.A_CONNECTION_ID},
+        ExpressionAttributeValues={":conn": {"S": "the-developers="}},
+    )
+    result = _run("instrument", session_id, stack_name=STACK_NAME, connection_id="attackers=")
+    assert result == {
+        "error": f"session {session_id} is not on this connection: nothing instrumented"
+    }
+    assert {logical: configuration(names[logical]) for logical in INSTRUMENTABLE} == before
+    assert get_session(session_id)[protocol.A_STATUS]["S"] == protocol.ACTIVE

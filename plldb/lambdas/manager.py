@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from typing import Any
 
 import botocore.exceptions
@@ -46,58 +45,10 @@ from plldb.lambdas.manager_plan import (
     matches,
 )
 from plldb.lambdas.manager_records import Records
+from plldb.lambdas.manager_request import InvalidRequest, Request
 from plldb.lambdas.manager_targets import StackNotFound, Targets
 
-ACTIONS = ("instrument", "deinstrument", "deinstrument_after_grace", "sweep")
 RESTORE_RESERVE_SECONDS = 120.0  # of the manager's own time, kept for the restore after the grace
-
-
-class InvalidRequest(ValueError):
-    """The manager was invoked with a payload it does not understand."""
-
-
-
-@dataclass
-class Request:
-    action: str
-    session_id: str
-    connection_id: str | None
-    stack_name: str = ""
-    functions: list[str] = field(default_factory=list)
-    timeout: int | None = None
-    reply: bool = False
-
-    @classmethod
-    def parse(cls, event: Any) -> Request:
-        if not isinstance(event, dict) or event.get("action") not in ACTIONS:
-            raise InvalidRequest("manager request without a known action")
-        if event["action"] == "sweep":
-            return cls(action="sweep", session_id="", connection_id=None)
-        if not protocol.is_session_id(event.get("session_id")):
-            raise InvalidRequest("manager request without a valid session_id")
-        connection_id = event.get("connection_id")
-        if connection_id is not None and not isinstance(connection_id, str):
-            raise InvalidRequest("connection_id must be a string")
-        functions = event.get("functions") or []
-        if not isinstance(functions, list) or not all(isinstance(f, str) for f in functions):
-            raise InvalidRequest("functions must be a list of names or globs")
-        timeout = event.get("timeout")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1
-        ):
-            raise InvalidRequest("timeout must be a positive number of seconds")
-        stack_name = event.get("stack_name") or ""
-        if event["action"] == "instrument" and (not isinstance(stack_name, str) or not stack_name):
-            raise InvalidRequest("instrument needs a stack_name")
-        return cls(
-            action=event["action"],
-            session_id=event["session_id"],
-            connection_id=connection_id,
-            stack_name=stack_name,
-            functions=functions,
-            timeout=timeout,
-            reply=bool(event.get("reply")),
-        )
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
@@ -166,12 +117,12 @@ class Manager:
             "shim_policy_arn",
         )
         phase = "instrument"
-        if self.records.session_status(request.session_id) != protocol.ACTIVE:
-            message = f"session {request.session_id} is not active: nothing instrumented"
+        refusal = self.refusal(request)
+        if refusal:
             self.connection.post(
-                protocol.progress_message(phase, message, status=FAILED, done=True)
+                protocol.progress_message(phase, refusal, status=FAILED, done=True)
             )
-            return {"error": message}
+            return {"error": refusal}
         functions = [
             name
             for logical, path, name in self.targets.stack_functions(request.stack_name)
@@ -218,10 +169,30 @@ class Manager:
             done=True,
             summary=summary,
         )
+        if not summary["instrumented"]:
+            # A session that debugs nothing must not hold the stack against the next attach
+            # (an attacker's session, with no claim, would otherwise do just that).
+            log.info("session %s instrumented nothing: closing it", request.session_id)
+            self.records.close_session(request.session_id, None)
         if self.records.session_status(request.session_id) == protocol.CLOSED:
             log.info("session %s closed while instrumenting: restoring", request.session_id)
             self.deinstrument(request.session_id, reply=False)
         return summary
+
+    def refusal(self, request: Request) -> str | None:
+        """Why this instrument request is not the session's own, or None.
+
+        ``$connect`` starts it for the connection the authorizer just opened; anyone else who
+        may invoke the manager (``plldb detach`` needs that) cannot point it at another
+        connection, nor at a session that is not active.
+        """
+        session = self.records.session(request.session_id)
+        if self.records.session_status(request.session_id) != protocol.ACTIVE or session is None:
+            return f"session {request.session_id} is not active: nothing instrumented"
+        connection = session.get(protocol.A_CONNECTION_ID, {}).get("S")
+        if connection != request.connection_id:
+            return f"session {request.session_id} is not on this connection: nothing instrumented"
+        return None
 
     def detach(self, request: Request) -> dict[str, Any]:
         """``detach``: close the session first (the shim stops routing to it), then restore."""
