@@ -33,6 +33,7 @@ from rich.markup import escape
 from plldb import capture, console, payloads
 from plldb import protocol as p
 from plldb.aws import AwsContext, caller_identity, error_code
+from plldb.by_name import NamedCode, discover_by_name
 from plldb.claims import claim_functions, release_claims
 from plldb.connection import Connection
 from plldb.debuggers import (
@@ -81,6 +82,7 @@ class AttachOptions:
     credentials: str = "function"
     stage: str | None = None  # Serverless Framework stage
     cdk_out: Path | None = None  # a CDK app's synthesized folder, when not cdk.out
+    named: tuple[NamedCode, ...] = ()  # functions by name (no stack): stack_name is their key
 
 
 @dataclass
@@ -114,6 +116,11 @@ def plan_attach(ctx: AwsContext, options: AttachOptions, project: Discovery | No
     debugger_ctx = ctx.assumed(helper.debugger_role_arn, "plldb-attach")
     if not options.force:
         SessionStore(debugger_ctx, helper.sessions_table).refuse_if_attached(options.stack_name)
+    if options.named:
+        discovery = discover_by_name(ctx, list(options.named))
+        return AttachPlan(helper=helper, functions=discovery.functions, caller_arn=caller_arn,
+                          debugger_ctx=debugger_ctx, warnings=list(discovery.warnings),
+                          project=discovery)
     discovery = project or discover(options.template, stack_name=options.stack_name,
                                     stage=options.stage, cdk_out=options.cdk_out)
     resources = collect_stack_resources(
@@ -270,6 +277,8 @@ class Attachment:
         query = {"sessionId": self.session_id, p.Q_STACK_NAME: self.options.stack_name}
         if self.options.functions:
             query[p.Q_FUNCTIONS] = ",".join(self.options.functions)
+        if self.options.named:
+            query[p.Q_NAMES] = ",".join(sorted(self.plan.functions))
         if self.options.timeout is not None:
             query[p.Q_TIMEOUT] = str(self.options.timeout)
         if self.options.force:

@@ -25,7 +25,7 @@ from plldb import __version__, console
 from plldb.cli_capture import PROJECT_OPTIONS
 
 if TYPE_CHECKING:
-    from plldb import debuggers
+    from plldb import by_name, debuggers
     from plldb.aws import AwsContext
     from plldb.discovery import Discovery
 
@@ -260,6 +260,12 @@ def _print_project(project: Discovery, stack_name: str) -> None:
 @PROJECT_OPTIONS[1]
 @click.option("--function", "functions", multiple=True, metavar="NAME",
               help="Only these functions (logical id, physical name or glob); repeatable.")
+@click.option("--function-name", "function_names", multiple=True, metavar="NAME",
+              help="A function deployed without a stack (Terraform, Pulumi, console); repeatable.")
+@click.option("--code", "codes", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
+              help="With --function-name: the folder its code runs from (once, or once per name).")
+@click.option("--handler", "handlers", multiple=True, metavar="MODULE.FUNCTION",
+              help="With --function-name: the handler (default: the deployed one).")
 @click.option("--timeout", type=click.IntRange(1, 900), metavar="SECONDS",
               help="Timeout the functions get while attached (default 900).")
 @click.option("--debugpy", "use_debugpy", is_flag=True,
@@ -286,6 +292,9 @@ def attach_command(
     cdk_out: Path | None,
     stage: str | None,
     functions: tuple[str, ...],
+    function_names: tuple[str, ...],
+    codes: tuple[Path, ...],
+    handlers: tuple[str, ...],
     timeout: int | None,
     use_debugpy: bool,
     debugpy_host: str,
@@ -298,14 +307,17 @@ def attach_command(
     """Run the stack's Python functions here, under your debugger, until Ctrl-C."""
     import asyncio
 
-    from plldb import attach, debuggers
+    from plldb import attach, debuggers, protocol
     from plldb.helper_stack import HelperStackMissing, HelperStackOutdated
 
     if (wait_for_client or debugpy_host != "127.0.0.1" or debugpy_port != 5678) and not use_debugpy:
         raise click.UsageError("--wait-for-client, --debugpy-host and --debugpy-port need --debugpy")
-    stack, project = _project_stack(stack_name, template, stage, cdk_out)
+    named = _named_functions(stack_name, functions, function_names, codes, handlers)
+    stack, project = (protocol.by_name_key([n.name for n in named]), None) if named else \
+        _project_stack(stack_name, template, stage, cdk_out)
     options = attach.AttachOptions(
         stack_name=stack,
+        named=tuple(named),
         template=template,
         stage=stage,
         cdk_out=cdk_out,
@@ -323,7 +335,9 @@ def attach_command(
         if not _offer_bootstrap(aws, exc):
             raise
         plan = attach.plan_attach(aws, options, project)
-    if plan.project:
+    if named:
+        console.info(escape(f"functions by name (session key {options.stack_name})"))
+    elif plan.project:
         _print_project(plan.project, options.stack_name)
     for warning in plan.warnings:
         console.warn(escape(warning))
@@ -337,6 +351,26 @@ def attach_command(
     if options.debugpy:
         _print_debugpy_help(options.debugpy)
     raise click.exceptions.Exit(asyncio.run(attachment.run()))
+
+
+def _named_functions(
+    stack_name: str | None, functions: tuple[str, ...], names: tuple[str, ...],
+    codes: tuple[Path, ...], handlers: tuple[str, ...],
+) -> list[by_name.NamedCode]:
+    """The --function-name/--code/--handler entries; none when attaching to a stack."""
+    from plldb import by_name
+
+    if not names:
+        if codes or handlers:
+            raise click.UsageError("--code and --handler go with --function-name")
+        return []
+    if stack_name or functions:
+        raise click.UsageError("--function-name attaches functions without a stack: drop "
+                               "--stack-name and --function (or attach the stack instead)")
+    try:
+        return by_name.pair_options(names, codes, handlers)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _offer_bootstrap(aws: AwsContext, problem: Exception) -> bool:

@@ -62,6 +62,14 @@ Q_STACK_NAME = "stackName"
 Q_FUNCTIONS = "functions"  # comma-separated --function globs
 Q_TIMEOUT = "timeout"
 Q_FORCE = "force"  # "1": close another identity's live session of the stack first
+Q_NAMES = "names"  # comma-separated exact function names: a by-name session, no stack
+
+# A by-name session (Terraform, Pulumi, console: no CloudFormation stack) is keyed in
+# StackName by this prefix and a digest of its sorted names. The colon cannot occur in a
+# CloudFormation stack name, so the key never collides with a stack's, and one set of
+# functions has one live session, as one stack does.
+BY_NAME_PREFIX = "functions:"
+FUNCTION_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # Lambda's function names
 
 
 # --- PLLDBSessions items ------------------------------------------------------------------
@@ -79,6 +87,7 @@ A_CONNECTION_ID = "ConnectionId"
 A_CREATED_AT = "CreatedAt"
 A_CREATED_BY = "CreatedBy"
 A_FUNCTIONS = "Functions"
+A_NAMES = "Names"  # a by-name session's exact function names (its targets)
 A_TIMEOUT = "Timeout"
 A_DISCONNECTED_AT = "DisconnectedAt"
 
@@ -247,6 +256,12 @@ def iso_epoch(text: Any) -> float | None:
     except ValueError:
         return None
     return parsed.replace(tzinfo=timezone.utc).timestamp()
+
+
+def by_name_key(names: list[str] | tuple[str, ...]) -> str:
+    """The StackName key of a by-name session: the same for the same set of names."""
+    digest = hashlib.sha256("\n".join(sorted(set(names))).encode()).hexdigest()
+    return f"{BY_NAME_PREFIX}{digest[:12]}"
 
 
 def is_session_id(value: Any) -> bool:

@@ -339,10 +339,14 @@ def test_the_developer_policy_names_what_the_template_creates(template: dict) ->
         "ReadStacks",
         "StartManager",
         "ClaimFunctionsToDebug",
+        "ReadFunctionsByName",
     }
     claim = statements["ClaimFunctionsToDebug"]  # tags only: never a configuration change
     assert claim["Action"] == ["lambda:TagResource", "lambda:UntagResource"]
     assert claim["Resource"].split(":")[5] == "function"
+    by_name = statements["ReadFunctionsByName"]  # attach --function-name: a read, of functions
+    assert by_name["Action"] == "lambda:GetFunctionConfiguration"
+    assert by_name["Resource"].split(":")[5] == "function"
     resources = template["Resources"]
     for region in ("us-east-1", "eu-west-3"):
         role = _sub(resources["DebuggerRole"]["Properties"]["RoleName"], region)

@@ -42,7 +42,6 @@ from plldb.lambdas.manager_plan import (
     Outcome,
     Plan,
     config_subset,
-    matches,
 )
 from plldb.lambdas.manager_records import Records
 from plldb.lambdas.manager_request import InvalidRequest, Request
@@ -123,19 +122,16 @@ class Manager:
                 protocol.progress_message(phase, refusal, status=FAILED, done=True)
             )
             return {"error": refusal}
-        functions = [
-            name
-            for logical, path, name in self.targets.stack_functions(request.stack_name)
-            if matches(request.functions, logical, path, name)
-        ]
-        self.post(
-            phase, f"{len(functions)} function(s) of stack {request.stack_name} to instrument"
+        session = self.records.session(request.session_id)
+        functions, outcomes, described = self.targets.session_functions(
+            session, request.stack_name, request.functions
         )
+        self.post(phase, f"{len(functions)} function(s) {described} to instrument")
+        for outcome in outcomes:
+            self.report(phase, outcome)
         self.targets.read_queues()
         timeout = min(request.timeout or self.config.default_timeout, protocol.MAX_TIMEOUT)
-        outcomes: list[Outcome] = []
         plans: list[Plan] = []
-        session = self.records.session(request.session_id)
         for item in self.in_parallel(
             lambda name: self.plan(name, request, timeout, session), functions
         ):

@@ -1,4 +1,5 @@
-"""What the manager works on: the functions of a target stack, and what surrounds each.
+"""What the manager works on: the functions of a target stack (or the exact functions a
+by-name session names), and what surrounds each.
 
 Read-only: the stack's function resources (nested stacks included), each function's
 aliases and the SQS queues that feed it, which decide whether debugging can work at all.
@@ -13,9 +14,10 @@ from typing import Any
 
 import botocore.exceptions
 
+from plldb import protocol
 from plldb.lambdas import common
 from plldb.lambdas.common import log
-from plldb.lambdas.manager_plan import Surroundings
+from plldb.lambdas.manager_plan import SKIPPED, Outcome, Surroundings, matches
 
 
 class StackNotFound(LookupError):
@@ -30,6 +32,31 @@ class Targets:
         self.cloudformation = cloudformation
         self.mapping_ids: list[str] = []  # event source mappings seen by stack_functions
         self.queues: dict[str, list[tuple[str, int | None]]] = {}  # function name -> queues
+
+    def session_functions(
+        self, session: dict[str, Any] | None, stack_name: str, filters: list[str]
+    ) -> tuple[list[str], list[Outcome], str]:
+        """(function names to instrument, skips, what they are, for messages) of a session.
+
+        A by-name session's targets are exactly the names the authorizer stored in it; one
+        that does not exist is skipped with why. Otherwise they are the stack's functions
+        that match ``filters``.
+        """
+        names = [v["S"] for v in (session or {}).get(protocol.A_NAMES, {}).get("L", [])]
+        if not names:
+            functions = [name for logical, path, name in self.stack_functions(stack_name)
+                         if matches(filters, logical, path, name)]
+            return functions, [], f"of stack {stack_name}"
+        found, skips = [], []
+        for name in names:
+            try:
+                self.lambda_.get_function_configuration(FunctionName=name)
+                found.append(name)
+            except botocore.exceptions.ClientError as exc:
+                if common.error_code(exc) != "ResourceNotFoundException":
+                    raise
+                skips.append(Outcome(name, SKIPPED, "no such function in this account and region"))
+        return found, skips, "named by the session"
 
     def stack_functions(self, stack_name: str, prefix: str = "") -> list[tuple[str, str, str]]:
         """(logical id, nested path like "Nested/Fn", physical name) of every function.

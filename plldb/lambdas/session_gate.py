@@ -5,6 +5,10 @@ A new session id creates the session, owned by the caller; a known one is resume
 the identity that created it (a reconnect). One stack has one live session: another
 identity's or the caller's own (a second terminal, or an attach that crashed: ``plldb
 status`` tells), is refused unless the connect says ``force=1``, which closes it.
+
+A by-name session (``names=``, functions deployed without CloudFormation) is keyed by
+:func:`plldb.protocol.by_name_key` of its names instead of a stack name: one set of names
+has one live session, and the names are kept in the session for the manager.
 """
 
 from __future__ import annotations
@@ -38,11 +42,15 @@ class Options:
     functions: list[str]
     timeout: int | None
     force: bool
+    names: list[str]
 
     @classmethod
     def from_query(cls, query: dict[str, Any]) -> Options:
+        names = [n for n in str(query.get(protocol.Q_NAMES) or "").split(",") if n]
         stack_name = query.get(protocol.Q_STACK_NAME)
-        if not isinstance(stack_name, str) or not _STACK_NAME.match(stack_name):
+        if names:
+            stack_name = _by_name_key(names, stack_name, query.get(protocol.Q_FUNCTIONS))
+        elif not isinstance(stack_name, str) or not _STACK_NAME.match(stack_name):
             raise Refused("missing or malformed stackName")
         globs = [g for g in str(query.get(protocol.Q_FUNCTIONS) or "").split(",") if g]
         if len(globs) > MAX_FUNCTION_GLOBS or not all(_FUNCTION_GLOB.match(g) for g in globs):
@@ -53,7 +61,19 @@ class Options:
             if not str(raw_timeout).isdigit() or not 1 <= int(raw_timeout) <= protocol.MAX_TIMEOUT:
                 raise Refused("timeout must be 1..900 seconds")
             timeout = int(raw_timeout)
-        return cls(stack_name, globs, timeout, query.get(protocol.Q_FORCE) == "1")
+        return cls(stack_name, globs, timeout, query.get(protocol.Q_FORCE) == "1", names)
+
+
+def _by_name_key(names: list[str], stack_name: Any, functions: Any) -> str:
+    """The session key of exact function ``names``; a stackName given with them must be it."""
+    if len(names) > MAX_FUNCTION_GLOBS or not all(protocol.FUNCTION_NAME_PATTERN.match(n) for n in names):
+        raise Refused("malformed names")
+    if functions:
+        raise Refused("names and a functions filter together")
+    key = protocol.by_name_key(names)
+    if stack_name not in (None, "", key):
+        raise Refused(f"stackName {stack_name!r} is not the key of these names ({key})")
+    return key
 
 
 def open_session(
@@ -179,6 +199,8 @@ def _create(
     }
     if options.functions:
         item[protocol.A_FUNCTIONS] = {"L": [{"S": glob} for glob in options.functions]}
+    if options.names:
+        item[protocol.A_NAMES] = {"L": [{"S": name} for name in sorted(set(options.names))]}
     if options.timeout is not None:
         item[protocol.A_TIMEOUT] = {"N": str(options.timeout)}
     try:

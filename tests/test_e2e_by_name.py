@@ -1,0 +1,90 @@
+"""`plldb attach --function-name NAME --code DIR` on the local cloud: a function with no stack.
+
+The function is created directly (as Terraform, Pulumi or the console would), with the
+harness's credentials, from a zip whose handler answers "deployed"; plldb runs as the IAM
+developer with docs/iam/plldb-developer-policy.json. Attached, an invocation through
+Lambda's Invoke answers with the fixture's local source (tests/fixtures/by_name/src); Ctrl-C
+restores the function as it was. Bad input (an unknown name, a code folder without the
+handler's module) fails before anything changes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.harness.localcloud import LocalCloud, LocalCloudSettings
+from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
+from tests.harness.localcloud_stacks import ContentStore
+
+pytestmark = pytest.mark.e2e
+
+FIXTURE = Path(__file__).parent / "fixtures" / "by_name"
+FUNCTION = "plldb-by-name-orders"  # as tests/fixtures/by_name/main.tf names it
+CONFIG_KEYS = ("Handler", "Runtime", "Timeout", "MemorySize", "Role", "Environment", "Layers")
+TRUST = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[LocalCloud]:
+    """The helper stack and no app: the function is created the way Terraform would."""
+    with LocalCloud(LocalCloudSettings(grace_seconds=3.0, app_dir=None)) as started, started.environ():
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("app.py", "def handler(event, context):\n    return {'answered_by': 'deployed'}\n")
+        code = buffer.getvalue()
+        assert started.work_dir is not None
+        ContentStore(started.work_dir / "content").put(code)  # what the Lambda front runs
+        role = boto3.client("iam").create_role(
+            RoleName="by-name-orders-role", AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
+        boto3.client("lambda").create_function(
+            FunctionName=FUNCTION, Runtime="python3.12", Role=role, Handler="app.handler",
+            Code={"ZipFile": code}, Timeout=10)
+        yield started
+
+
+def _configuration() -> dict[str, Any]:
+    found = boto3.client("lambda").get_function_configuration(FunctionName=FUNCTION)
+    return {k: v for k, v in found.items() if k in CONFIG_KEYS}
+
+
+def _invoke() -> Any:
+    response = boto3.client("lambda").invoke(FunctionName=FUNCTION, Payload=json.dumps({"n": 3}))
+    assert "FunctionError" not in response, response
+    return json.loads(response["Payload"].read())
+
+
+def test_attach_by_name_runs_the_local_code_and_restores(cloud: LocalCloud) -> None:
+    before = _configuration()
+    assert _invoke() == {"answered_by": "deployed"}
+    plldb = PlldbProcess(["attach", "--function-name", FUNCTION, "--code", "src"], FIXTURE, cloud.environment)
+    try:
+        plldb.wait_for(ATTACHED_MARKER)
+        assert "functions by name (session key functions:" in plldb.text()
+        assert _invoke() == {"answered_by": "local source", "event": {"n": 3}}
+    finally:
+        assert plldb.interrupt() == 0, plldb.text()
+    assert _configuration() == before
+    assert _invoke() == {"answered_by": "deployed"}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--function-name", "no-such-fn", "--code", "src"],
+     "function 'no-such-fn' not found in region us-east-1: check --function-name and --region"),
+    (["--function-name", FUNCTION, "--code", "."],
+     f"function {FUNCTION}: code folder . has no module for handler app.handler"),
+])
+def test_bad_input_is_refused_before_anything_changes(cloud: LocalCloud, args: list[str], message: str) -> None:
+    before = _configuration()
+    plldb = PlldbProcess(["attach", *args], FIXTURE, cloud.environment)
+    assert plldb.wait(90) != 0
+    assert message in " ".join(plldb.text().split()), plldb.text()
+    assert _configuration() == before
