@@ -56,6 +56,12 @@ def _deployed_configuration(client: Any, name: str, region: str) -> dict[str, An
             raise DiscoveryError(
                 f"function {name!r} not found in region {region}: check --function-name and --region"
             ) from exc
+        if error_code(exc) in ("AccessDeniedException", "AccessDenied"):
+            raise DiscoveryError(
+                f"cannot read function {name!r} in region {region}: your credentials need "
+                "lambda:GetFunctionConfiguration on it (statement ReadFunctionsByName of "
+                "docs/iam/plldb-developer-policy.json)"
+            ) from exc
         raise
 
 

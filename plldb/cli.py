@@ -342,7 +342,7 @@ def attach_command(
     for warning in plan.warnings:
         console.warn(escape(warning))
     console.table(
-        f"Functions of {options.stack_name} run here",
+        "Functions run here" if named else f"Functions of {options.stack_name} run here",
         ["Function", "Physical name", "Handler", "Code"],
         [[f.logical_id, name, f.handler, str(f.code_dir)] for name, f in plan.functions.items()],
     )

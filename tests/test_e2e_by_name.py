@@ -23,10 +23,12 @@ import pytest
 from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
 from tests.harness.localcloud_stacks import ContentStore
+from tests.harness.principals import create_user
 
 pytestmark = pytest.mark.e2e
 
 FIXTURE = Path(__file__).parent / "fixtures" / "by_name"
+DEVELOPER_POLICY = Path(__file__).resolve().parents[1] / "docs" / "iam" / "plldb-developer-policy.json"
 FUNCTION = "plldb-by-name-orders"  # as tests/fixtures/by_name/main.tf names it
 CONFIG_KEYS = ("Handler", "Runtime", "Timeout", "MemorySize", "Role", "Environment", "Layers")
 TRUST = {"Version": "2012-10-17", "Statement": [
@@ -88,3 +90,15 @@ def test_bad_input_is_refused_before_anything_changes(cloud: LocalCloud, args: l
     assert plldb.wait(90) != 0
     assert message in " ".join(plldb.text().split()), plldb.text()
     assert _configuration() == before
+
+
+def test_a_developer_who_cannot_read_the_function_is_told_which_statement_is_missing(cloud: LocalCloud) -> None:
+    policy = json.loads(DEVELOPER_POLICY.read_text())
+    policy["Statement"] = [s for s in policy["Statement"] if s["Sid"] != "ReadFunctionsByName"]
+    user = create_user(boto3.client("iam"), "by-name-no-read", policy)
+    plldb = PlldbProcess(["attach", "--function-name", FUNCTION, "--code", "src"], FIXTURE,
+                         {**cloud.environment, **user.credentials})
+    assert plldb.wait(90) != 0
+    assert (f"cannot read function '{FUNCTION}' in region us-east-1: your credentials need "
+            "lambda:GetFunctionConfiguration on it (statement ReadFunctionsByName of "
+            "docs/iam/plldb-developer-policy.json)") in " ".join(plldb.text().split()), plldb.text()
