@@ -20,6 +20,7 @@ from typing import Any
 import boto3
 import pytest
 
+from plldb import protocol
 from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
 from tests.harness.localcloud_stacks import ContentStore
@@ -38,7 +39,8 @@ TRUST = {"Version": "2012-10-17", "Statement": [
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[LocalCloud]:
     """The helper stack and no app: the function is created the way Terraform would."""
-    with LocalCloud(LocalCloudSettings(grace_seconds=3.0, app_dir=None)) as started, started.environ():
+    # A grace longer than any test here: after a crash, only `plldb detach` restores.
+    with LocalCloud(LocalCloudSettings(grace_seconds=120.0, app_dir=None)) as started, started.environ():
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
             archive.writestr("app.py", "def handler(event, context):\n    return {'answered_by': 'deployed'}\n")
@@ -76,6 +78,20 @@ def test_attach_by_name_runs_the_local_code_and_restores(cloud: LocalCloud) -> N
         assert plldb.interrupt() == 0, plldb.text()
     assert _configuration() == before
     assert _invoke() == {"answered_by": "deployed"}
+
+
+def test_after_a_crash_detach_with_the_printed_key_restores(cloud: LocalCloud) -> None:
+    before = _configuration()
+    key = protocol.by_name_key([FUNCTION])
+    plldb = PlldbProcess(["attach", "--function-name", FUNCTION, "--code", "src"], FIXTURE, cloud.environment)
+    plldb.wait_for(ATTACHED_MARKER)
+    assert f"session key {key}" in plldb.text()
+    plldb.kill()
+    assert _configuration() != before
+    detach = PlldbProcess(["detach", "--stack-name", key], FIXTURE, cloud.environment)
+    assert detach.wait(90) == 0, detach.text()
+    assert f"restored {FUNCTION}" in detach.text()
+    assert _configuration() == before
 
 
 @pytest.mark.parametrize(("args", "message"), [
