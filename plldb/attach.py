@@ -48,7 +48,7 @@ from plldb.discovery import Discovery, LocalFunction, discover
 from plldb.executor import Executor
 from plldb.helper_stack import HelperStack, find_helper_stack
 from plldb.identity import identity_proof
-from plldb.sessions import SessionLost, SessionStore
+from plldb.sessions import SessionConflict, SessionLost, SessionStore
 from plldb.stack_mapping import collect_stack_resources, map_stack_functions
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,9 @@ def plan_attach(ctx: AwsContext, options: AttachOptions, project: Discovery | No
     if not options.force:
         SessionStore(debugger_ctx, helper.sessions_table).refuse_if_attached(options.stack_name)
     if options.named:
+        if not options.force:
+            refuse_if_debugged(SessionStore(debugger_ctx, helper.sessions_table),
+                               [n.name for n in options.named])
         discovery = discover_by_name(ctx, list(options.named))
         return AttachPlan(helper=helper, functions=discovery.functions, caller_arn=caller_arn,
                           debugger_ctx=debugger_ctx, warnings=list(discovery.warnings),
@@ -135,6 +138,22 @@ def plan_attach(ctx: AwsContext, options: AttachOptions, project: Discovery | No
     return AttachPlan(helper=helper, functions=functions, caller_arn=caller_arn,
                       debugger_ctx=debugger_ctx, warnings=warnings,
                       skipped=frozenset(mapping.skipped), project=discovery)
+
+
+def refuse_if_debugged(store: SessionStore, names: list[str]) -> None:
+    """SessionConflict when a live session (of a stack, or another set of names) has
+    instrumented one of ``names``: the authorizer would refuse the connect, and claiming
+    first would take the tag from under that session."""
+    sessions, records = store.contents()
+    live = {s.session_id: s for s in sessions if s.live}
+    for record in records:
+        holder = live.get(record.session_id)
+        if record.function_name in names and holder:
+            raise SessionConflict(
+                f"function {record.function_name!r} is already debugged by {holder.created_by} "
+                f"since {holder.created_at} (session {holder.status.lower()}, {holder.stack_name}): "
+                "use --force to take it over"
+            )
 
 
 def list_stack_resources(ctx: AwsContext, stack_name: str) -> list[dict[str, Any]]:

@@ -149,6 +149,25 @@ def test_a_by_name_session_is_keyed_by_its_names(gateway: Gateway) -> None:
     assert _allowed(_connect(str(uuid.uuid4()), names="a-fn"))  # another set
 
 
+def test_a_function_instrumented_by_a_live_session_is_refused_without_force(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sets of names overlap, and a stack's function may be named: the function's record
+    says who holds it."""
+    other = "arn:aws:iam::123456789012:user/someone-else"
+    holder = put_session("shop", status=protocol.ACTIVE, created_by=other, claim=False)
+    boto3.client("dynamodb").put_item(TableName=protocol.SESSIONS_TABLE, Item={
+        protocol.A_SESSION_ID: {"S": protocol.function_key("shop-orders")},
+        protocol.A_KIND: {"S": protocol.KIND_INSTRUMENTATION},
+        protocol.A_INSTRUMENTED_BY: {"S": holder},
+    })
+    caplog.clear()
+    assert not _allowed(_connect(str(uuid.uuid4()), names="a-fn,shop-orders"))
+    assert f"function shop-orders is attached by {other} (no force)" in caplog.text
+    assert _allowed(_connect(str(uuid.uuid4()), names="a-fn,shop-orders", force="1"))
+    assert get_session(holder)[protocol.A_STATUS]["S"] == protocol.CLOSED
+
+
 def test_bad_names_are_refused(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
     for query, reason in (
         ({"names": "a b"}, "malformed names"),

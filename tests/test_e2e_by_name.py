@@ -31,6 +31,7 @@ pytestmark = pytest.mark.e2e
 FIXTURE = Path(__file__).parent / "fixtures" / "by_name"
 DEVELOPER_POLICY = Path(__file__).resolve().parents[1] / "docs" / "iam" / "plldb-developer-policy.json"
 FUNCTION = "plldb-by-name-orders"  # as tests/fixtures/by_name/main.tf names it
+OTHER = "plldb-by-name-other"
 CONFIG_KEYS = ("Handler", "Runtime", "Timeout", "MemorySize", "Role", "Environment", "Layers")
 TRUST = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
@@ -49,15 +50,21 @@ def cloud() -> Iterator[LocalCloud]:
         ContentStore(started.work_dir / "content").put(code)  # what the Lambda front runs
         role = boto3.client("iam").create_role(
             RoleName="by-name-orders-role", AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
-        boto3.client("lambda").create_function(
-            FunctionName=FUNCTION, Runtime="python3.12", Role=role, Handler="app.handler",
-            Code={"ZipFile": code}, Timeout=10)
+        for name in (FUNCTION, OTHER):
+            boto3.client("lambda").create_function(
+                FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler",
+                Code={"ZipFile": code}, Timeout=10)
         yield started
 
 
 def _configuration() -> dict[str, Any]:
     found = boto3.client("lambda").get_function_configuration(FunctionName=FUNCTION)
     return {k: v for k, v in found.items() if k in CONFIG_KEYS}
+
+
+def _tags() -> dict[str, str]:
+    lambda_ = boto3.client("lambda")
+    return lambda_.list_tags(Resource=lambda_.get_function_configuration(FunctionName=FUNCTION)["FunctionArn"])["Tags"]
 
 
 def _invoke() -> Any:
@@ -78,6 +85,23 @@ def test_attach_by_name_runs_the_local_code_and_restores(cloud: LocalCloud) -> N
         assert plldb.interrupt() == 0, plldb.text()
     assert _configuration() == before
     assert _invoke() == {"answered_by": "deployed"}
+
+
+def test_a_function_debugged_by_another_set_is_refused_and_keeps_its_session(cloud: LocalCloud) -> None:
+    first = PlldbProcess(["attach", "--function-name", FUNCTION, "--code", "src"], FIXTURE, cloud.environment)
+    try:
+        first.wait_for(ATTACHED_MARKER)
+        claim = _tags().get(protocol.CLAIM_TAG)
+        assert claim
+        second = PlldbProcess(["attach", "--function-name", FUNCTION, "--function-name", OTHER,
+                               "--code", "src"], FIXTURE, cloud.environment)
+        assert second.wait(90) != 0
+        assert f"function '{FUNCTION}' is already debugged by" in second.text(), second.text()
+        assert "use --force to take it over" in " ".join(second.text().split())
+        assert _tags().get(protocol.CLAIM_TAG) == claim  # refused before claiming anything
+        assert _invoke() == {"answered_by": "local source", "event": {"n": 3}}  # still the first's
+    finally:
+        assert first.interrupt() == 0, first.text()
 
 
 def test_after_a_crash_detach_with_the_printed_key_restores(cloud: LocalCloud) -> None:

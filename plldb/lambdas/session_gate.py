@@ -138,11 +138,17 @@ def _resume(config: common.Config, caller: Caller, session_id: str, connection_i
 
 
 def _make_room(config: common.Config, caller: Caller, options: Options) -> None:
-    """Close the stack's live sessions that may be replaced; refuse if one may not."""
-    for item in _live_sessions(config, options.stack_name):
+    """Close the stack's live sessions that may be replaced; refuse if one may not.
+
+    For a by-name session, a live session that instrumented one of its functions counts too
+    (sets of names may overlap, and a stack's function may be named).
+    """
+    holders = [(item, f"stack {options.stack_name}") for item in _live_sessions(config, options.stack_name)]
+    holders += _holders_of_names(config, options.names, {h[protocol.A_SESSION_ID]["S"] for h, _ in holders})
+    for item, what in holders:
         owner = item.get(protocol.A_CREATED_BY, {}).get("S", "")
         if not options.force:
-            raise Refused(f"stack {options.stack_name} is attached by {owner} (no force)")
+            raise Refused(f"{what} is attached by {owner} (no force)")
         session_id = item[protocol.A_SESSION_ID]["S"]
         log.info("closing session %s of %s for %s", session_id, owner, caller.arn)
         common.client("dynamodb").update_item(
@@ -152,6 +158,39 @@ def _make_room(config: common.Config, caller: Caller, options: Options) -> None:
             ExpressionAttributeNames={"#status": protocol.A_STATUS},
             ExpressionAttributeValues={":closed": {"S": protocol.CLOSED}},
         )
+
+
+def _holders_of_names(
+    config: common.Config, names: list[str], known: set[str]
+) -> list[tuple[dict[str, Any], str]]:
+    """(session, "function <name>") of each live session, not in ``known``, whose
+    instrumentation record holds one of ``names``."""
+    table = common.client("dynamodb")
+    found: list[tuple[dict[str, Any], str]] = []
+    for name in names:
+        record = table.get_item(
+            TableName=config.sessions_table,
+            Key={protocol.A_SESSION_ID: {"S": protocol.function_key(name)}},
+            ConsistentRead=True,
+        ).get("Item", {})
+        holder = record.get(protocol.A_INSTRUMENTED_BY, {}).get("S")
+        if not holder or holder in known:
+            continue
+        session = table.get_item(
+            TableName=config.sessions_table, Key={protocol.A_SESSION_ID: {"S": holder}}, ConsistentRead=True
+        ).get("Item")
+        if session and _is_live(session, common.now()):
+            known.add(holder)
+            found.append((session, f"function {name}"))
+    return found
+
+
+def _is_live(item: dict[str, Any], now: int) -> bool:
+    return (
+        item.get(protocol.A_KIND, {}).get("S") == protocol.KIND_SESSION
+        and item.get(protocol.A_STATUS, {}).get("S") in LIVE
+        and not protocol.ttl_expired(item.get(protocol.A_TTL, {}).get("N"), now)
+    )
 
 
 def _live_sessions(config: common.Config, stack_name: str) -> list[dict[str, Any]]:
@@ -170,13 +209,7 @@ def _live_sessions(config: common.Config, stack_name: str) -> list[dict[str, Any
         if "LastEvaluatedKey" not in page:
             break
         arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return [
-        item
-        for item in items
-        if item.get(protocol.A_KIND, {}).get("S") == protocol.KIND_SESSION
-        and item.get(protocol.A_STATUS, {}).get("S") in LIVE
-        and not protocol.ttl_expired(item.get(protocol.A_TTL, {}).get("N"), now)
-    ]
+    return [item for item in items if _is_live(item, now)]
 
 
 def _create(
