@@ -777,6 +777,9 @@ def _iso(epoch: float) -> str:
 # --- standalone process ---------------------------------------------------------------------
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moto-url", required=True, help="moto server endpoint")
@@ -791,6 +794,11 @@ def main(argv: list[str] | None = None) -> int:
         "--provision", action="store_true", help="create the tables, bucket and layer in moto first"
     )
     args = parser.parse_args(argv)
+    # Before any thread starts, so that every thread inherits the mask: the signals wait for
+    # sigwait below. With a Python handler instead, the kernel may deliver SIGTERM to another
+    # thread, and a main thread blocked in Event.wait then never runs the handler (the gateway
+    # ignored SIGTERM that way, under load).
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = GatewaySettings(
         moto_url=args.moto_url,
@@ -810,12 +818,9 @@ def main(argv: list[str] | None = None) -> int:
         settings.payload_bucket = resources.payload_bucket
     if args.layer_arn:
         settings.layer_arn = args.layer_arn
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     gateway = Gateway(settings).start()
     print(json.dumps(_announcement(gateway)), flush=True)
-    stop.wait()
+    signal.sigwait(STOP_SIGNALS)
     gateway.stop(timeout=5)
     return 0
 
