@@ -797,7 +797,8 @@ def main(argv: list[str] | None = None) -> int:
     # Before any thread starts, so that every thread inherits the mask: the signals wait for
     # sigwait below. With a Python handler instead, the kernel may deliver SIGTERM to another
     # thread, and a main thread blocked in Event.wait then never runs the handler (the gateway
-    # ignored SIGTERM that way, under load).
+    # ignored SIGTERM that way, under load). The emulator starts no child process, which
+    # would inherit the mask too.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = GatewaySettings(
