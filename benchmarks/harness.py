@@ -33,7 +33,7 @@ from tests.harness.localcloud_lambda import FunctionSpec, Invoker, Slot
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
 
 ATTACHED_LINE = "attached: waiting for invocations"
-SESSION_LINE = re.compile(r"session (?P<id>[0-9a-f-]{36}) created")
+SESSION_LINE = re.compile(r"session (?P<id>[0-9a-f-]{36}) opened")
 DETACHED_LINE = re.compile(r"detached: (?P<count>\d+) function\(s\) restored")
 TO_INSTRUMENT_LINE = "function(s) of stack"
 

@@ -126,7 +126,7 @@ def attach_and_detach(bench: Bench) -> None:
         for _ in range(bench.settings.lifecycle_runs):
             with PlldbProcess(bench.cloud, app_dir) as plldb:
                 totals.append(plldb.wait_attached(timeout=300))
-                session_at = plldb.line_time("created for stack")
+                session_at = plldb.line_time("opened for stack")
                 assert session_at is not None
                 startup.append(session_at)
                 instrumentation.append(totals[-1] - session_at)
