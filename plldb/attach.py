@@ -133,6 +133,8 @@ def plan_attach(ctx: AwsContext, options: AttachOptions, project: Discovery | No
     functions = select_functions(mapping.functions, options.functions)
     if not functions:
         raise NothingToDebug(describe_nothing_to_debug(options, mapping.skipped))
+    if not options.force:  # a session by name may debug one of the stack's functions
+        refuse_if_debugged(SessionStore(debugger_ctx, helper.sessions_table), list(functions))
     warnings = list(discovery.warnings)
     warnings += [f"{name}: not debugged ({why})" for name, why in mapping.skipped.items()]
     return AttachPlan(helper=helper, functions=functions, caller_arn=caller_arn,
@@ -141,9 +143,9 @@ def plan_attach(ctx: AwsContext, options: AttachOptions, project: Discovery | No
 
 
 def refuse_if_debugged(store: SessionStore, names: list[str]) -> None:
-    """SessionConflict when a live session (of a stack, or another set of names) has
-    instrumented one of ``names``: the authorizer would refuse the connect, and claiming
-    first would take the tag from under that session."""
+    """SessionConflict when a live session (of a stack, or of a set of names) has
+    instrumented one of ``names``: claiming them would take the claim tag from under that
+    session (for a by-name attach, the authorizer would also refuse the connect)."""
     sessions, records = store.contents()
     live = {s.session_id: s for s in sessions if s.live}
     for record in records:

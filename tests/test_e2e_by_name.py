@@ -29,6 +29,7 @@ from tests.harness.principals import create_user
 pytestmark = pytest.mark.e2e
 
 FIXTURE = Path(__file__).parent / "fixtures" / "by_name"
+TEST_STACK = Path(__file__).parent / "test_stack"
 DEVELOPER_POLICY = Path(__file__).resolve().parents[1] / "docs" / "iam" / "plldb-developer-policy.json"
 FUNCTION = "plldb-by-name-orders"  # as tests/fixtures/by_name/main.tf names it
 OTHER = "plldb-by-name-other"
@@ -39,9 +40,10 @@ TRUST = {"Version": "2012-10-17", "Statement": [
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[LocalCloud]:
-    """The helper stack and no app: the function is created the way Terraform would."""
+    """The helper stack and the test stack; the by-name functions are created the way
+    Terraform would, outside any stack."""
     # A grace longer than any test here: after a crash, only `plldb detach` restores.
-    with LocalCloud(LocalCloudSettings(grace_seconds=120.0, app_dir=None)) as started, started.environ():
+    with LocalCloud(LocalCloudSettings(grace_seconds=120.0)) as started, started.environ():
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
             archive.writestr("app.py", "def handler(event, context):\n    return {'answered_by': 'deployed'}\n")
@@ -102,6 +104,19 @@ def test_a_function_debugged_by_another_set_is_refused_and_keeps_its_session(clo
         assert _invoke() == {"answered_by": "local source", "event": {"n": 3}}  # still the first's
     finally:
         assert first.interrupt() == 0, first.text()
+
+
+def test_a_stack_attach_is_refused_while_a_session_by_name_debugs_one_of_its_functions(cloud: LocalCloud) -> None:
+    hello = cloud.functions["HelloFunction"]
+    by_name = PlldbProcess(["attach", "--function-name", hello, "--code", "functions/hello"],
+                           TEST_STACK, cloud.environment)
+    try:
+        by_name.wait_for(ATTACHED_MARKER)
+        stack = PlldbProcess(["attach"], TEST_STACK, cloud.environment)
+        assert stack.wait(90) != 0
+        assert f"function '{hello}' is already debugged by" in stack.text(), stack.text()
+    finally:
+        assert by_name.interrupt() == 0, by_name.text()
 
 
 def test_after_a_crash_detach_with_the_printed_key_restores(cloud: LocalCloud) -> None:
