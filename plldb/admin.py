@@ -43,6 +43,11 @@ def detach_stack(ctx: AwsContext, stack_name: str) -> DetachResult:
     helper, store = helper_and_store(ctx, "plldb-detach")
     sessions, records = store.contents(stack_name)
     if not sessions and not records:  # a typo must not read as "nothing to restore"
+        if stack_name.startswith(p.BY_NAME_PREFIX):
+            raise DetachError(
+                f"nothing is attached under {stack_name}: no session or instrumented function "
+                "has that key (`plldb status --all` lists what is attached)"
+            )
         list_stack_resources(ctx, stack_name)  # StackNotFound when there is no such stack
     result = DetachResult()
     open_sessions = [s.session_id for s in sessions if s.status != p.CLOSED]

@@ -22,12 +22,17 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from plldb import __version__, console
-from plldb.cli_capture import PROJECT_OPTIONS
+from plldb.cli_capture import PROJECT_OPTIONS, escape
+from plldb.cli_project import (
+    default_stack_name,
+    named_functions,
+    print_project,
+    project_stack,
+)
 
 if TYPE_CHECKING:
-    from plldb import by_name, debuggers
+    from plldb import debuggers
     from plldb.aws import AwsContext
-    from plldb.discovery import Discovery
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +66,6 @@ def user_errors() -> tuple[type[BaseException], ...]:
         invoke.InvokeError,
         capture.CaptureError,
     )
-
-
-def escape(text: str) -> str:
-    """User or AWS text printed as is, never read as rich markup."""
-    from rich.markup import escape as rich_escape
-
-    return rich_escape(text)
 
 
 def _describe_unexpected(exc: BaseException) -> str:
@@ -200,51 +198,6 @@ def destroy(aws: AwsContext) -> None:
     console.success(f"helper stack and bucket removed from {aws.region_name}")
 
 
-def _default_stack_name(stack_name: str | None) -> str:
-    """--stack-name, else the stack name `sam deploy` would use (samconfig.toml here, even
-    when the template cannot be read), else the one the CDK app or Serverless service here
-    names (its only stack, its default stage)."""
-    from plldb import discovery
-
-    found = stack_name or discovery.stack_name_from_samconfig(Path.cwd())
-    return found or _project_stack(None, Path(discovery.DEFAULT_TEMPLATE), None, None)[0]
-
-
-def _samconfig_stack_name() -> str:
-    from plldb import discovery
-
-    found = discovery.stack_name_from_samconfig(Path.cwd())
-    if not found:
-        raise click.UsageError("--stack-name is required (no samconfig.toml with a stack_name here)")
-    return found
-
-
-def _project_stack(
-    stack_name: str | None, template: Path, stage: str | None, cdk_out: Path | None
-) -> tuple[str, Discovery | None]:
-    """--stack-name, else the stack the project's tool deploys (samconfig.toml, the CDK app's
-    manifest, the Serverless service and stage); the project read for it is passed on."""
-    if stack_name:
-        return stack_name, None
-    from plldb import discovery
-
-    if cdk_out is None and not discovery.project_found(template):
-        return _samconfig_stack_name(), None  # attach then says the template is missing
-    project = discovery.discover(template, stage=stage, cdk_out=cdk_out)
-    if not project.stack_name:
-        raise click.UsageError(
-            f"--stack-name is required ({project.kind} {template}: no samconfig.toml with a stack_name)"
-        )
-    return project.stack_name, project
-
-
-def _print_project(project: Discovery, stack_name: str) -> None:
-    """Which kind of project plldb found and which files it read: a wrong folder shows here."""
-    here = Path.cwd()
-    read = ", ".join(str(f.relative_to(here) if f.is_relative_to(here) else f) for f in project.files_read)
-    console.info(escape(f"{project.kind} (read {read}): stack {stack_name}"))
-
-
 @cli.command("attach")
 @click.option("--stack-name", help="Stack to debug (default: the one samconfig.toml, the CDK app "
               "or the Serverless service names).")
@@ -312,9 +265,9 @@ def attach_command(
 
     if (wait_for_client or debugpy_host != "127.0.0.1" or debugpy_port != 5678) and not use_debugpy:
         raise click.UsageError("--wait-for-client, --debugpy-host and --debugpy-port need --debugpy")
-    named = _named_functions(stack_name, functions, function_names, codes, handlers)
+    named = named_functions(stack_name, functions, function_names, codes, handlers)
     stack, project = (protocol.by_name_key([n.name for n in named]), None) if named else \
-        _project_stack(stack_name, template, stage, cdk_out)
+        project_stack(stack_name, template, stage, cdk_out)
     options = attach.AttachOptions(
         stack_name=stack,
         named=tuple(named),
@@ -338,7 +291,7 @@ def attach_command(
     if named:
         console.info(escape(f"functions by name (session key {options.stack_name})"))
     elif plan.project:
-        _print_project(plan.project, options.stack_name)
+        print_project(plan.project, options.stack_name)
     for warning in plan.warnings:
         console.warn(escape(warning))
     console.table(
@@ -351,26 +304,6 @@ def attach_command(
     if options.debugpy:
         _print_debugpy_help(options.debugpy)
     raise click.exceptions.Exit(asyncio.run(attachment.run()))
-
-
-def _named_functions(
-    stack_name: str | None, functions: tuple[str, ...], names: tuple[str, ...],
-    codes: tuple[Path, ...], handlers: tuple[str, ...],
-) -> list[by_name.NamedCode]:
-    """The --function-name/--code/--handler entries; none when attaching to a stack."""
-    from plldb import by_name
-
-    if not names:
-        if codes or handlers:
-            raise click.UsageError("--code and --handler go with --function-name")
-        return []
-    if stack_name or functions:
-        raise click.UsageError("--function-name attaches functions without a stack: drop "
-                               "--stack-name and --function (or attach the stack instead)")
-    try:
-        return by_name.pair_options(names, codes, handlers)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
 
 
 def _offer_bootstrap(aws: AwsContext, problem: Exception) -> bool:
@@ -406,7 +339,7 @@ def detach_command(aws: AwsContext, stack_name: str | None) -> None:
     """Restore every instrumented function of a stack now (idempotent)."""
     from plldb import admin
 
-    name = _default_stack_name(stack_name)
+    name = default_stack_name(stack_name)
     result = admin.detach_stack(aws, name)
     for function in result.restored:
         console.success(f"restored {escape(function)}")

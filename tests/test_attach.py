@@ -158,6 +158,8 @@ def test_detach_restores_after_kill_9_and_is_idempotent(cloud: LocalCloud, env: 
     [
         (["detach", "--stack-name", "no-such-stack"],
          "stack 'no-such-stack' not found in region us-east-1: check --stack-name and --region"),
+        (["detach", "--stack-name", "functions:0123456789ab"],
+         "nothing is attached under functions:0123456789ab: no session or instrumented function"),
         (["attach", "--stack-name", "no-such-stack"],
          "stack 'no-such-stack' not found in region us-east-1"),
         (["attach", "--function", "Nope*"],
