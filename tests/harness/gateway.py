@@ -583,7 +583,7 @@ class Gateway:
             pieces = data
         future = asyncio.run_coroutine_threadsafe(client.websocket.send(pieces), self._loop)
         try:
-            future.result(10)
+            future.result(60)  # a bound against a hung loop only
         except ConnectionClosed:
             return False
         return True

@@ -70,7 +70,7 @@ TEST_STACK_NAME = "plldb-test-stack"
 STATE_FILE = "state.json"
 DEVELOPER_USER = "plldb-developer"
 DEVELOPER_POLICY = REPO_ROOT / "docs" / "iam" / "plldb-developer-policy.json"
-READY_TIMEOUT_S = 30.0
+READY_TIMEOUT_S = 120.0  # a bound against a hung process only: a loaded machine is slow
 STOP_GRACE_S = 10.0
 WATCH_INTERVAL_S = 0.5
 

@@ -660,7 +660,10 @@ def main(argv: list[str] | None = None) -> None:
         ),
         flush=True,
     )
-    stop.wait()
+    # A timed wait: the kernel may deliver SIGTERM to another thread, and a main thread
+    # blocked for good in Event.wait() would never run the Python handler that sets stop.
+    while not stop.wait(1.0):
+        pass
     if container is not None:
         container.stop()
     emulator.stop()
