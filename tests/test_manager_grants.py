@@ -93,8 +93,7 @@ def test_revoke_leaves_an_older_plldbs_inline_policy_and_says_how_to_delete_it(
     assert _attached("legacy") == []
     assert iam.list_role_policies(RoleName="legacy")["PolicyNames"] == ["PLLDBShimAccess"]
     assert (
-        "aws iam delete-role-policy --role-name legacy --policy-name PLLDBShimAccess"
-        in caplog.text
+        "aws iam delete-role-policy --role-name legacy --policy-name PLLDBShimAccess" in caplog.text
     )
 
 
