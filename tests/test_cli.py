@@ -312,6 +312,6 @@ def test_invoke_reads_the_cdk_out_given(tmp_path: Path) -> None:
     app = tmp_path / "app"
     shutil.copytree(FIXTURES / "cdk_app", app)
     (app / "cdk.out").rename(app / "synth")
-    invoked = plldb(["invoke", "PlainFunction0F1B2C3D", "--cdk-out", "synth", "--credentials", "none"], app)
+    invoked = plldb(["invoke", "PlainFunction82E70C5A", "--cdk-out", "synth", "--credentials", "none"], app)
     assert invoked.returncode == 0, invoked.stderr
     assert json.loads(invoked.stdout)["file"] == str(app.resolve() / "lambda" / "index.py")

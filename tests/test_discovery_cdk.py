@@ -13,8 +13,8 @@ from plldb.discovery import DiscoveryError, discover
 from plldb.stack_mapping import map_stack_functions
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cdk_app"
-ORDERS_ASSET = "asset.9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b"
-GENERATED_ASSET = "asset.5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e"
+ORDERS_ASSET = "asset.c27576a4c7b98e4837873ff376508397e361cc06a243ed0eb216cb38cf0da632"
+GENERATED_ASSET = "asset.ef8e01943514691871b403582c9e35cf5faa89add2e9213dfdefd9eb5930b87d"
 pytestmark = pytest.mark.timeout(30)
 
 
@@ -35,13 +35,13 @@ def test_functions_map_to_their_source_folders(app: Path) -> None:
     assert discovery.stack_name == "cdk-app-dev"
     assert discovery.template == app / "cdk.out" / "CdkAppStack.template.json"
     assert app / "cdk.out" / "manifest.json" in discovery.files_read
-    plain = discovery.functions["PlainFunction0F1B2C3D"]
+    plain = discovery.functions["PlainFunction82E70C5A"]
     assert (plain.handler, plain.runtime, plain.code_dir) == ("index.handler", "python3.12", app / "lambda")
     assert plain.import_path == (app / "lambda",)
 
 
 def test_bundled_asset_keeps_requirements_behind_the_source(app: Path) -> None:
-    orders = discover(app).functions["OrdersFunction5E6F7A8B"]
+    orders = discover(app).functions["OrdersFunctionC129706A"]
     asset = app / "cdk.out" / ORDERS_ASSET
     assert orders.code_dir == app / "functions" / "orders"
     assert orders.import_path == (app / "functions" / "orders", asset)
@@ -50,9 +50,9 @@ def test_bundled_asset_keeps_requirements_behind_the_source(app: Path) -> None:
 
 def test_asset_without_source_runs_the_asset_with_a_warning(app: Path) -> None:
     discovery = discover(app)
-    generated = discovery.functions["GeneratedFunction4D3C2B1A"]
+    generated = discovery.functions["GeneratedFunction88BC45F2"]
     assert generated.code_dir == app / "cdk.out" / GENERATED_ASSET
-    [warning] = [w for w in discovery.warnings if w.startswith("GeneratedFunction4D3C2B1A")]
+    [warning] = [w for w in discovery.warnings if w.startswith("GeneratedFunction88BC45F2")]
     assert f"running the asset folder itself: set breakpoints in cdk.out/{GENERATED_ASSET}" in warning
     assert "cdk synth --no-staging" in warning
 
@@ -62,24 +62,24 @@ def test_edited_source_is_no_longer_mapped(app: Path) -> None:
     (app / "lambda" / "index.py").write_text("def handler(event, context):\n    return 'edited'\n")
     os.utime(app / "lambda" / "index.py", (1_000_000, 1_000_000))
     discovery = discover(app)
-    assert discovery.functions["PlainFunction0F1B2C3D"].code_dir.name.startswith("asset.")
-    assert any(w.startswith("PlainFunction0F1B2C3D: no folder of") for w in discovery.warnings)
+    assert discovery.functions["PlainFunction82E70C5A"].code_dir.name.startswith("asset.")
+    assert any(w.startswith("PlainFunction82E70C5A: no folder of") for w in discovery.warnings)
 
 
 def test_template_inside_cdk_out_is_read_as_the_cdk_app(app: Path) -> None:
     discovery = discover(app / "cdk.out" / "CdkAppStack.template.json")
     assert discovery.stack_name == "cdk-app-dev"
-    assert discovery.functions["PlainFunction0F1B2C3D"].code_dir == app / "lambda"
+    assert discovery.functions["PlainFunction82E70C5A"].code_dir == app / "lambda"
 
 
 def test_no_staging_asset_paths_are_the_source(app: Path) -> None:
     template = app / "cdk.out" / "CdkAppStack.template.json"
     document = json.loads(template.read_text())
-    document["Resources"]["PlainFunction0F1B2C3D"]["Metadata"]["aws:asset:path"] = str(app / "lambda")
+    document["Resources"]["PlainFunction82E70C5A"]["Metadata"]["aws:asset:path"] = str(app / "lambda")
     template.write_text(json.dumps(document))
     discovery = discover(app)
-    assert discovery.functions["PlainFunction0F1B2C3D"].code_dir == app / "lambda"
-    assert not any(w.startswith("PlainFunction0F1B2C3D") for w in discovery.warnings)
+    assert discovery.functions["PlainFunction82E70C5A"].code_dir == app / "lambda"
+    assert not any(w.startswith("PlainFunction82E70C5A") for w in discovery.warnings)
 
 
 def test_missing_cdk_out_names_cdk_synth(app: Path) -> None:
@@ -116,7 +116,7 @@ def test_unknown_stack_name_lists_the_stacks(app: Path) -> None:
 def test_unknown_function_of_the_stack_names_the_template(app: Path) -> None:
     discovery = discover(app)
     mapping = map_stack_functions(discovery, [
-        {"LogicalResourceId": "PlainFunction0F1B2C3D", "PhysicalResourceId": "cdk-app-dev-Plain",
+        {"LogicalResourceId": "PlainFunction82E70C5A", "PhysicalResourceId": "cdk-app-dev-Plain",
          "ResourceType": "AWS::Lambda::Function"},
         {"LogicalResourceId": "RemovedFunction", "PhysicalResourceId": "cdk-app-dev-Removed",
          "ResourceType": "AWS::Lambda::Function"},
@@ -143,23 +143,23 @@ def test_folder_without_cdk_json_is_read_as_sam(tmp_path: Path) -> None:
     assert discovery.functions["Fn"].code_dir == tmp_path / "src"
 
 
-NESTED = "WorkersNestedStackWorkersNestedStackResourceE1F2A3B4"
+NESTED = "WorkersNestedStackWorkersNestedStackResourceCEAEF017"
 
 
 def test_nested_stack_functions_map_to_source(app: Path) -> None:
     discovery = discover(app)
-    worker = discovery.functions[f"{NESTED}/WorkerFunction9A8B7C6D"]
+    worker = discovery.functions[f"{NESTED}/WorkerFunctionACE6A4B0"]
     assert (worker.handler, worker.code_dir) == ("worker.handle", app / "workers")
-    assert app / "cdk.out" / "CdkAppStackWorkers6F1E2D3C.nested.template.json" in discovery.files_read
+    assert app / "cdk.out" / "CdkAppStackWorkersB4F63023.nested.template.json" in discovery.files_read
     assert NESTED not in discovery.skipped
 
 
 def test_missing_nested_template_is_skipped_with_the_command(app: Path) -> None:
-    nested = app / "cdk.out" / "CdkAppStackWorkers6F1E2D3C.nested.template.json"
+    nested = app / "cdk.out" / "CdkAppStackWorkersB4F63023.nested.template.json"
     nested.unlink()
     discovery = discover(app)
     assert discovery.skipped[NESTED] == f"nested stack: template {nested} not found: run `cdk synth`"
-    assert "PlainFunction0F1B2C3D" in discovery.functions
+    assert "PlainFunction82E70C5A" in discovery.functions
 
 
 def test_cdk_out_option_reads_another_synthesized_folder(app: Path) -> None:
@@ -171,10 +171,10 @@ def test_cdk_out_option_reads_another_synthesized_folder(app: Path) -> None:
     discovery = discover(app / "template.yaml", cdk_out=output)
     assert discovery.kind == "AWS CDK app"
     assert discovery.files_read[0] == output / "manifest.json"
-    assert discovery.functions["PlainFunction0F1B2C3D"].code_dir == app / "lambda"
-    orders = discovery.functions["OrdersFunction5E6F7A8B"]
+    assert discovery.functions["PlainFunction82E70C5A"].code_dir == app / "lambda"
+    orders = discovery.functions["OrdersFunctionC129706A"]
     assert (orders.code_dir, orders.import_path[-1]) == (app / "functions" / "orders", output / ORDERS_ASSET)
-    assert discovery.functions["GeneratedFunction4D3C2B1A"].code_dir == output / GENERATED_ASSET
+    assert discovery.functions["GeneratedFunction88BC45F2"].code_dir == output / GENERATED_ASSET
     assert not any("older than the source" in w for w in discovery.warnings)
 
 

@@ -134,16 +134,16 @@ def test_attach_in_a_cdk_app_runs_the_source_folders(cdk_app: Path, attached: An
         plldb = attached(cloud, cdk_app, "--debugpy", "--debugpy-port", str(port))
         text = plldb.text()
         assert ("AWS CDK app (read cdk.out/manifest.json, cdk.out/CdkAppStack.template.json, "
-                "cdk.out/CdkAppStackWorkers6F1E2D3C.nested.template.json): stack cdk-app-dev") in text
+                "cdk.out/CdkAppStackWorkersB4F63023.nested.template.json): stack cdk-app-dev") in text
         assert "is older than the source (app.py changed after the last synth)" in text
         source = cdk_app / "lambda" / "index.py"
-        assert invoke_through_breakpoint(cloud, port, source, "PlainFunction0F1B2C3D", {"n": 1}) == {
+        assert invoke_through_breakpoint(cloud, port, source, "PlainFunction82E70C5A", {"n": 1}) == {
             "plain": True, "event": {"n": 1}, "file": str(source)}
-        assert invoke(cloud, "OrdersFunction5E6F7A8B", {}) == {
+        assert invoke(cloud, "OrdersFunctionC129706A", {}) == {
             "orders": "from the bundled asset", "file": str(cdk_app / "functions" / "orders" / "app.py")}
         detach(plldb, cloud, before)
-        assert [r["event"] for r in capture.load_records(cdk_app / ".plldb", "PlainFunction0F1B2C3D")] == [{"n": 1}]
-        deployed = invoke(cloud, "PlainFunction0F1B2C3D", {})["file"]
+        assert [r["event"] for r in capture.load_records(cdk_app / ".plldb", "PlainFunction82E70C5A")] == [{"n": 1}]
+        deployed = invoke(cloud, "PlainFunction82E70C5A", {})["file"]
         assert not deployed.startswith(str(cdk_app)), deployed
         again = PlldbProcess(["detach"], cdk_app, cloud.environment)
         assert again.wait(60) == 0, again.text()
