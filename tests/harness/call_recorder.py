@@ -207,7 +207,8 @@ def _stack_of_role(handler: Any, role_name: str) -> dict[str, Any]:
         }
         for logical_id, (kind, physical) in resources.items():
             if kind == "AWS::IAM::Role" and physical == role_name:
-                outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.outputs or []}
+                # moto gives the Ref of some resources (AWS::Lambda::Version) as its own object
+                outputs = {o["OutputKey"]: _text(o["OutputValue"]) for o in stack.outputs or []}
                 return {
                     "logical_id": logical_id,
                     "stack": {
@@ -220,6 +221,15 @@ def _stack_of_role(handler: Any, role_name: str) -> dict[str, Any]:
                     },
                 }
     return {}
+
+
+def _text(value: Any) -> Any:
+    """``value`` if JSON can hold it (a string, or a list or mapping of them), else its repr."""
+    try:
+        json.dumps(value)
+    except TypeError:
+        return repr(value)
+    return value
 
 
 def _moto_policies(handler: Any, principal: dict[str, Any]) -> list[Any]:
