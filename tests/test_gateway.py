@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -354,3 +358,25 @@ def test_the_overlay_keeps_the_executors_per_thread_environment() -> None:
     assert seen == {"read": "EUR"}
     assert env["WRITTEN"] == "by the function"
     assert "WRITTEN" not in os.environ and os.environ.get("CURRENCY") != "EUR"
+
+
+def test_a_client_gone_during_the_upgrade_still_gets_its_disconnect(gateway: Gateway) -> None:
+    """``$connect`` succeeded, then the client died before reading the 101 (a kill -9 in the
+    middle of ``plldb attach``): the session must not stay ACTIVE on a connection nobody
+    serves, or nothing restores its functions until the sweep."""
+    session_id = put_session("no-such-stack")
+    url = urllib.parse.urlsplit(gateway.websocket_url)
+    request = (
+        f"GET {url.path}?sessionId={session_id} HTTP/1.1\r\n"
+        f"Host: {url.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in proof_headers(session_id).items())
+        + "\r\n"
+    )
+    with socket.create_connection((url.hostname, url.port), timeout=WAIT_S) as raw:
+        raw.sendall(request.encode())
+        wait_until(lambda: gateway.invocations_of("plldb-connect"), timeout=WAIT_S)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+    wait_until(lambda: get_session(session_id)[protocol.A_STATUS]["S"] == protocol.DISCONNECTED,
+               timeout=WAIT_S)

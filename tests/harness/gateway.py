@@ -71,6 +71,8 @@ from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
 log = logging.getLogger(__name__)
 
 ACCOUNT_ID = "123456789012"
+HANDSHAKE_SECONDS = 10.0  # after $connect, the upgrade must have completed by then
+
 # The authorizer's identity sources, as in the template (tests/test_template.py checks):
 # a connect without any of them gets 401 and the authorizer is not called.
 IDENTITY_SOURCES = (
@@ -170,6 +172,7 @@ class ClientConnection:
     user_agent: str
     connected_at: float = field(default_factory=time.time)
     last_active: float = field(default_factory=time.monotonic)
+    served: bool = False  # the upgrade completed and the connection is being served
 
 
 def _connection_id() -> str:
@@ -473,7 +476,17 @@ class Gateway:
             source_ip="127.0.0.1",
             user_agent=headers.get("User-Agent", ""),
         )
+        asyncio.get_running_loop().call_later(
+            HANDSHAKE_SECONDS, self._if_never_served, websocket.plldb_client, request.headers
+        )
         return None
+
+    def _if_never_served(self, client: ClientConnection, headers: Headers) -> None:
+        """``$connect`` succeeded but the client vanished before the upgrade completed (e.g.
+        killed): API Gateway holds the connection as open, so its ``$disconnect`` comes too."""
+        if not client.served:
+            log.info("%s never completed its upgrade: $disconnect", client.connection_id)
+            self._schedule_disconnect(client, 1006, "client gone during the upgrade", headers)
 
     @staticmethod
     def _allowed_context(result: Any) -> dict[str, Any] | None:
@@ -495,6 +508,7 @@ class Gateway:
 
     async def _handle(self, websocket: ServerConnection) -> None:
         client: ClientConnection = websocket.plldb_client
+        client.served = True
         self.connections[client.connection_id] = client
         watchdog = asyncio.create_task(self._watch(client))
         close_code, close_reason = 1006, "abnormal closure"
@@ -509,11 +523,14 @@ class Gateway:
             self.connections.pop(client.connection_id, None)
             if websocket.close_code is not None:
                 close_code, close_reason = websocket.close_code, websocket.close_reason or ""
-            task = asyncio.create_task(
-                self._disconnect(client, close_code, close_reason, websocket.request.headers)
-            )
-            self._disconnects.add(task)
-            task.add_done_callback(self._disconnects.discard)
+            self._schedule_disconnect(client, close_code, close_reason, websocket.request.headers)
+
+    def _schedule_disconnect(
+        self, client: ClientConnection, code: int, reason: str, headers: Headers
+    ) -> None:
+        task = asyncio.create_task(self._disconnect(client, code, reason, headers))
+        self._disconnects.add(task)
+        task.add_done_callback(self._disconnects.discard)
 
     def _route(self, client: ClientConnection, message: str | bytes, headers: Headers) -> None:
         """Route selection on ``$request.body.action``; ``$default`` when nothing matches."""
