@@ -23,6 +23,7 @@ from plldb import protocol
 from plldb.lambdas import common
 from plldb.lambdas.caller import Caller
 from plldb.lambdas.common import log
+from plldb.lambdas.manager_records import Records
 
 _STACK_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,127}$")
 _FUNCTION_GLOB = re.compile(r"^[A-Za-z0-9_*?\[\]!.:-]{1,140}$")
@@ -151,13 +152,7 @@ def _make_room(config: common.Config, caller: Caller, options: Options) -> None:
             raise Refused(f"{what} is attached by {owner} (no force)")
         session_id = item[protocol.A_SESSION_ID]["S"]
         log.info("closing session %s of %s for %s", session_id, owner, caller.arn)
-        common.client("dynamodb").update_item(
-            TableName=config.sessions_table,
-            Key={protocol.A_SESSION_ID: {"S": session_id}},
-            UpdateExpression="SET #status = :closed",
-            ExpressionAttributeNames={"#status": protocol.A_STATUS},
-            ExpressionAttributeValues={":closed": {"S": protocol.CLOSED}},
-        )
+        Records(common.client("dynamodb"), config.sessions_table).close_session(session_id, None)
 
 
 def _holders_of_names(
