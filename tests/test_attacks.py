@@ -27,6 +27,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from plldb import protocol
+from tests.harness.gateway_setup import put_pending_request
 from tests.harness.iam_audit import expect_refusal
 from tests.harness.identity_proof import connect_session
 from tests.harness.localcloud import (
@@ -249,16 +250,7 @@ def test_attacker_cannot_answer_another_session(
     developer_attached: str,
 ) -> None:
     session_id = developer_attached
-    request_id = str(uuid.uuid4())
-    _client(cloud, admin, "dynamodb").put_item(  # what the shim writes for an invocation
-        TableName=protocol.DEBUGGER_TABLE,
-        Item={
-            protocol.A_REQUEST_ID: {"S": request_id},
-            protocol.A_SESSION_ID: {"S": session_id},
-            protocol.A_STATUS: {"S": protocol.REQUEST_PENDING},
-            protocol.A_REQUEST: {"S": "{}"},
-        },
-    )
+    request_id = put_pending_request(session_id, _client(cloud, admin, "dynamodb"))
     before = _state(cloud, admin)
     # 1. through the helper stack, from a session of its own
     own = str(uuid.uuid4())

@@ -195,10 +195,12 @@ def close_session(session_id: str) -> None:
     )
 
 
-def put_pending_request(session_id: str) -> str:
-    """A PENDING request item of ``session_id``, as the shim writes it; returns its id."""
+def put_pending_request(session_id: str, dynamodb: Any = None) -> str:
+    """A PENDING request item of ``session_id``, as the shim writes it; returns its id.
+
+    ``dynamodb``: the client to write with (default: this process's environment)."""
     request_id = str(uuid.uuid4())
-    boto3.client("dynamodb").put_item(
+    (dynamodb or boto3.client("dynamodb")).put_item(
         TableName=protocol.DEBUGGER_TABLE,
         Item={
             protocol.A_REQUEST_ID: {"S": request_id},
