@@ -24,7 +24,7 @@ test-fast: $(PY)
 	$(VENV)/bin/pytest -q -m "not e2e"
 
 build: $(PY)
-	$(PY) -m plldb.packaging dist
+	$(PY) -m plldb.cloud.packaging dist
 
 demo: init
 	$(PY) -m tests.harness.demo $(ARGS)

@@ -17,7 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from plldb.attach import instrumentation_problem
+from plldb.session.attach import instrumentation_problem
 from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 from tests.harness.localcloud_attach import PlldbProcess
 

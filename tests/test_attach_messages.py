@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from plldb import protocol as p
-from plldb.attach import Attachment, AttachOptions, AttachPlan
-from plldb.aws import AwsContext
-from plldb.discovery import LocalFunction
-from plldb.helper_stack import HelperStack
+from plldb.cloud.aws import AwsContext
+from plldb.cloud.helper_stack import HelperStack
+from plldb.project.discovery import LocalFunction
+from plldb.session.attach import Attachment, AttachOptions, AttachPlan
 
 NODE = "shop-NodeFunction-1A2B"
 HELLO = "shop-HelloFunction-3C4D"

@@ -21,8 +21,9 @@ import boto3
 import botocore.exceptions
 import pytest
 
-from plldb import payloads, protocol
+from plldb import protocol
 from plldb.layer.cloud import Cloud, PayloadError, ShimConfig
+from plldb.session import payloads
 from tests.harness.iam_audit import expect_refusal
 from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 from tests.harness.moto_server import REGION, MotoServer

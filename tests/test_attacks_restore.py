@@ -19,7 +19,9 @@ import boto3
 import pytest
 
 from plldb import protocol
-from plldb.lambdas import common, manager, manager_plan
+from plldb.lambdas import common
+from plldb.lambdas.manager import entry as manager
+from plldb.lambdas.manager import plan as manager_plan
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import layer_zip, put_session, scan
 from tests.harness.gateway_stack import (

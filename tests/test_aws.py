@@ -1,4 +1,4 @@
-"""plldb/aws.py against a real moto server: the debugger role's credentials refresh themselves."""
+"""plldb/cloud/aws.py against a real moto server: the debugger role's credentials refresh themselves."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from plldb.aws import AwsContext
+from plldb.cloud.aws import AwsContext
 
 TRUST = {
     "Version": "2012-10-17",

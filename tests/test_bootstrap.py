@@ -16,9 +16,10 @@ from typing import Any
 import boto3
 import pytest
 
-from plldb import __version__, packaging
-from plldb.aws import AwsContext, partition_of
-from plldb.bootstrap import (
+from plldb import __version__
+from plldb.cloud import packaging
+from plldb.cloud.aws import AwsContext, partition_of
+from plldb.cloud.bootstrap import (
     LIFECYCLE_RULE_ID,
     TLS_POLICY,
     BootstrapError,
@@ -32,7 +33,7 @@ from plldb.bootstrap import (
     stack_status,
     wanted_settings,
 )
-from plldb.helper_stack import (
+from plldb.cloud.helper_stack import (
     HelperStack,
     HelperStackMissing,
     HelperStackOutdated,

@@ -17,11 +17,12 @@ import pytest
 from click.testing import CliRunner
 
 from plldb import protocol
-from plldb.aws import AwsContext
-from plldb.by_name import NamedCode, discover_by_name, pair_options
 from plldb.cli import cli
-from plldb.discovery import DiscoveryError
-from plldb.lambdas import authorizer, manager
+from plldb.cloud.aws import AwsContext
+from plldb.lambdas import authorizer
+from plldb.lambdas.manager import entry as manager
+from plldb.project.by_name import NamedCode, discover_by_name, pair_options
+from plldb.project.discovery import DiscoveryError
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import get_session, put_session
 from tests.harness.gateway_stack import INSTRUMENTABLE, configuration, create_stack

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from plldb import capture, runner
-from plldb.discovery import LocalFunction, discover
+from plldb import runner
+from plldb.capture import records
+from plldb.project.discovery import LocalFunction, discover
 from tests.test_invoke import SHOP, assert_error, plldb
 
 REQUEST_ID = "11111111-2222-3333-4444-555555555555"
@@ -61,11 +62,11 @@ def ok(result: Any) -> runner.Outcome:
 
 
 def written(folder: Path) -> list[Path]:
-    return sorted((folder / capture.RECORDS_FOLDER).glob("*/*.json"))
+    return sorted((folder / records.RECORDS_FOLDER).glob("*/*.json"))
 
 
 def test_record_holds_event_context_outcome_and_no_secret(function: LocalFunction) -> None:
-    record = capture.build_record(function, invocation(), ok({"total": 6}), 0.25, time.time())
+    record = records.build_record(function, invocation(), ok({"total": 6}), 0.25, time.time())
     assert record["format"] == 1 and record["function"] == "ShopFunction"
     assert record["event"] == EVENT and record["outcome"] == {"ok": True, "result": {"total": 6},
                                                               "result_is_text": False}
@@ -85,13 +86,13 @@ def test_record_holds_event_context_outcome_and_no_secret(function: LocalFunctio
 
 def test_error_outcome_is_kept_whole(function: LocalFunction) -> None:
     error = runner.make_error("an order needs items", "ValueError", ['  File "app.py", line 9'], REQUEST_ID)
-    record = capture.build_record(function, invocation(), runner.Outcome.failure(error, {}), 0.01, time.time())
+    record = records.build_record(function, invocation(), runner.Outcome.failure(error, {}), 0.01, time.time())
     assert record["outcome"] == {"ok": False, "error": error}
 
 
 def test_redaction_blanks_fields_of_event_and_result(function: LocalFunction) -> None:
-    paths = tuple(capture.parse_path(p) for p in ("headers.Authorization", "Records[*].body", "token"))
-    record = capture.build_record(function, invocation(), ok({"token": "t0k3n", "n": 1}), 0.1, time.time(), paths)
+    paths = tuple(records.parse_path(p) for p in ("headers.Authorization", "Records[*].body", "token"))
+    record = records.build_record(function, invocation(), ok({"token": "t0k3n", "n": 1}), 0.1, time.time(), paths)
     assert record["event"] == {"headers": {"Authorization": "[redacted]", "Host": "shop"},
                                "Records": [{"body": "[redacted]"}, {"body": "[redacted]"}]}
     assert record["outcome"]["result"] == {"token": "[redacted]", "n": 1}
@@ -99,30 +100,30 @@ def test_redaction_blanks_fields_of_event_and_result(function: LocalFunction) ->
 
 
 def test_redact_path_forms() -> None:
-    assert capture.parse_path("a.b[0].c") == ("a", "b", "0", "c")
-    assert capture.redact({"a": [1, {"c": 2}]}, ("a", "1", "c")) == {"a": [1, {"c": "[redacted]"}]}
-    assert capture.redact({"a": 1}, ("b", "c")) == {"a": 1}, "absent: unchanged"
+    assert records.parse_path("a.b[0].c") == ("a", "b", "0", "c")
+    assert records.redact({"a": [1, {"c": 2}]}, ("a", "1", "c")) == {"a": [1, {"c": "[redacted]"}]}
+    assert records.redact({"a": 1}, ("b", "c")) == {"a": 1}, "absent: unchanged"
 
 
 @pytest.mark.parametrize("text", ["", "a..b", "a[x]", ".a", "[0]", "a."])
 def test_bad_redact_path_is_a_clear_error(text: str) -> None:
-    with pytest.raises(capture.CaptureError, match="is not a field path: use dots and"):
-        capture.parse_path(text)
+    with pytest.raises(records.CaptureError, match="is not a field path: use dots and"):
+        records.parse_path(text)
 
 
 def test_code_version_follows_the_source(function: LocalFunction, shop: Path) -> None:
-    before = capture.code_version(function)
-    assert capture.code_version(function) == before
+    before = records.code_version(function)
+    assert records.code_version(function) == before
     source = shop / "functions" / "shop" / "app.py"
     source.write_text(source.read_text().replace("PRICE = 3", "PRICE = 4"))
-    assert capture.code_version(function) != before
+    assert records.code_version(function) != before
 
 
 def test_files_are_private_and_the_folder_ignores_itself(function: LocalFunction, tmp_path: Path) -> None:
     folder = tmp_path / "project" / ".plldb"
-    capture.prepare_folder(folder)
-    record = capture.build_record(function, invocation(), ok(1), 0.1, time.time())
-    path = capture.write_record(folder, record, 50)
+    records.prepare_folder(folder)
+    record = records.build_record(function, invocation(), ok(1), 0.1, time.time())
+    path = records.write_record(folder, record, 50)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -134,22 +135,22 @@ def test_files_are_private_and_the_folder_ignores_itself(function: LocalFunction
 
 def test_pruning_keeps_the_newest(function: LocalFunction, tmp_path: Path) -> None:
     folder = tmp_path / ".plldb"
-    capture.prepare_folder(folder)
+    records.prepare_folder(folder)
     start = time.time()
     ids = []
     for n in range(5):
-        record = capture.build_record(function, invocation(request_id=f"r{n}"), ok(n), 0.1, start + n)
-        capture.write_record(folder, record, 3)
+        record = records.build_record(function, invocation(request_id=f"r{n}"), ok(n), 0.1, start + n)
+        records.write_record(folder, record, 3)
         ids.append(record["id"])
-    kept = capture.load_records(folder, "ShopFunction")
+    kept = records.load_records(folder, "ShopFunction")
     assert [r["id"] for r in kept] == ids[2:]
     assert [r["context"]["request_id"] for r in kept] == ["r2", "r3", "r4"]
 
 
 def test_folder_that_cannot_be_written_is_an_error(tmp_path: Path) -> None:
     (tmp_path / ".plldb").write_text("a file, not a folder")
-    with pytest.raises(capture.CaptureError) as caught:
-        capture.prepare_folder(tmp_path / ".plldb")
+    with pytest.raises(records.CaptureError) as caught:
+        records.prepare_folder(tmp_path / ".plldb")
     assert str(caught.value).startswith(f"cannot write captures to {tmp_path / '.plldb'} (")
     assert "fix the folder's permissions, or attach with --no-capture" in str(caught.value)
 
@@ -165,45 +166,45 @@ def test_the_writer_never_holds_up_the_caller(function: LocalFunction, tmp_path:
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A disk that stalls (faked: a real one will not stall on cue) delays only the writer."""
     stalled = threading.Event()
-    real_write = capture.write_record
+    real_write = records.write_record
 
     def slow_write(*args: Any) -> Path:
         stalled.wait(10)
         return real_write(*args)
 
-    monkeypatch.setattr(capture, "write_record", slow_write)
+    monkeypatch.setattr(records, "write_record", slow_write)
     folder = tmp_path / ".plldb"
-    capture.start(capture.CaptureOptions(folder))
+    records.start(records.CaptureOptions(folder))
     try:
         started = time.monotonic()
         for n in range(3):
-            capture.keep(function, invocation(request_id=f"r{n}"), ok(n), 0.1)
+            records.keep(function, invocation(request_id=f"r{n}"), ok(n), 0.1)
         assert time.monotonic() - started < 0.5
         assert written(folder) == []
         stalled.set()
         wait_until(lambda: len(written(folder)) == 3)
     finally:
-        capture.stop()
-    assert [r["context"]["request_id"] for r in capture.load_records(folder)] == ["r0", "r1", "r2"]
+        records.stop()
+    assert [r["context"]["request_id"] for r in records.load_records(folder)] == ["r0", "r1", "r2"]
 
 
 def test_keep_without_capture_does_nothing(function: LocalFunction, tmp_path: Path) -> None:
-    capture.keep(function, invocation(), ok(1), 0.1)  # --no-capture: no writer started
+    records.keep(function, invocation(), ok(1), 0.1)  # --no-capture: no writer started
     assert not (tmp_path / ".plldb").exists()
 
 
 def test_reading_skips_unknown_formats_and_finds_by_prefix(function: LocalFunction, tmp_path: Path,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     folder = tmp_path / ".plldb"
-    capture.prepare_folder(folder)
-    record = capture.build_record(function, invocation(), ok(1), 0.1, time.time())
-    capture.write_record(folder, record, 50)
+    records.prepare_folder(folder)
+    record = records.build_record(function, invocation(), ok(1), 0.1, time.time())
+    records.write_record(folder, record, 50)
     future = {**record, "format": 2, "id": "f" * 32}
-    (capture.function_folder(folder, "ShopFunction") / "99999999-future.json").write_text(json.dumps(future))
+    (records.function_folder(folder, "ShopFunction") / "99999999-future.json").write_text(json.dumps(future))
     with caplog.at_level(logging.WARNING):
-        assert [r["id"] for r in capture.load_records(folder)] == [record["id"]]
+        assert [r["id"] for r in records.load_records(folder)] == [record["id"]]
     assert "capture format 2 is not one this plldb reads (1)" in caplog.text
-    assert capture.find_record(folder, record["id"][:6].upper()) == record
+    assert records.find_record(folder, record["id"][:6].upper()) == record
 
 
 @pytest.mark.parametrize("wanted, message", [
@@ -211,8 +212,8 @@ def test_reading_skips_unknown_formats_and_finds_by_prefix(function: LocalFuncti
     ("0000dead", "no capture '0000dead' in"),
 ])
 def test_unknown_or_short_id(tmp_path: Path, wanted: str, message: str) -> None:
-    with pytest.raises(capture.CaptureError, match=message):
-        capture.find_record(tmp_path / ".plldb", wanted)
+    with pytest.raises(records.CaptureError, match=message):
+        records.find_record(tmp_path / ".plldb", wanted)
 
 
 def test_attach_refuses_a_capture_folder_it_cannot_write(shop: Path) -> None:
@@ -254,7 +255,7 @@ def test_attach_captures_each_invocation_redacted_private_and_pruned(
     error, kind = invoke(lam, cloud, "EchoFunction", "not an object")
     wait_until(lambda: len(written(folder)) == 3)
     assert plldb.interrupt() == 0
-    hello = capture.load_records(folder, "HelloFunction")
+    hello = records.load_records(folder, "HelloFunction")
     assert [r["event"] for r in hello] == [{"name": "[redacted]", "n": 1}, {"name": "[redacted]", "n": 2}]
     local = discover(app / "template.yaml").functions["HelloFunction"]
     for record in hello:
@@ -264,8 +265,8 @@ def test_attach_captures_each_invocation_redacted_private_and_pruned(
         assert record["environment"]["GREETING"] == "hello-from-env"
         assert not set(record["environment"]) & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
         assert "AWS_SECRET_ACCESS_KEY" in record["environment_left_out"]
-        assert record["code_version"] == capture.code_version(local)
-    [echo] = capture.load_records(folder, "EchoFunction")
+        assert record["code_version"] == records.code_version(local)
+    [echo] = records.load_records(folder, "EchoFunction")
     assert echo["event"] == "not an object" and echo["outcome"]["ok"] is (kind is None)
     for path in written(folder):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600

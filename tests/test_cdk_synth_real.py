@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from plldb.discovery import Discovery, discover
+from plldb.project.discovery import Discovery, discover
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cdk_app"
 PYTHON_CDK = "import aws_cdk, aws_cdk.aws_lambda_python_alpha"

@@ -201,8 +201,8 @@ def test_plldb_warnings_and_log_warnings_look_the_same(tmp_path: Path) -> None:
         "import logging\n"
         "from plldb import console\n"
         "console.setup_logging(False)\n"
-        "logging.getLogger('plldb.executor').warning('deadline [reached] for %s', 'r-1')\n"
-        "logging.getLogger('plldb.executor').info('not shown without --verbose')\n"
+        "logging.getLogger('plldb.local.executor').warning('deadline [reached] for %s', 'r-1')\n"
+        "logging.getLogger('plldb.local.executor').info('not shown without --verbose')\n"
         "console.warn('from the console')\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

@@ -14,9 +14,9 @@ import botocore.exceptions
 import pytest
 
 from plldb import protocol as p
-from plldb.aws import AwsContext
-from plldb.connection import Connection, ConnectionRefused
-from plldb.sessions import SessionLost, SessionStore
+from plldb.cloud.aws import AwsContext
+from plldb.session.connection import Connection, ConnectionRefused
+from plldb.session.sessions import SessionLost, SessionStore
 from tests.harness.gateway_setup import close_session, get_session, put_session
 from tests.harness.identity_proof import proof_headers
 
@@ -203,7 +203,7 @@ def test_the_reconnect_survives_aws_and_network_errors_and_says_what_happened(
         await asyncio.wait_for(task, 10)
         return connection
 
-    with caplog.at_level(logging.INFO, logger="plldb.connection"):
+    with caplog.at_level(logging.INFO, logger="plldb.session.connection"):
         connection = asyncio.run(scenario())
     assert connection.reconnects == 1
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -1,11 +1,11 @@
-"""plldb.debuggers without a debugger: the thread marks and the scoped pydevd variable."""
+"""plldb.local.debuggers without a debugger: the thread marks and the scoped pydevd variable."""
 
 from __future__ import annotations
 
 import os
 import threading
 
-from plldb import debuggers
+from plldb.local import debuggers
 
 
 def test_plldb_threads_are_marked_before_they_start() -> None:

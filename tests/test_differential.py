@@ -2,7 +2,7 @@
 
 Each scenario starts the real runtime (awslambdaric, behind the Runtime API emulator) on a copy
 of tests/fixtures/differential, invokes it once, and runs the very same files (same paths, so
-stack traces match), environment and headers through :class:`plldb.executor.Executor`. Compared
+stack traces match), environment and headers through :class:`plldb.local.executor.Executor`. Compared
 byte for byte: the result body, the error body (init errors included) and every log line the
 runtime wrote; the only normalisation is timestamps.
 
@@ -39,8 +39,8 @@ from pathlib import Path
 import pytest
 
 from plldb import protocol
-from plldb.discovery import LocalFunction
-from plldb.executor import Executor
+from plldb.local.executor import Executor
+from plldb.project.discovery import LocalFunction
 from plldb.runner import Outcome
 from tests.harness.container import launch
 from tests.harness.runtime_api import SUCCESS, RuntimeApiEmulator

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from plldb.discovery import (
+from plldb.project.discovery import (
     DiscoveryError,
     NotATemplateError,
     TemplateNotFoundError,
@@ -17,8 +17,8 @@ from plldb.discovery import (
     project_found,
     stack_name_from_samconfig,
 )
-from plldb.samconfig import parse_simple_toml
-from plldb.stack_mapping import collect_stack_resources, map_stack_functions
+from plldb.project.samconfig import parse_simple_toml
+from plldb.project.stack_mapping import collect_stack_resources, map_stack_functions
 
 LOCAL = f"python{sys.version_info[0]}.{sys.version_info[1]}"
 pytestmark = pytest.mark.timeout(30)
@@ -517,7 +517,7 @@ RESOLVER_TEMPLATE = {
     ],
 )
 def test_intrinsics_resolve_from_parameters(expression: object, expected: object) -> None:
-    from plldb.templates import Resolver, parameter_values
+    from plldb.project.templates import Resolver, parameter_values
 
     resolver = Resolver(RESOLVER_TEMPLATE, parameter_values(RESOLVER_TEMPLATE, {"Required": "given"}))
     assert resolver.resolve(expression) == expected
@@ -537,7 +537,7 @@ def test_intrinsics_resolve_from_parameters(expression: object, expected: object
     ],
 )
 def test_unresolvable_intrinsics_say_why(expression: object, reason: str) -> None:
-    from plldb.templates import Resolver, Unresolved, parameter_values
+    from plldb.project.templates import Resolver, Unresolved, parameter_values
 
     resolver = Resolver(RESOLVER_TEMPLATE, parameter_values(RESOLVER_TEMPLATE, {}))
     with pytest.raises(Unresolved) as raised:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from plldb.discovery import DiscoveryError, discover
-from plldb.serverless_project import logical_id
+from plldb.project.discovery import DiscoveryError, discover
+from plldb.project.serverless import logical_id
 
 FIXTURE = Path(__file__).parent / "fixtures" / "serverless_service"
 PACKAGED = Path(".serverless") / "cloudformation-template-update-stack.json"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from plldb.discovery import discover
-from plldb.samconfig import parameter_overrides
-from plldb.stack_mapping import map_stack_functions
+from plldb.project.discovery import discover
+from plldb.project.samconfig import parameter_overrides
+from plldb.project.stack_mapping import map_stack_functions
 from tests.test_executor import Answers, invocation, make_executor, run
 
 FIXTURES = Path(__file__).parent / "fixtures" / "templates"

@@ -4,7 +4,7 @@ Scaled-up companions of the property tests in tests/test_lambdas_authorizer.py a
 tests/test_lambdas_default.py (a few dozen examples each, run on every change): here every
 target gets thousands of examples (hypothesis), the tables are compared once at the end
 (a per-example scan would dominate the time), and the client's side is included:
-:class:`plldb.connection.Connection` receiving arbitrary frames.
+:class:`plldb.session.connection.Connection` receiving arbitrary frames.
 
 * authorizer: random events and well-formed ones naming unusable sessions (expired,
   ACTIVE, CLOSED, DISCONNECTED, unknown, instrumentation records): always Deny, no raise;
@@ -30,8 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from plldb import protocol
-from plldb.connection import Connection
 from plldb.lambdas import authorizer, default
+from plldb.session.connection import Connection
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import put_pending_request, put_session, scan
 

@@ -23,7 +23,7 @@ import botocore.config
 import pytest
 
 from plldb import protocol
-from plldb.debuggers import MAIN_THREAD_NAME
+from plldb.local.debuggers import MAIN_THREAD_NAME
 from tests.harness.iam_audit import expect_refusal
 from tests.harness.localcloud import TEST_STACK_DIR, TEST_STACK_NAME, LocalCloud, LocalCloudSettings
 from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess

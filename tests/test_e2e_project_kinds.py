@@ -22,7 +22,7 @@ from typing import Any
 import boto3
 import pytest
 
-from plldb import capture
+from plldb.capture import records
 from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
 from tests.harness.localcloud_dap import DapClient
@@ -142,7 +142,7 @@ def test_attach_in_a_cdk_app_runs_the_source_folders(cdk_app: Path, attached: An
         assert invoke(cloud, "OrdersFunctionC129706A", {}) == {
             "orders": "from the bundled asset", "file": str(cdk_app / "functions" / "orders" / "app.py")}
         detach(plldb, cloud, before)
-        assert [r["event"] for r in capture.load_records(cdk_app / ".plldb", "PlainFunction82E70C5A")] == [{"n": 1}]
+        assert [r["event"] for r in records.load_records(cdk_app / ".plldb", "PlainFunction82E70C5A")] == [{"n": 1}]
         deployed = invoke(cloud, "PlainFunction82E70C5A", {})["file"]
         assert not deployed.startswith(str(cdk_app)), deployed
         again = PlldbProcess(["detach"], cdk_app, cloud.environment)
@@ -167,4 +167,4 @@ def test_attach_in_a_serverless_service_runs_the_service_folder(
         assert invoke(cloud, "OrdersUnderscoresyncLambdaFunction", {}) == {
             "orders": "synced", "file": str(root / "orders_module" / "app.py")}
         detach(plldb, cloud, before)
-        assert [r["event"] for r in capture.load_records(root / ".plldb", "HelloLambdaFunction")] == [{"n": 2}]
+        assert [r["event"] for r in records.load_records(root / ".plldb", "HelloLambdaFunction")] == [{"n": 2}]

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from plldb import protocol
-from plldb.discovery import LocalFunction
-from plldb.executor import (
+from plldb.layer import polling
+from plldb.local.executor import (
     BUSY_ERROR,
     CLOSED_ERROR,
     CREDENTIALS_FUNCTION,
@@ -27,8 +27,8 @@ from plldb.executor import (
     Executor,
     function_environment,
 )
-from plldb.lambda_logging import InvocationOutput
-from plldb.layer import polling
+from plldb.local.lambda_logging import InvocationOutput
+from plldb.project.discovery import LocalFunction
 from plldb.runner import Outcome
 
 pytestmark = pytest.mark.timeout(60)
@@ -426,8 +426,8 @@ def test_refusals_are_immediate_and_clear(answers: Answers) -> None:
 
 def test_the_test_stack_runs_isolated(answers: Answers) -> None:
     """The SAM test stack through discovery: same module names, a local layer, env from the cloud."""
-    from plldb.discovery import discover
-    from plldb.stack_mapping import map_stack_functions
+    from plldb.project.discovery import discover
+    from plldb.project.stack_mapping import map_stack_functions
 
     found = discover(Path(__file__).parent / "test_stack" / "template.yaml")
     resources = [

@@ -24,7 +24,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from plldb import binding, protocol
+from plldb import protocol
+from plldb.local import binding
 from tests.harness import gateway_environ
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import get_session, put_session, scan, wait_until
@@ -339,7 +340,7 @@ def test_each_invocation_thread_sees_its_own_credentials() -> None:
 
 
 def test_the_overlay_keeps_the_executors_per_thread_environment() -> None:
-    """In one test process the executor's os.environ (plldb.binding) may come first: a thread
+    """In one test process the executor's os.environ (plldb.local.binding) may come first: a thread
     bound to a function still sees and writes that function's environment through the
     overlay, and unbound threads the process environment."""
     binding.install()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from plldb import public_names
-from plldb.executor import Executor
+from plldb.local import public_names
+from plldb.local.executor import Executor
 from tests.test_executor import FIXTURES, Answers, invocation, local_function, make_executor, run
 
 pytestmark = pytest.mark.timeout(60)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import pytest
 
 from plldb import console
-from plldb.executor import Executor
+from plldb.local.executor import Executor
 from tests.test_executor import FIXTURES, Answers, invocation, local_function
 
 pytestmark = pytest.mark.timeout(60)

@@ -1,7 +1,7 @@
 """The ``$connect`` authorizer, called directly: who is calling, and which session it may use.
 
 Callers are real IAM users of the moto server; their identity proofs are signed by the
-product's own signer (plldb.identity) and checked by replaying them to moto's STS.
+product's own signer (plldb.session.identity) and checked by replaying them to moto's STS.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 from plldb import __version__, protocol
-from plldb.aws import AwsContext
-from plldb.helper_stack import find_helper_stack
+from plldb.cloud.aws import AwsContext
+from plldb.cloud.helper_stack import find_helper_stack
 from tests.harness.gateway_setup import wait_until
 from tests.harness.localcloud import (
     REPO_ROOT,

@@ -15,7 +15,10 @@ import boto3
 from websockets.sync.client import ClientConnection
 
 from plldb import protocol
-from plldb.lambdas import common, manager, manager_apply, manager_plan
+from plldb.lambdas import common
+from plldb.lambdas.manager import apply as manager_apply
+from plldb.lambdas.manager import entry as manager
+from plldb.lambdas.manager import plan as manager_plan
 from tests.harness.gateway import MANAGER, Gateway
 from tests.harness.gateway_setup import get_session, put_session, scan, wait_until
 from tests.harness.gateway_stack import (

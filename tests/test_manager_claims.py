@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 
 from plldb import protocol
-from plldb.lambdas import manager
+from plldb.lambdas.manager import entry as manager
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import get_session, put_session
 from tests.harness.gateway_stack import INSTRUMENTABLE, STACK_NAME, configuration, create_stack

@@ -12,8 +12,9 @@ import botocore.client
 import botocore.exceptions
 import pytest
 
-from plldb.lambdas import common, manager
-from plldb.lambdas.manager_apply import Grants
+from plldb.lambdas import common
+from plldb.lambdas.manager import entry as manager
+from plldb.lambdas.manager.apply import Grants
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import put_session
 from tests.harness.gateway_stack import INSTRUMENTABLE, STACK_NAME, configuration, create_stack

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from plldb import packaging
+from plldb.cloud import packaging
 
 SOURCE = Path(packaging.__file__).resolve().parent
 
@@ -74,7 +74,7 @@ def test_unknown_lambda_name_is_refused() -> None:
 
 def test_module_entry_point_builds_into_a_directory(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "plldb.packaging", str(tmp_path / "dist")],
+        [sys.executable, "-m", "plldb.cloud.packaging", str(tmp_path / "dist")],
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,4 +1,4 @@
-"""plldb/payloads.py against a real moto server: transfers through presigned URLs, and the
+"""plldb/session/payloads.py against a real moto server: transfers through presigned URLs, and the
 message a user sees when one fails (the invocation is then answered with it)."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import boto3
 import botocore.config
 import pytest
 
-from plldb import payloads, protocol
+from plldb import protocol
+from plldb.session import payloads
 from tests.harness.moto_server import MotoServer
 
 BUCKET = "plldb-payloads-test"

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from plldb import protocol
-from plldb.discovery import LocalFunction
-from plldb.executor import Executor
+from plldb.local.executor import Executor
+from plldb.project.discovery import LocalFunction
 from plldb.runner import H_TRACE_ID, Outcome
 from tests.harness.container import launch
 from tests.harness.runtime_api import SUCCESS, RuntimeApiEmulator

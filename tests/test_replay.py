@@ -1,7 +1,7 @@
 """`plldb events`, `plldb replay` and `plldb events export --pytest` on real captures.
 
 The captures are made the way attach makes them (a real run through the executor, then
-:func:`plldb.capture.build_record`), in a copy of the shop project the tests can edit.
+:func:`plldb.capture.records.build_record`), in a copy of the shop project the tests can edit.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from plldb import capture, invoke
-from plldb.discovery import discover
+from plldb.capture import invoke, records
+from plldb.project.discovery import discover
 from tests.test_invoke import SHOP, TESTS, assert_error, plldb
 
 ORDER = {"items": ["tea", "cake"]}
@@ -32,10 +32,10 @@ def make_capture(project: Path, event: Any, tenant: str | None = None,
                                      invoked_function_arn="arn:aws:lambda:eu-west-1:111122223333:function:shop")
     message = invoke.build_invocation(function, fields, invoke.CREDENTIALS_LOCAL, None)
     outcome, seconds = invoke.run_invocation(function, fields, output=lambda *_: None)
-    record = capture.build_record(function, message, outcome, seconds, time.time())
-    folder = capture.capture_dir(project / "template.yaml")
-    capture.prepare_folder(folder)
-    capture.write_record(folder, record, 50)
+    record = records.build_record(function, message, outcome, seconds, time.time())
+    folder = records.capture_dir(project / "template.yaml")
+    records.prepare_folder(folder)
+    records.write_record(folder, record, 50)
     return record
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from plldb.discovery import Discovery, discover
+from plldb.project.discovery import Discovery, discover
 
 FIXTURE = Path(__file__).parent / "fixtures" / "serverless_service"
 PACKAGE_SECONDS = 240

@@ -25,7 +25,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
-from plldb import payloads, protocol, runner
+from plldb import protocol, runner
+from plldb.session import payloads
 from tests.harness.container import Container
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import HelperResources, get_session, put_session, wait_until

@@ -16,7 +16,7 @@ from samcli.yamlhelper import yaml_parse
 from samtranslator.translator.transform import transform
 
 from plldb import protocol
-from plldb.bootstrap import CODE_KEY_PARAMETERS, TEMPLATE_PATH
+from plldb.cloud.bootstrap import CODE_KEY_PARAMETERS, TEMPLATE_PATH
 from plldb.lambdas import common
 from tests.harness.gateway import IDENTITY_SOURCES
 

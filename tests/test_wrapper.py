@@ -20,7 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from plldb import packaging, protocol
+from plldb import protocol
+from plldb.cloud import packaging
 from tests.harness.container import Container, launch
 from tests.harness.runtime_api import SUCCESS, RuntimeApiEmulator
 

@@ -23,7 +23,7 @@ from plldb import protocol
 from plldb.lambdas import common
 from plldb.lambdas.caller import Caller
 from plldb.lambdas.common import log
-from plldb.lambdas.manager_records import Records
+from plldb.lambdas.manager.records import Records
 
 _STACK_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,127}$")
 _FUNCTION_GLOB = re.compile(r"^[A-Za-z0-9_*?\[\]!.:-]{1,140}$")

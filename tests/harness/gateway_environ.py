@@ -29,7 +29,7 @@ class OverlayEnviron(os._Environ):  # type: ignore[name-defined,misc]
     """``os.environ`` with the current thread's overlay on top (reads only).
 
     Everything not in the overlay goes to the mapping it replaced, not to that mapping's
-    storage: when the executor's per-thread environment (plldb.binding.ThreadEnviron) is
+    storage: when the executor's per-thread environment (plldb.local.binding.ThreadEnviron) is
     installed in the same test process, a thread bound to a function still sees and writes
     that function's environment.
     """

@@ -14,8 +14,8 @@ import boto3
 from websockets.sync.client import ClientConnection, connect
 
 from plldb import protocol
-from plldb.aws import AwsContext
-from plldb.identity import identity_proof
+from plldb.cloud.aws import AwsContext
+from plldb.session.identity import identity_proof
 
 # A principal with an identity and no rights: enough to prove who it is (GetCallerIdentity
 # needs no permission), nothing more.

@@ -57,7 +57,7 @@ from typing import Any
 import psutil
 
 from plldb import protocol
-from plldb.aws import AwsContext
+from plldb.cloud.aws import AwsContext
 from tests.harness import localcloud_stacks as stacks
 from tests.harness import localcloud_templates, principals
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION, MotoServer, free_port

@@ -1,7 +1,7 @@
 """The local cloud's stacks: the helper stack ``plldb`` and SAM apps, deployed into moto.
 
-Both go through plldb's own bootstrap code (:func:`plldb.bootstrap.plan_setup`,
-:func:`~plldb.bootstrap.execute_setup`, :func:`~plldb.bootstrap.deploy_stack`: bucket,
+Both go through plldb's own bootstrap code (:func:`plldb.cloud.bootstrap.plan_setup`,
+:func:`~plldb.cloud.bootstrap.execute_setup`, :func:`~plldb.cloud.bootstrap.deploy_stack`: bucket,
 content-addressed uploads, change set, event stream), with one difference forced by moto:
 the template is translated here with aws-sam-translator (moto cannot expand the SAM
 transform) and the resources moto cannot create are taken out and replaced by literals:
@@ -37,8 +37,9 @@ from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 from samtranslator.yaml_helper import yaml_parse
 
-from plldb import bootstrap, packaging, protocol
-from plldb.aws import AwsContext
+from plldb import protocol
+from plldb.cloud import bootstrap, packaging
+from plldb.cloud.aws import AwsContext
 
 log = logging.getLogger(__name__)
 

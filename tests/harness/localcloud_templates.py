@@ -24,8 +24,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from plldb import packaging
-from plldb.aws import AwsContext
+from plldb.cloud import packaging
+from plldb.cloud.aws import AwsContext
 from tests.harness.localcloud_stacks import (
     APP_BUCKET,
     ContentStore,

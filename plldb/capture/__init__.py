@@ -1,0 +1,1 @@
+"""Keeping invocations and running them again: capture records, `plldb invoke`, `plldb replay`."""

@@ -1,0 +1,188 @@
+"""Replay: run a captured invocation again, here, and say whether its outcome changed.
+
+A capture (:mod:`plldb.capture.records`) is turned back into the fields of an invocation (event,
+request id, ARN, time left, client context, identity, tenant id, environment) and run by
+:func:`plldb.capture.invoke.run_invocation`, the executor attach uses. The new outcome is compared
+with the captured one: results as JSON values; errors by type and message (a stack trace
+moves with every edit and is not compared). :func:`export_pytest` writes the same check as a
+pytest module, with the captures beside it as JSON.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from plldb import runner
+from plldb.capture import records
+from plldb.capture.invoke import CREDENTIALS_LOCAL, InvocationFields, find_function, run_invocation
+from plldb.protocol import SECRET_ENV_VARS
+
+COMPARED_ERROR_KEYS = ("errorType", "errorMessage")
+
+
+@dataclass
+class Replayed:
+    record: dict[str, Any]
+    outcome: runner.Outcome
+    seconds: float
+    difference: list[str]  # empty: the same outcome as captured
+    code_changed: bool  # the function's sources differ from the captured code version
+
+    @property
+    def same(self) -> bool:
+        return not self.difference
+
+
+def chosen(template: Path, capture_id: str | None, all_of: str | None, *,
+           stage: str | None = None, cdk_out: Path | None = None) -> list[dict[str, Any]]:
+    """The capture ``capture_id``, or every capture of the function ``all_of`` (which must be
+    in the template, and have captures); ``stage``/``cdk_out`` as for :func:`find_function`."""
+    folder = records.capture_dir(template)
+    if capture_id:
+        return [records.find_record(folder, capture_id)]
+    find_function(template, all_of or "", stage=stage, cdk_out=cdk_out)
+    kept = records.load_records(folder, all_of)
+    if not kept:
+        raise records.CaptureError(f"no captured invocation of {all_of} in {folder}: plldb attach captures them")
+    return kept
+
+
+def fields_of(record: dict[str, Any]) -> InvocationFields:
+    """The invocation a capture describes."""
+    context = record["context"]
+    event = record["event"] if record.get("event_is_text") else json.dumps(record["event"])
+    return InvocationFields(
+        event=event,
+        request_id=context["request_id"],
+        deadline_left_ms=context.get("deadline_left_ms"),
+        invoked_function_arn=context.get("invoked_function_arn"),
+        client_context=context.get("client_context"),
+        cognito_identity=context.get("cognito_identity"),
+        tenant_id=context.get("tenant_id"),
+        environment={str(k): str(v) for k, v in record.get("environment", {}).items()},
+    )
+
+
+def comparable(outcome: dict[str, Any]) -> dict[str, Any]:
+    """The part of an outcome a replay must reproduce."""
+    if outcome["ok"]:
+        return {"result": outcome["result"]}
+    return {"error": {k: outcome["error"].get(k) for k in COMPARED_ERROR_KEYS}}
+
+
+def outcome_dict(outcome: runner.Outcome) -> dict[str, Any]:
+    """A fresh outcome in the record's shape."""
+    if not outcome.ok:
+        return {"ok": False, "error": outcome.error}
+    text = outcome.body.decode(errors="replace")
+    try:
+        return {"ok": True, "result": json.loads(text)}
+    except ValueError:
+        return {"ok": True, "result": text}
+
+
+def difference(captured: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """A unified diff of captured and new outcome (empty when they match)."""
+    before, after = comparable(captured), comparable(now)
+    if before == after:
+        return []
+    return list(difflib.unified_diff(
+        _lines(before), _lines(after), "captured", "now", lineterm="", n=2,
+    ))
+
+
+def _lines(value: dict[str, Any]) -> list[str]:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+
+
+def replay(record: dict[str, Any], template: Path, credentials: str = CREDENTIALS_LOCAL,
+           timeout: int | None = None, *, stage: str | None = None, cdk_out: Path | None = None) -> Replayed:
+    """Run ``record`` again with the function as it is in ``template`` now (``stage``/``cdk_out``
+    as for :func:`find_function`)."""
+    function = find_function(template, record["function"], stage=stage, cdk_out=cdk_out)
+    outcome, seconds = run_invocation(function, fields_of(record), credentials, timeout)
+    return Replayed(
+        record=record,
+        outcome=outcome,
+        seconds=seconds,
+        difference=difference(record["outcome"], outcome_dict(outcome)),
+        code_changed=records.code_version(function) != record.get("code_version"),
+    )
+
+
+def with_event(record: dict[str, Any], text: str) -> dict[str, Any]:
+    """``record`` with the event the user edited (``--edit``); it must still be JSON."""
+    try:
+        event = json.loads(text)
+    except ValueError as exc:
+        raise records.CaptureError(f"the edited event is not valid JSON ({exc}): nothing was run") from exc
+    return {**record, "event": event, "event_is_text": False}
+
+
+def not_replayed(record: dict[str, Any]) -> list[str]:
+    """Variables the function had that the capture left out as secrets (credentials aside:
+    --credentials chooses those); the handler sees your local value of each, if any."""
+    return [name for name in record.get("environment_left_out", []) if name not in SECRET_ENV_VARS]
+
+
+def check(record: dict[str, Any], template: Path) -> str | None:
+    """None when ``record`` replays to its captured outcome, else the diff (exported tests)."""
+    replayed = replay(record, template)
+    return None if replayed.same else "\n".join(replayed.difference)
+
+
+def summary(results: list[Replayed]) -> str:
+    changed = sum(1 for r in results if not r.same)
+    return f"{len(results) - changed} same, {changed} changed"
+
+
+# --- Export as a pytest module -------------------------------------------------------------
+
+TEST_MODULE = '''"""Regression tests exported by `plldb events export`: captured invocations of {functions}.
+
+Each capture in {data} is run again through plldb's executor with its event, context and
+environment; the test fails when the function's result (or error type and message) is no
+longer the one captured.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from plldb.capture.replay import check
+
+HERE = Path(__file__).resolve().parent
+TEMPLATE = HERE / {template!r}
+CAPTURES = json.loads((HERE / {data!r}).read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=[c["function"] + "-" + c["id"][:8] for c in CAPTURES])
+def test_captured_outcome(capture):
+    difference = check(capture, TEMPLATE)
+    assert difference is None, "outcome changed since the capture:\\n" + difference
+'''
+
+
+def export_pytest(records: list[dict[str, Any]], target: Path, template: Path) -> Path:
+    """Write ``target`` (a pytest module) and the captures beside it as ``<stem>.json``;
+    returns the JSON file. The template is found relative to the module, so it can be committed."""
+    if target.suffix != ".py":
+        raise records.CaptureError(f"--pytest {target}: give a Python file name, such as tests/test_captured.py")
+    data = target.with_suffix(".json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    relative = _relative(Path(template).resolve(), target.parent.resolve())
+    data.write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    functions = ", ".join(sorted({r["function"] for r in records}))
+    target.write_text(TEST_MODULE.format(functions=functions, data=data.name, template=relative), encoding="utf-8")
+    return data
+
+
+def _relative(path: Path, start: Path) -> str:
+    """``path`` relative to ``start``, with ``..`` where needed (POSIX separators)."""
+    return Path(os.path.relpath(path, start)).as_posix()

@@ -1,0 +1,413 @@
+"""The manager: instruments and restores the Python functions of a target stack.
+
+Invoked asynchronously (``InvocationType=Event``) by the WebSocket routes with one of:
+
+* ``{"action": "instrument", "session_id", "stack_name", "connection_id", "functions", "timeout"}``
+* ``{"action": "deinstrument", "session_id", "connection_id", "reply": true}`` (``detach``)
+* ``{"action": "deinstrument_after_grace", "session_id", "connection_id"}`` (``$disconnect``)
+* ``{"action": "sweep"}`` (a schedule, every few minutes): restores the functions of every
+  session that is over, whether or not its ``$disconnect`` ever arrived (API Gateway delivers
+  it on a best-effort basis, and DynamoDB keeps TTL-expired items for up to days).
+
+Crash safety rests on the instrumentation record (PLLDBSessions item
+``FUNCTION#<name>``): it says which session instrumented which function and role, and is
+written before anything changes. It holds no configuration: what restoring needs (the
+function's own timeout and exec wrapper) is recorded in the function's own environment, and
+restoring removes plldb's traces from the function's current configuration, so a record
+written by anyone else can make the manager apply nothing (docs/security.md, promise 3).
+Every step is idempotent, so running either action again after a crash finishes the job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+import botocore.exceptions
+
+from plldb import protocol
+from plldb.lambdas import common
+from plldb.lambdas.common import log
+from plldb.lambdas.manager import plan as manager_plan
+from plldb.lambdas.manager.apply import MAX_WORKERS, Functions, Grants, parallel_map
+from plldb.lambdas.manager.claims import Claims
+from plldb.lambdas.manager.plan import (
+    FAILED,
+    GONE,
+    KEPT_DEPLOY,
+    OK,
+    SKIPPED,
+    WARNING,
+    Outcome,
+    Plan,
+    config_subset,
+)
+from plldb.lambdas.manager.records import Records
+from plldb.lambdas.manager.request import InvalidRequest, Request
+from plldb.lambdas.manager.targets import StackNotFound, Targets
+
+RESTORE_RESERVE_SECONDS = 120.0  # of the manager's own time, kept for the restore after the grace
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    """Run one manager action. Never raises: an async invocation would only be retried."""
+    try:
+        request = Request.parse(event)
+    except InvalidRequest as exc:
+        log.error("manager: %s", exc)
+        return {"error": str(exc)}
+    connection = common.Connection(request.connection_id, "")
+    try:
+        config = common.Config.from_environ()
+        connection = common.Connection(request.connection_id, config.management_url)
+        manager = Manager(config, connection)
+        if request.action == "instrument":
+            return manager.instrument(request)
+        if request.action == "deinstrument":
+            return manager.detach(request)
+        if request.action == "sweep":
+            return manager.sweep()
+        return manager.deinstrument_after_grace(request, _remaining_seconds(context))
+    except StackNotFound as exc:
+        log.error("manager: %s", exc)
+        connection.post(
+            protocol.progress_message(request.action, str(exc), status=FAILED, done=True)
+        )
+        return {"error": str(exc)}
+    except Exception as exc:
+        log.exception("manager %s failed", request.action)
+        connection.post(
+            protocol.progress_message(
+                request.action, f"plldb manager failed: {exc}", status=FAILED, done=True
+            )
+        )
+        return {"error": str(exc)}
+
+
+def _remaining_seconds(context: Any) -> float:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining() / 1000.0 if callable(remaining) else float(protocol.MAX_TIMEOUT)
+
+
+class Manager:
+    """One manager run: orchestrates planning, records and changes for an action."""
+
+    def __init__(self, config: common.Config, connection: common.Connection) -> None:
+        self.config = config
+        self.connection = connection
+        self.lambda_ = common.client("lambda")
+        self.targets = Targets(self.lambda_, common.client("cloudformation"))
+        self.functions = Functions(self.lambda_)
+        self.grants = Grants(common.client("iam"), config)
+        self.claims = Claims(self.lambda_)
+        self.records = Records(common.client("dynamodb"), config.sessions_table)
+
+    # --- actions -------------------------------------------------------------------------
+
+    def instrument(self, request: Request) -> dict[str, Any]:
+        self.config.require(
+            "sessions_table",
+            "debugger_table",
+            "layer_arn",
+            "management_url",
+            "payload_bucket",
+            "connections_arn",
+            "shim_policy_arn",
+        )
+        phase = "instrument"
+        refusal = self.refusal(request)
+        if refusal:
+            self.connection.post(
+                protocol.progress_message(phase, refusal, status=FAILED, done=True)
+            )
+            return {"error": refusal}
+        session = self.records.session(request.session_id)
+        functions, outcomes, described = self.targets.session_functions(
+            session, request.stack_name, request.functions
+        )
+        self.post(phase, f"{len(functions)} function(s) {described} to instrument")
+        for outcome in outcomes:
+            self.report(phase, outcome)
+        self.targets.read_queues()
+        timeout = min(request.timeout or self.config.default_timeout, protocol.MAX_TIMEOUT)
+        plans: list[Plan] = []
+        for item in self.in_parallel(
+            lambda name: self.plan(name, request, timeout, session), functions
+        ):
+            if isinstance(item, Plan):
+                plans.append(item)
+            else:
+                outcomes.append(item)
+                self.report(phase, item)
+        plans, failures = self.record_plans(plans, request)
+        for outcome in failures:
+            outcomes.append(outcome)
+            self.report(phase, outcome)
+        refused = self.grants.grant({p.role_name for p in plans})
+        for plan in [p for p in plans if p.role_name in refused]:
+            outcomes.append(Outcome(plan.name, FAILED, refused[plan.role_name]))
+            self.report(phase, outcomes[-1])
+        plans = [p for p in plans if p.role_name not in refused]
+        for outcome in self.in_parallel(self.apply, plans, name_of=lambda p: p.name):
+            outcomes.append(outcome)
+            self.report(phase, outcome)
+        warned = {o.function for o in outcomes if o.status == OK}
+        for plan in plans:
+            for warning in plan.warnings if plan.name in warned else []:
+                outcomes.append(Outcome(plan.name, WARNING, warning))
+                self.report(phase, outcomes[-1])
+        summary = _summary(outcomes)
+        self.post(
+            phase,
+            f"{len(summary['instrumented'])} instrumented, {len(summary['skipped'])} skipped, "
+            f"{len(summary['failed'])} failed",
+            done=True,
+            summary=summary,
+        )
+        if not summary["instrumented"]:
+            # A session that debugs nothing must not hold the stack against the next attach
+            # (an attacker's session, with no claim, would otherwise do just that).
+            log.info("session %s instrumented nothing: closing it", request.session_id)
+            self.records.close_session(request.session_id, None)
+        if self.records.session_status(request.session_id) == protocol.CLOSED:
+            log.info("session %s closed while instrumenting: restoring", request.session_id)
+            self.deinstrument(request.session_id, reply=False)
+        return summary
+
+    def refusal(self, request: Request) -> str | None:
+        """Why this instrument request is not the session's own, or None.
+
+        ``$connect`` starts it for the connection the authorizer just opened; anyone else who
+        may invoke the manager (``plldb detach`` needs that) cannot point it at another
+        connection, nor at a session that is not active.
+        """
+        session = self.records.session(request.session_id)
+        if self.records.session_status(request.session_id) != protocol.ACTIVE or session is None:
+            return f"session {request.session_id} is not active: nothing instrumented"
+        connection = session.get(protocol.A_CONNECTION_ID, {}).get("S")
+        if connection != request.connection_id:
+            return f"session {request.session_id} is not on this connection: nothing instrumented"
+        return None
+
+    def detach(self, request: Request) -> dict[str, Any]:
+        """``detach``: close the session first (the shim stops routing to it), then restore."""
+        self.records.close_session(request.session_id, None)
+        return self.deinstrument(request.session_id, reply=request.reply)
+
+    def deinstrument_after_grace(self, request: Request, remaining: float) -> dict[str, Any]:
+        """Restore unless the client reconnects within the grace period."""
+        wait = max(0.0, min(self.config.grace_seconds, remaining - RESTORE_RESERVE_SECONDS))
+        log.info("session %s: waiting %.1f s for a reconnect", request.session_id, wait)
+        time.sleep(wait)
+        if not self.records.close_session(request.session_id, request.connection_id):
+            log.info(
+                "session %s reconnected or closed meanwhile: nothing to do", request.session_id
+            )
+            return {"reconnected": True}
+        return self.deinstrument(request.session_id, reply=False)
+
+    def sweep(self) -> dict[str, Any]:
+        """Restore the functions of every session that is over (see :meth:`session_over`)."""
+        records = self.records.all()
+        over = {}
+        for owner in sorted({_owner(r) for r in records}):
+            reason = self.records.session_over(owner, self.config)
+            if reason:
+                log.info("sweep: session %s is over (%s): restoring its functions", owner, reason)
+                self.records.close_session(owner, None)
+                over[owner] = reason
+        result = self.restore_all([r for r in records if _owner(r) in over], reply=False)
+        return {**result, "sessions": over}
+
+    def deinstrument(self, session_id: str, reply: bool) -> dict[str, Any]:
+        records = [r for r in self.records.all() if self.owned_by_finished(r, session_id)]
+        return self.restore_all(records, reply)
+
+    def restore_all(self, records: list[dict[str, Any]], reply: bool) -> dict[str, Any]:
+        """Restore these records' functions, revoke grants no longer needed; report if asked."""
+        phase = "deinstrument"
+        if reply:
+            self.post(phase, f"{len(records)} function(s) to restore")
+        outcomes = []
+        for outcome in self.in_parallel(
+            self.restore, records, name_of=lambda r: r[protocol.A_FUNCTION_NAME]["S"]
+        ):
+            outcomes.append(outcome)
+            if reply:
+                self.report(phase, outcome)
+            else:
+                log.info("%s: %s (%s)", outcome.function, outcome.status, outcome.message)
+        self.revoke(
+            {r[protocol.A_ROLE_NAME]["S"] for r in records if r[protocol.A_GRANT_ADDED]["BOOL"]}
+        )
+        restored = [o.function for o in outcomes if o.status in (OK, WARNING, KEPT_DEPLOY, GONE)]
+        failed = [
+            {"function": o.function, "reason": o.message} for o in outcomes if o.status == FAILED
+        ]
+        if reply:
+            self.connection.post(
+                {"type": protocol.TYPE_DETACHED, "restored": restored, "failed": failed}
+            )
+        return {"restored": restored, "failed": failed}
+
+    # --- instrumenting one function ------------------------------------------------------
+
+    def plan(
+        self, name: str, request: Request, timeout: int, session: dict[str, Any] | None
+    ) -> Plan | Outcome:
+        """Decide what to do with one function; an Outcome when it is skipped.
+
+        A function this session's creator did not claim is skipped before anything else.
+        """
+        configuration = self.lambda_.get_function_configuration(FunctionName=name)
+        arn = configuration["FunctionArn"]
+        unclaimed = self.claims.unclaimed(arn, session, request.session_id)
+        if unclaimed:
+            return Outcome(name, SKIPPED, unclaimed)
+        return manager_plan.plan(
+            name,
+            configuration,
+            self.records.get(name),
+            self.config,
+            request.session_id,
+            timeout,
+            self.targets.surroundings(name),
+        )
+
+    def record_plans(self, plans: list[Plan], request: Request) -> tuple[list[Plan], list[Outcome]]:
+        """Write every record before any change; GrantAdded is decided per role.
+
+        Returns the plans whose record is written, and a FAILED outcome for the others (a
+        concurrent manager rewrote the record meanwhile: the function is left untouched).
+        """
+        owned_roles = {
+            r[protocol.A_ROLE_NAME]["S"]
+            for r in self.records.all()
+            if r[protocol.A_GRANT_ADDED]["BOOL"]
+        }
+        roles = sorted({plan.role_name for plan in plans} - owned_roles)
+        lacking = parallel_map(lambda role: not self.grants.has_policy(role), roles)
+        added = owned_roles | {role for role, lacks in zip(roles, lacking, strict=True) if lacks}
+        written: list[Plan] = []
+        failures: list[Outcome] = []
+        for plan in plans:
+            plan.grant_added = plan.role_name in added
+            try:
+                self.records.write(plan, request.stack_name, request.session_id)
+                written.append(plan)
+            except botocore.exceptions.ClientError as exc:
+                if common.error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                failures.append(
+                    Outcome(plan.name, FAILED, "its record changed meanwhile (another plldb run?)")
+                )
+        return written, failures
+
+    def apply(self, plan: Plan) -> Outcome:
+        """Update the function unless it already runs this session's configuration.
+
+        A reconnect re-runs instrument: skipping the no-op update spares every function an
+        UpdateFunctionConfiguration and its execution environments a cold start.
+        """
+        if plan.current == plan.applied:
+            self.records.mark_instrumented(plan.name)
+            return Outcome(plan.name, OK, f"already instrumented (timeout {plan.applied['Timeout']} s)")
+        self.functions.update(plan.name, plan.applied)
+        self.records.mark_instrumented(plan.name)
+        return Outcome(plan.name, OK, f"instrumented (timeout {plan.applied['Timeout']} s)")
+
+    # --- restoring one function ----------------------------------------------------------
+
+    def restore(self, record: dict[str, Any]) -> Outcome:
+        """Remove plldb's traces from the function's current configuration, then the record.
+
+        The record only names the function: what is set comes from the function itself
+        (:func:`manager_plan.restoration`), never from the record.
+        """
+        name = record[protocol.A_FUNCTION_NAME]["S"]
+        try:
+            configuration = self.lambda_.get_function_configuration(FunctionName=name)
+        except botocore.exceptions.ClientError as exc:
+            if common.error_code(exc) != "ResourceNotFoundException":
+                raise
+            self.records.delete(name)
+            return Outcome(name, GONE, "function no longer exists")
+        current = config_subset(configuration)
+        instrumented = record.get(protocol.A_STATUS, {}).get("S") == protocol.INSTRUMENTED
+        target, outcome = manager_plan.restoration(name, current, instrumented)
+        if target is not None and target != current:
+            self.functions.update(name, target)
+        owner = _owner(record)
+        self.claims.release(configuration["FunctionArn"], owner, self.records.session(owner))
+        self.records.delete(name)
+        return outcome
+
+    def revoke(self, roles: set[str]) -> None:
+        """Remove our policy from roles we granted that no remaining record still uses."""
+        in_use = {r[protocol.A_ROLE_NAME]["S"] for r in self.records.all()}
+        self.grants.revoke(roles - in_use)
+
+    def owned_by_finished(self, record: dict[str, Any], session_id: str) -> bool:
+        """Restore records of this session, and orphans of sessions that are over.
+
+        A record of another live session (a ``--force`` takeover) is left alone.
+        """
+        owner = _owner(record)
+        return owner == session_id or self.records.session_status(owner) in (None, protocol.CLOSED)
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def in_parallel(
+        self,
+        work: Callable[[Any], Any],
+        items: Iterable[Any],
+        name_of: Callable[[Any], str] = str,
+    ) -> Iterable[Any]:
+        """Run ``work`` on each item in threads; a failure becomes a FAILED Outcome."""
+        items = list(items)
+        if not items:
+            return
+        with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(items))) as pool:
+            futures = {pool.submit(work, item): name_of(item) for item in items}
+            for future in as_completed(futures):
+                try:
+                    yield future.result()
+                except Exception as exc:
+                    log.exception("%s failed", futures[future])
+                    yield Outcome(futures[future], FAILED, _reason(exc))
+
+    def post(self, phase: str, message: str, **fields: Any) -> None:
+        log.info("%s %s: %s", phase, fields.get("function") or "", message)
+        self.connection.post(protocol.progress_message(phase, message, **fields))
+
+    def report(self, phase: str, outcome: Outcome) -> None:
+        self.post(phase, outcome.message, function=outcome.function, status=outcome.status)
+
+
+def _owner(record: dict[str, Any]) -> str:
+    """The session that instrumented this record's function."""
+    return record.get(protocol.A_INSTRUMENTED_BY, {}).get("S", "")
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
+    return str(exc) or type(exc).__name__
+
+
+def _summary(outcomes: list[Outcome]) -> dict[str, Any]:
+    return {
+        "instrumented": sorted(o.function for o in outcomes if o.status == OK),
+        "skipped": [
+            {"function": o.function, "reason": o.message} for o in outcomes if o.status == SKIPPED
+        ],
+        "failed": [
+            {"function": o.function, "reason": o.message} for o in outcomes if o.status == FAILED
+        ],
+        "warnings": [
+            {"function": o.function, "reason": o.message} for o in outcomes if o.status == WARNING
+        ],
+    }

@@ -1,0 +1,1 @@
+"""Running handlers here as the Lambda runtime runs them: executor, isolation, logging, debuggers."""

@@ -1,0 +1,1 @@
+"""Reading the user's project (SAM, CDK, Serverless, functions by name) into LocalFunction records."""
