@@ -40,7 +40,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from plldb.cloud.aws import AwsAccessError
     from plldb.cloud.helper_stack import HelperStackMissing, HelperStackOutdated
     from plldb.local import debuggers
-    from plldb.project import discovery
+    from plldb.project.templates import DiscoveryError
     from plldb.session import admin, attach, claims
     from plldb.session.connection import ConnectionRefused
     from plldb.session.sessions import SessionConflict, SessionLost
@@ -50,7 +50,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         bootstrap.BootstrapError,
         HelperStackMissing,
         HelperStackOutdated,
-        discovery.DiscoveryError,
+        DiscoveryError,
         attach.StackNotFound,
         attach.NothingToDebug,
         SessionConflict,

@@ -15,7 +15,7 @@ import pytest
 from plldb import protocol as p
 from plldb.cloud.aws import AwsContext
 from plldb.cloud.helper_stack import HelperStack
-from plldb.project.discovery import LocalFunction
+from plldb.project.model import LocalFunction
 from plldb.session.attach import Attachment, AttachOptions, AttachPlan
 
 NODE = "shop-NodeFunction-1A2B"

@@ -22,7 +22,7 @@ from plldb.cloud.aws import AwsContext
 from plldb.lambdas import authorizer
 from plldb.lambdas.manager import entry as manager
 from plldb.project.by_name import NamedCode, discover_by_name, pair_options
-from plldb.project.discovery import DiscoveryError
+from plldb.project.templates import DiscoveryError
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import get_session, put_session
 from tests.harness.gateway_stack import INSTRUMENTABLE, configuration, create_stack

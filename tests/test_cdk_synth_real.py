@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from plldb.project.discovery import Discovery, discover
+from plldb.project.discovery import discover
+from plldb.project.model import Discovery
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cdk_app"
 PYTHON_CDK = "import aws_cdk, aws_cdk.aws_lambda_python_alpha"

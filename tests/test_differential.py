@@ -40,7 +40,7 @@ import pytest
 
 from plldb import protocol
 from plldb.local.executor import Executor
-from plldb.project.discovery import LocalFunction
+from plldb.project.model import LocalFunction
 from plldb.runner import Outcome
 from tests.harness.container import launch
 from tests.harness.runtime_api import SUCCESS, RuntimeApiEmulator

@@ -8,17 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from plldb.project.discovery import (
+from plldb.project.discovery import discover, project_found
+from plldb.project.samconfig import parse_simple_toml, stack_name_from_samconfig
+from plldb.project.stack_mapping import collect_stack_resources, map_stack_functions
+from plldb.project.templates import (
     DiscoveryError,
     NotATemplateError,
     TemplateNotFoundError,
-    discover,
     load_template,
-    project_found,
-    stack_name_from_samconfig,
 )
-from plldb.project.samconfig import parse_simple_toml
-from plldb.project.stack_mapping import collect_stack_resources, map_stack_functions
 
 LOCAL = f"python{sys.version_info[0]}.{sys.version_info[1]}"
 pytestmark = pytest.mark.timeout(30)

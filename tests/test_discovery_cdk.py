@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from plldb.project.discovery import DiscoveryError, discover
+from plldb.project.discovery import discover
 from plldb.project.stack_mapping import map_stack_functions
+from plldb.project.templates import DiscoveryError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cdk_app"
 ORDERS_ASSET = "asset.c27576a4c7b98e4837873ff376508397e361cc06a243ed0eb216cb38cf0da632"

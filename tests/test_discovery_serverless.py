@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from plldb.project.discovery import DiscoveryError, discover
+from plldb.project.discovery import discover
 from plldb.project.serverless import logical_id
+from plldb.project.templates import DiscoveryError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "serverless_service"
 PACKAGED = Path(".serverless") / "cloudformation-template-update-stack.json"

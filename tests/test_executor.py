@@ -28,7 +28,7 @@ from plldb.local.executor import (
     function_environment,
 )
 from plldb.local.lambda_logging import InvocationOutput
-from plldb.project.discovery import LocalFunction
+from plldb.project.model import LocalFunction
 from plldb.runner import Outcome
 
 pytestmark = pytest.mark.timeout(60)

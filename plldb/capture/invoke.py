@@ -23,7 +23,8 @@ from typing import Any
 from plldb import console, runner
 from plldb.local import debuggers, lambda_logging
 from plldb.local.executor import CREDENTIALS_FUNCTION, CREDENTIALS_LOCAL, Executor
-from plldb.project.discovery import LocalFunction, discover
+from plldb.project.discovery import discover
+from plldb.project.model import LocalFunction
 
 CREDENTIALS_NONE = "none"
 INVOKE_CREDENTIALS = (CREDENTIALS_LOCAL, CREDENTIALS_NONE)

@@ -19,23 +19,24 @@ from plldb.commands.common import escape
 
 if TYPE_CHECKING:
     from plldb.project import by_name
-    from plldb.project.discovery import Discovery
+    from plldb.project.model import Discovery
 
 
 def default_stack_name(stack_name: str | None) -> str:
     """--stack-name, else the stack name `sam deploy` would use (samconfig.toml here, even
     when the template cannot be read), else the one the CDK app or Serverless service here
     names (its only stack, its default stage)."""
-    from plldb.project import discovery
+    from plldb.project.model import DEFAULT_TEMPLATE
+    from plldb.project.samconfig import stack_name_from_samconfig
 
-    found = stack_name or discovery.stack_name_from_samconfig(Path.cwd())
-    return found or project_stack(None, Path(discovery.DEFAULT_TEMPLATE), None, None)[0]
+    found = stack_name or stack_name_from_samconfig(Path.cwd())
+    return found or project_stack(None, Path(DEFAULT_TEMPLATE), None, None)[0]
 
 
 def samconfig_stack_name() -> str:
-    from plldb.project import discovery
+    from plldb.project.samconfig import stack_name_from_samconfig
 
-    found = discovery.stack_name_from_samconfig(Path.cwd())
+    found = stack_name_from_samconfig(Path.cwd())
     if not found:
         raise click.UsageError("--stack-name is required (no samconfig.toml with a stack_name here)")
     return found

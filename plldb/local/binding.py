@@ -14,11 +14,10 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from plldb.local.isolation import FunctionNamespace
-
+# binding sits below isolation (isolation reads which namespace a thread is bound to), so
+# the namespace is an opaque object here: naming its type would import isolation back.
 # .env: dict | None; .active: list[FunctionNamespace] (the bound one first, then the ones
 # importing); .output: the invocation's output (lambda_logging.InvocationOutput) or None
 state = threading.local()
@@ -86,8 +85,9 @@ def bound_output() -> Any:
 
 
 @contextmanager
-def bound(env: dict[str, str] | None, namespace: FunctionNamespace | None, output: Any = None) -> Iterator[None]:
-    """Run the block as the function: its environment, its build folders for imports, and
+def bound(env: dict[str, str] | None, namespace: Any, output: Any = None) -> Iterator[None]:
+    """Run the block as the function: its environment, its module namespace
+    (an :class:`~plldb.local.isolation.FunctionNamespace`, or None) for imports, and
     ``output`` (the invocation's logging and output state, :mod:`plldb.local.lambda_logging`)."""
     saved = (getattr(state, "env", None), getattr(state, "active", []), bound_output())
     state.env, state.active, state.output = env, [namespace] if namespace else [], output

@@ -26,7 +26,7 @@ from plldb import console, runner
 from plldb.layer import polling
 from plldb.local import binding, isolation, lambda_logging, public_names
 from plldb.local.debuggers import keep_running
-from plldb.project.discovery import LocalFunction
+from plldb.project.model import LocalFunction
 from plldb.protocol import ENV_EXEC_WRAPPER, SECRET_ENV_VARS, SHIM_ENV_VARS
 
 log = logging.getLogger(__name__)

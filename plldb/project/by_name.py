@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from plldb.cloud.aws import AwsContext, error_code
-from plldb.project.discovery import Discovery, DiscoveryError, LocalFunction, version_warnings
 from plldb.project.function_code import NotLocal, check_handler_file
+from plldb.project.model import Discovery, LocalFunction, version_warnings
+from plldb.project.templates import DiscoveryError
 
 KIND = "functions by name"
 

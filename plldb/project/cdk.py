@@ -20,7 +20,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from plldb.project.discovery import Discovery, DiscoveryError, discover_document, version_warnings
 from plldb.project.function_code import (
     CFN_STACK,
     LAMBDA_FUNCTION,
@@ -29,6 +28,9 @@ from plldb.project.function_code import (
     handler_module_candidates,
     unique,
 )
+from plldb.project.model import Discovery, version_warnings
+from plldb.project.sam import discover_document
+from plldb.project.templates import DiscoveryError
 
 CDK_JSON = "cdk.json"
 CDK_OUT = "cdk.out"

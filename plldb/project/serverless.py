@@ -18,8 +18,10 @@ from typing import Any
 
 import yaml
 
-from plldb.project.discovery import Discovery, DiscoveryError, discover_document, version_warnings
 from plldb.project.function_code import LAMBDA_FUNCTION
+from plldb.project.model import Discovery, version_warnings
+from plldb.project.sam import discover_document
+from plldb.project.templates import DiscoveryError
 
 SERVERLESS_YML = "serverless.yml"
 PACKAGED = Path(".serverless") / "cloudformation-template-update-stack.json"

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from plldb.project.discovery import Discovery, LocalFunction
 from plldb.project.function_code import CFN_STACK, LAMBDA_FUNCTION, NESTED_SEPARATOR
+from plldb.project.model import Discovery, LocalFunction
 
 
 @dataclass

@@ -45,7 +45,8 @@ from plldb.local.debuggers import (
 )
 from plldb.local.executor import Executor
 from plldb.project.by_name import NamedCode, discover_by_name
-from plldb.project.discovery import Discovery, LocalFunction, discover
+from plldb.project.discovery import discover
+from plldb.project.model import Discovery, LocalFunction
 from plldb.project.stack_mapping import collect_stack_resources, map_stack_functions
 from plldb.session import payloads
 from plldb.session.claims import claim_functions, release_claims
