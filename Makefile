@@ -16,6 +16,7 @@ init: $(PY)
 lint: $(PY)
 	$(VENV)/bin/ruff check plldb tests benchmarks
 	$(VENV)/bin/cfn-lint plldb/infra/template.yaml
+	$(VENV)/bin/lint-imports
 
 test: $(PY)
 	$(VENV)/bin/pytest -q
