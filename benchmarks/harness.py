@@ -26,7 +26,7 @@ from typing import Any
 import boto3
 import botocore.config
 
-from plldb import protocol
+from plldb import naming
 from tests.harness import localcloud, localcloud_attach, localcloud_stacks
 from tests.harness.localcloud import LocalCloud
 from tests.harness.localcloud_lambda import FunctionSpec, Invoker, Slot
@@ -172,16 +172,16 @@ class Clients:
 
     def session(self, session_id: str) -> dict[str, Any]:
         return self.dynamodb.get_item(
-            TableName=protocol.SESSIONS_TABLE,
-            Key={protocol.A_SESSION_ID: {"S": session_id}},
+            TableName=naming.SESSIONS_TABLE,
+            Key={naming.A_SESSION_ID: {"S": session_id}},
             ConsistentRead=True,
         ).get("Item", {})
 
     def connection_id(self, session_id: str) -> str | None:
         item = self.session(session_id)
-        if item.get(protocol.A_STATUS, {}).get("S") != protocol.ACTIVE:
+        if item.get(naming.A_STATUS, {}).get("S") != naming.ACTIVE:
             return None
-        return item.get(protocol.A_CONNECTION_ID, {}).get("S")
+        return item.get(naming.A_CONNECTION_ID, {}).get("S")
 
 
 def function_state(clients: Clients, name: str) -> dict[str, Any]:
@@ -209,7 +209,7 @@ def stack_state(clients: Clients, names: list[str]) -> str:
 def is_instrumented(clients: Clients, name: str) -> bool:
     config = clients.lam.get_function_configuration(FunctionName=name)
     variables = (config.get("Environment") or {}).get("Variables") or {}
-    return protocol.ENV_SESSION_ID in variables
+    return naming.ENV_SESSION_ID in variables
 
 
 # --------------------------------------------------------------------------- plldb attach

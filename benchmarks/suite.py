@@ -22,7 +22,7 @@ import psutil
 from benchmarks import harness
 from benchmarks.harness import Clients, Environments, PlldbProcess, timed_invoke
 from benchmarks.report import Figure, figure
-from plldb import protocol
+from plldb import naming
 from tests.harness.localcloud import LocalCloud
 
 log = logging.getLogger(__name__)
@@ -383,7 +383,7 @@ def passthrough(bench: Bench, instrumented: object) -> None:
     wrapper_only = dataclasses.replace(
         plain,
         layer_sha256s=instrumented.layer_sha256s,  # type: ignore[attr-defined]
-        environment=((protocol.ENV_EXEC_WRAPPER, protocol.WRAPPER_PATH),),
+        environment=((naming.ENV_EXEC_WRAPPER, naming.WRAPPER_PATH),),
     )
     variants = {
         "no layer": plain,

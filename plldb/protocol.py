@@ -1,7 +1,7 @@
 """The shared protocol: names, states, limits and messages that cross a boundary.
 
-Standard library only: this module is bundled as ``plldb/protocol.py`` into every helper
-Lambda zip and into the runtime layer, so the local tool, the helper Lambdas and the shim
+Standard library only: this module is bundled with :mod:`plldb.naming` and :mod:`plldb.limits`
+into every helper Lambda zip and into the runtime layer, so the local tool, the helper Lambdas and the shim
 agree on one definition. See docs/protocol.md for the prose and an example of each message.
 
 Every message received from another party goes through :func:`parse_client_message` or
@@ -11,205 +11,15 @@ must change nothing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from plldb.limits import FRAME_SIZE, MAX_PAYLOAD, MESSAGE_LIMIT, PRESIGNED_URL_LIMIT
+from plldb.naming import PAYLOAD_PREFIX
+
 PROTOCOL_VERSION = 1
-
-# --- Helper stack -----------------------------------------------------------------------
-
-HELPER_STACK_NAME = "plldb"
-SESSIONS_TABLE = "PLLDBSessions"
-DEBUGGER_TABLE = "PLLDBDebugger"
-STACK_NAME_INDEX = "StackNameIndex"
-CONNECTION_ID_INDEX = "ConnectionIdIndex"
-SESSION_ID_INDEX = "SessionIdIndex"
-SHIM_POLICY_NAME = "PLLDBShimAccess"
-LAYER_NAME = "plldb-runtime-shim"
-LAYER_DIR = "plldb-shim"
-WRAPPER_PATH = f"/opt/{LAYER_DIR}/wrapper"
-PAYLOAD_PREFIX = "payloads/"
-
-# --- Claims (docs/security.md, "What may be debugged") ----------------------------------
-# The developer tags each function to debug, with its own credentials, before connecting;
-# the manager instruments only functions whose tag matches the session's authenticated
-# creator. The value binds the claim to one identity and one session.
-CLAIM_TAG = "plldb:claim"
-
-
-def claim_value(caller_arn: str, session_id: str) -> str:
-    """The ``plldb:claim`` tag value proving that ``caller_arn`` claimed a function."""
-    return hashlib.sha256(f"{caller_arn}\n{session_id}".encode()).hexdigest()[:32]
-
-
-# --- Who is calling (docs/security.md, "Who is calling") ---------------------------------
-# plldb attach signs an STS GetCallerIdentity request with its own credentials, the session
-# id among the signed headers, and sends the signed headers with the WebSocket upgrade; the
-# authorizer replays it to its own STS endpoint and learns the caller's ARN from STS.
-IDENTITY_HEADER = "X-PLLDB-Identity"
-IDENTITY_SESSION_HEADER = "X-PLLDB-Session"
-IDENTITY_BODY = "Action=GetCallerIdentity&Version=2011-06-15"
-IDENTITY_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
-IDENTITY_MAX_AGE_SECONDS = 300  # a signed proof older than this is refused
-IDENTITY_PROOF_LIMIT = 6 * 1024  # base64 text; session tokens make most of it
-
-# $connect query parameters (besides sessionId)
-Q_STACK_NAME = "stackName"
-Q_FUNCTIONS = "functions"  # comma-separated --function globs
-Q_TIMEOUT = "timeout"
-Q_FORCE = "force"  # "1": close another identity's live session of the stack first
-Q_NAMES = "names"  # comma-separated exact function names: a by-name session, no stack
-
-# A by-name session (Terraform, Pulumi, console: no CloudFormation stack) is keyed in
-# StackName by this prefix and a digest of its sorted names. The colon cannot occur in a
-# CloudFormation stack name, so the key never collides with a stack's, and one set of
-# functions has one live session, as one stack does.
-BY_NAME_PREFIX = "functions:"
-FUNCTION_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # Lambda's function names
-
-
-# --- PLLDBSessions items ------------------------------------------------------------------
-# Two kinds of item share the table: sessions (SessionId = the uuid secret) and
-# instrumentation records (SessionId = "FUNCTION#<function name>"), which say which session
-# instrumented which function and role, exist for as long as it is instrumented and carry no
-# TTL. They hold no configuration: restoring reads only the function itself.
-
-A_SESSION_ID = "SessionId"
-A_KIND = "Kind"
-A_STACK_NAME = "StackName"
-A_STATUS = "Status"
-A_TTL = "TTL"
-A_CONNECTION_ID = "ConnectionId"
-A_CREATED_AT = "CreatedAt"
-A_CREATED_BY = "CreatedBy"
-A_FUNCTIONS = "Functions"
-A_NAMES = "Names"  # a by-name session's exact function names (its targets)
-A_TIMEOUT = "Timeout"
-A_DISCONNECTED_AT = "DisconnectedAt"
-
-KIND_SESSION = "session"
-KIND_INSTRUMENTATION = "instrumentation"
-FUNCTION_KEY_PREFIX = "FUNCTION#"
-
-A_FUNCTION_NAME = "FunctionName"
-A_FUNCTION_ARN = "FunctionArn"
-A_ROLE_NAME = "RoleName"
-A_GRANT_ADDED = "GrantAdded"
-A_INSTRUMENTED_BY = "InstrumentedBy"  # session id that instrumented the function
-
-# Session states
-PENDING = "PENDING"
-ACTIVE = "ACTIVE"
-DISCONNECTED = "DISCONNECTED"
-CLOSED = "CLOSED"
-SESSION_STATES = (PENDING, ACTIVE, DISCONNECTED, CLOSED)
-
-# Instrumentation record states
-INSTRUMENTING = "INSTRUMENTING"
-INSTRUMENTED = "INSTRUMENTED"
-
-# --- PLLDBDebugger items ------------------------------------------------------------------
-
-A_REQUEST_ID = "RequestId"
-A_REQUEST = "Request"
-A_ENVIRONMENT = "Environment"
-A_RESPONSE = "Response"
-A_ERROR = "Error"
-A_PAYLOAD_REF = "PayloadRef"
-
-# Request states
-REQUEST_PENDING = "PENDING"
-REQUEST_RESPONDED = "RESPONDED"
-REQUEST_FAILED = "FAILED"
-REQUEST_EXPIRED = "EXPIRED"  # the shim gave up at the deadline; a late answer is refused
-
-# errorType of the errors the shim itself answers an invocation with
-ERROR_NO_RESPONSE = "PLLDB.NoDebuggerResponse"  # no answer before the function's deadline
-ERROR_SHIM = "PLLDB.ShimError"  # the debug path failed (AWS call, payload too large, ...)
-
-# --- Environment variables ----------------------------------------------------------------
-# Set on an instrumented function by the manager, read by the shim.
-ENV_EXEC_WRAPPER = "AWS_LAMBDA_EXEC_WRAPPER"
-ENV_SESSION_ID = "DEBUGGER_SESSION_ID"
-ENV_CONNECTION_ID = "DEBUGGER_CONNECTION_ID"
-ENV_SESSIONS_TABLE = "PLLDB_SESSIONS_TABLE"
-ENV_DEBUGGER_TABLE = "PLLDB_DEBUGGER_TABLE"
-ENV_MANAGEMENT_URL = "PLLDB_MANAGEMENT_URL"
-ENV_PAYLOAD_BUCKET = "PLLDB_PAYLOAD_BUCKET"
-ENV_ORIGINAL_WRAPPER = "PLLDB_ORIGINAL_EXEC_WRAPPER"
-# The function's own timeout, put back on restore (only a principal allowed to update the
-# function can change it; restore applies it only when it is 1..MAX_TIMEOUT seconds).
-ENV_ORIGINAL_TIMEOUT = "PLLDB_ORIGINAL_TIMEOUT"
-# The helper stack's grace period: also how long the shim waits for a client that is away.
-ENV_GRACE_SECONDS = "PLLDB_GRACE_SECONDS"
-SHIM_ENV_VARS = (
-    ENV_SESSION_ID,
-    ENV_CONNECTION_ID,
-    ENV_SESSIONS_TABLE,
-    ENV_DEBUGGER_TABLE,
-    ENV_MANAGEMENT_URL,
-    ENV_PAYLOAD_BUCKET,
-    ENV_ORIGINAL_WRAPPER,
-    ENV_ORIGINAL_TIMEOUT,
-    ENV_GRACE_SECONDS,
-)
-
-# Set on the helper Lambdas by the template.
-ENV_MANAGER_FUNCTION = "PLLDB_MANAGER_FUNCTION"
-ENV_LAYER_ARN = "PLLDB_LAYER_ARN"
-ENV_DEFAULT_TIMEOUT = "PLLDB_DEFAULT_TIMEOUT"
-ENV_CONNECTIONS_ARN = "PLLDB_CONNECTIONS_ARN"  # execute-api ARN pattern for @connections
-
-# Outputs of the helper stack, read by the CLI (and the local cloud that imitates it).
-OUTPUT_WEBSOCKET_URL = "WebSocketUrl"
-OUTPUT_MANAGEMENT_URL = "ManagementUrl"
-OUTPUT_SESSIONS_TABLE = "SessionsTableName"
-OUTPUT_DEBUGGER_TABLE = "DebuggerTableName"
-OUTPUT_DEBUGGER_ROLE = "DebuggerRoleArn"
-OUTPUT_MANAGER_ROLE = "ManagerRoleArn"
-OUTPUT_MANAGER_FUNCTION = "ManagerFunctionName"
-OUTPUT_LAYER_ARN = "LayerVersionArn"
-OUTPUT_PAYLOAD_BUCKET = "PayloadBucket"
-OUTPUT_VERSION = "HelperStackVersion"
-
-# Never written to a table or a bucket: they reach the local tool over the connection only.
-SECRET_ENV_VARS = frozenset(
-    {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"}
-)
-
-# --- Limits (AWS) -------------------------------------------------------------------------
-# Each is sourced in docs/aws-limits.md. The quotas (``*_LIMIT``) are what AWS refuses above;
-# what plldb sends stays below them by a margin (``*_SIZE``), which also covers AWS's "KB"
-# meaning 1,000 rather than 1,024 bytes.
-
-FRAME_LIMIT = 32 * 1024  # API Gateway WebSocket frame size quota
-MESSAGE_LIMIT = 128 * 1024  # API Gateway WebSocket message payload size quota
-FRAME_SIZE = 30 * 1024  # frames plldb sends
-MESSAGE_SIZE = 120 * 1024  # messages the local tool sends
-# Messages posted to a connection (@connections): the 32 KB frame quota applies to them too.
-POST_SIZE = 30 * 1024
-INLINE_PAYLOAD_LIMIT = 96 * 1024  # a result above this travels through the bucket
-# A presigned S3 URL: mostly the signer's session token (about 1-2 KB for a function's role).
-PRESIGNED_URL_LIMIT = 8 * 1024
-# How long a payload URL outlives the invocation's deadline: a transfer that starts just
-# before it may finish, and small clock differences between the function and S3 are covered.
-PAYLOAD_URL_MARGIN_SECONDS = 60
-ITEM_LIMIT = 400 * 1024
-MAX_PAYLOAD = 6 * 1024 * 1024
-ENV_LIMIT = 4 * 1024
-MAX_LAYERS = 5
-MAX_TIMEOUT = 900
-DEFAULT_DEBUG_TIMEOUT = 900
-CONNECT_WINDOW_SECONDS = 300  # a PENDING session must be connected within this
-SESSION_TTL_SECONDS = 24 * 3600
-REQUEST_TTL_SECONDS = 3600
-DEFAULT_GRACE_SECONDS = 120
-IDLE_TIMEOUT_SECONDS = 600
-CONNECTION_LIFETIME_SECONDS = 2 * 3600
 
 # --- Messages -----------------------------------------------------------------------------
 # Client -> server messages carry "action" (API Gateway routes on $request.body.action);
@@ -237,31 +47,10 @@ class ProtocolError(ValueError):
     """A message or value that does not follow the protocol; the text is the reason."""
 
 
-def ttl_expired(ttl: Any, now: float) -> bool:
-    """Whether an item's TTL (epoch seconds, as DynamoDB stores it) has passed.
-
-    DynamoDB deletes expired items lazily, up to days later, and they still show in reads:
-    every reader treats an item whose TTL has passed as gone. No TTL never expires.
-    """
-    try:
-        return ttl is not None and int(ttl) <= now
-    except (TypeError, ValueError):
-        return False
 
 
-def iso_epoch(text: Any) -> float | None:
-    """Epoch seconds of a ``YYYY-MM-DDTHH:MM:SSZ`` timestamp as the helper stack writes them."""
-    try:
-        parsed = datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ")
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=timezone.utc).timestamp()
 
 
-def by_name_key(names: list[str] | tuple[str, ...]) -> str:
-    """The StackName key of a by-name session: the same for the same set of names."""
-    digest = hashlib.sha256("\n".join(sorted(set(names))).encode()).hexdigest()
-    return f"{BY_NAME_PREFIX}{digest[:12]}"
 
 
 def is_session_id(value: Any) -> bool:
@@ -273,19 +62,10 @@ def is_request_id(value: Any) -> bool:
     return isinstance(value, str) and bool(_REQUEST_ID.match(value))
 
 
-def function_key(function_name: str) -> str:
-    """The PLLDBSessions key of a function's instrumentation record."""
-    return f"{FUNCTION_KEY_PREFIX}{function_name}"
 
 
-def payload_key(session_id: str, request_id: str, direction: str) -> str:
-    """Bucket key of an offloaded payload; ``direction`` is 'event' or 'response'."""
-    return f"{PAYLOAD_PREFIX}{session_id}/{request_id}/{direction}.json"
 
 
-def without_secrets(environment: dict[str, str]) -> dict[str, str]:
-    """The environment minus credentials, as stored in PLLDBDebugger."""
-    return {k: v for k, v in environment.items() if k not in SECRET_ENV_VARS}
 
 
 def encode(message: dict[str, Any]) -> str:

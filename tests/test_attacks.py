@@ -26,7 +26,7 @@ import botocore.exceptions
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from plldb import protocol
+from plldb import naming, protocol
 from tests.harness.gateway_setup import put_pending_request
 from tests.harness.iam_audit import expect_refusal
 from tests.harness.identity_proof import connect_session
@@ -86,14 +86,14 @@ def _client(cloud: LocalCloud, session: boto3.Session, service: str) -> Any:
 
 @pytest.fixture(scope="module")
 def attacker(cloud: LocalCloud, admin: boto3.Session) -> Principal:
-    debugger_role = cloud.helper_outputs[protocol.OUTPUT_DEBUGGER_ROLE]
+    debugger_role = cloud.helper_outputs[naming.OUTPUT_DEBUGGER_ROLE]
     return create_user(_client(cloud, admin, "iam"), "attacker", READ_ONLY, [debugger_role])
 
 
 @pytest.fixture(scope="module")
 def attacker_as_debugger(cloud: LocalCloud, attacker: Principal) -> Principal:
     """The attacker after assuming the debugger role, as any account principal may."""
-    return assume_role(attacker, cloud.helper_outputs[protocol.OUTPUT_DEBUGGER_ROLE], "attacker")
+    return assume_role(attacker, cloud.helper_outputs[naming.OUTPUT_DEBUGGER_ROLE], "attacker")
 
 
 def _state(cloud: LocalCloud, admin: boto3.Session) -> dict[str, Any]:
@@ -116,7 +116,7 @@ def _state(cloud: LocalCloud, admin: boto3.Session) -> dict[str, Any]:
         table: sorted(
             json.dumps(item, sort_keys=True) for item in dynamodb.scan(TableName=table)["Items"]
         )
-        for table in (protocol.SESSIONS_TABLE, protocol.DEBUGGER_TABLE)
+        for table in (naming.SESSIONS_TABLE, naming.DEBUGGER_TABLE)
     }
     return {"functions": functions, "tables": tables}
 
@@ -159,13 +159,13 @@ def test_a_copied_claim_does_not_let_the_attacker_in(
     session with that session id itself. The manager instruments nothing."""
     session_id = str(uuid.uuid4())
     developer_arn = _client(cloud, admin, "iam").get_user(UserName=DEVELOPER_USER)["User"]["Arn"]
-    claim = protocol.claim_value(developer_arn, session_id)
+    claim = naming.claim_value(developer_arn, session_id)
     lam = _client(cloud, admin, "lambda")
     for name in cloud.functions.values():  # as if the developer had claimed them
         arn = lam.get_function_configuration(FunctionName=name)["FunctionArn"]
-        lam.tag_resource(Resource=arn, Tags={protocol.CLAIM_TAG: claim})
+        lam.tag_resource(Resource=arn, Tags={naming.CLAIM_TAG: claim})
     before = _state(cloud, admin)["functions"]
-    query = {protocol.Q_STACK_NAME: TEST_STACK_NAME}
+    query = {naming.Q_STACK_NAME: TEST_STACK_NAME}
     with connect_session(cloud.urls["websocket"], session_id, attacker.session(), query) as ws:
         messages = _until_done(ws)
     summary = messages[-1]["summary"]
@@ -174,14 +174,14 @@ def test_a_copied_claim_does_not_let_the_attacker_in(
     assert _state(cloud, admin)["functions"] == before
     for name in cloud.functions.values():
         arn = lam.get_function_configuration(FunctionName=name)["FunctionArn"]
-        lam.untag_resource(Resource=arn, TagKeys=[protocol.CLAIM_TAG])
+        lam.untag_resource(Resource=arn, TagKeys=[naming.CLAIM_TAG])
     # the attacker's session (now disconnected) would hold the stack for the next tests
     _client(cloud, admin, "dynamodb").update_item(
-        TableName=protocol.SESSIONS_TABLE,
-        Key={protocol.A_SESSION_ID: {"S": session_id}},
+        TableName=naming.SESSIONS_TABLE,
+        Key={naming.A_SESSION_ID: {"S": session_id}},
         UpdateExpression="SET #s = :closed",
-        ExpressionAttributeNames={"#s": protocol.A_STATUS},
-        ExpressionAttributeValues={":closed": {"S": protocol.CLOSED}},
+        ExpressionAttributeNames={"#s": naming.A_STATUS},
+        ExpressionAttributeValues={":closed": {"S": naming.CLOSED}},
     )
 
 
@@ -223,20 +223,20 @@ def test_attacker_cannot_join_or_resume_another_session(
     assert refused.value.response.status_code == 403
     expect_refusal("dynamodb:*Item", DEBUGGER_ROLE, why="the attacker writes a session")
     sessions = attacker_as_debugger.client("dynamodb")
-    key = {protocol.A_SESSION_ID: {"S": session_id}}
+    key = {naming.A_SESSION_ID: {"S": session_id}}
     assert _refused(
         lambda: sessions.update_item(
-            TableName=protocol.SESSIONS_TABLE,
+            TableName=naming.SESSIONS_TABLE,
             Key=key,
             UpdateExpression="SET #s = :p",
-            ExpressionAttributeNames={"#s": protocol.A_STATUS},
-            ExpressionAttributeValues={":p": {"S": protocol.PENDING}},
+            ExpressionAttributeNames={"#s": naming.A_STATUS},
+            ExpressionAttributeValues={":p": {"S": naming.PENDING}},
         )
     ) == "AccessDeniedException"
     assert _refused(
         lambda: sessions.put_item(
-            TableName=protocol.SESSIONS_TABLE,
-            Item={**key, protocol.A_CREATED_BY: {"S": attacker.arn}},
+            TableName=naming.SESSIONS_TABLE,
+            Item={**key, naming.A_CREATED_BY: {"S": attacker.arn}},
         )
     ) == "AccessDeniedException"
     assert _state(cloud, admin) == before
@@ -254,7 +254,7 @@ def test_attacker_cannot_answer_another_session(
     before = _state(cloud, admin)
     # 1. through the helper stack, from a session of its own
     own = str(uuid.uuid4())
-    query = {protocol.Q_STACK_NAME: "attacker-stack"}
+    query = {naming.Q_STACK_NAME: "attacker-stack"}
     with connect_session(cloud.urls["websocket"], own, attacker.session(), query) as ws:
         _until_done(ws)
         ws.send(protocol.encode(protocol.response_message(request_id, '"forged"')))
@@ -266,18 +266,18 @@ def test_attacker_cannot_answer_another_session(
     requests = attacker_as_debugger.client("dynamodb")
     assert _refused(
         lambda: requests.update_item(
-            TableName=protocol.DEBUGGER_TABLE,
-            Key={protocol.A_REQUEST_ID: {"S": request_id}},
+            TableName=naming.DEBUGGER_TABLE,
+            Key={naming.A_REQUEST_ID: {"S": request_id}},
             UpdateExpression="SET #s = :r",
-            ExpressionAttributeNames={"#s": protocol.A_STATUS},
-            ExpressionAttributeValues={":r": {"S": protocol.REQUEST_RESPONDED}},
+            ExpressionAttributeNames={"#s": naming.A_STATUS},
+            ExpressionAttributeValues={":r": {"S": naming.REQUEST_RESPONDED}},
         )
     ) == "AccessDeniedException"
     # 3. posting to the developer's connection (its id is readable in the sessions table)
     item = requests.get_item(
-        TableName=protocol.SESSIONS_TABLE, Key={protocol.A_SESSION_ID: {"S": session_id}}
+        TableName=naming.SESSIONS_TABLE, Key={naming.A_SESSION_ID: {"S": session_id}}
     )["Item"]
-    connection_id = item[protocol.A_CONNECTION_ID]["S"]
+    connection_id = item[naming.A_CONNECTION_ID]["S"]
     for principal in (attacker, attacker_as_debugger):
         api = principal.session().client(
             "apigatewaymanagementapi", endpoint_url=cloud.urls["management"]
@@ -286,9 +286,9 @@ def test_attacker_cannot_answer_another_session(
             lambda api=api: api.post_to_connection(ConnectionId=connection_id, Data=b"{}")
         ) in ("AccessDeniedException", "ForbiddenException")
     after = _state(cloud, admin)
-    own_items = [i for i in after["tables"][protocol.SESSIONS_TABLE] if own in i]
-    after["tables"][protocol.SESSIONS_TABLE] = [
-        i for i in after["tables"][protocol.SESSIONS_TABLE] if own not in i
+    own_items = [i for i in after["tables"][naming.SESSIONS_TABLE] if own in i]
+    after["tables"][naming.SESSIONS_TABLE] = [
+        i for i in after["tables"][naming.SESSIONS_TABLE] if own not in i
     ]
     assert len(own_items) == 1  # the attacker's own session, on a stack that does not exist
     assert after == before

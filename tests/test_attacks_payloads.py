@@ -21,7 +21,7 @@ import boto3
 import botocore.exceptions
 import pytest
 
-from plldb import protocol
+from plldb import limits, naming
 from plldb.layer.cloud import Cloud, PayloadError, ShimConfig
 from plldb.session import payloads
 from tests.harness.iam_audit import expect_refusal
@@ -66,7 +66,7 @@ def _client(cloud: LocalCloud, session: boto3.Session, service: str) -> Any:
 
 @pytest.fixture(scope="module")
 def bucket(cloud: LocalCloud) -> str:
-    return cloud.helper_outputs[protocol.OUTPUT_PAYLOAD_BUCKET]
+    return cloud.helper_outputs[naming.OUTPUT_PAYLOAD_BUCKET]
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +82,11 @@ def shim_credentials(cloud: LocalCloud, harness: boto3.Session, bucket: str) -> 
     payload_rights = {
         "Effect": "Allow",
         "Action": ["s3:GetObject", "s3:PutObject"],
-        "Resource": f"arn:aws:s3:::{bucket}/{protocol.PAYLOAD_PREFIX}*",
+        "Resource": f"arn:aws:s3:::{bucket}/{naming.PAYLOAD_PREFIX}*",
     }
     iam.put_role_policy(
         RoleName="victim-function",
-        PolicyName=protocol.SHIM_POLICY_NAME,
+        PolicyName=naming.SHIM_POLICY_NAME,
         PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [payload_rights]}),
     )
     moto = MotoServer(port=urllib.parse.urlsplit(cloud.urls["moto"]).port)
@@ -108,8 +108,8 @@ def shim(
     patch.setattr(boto3, "DEFAULT_SESSION", None)
     config = ShimConfig(
         session_id=VICTIM_SESSION,
-        sessions_table=protocol.SESSIONS_TABLE,
-        debugger_table=protocol.DEBUGGER_TABLE,
+        sessions_table=naming.SESSIONS_TABLE,
+        debugger_table=naming.DEBUGGER_TABLE,
         management_url=cloud.urls["management"],
         payload_bucket=bucket,
         function_name="victim-function",
@@ -122,7 +122,7 @@ def shim(
 def attacker(cloud: LocalCloud, harness: boto3.Session) -> Principal:
     """Read-only Lambda access plus what any account principal may do: assume the
     debugger role."""
-    debugger_role = cloud.helper_outputs[protocol.OUTPUT_DEBUGGER_ROLE]
+    debugger_role = cloud.helper_outputs[naming.OUTPUT_DEBUGGER_ROLE]
     user = create_user(
         _client(cloud, harness, "iam"), "payload-attacker", READ_ONLY_LAMBDA, [debugger_role]
     )
@@ -156,13 +156,13 @@ def test_attacker_cannot_read_payloads(
     """As the debugger role (any account principal may assume it), another session's event
     and result objects can be neither read nor overwritten."""
     event = shim.put_payload("req-victim", "event", EVENT)
-    result_key = protocol.payload_key(VICTIM_SESSION, "req-victim", "response")
+    result_key = naming.payload_key(VICTIM_SESSION, "req-victim", "response")
     _client(cloud, harness, "s3").put_object(Bucket=bucket, Key=result_key, Body=RESULT)
     for action in ("s3:GetObject", "s3:PutObject"):
         expect_refusal(
             action,
-            cloud.helper_outputs[protocol.OUTPUT_DEBUGGER_ROLE],
-            f"arn:aws:s3:::{bucket}/{protocol.PAYLOAD_PREFIX}*",
+            cloud.helper_outputs[naming.OUTPUT_DEBUGGER_ROLE],
+            f"arn:aws:s3:::{bucket}/{naming.PAYLOAD_PREFIX}*",
             why="proves the debugger role, which any account principal may assume, has no "
             "payload rights",
         )
@@ -180,7 +180,7 @@ def test_a_presigned_url_opens_only_its_own_object(
 ) -> None:
     """The signature covers the method and the key: a URL the shim sent for one request's
     object cannot read or write another request's or another session's object."""
-    other_session = protocol.payload_key(str(uuid.uuid4()), "req-other", "event")
+    other_session = naming.payload_key(str(uuid.uuid4()), "req-other", "event")
     other_request = shim.put_payload("req-other", "event", EVENT)["key"]
     _client(cloud, harness, "s3").put_object(Bucket=bucket, Key=other_session, Body=EVENT)
     mine = shim.put_payload("req-mine", "event", b'{"mine": 1}')
@@ -191,7 +191,7 @@ def test_a_presigned_url_opens_only_its_own_object(
     # what the session's own connection may do: fetch its event, upload its result
     assert payloads.fetch({**mine, "url": get_url}) == b'{"mine": 1}'
     ref = payloads.upload(upload, RESULT)
-    assert ref["key"] == protocol.payload_key(VICTIM_SESSION, "req-mine", "response")
+    assert ref["key"] == naming.payload_key(VICTIM_SESSION, "req-mine", "response")
     assert shim.get_payload("req-mine", ref) == RESULT
 
     for victim in (other_request, other_session):
@@ -225,9 +225,9 @@ def test_a_result_object_over_the_limit_is_refused_by_the_shim(shim: Cloud) -> N
     reading, so the function never answers with more than Lambda's 6 MB."""
     upload = shim.result_upload("req-huge", 60)
     assert upload is not None
-    assert _http(upload["url"], "PUT", b"x" * (protocol.MAX_PAYLOAD + 1))[0] == 200
+    assert _http(upload["url"], "PUT", b"x" * (limits.MAX_PAYLOAD + 1))[0] == 200
     ref = {"bucket": upload["bucket"], "key": upload["key"], "size": 10}
-    with pytest.raises(PayloadError, match=f"over the {protocol.MAX_PAYLOAD} byte limit"):
+    with pytest.raises(PayloadError, match=f"over the {limits.MAX_PAYLOAD} byte limit"):
         shim.get_payload("req-huge", ref)
     with pytest.raises(payloads.PayloadError, match="over the 6291456 byte limit"):
-        payloads.upload(upload, b"x" * (protocol.MAX_PAYLOAD + 1))
+        payloads.upload(upload, b"x" * (limits.MAX_PAYLOAD + 1))

@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 
-from plldb import protocol
+from plldb import limits, naming
 from plldb.lambdas import common
 from plldb.lambdas.manager import entry as manager
 from plldb.lambdas.manager import plan as manager_plan
@@ -41,7 +41,7 @@ pytest_plugins = ["tests.harness.gateway_fixtures"]
 # ran the second).
 FORGED_ORIGINAL = "Original"
 FORGED_APPLIED = "Applied"
-INJECTED = {"INJECTED": "attacker", protocol.ENV_EXEC_WRAPPER: "/opt/attacker/wrapper"}
+INJECTED = {"INJECTED": "attacker", naming.ENV_EXEC_WRAPPER: "/opt/attacker/wrapper"}
 
 
 def _manager(action: str, session_id: str, **fields: Any) -> dict[str, Any]:
@@ -60,7 +60,7 @@ def _forged(own: dict[str, Any], layer: str) -> dict[str, Any]:
     return {
         "Environment": {**own["Environment"], **INJECTED},
         "Layers": [*own["Layers"], layer],
-        "Timeout": protocol.MAX_TIMEOUT,
+        "Timeout": limits.MAX_TIMEOUT,
     }
 
 
@@ -71,18 +71,18 @@ def _forge_record(
     what the function runs now (anyone with read access to Lambda sees it)."""
     now = boto3.client("lambda").get_function_configuration(FunctionName=function_name)
     boto3.client("dynamodb").put_item(
-        TableName=protocol.SESSIONS_TABLE,
+        TableName=naming.SESSIONS_TABLE,
         Item={
-            protocol.A_SESSION_ID: {"S": protocol.function_key(function_name)},
-            protocol.A_KIND: {"S": protocol.KIND_INSTRUMENTATION},
-            protocol.A_STACK_NAME: {"S": stack_name},
-            protocol.A_FUNCTION_NAME: {"S": function_name},
-            protocol.A_FUNCTION_ARN: {"S": now["FunctionArn"]},
-            protocol.A_ROLE_NAME: {"S": now["Role"].rsplit("/", 1)[-1]},
-            protocol.A_GRANT_ADDED: {"BOOL": True},
-            protocol.A_STATUS: {"S": protocol.INSTRUMENTED},
-            protocol.A_INSTRUMENTED_BY: {"S": session_id},
-            protocol.A_CREATED_AT: {"S": common.iso_now()},
+            naming.A_SESSION_ID: {"S": naming.function_key(function_name)},
+            naming.A_KIND: {"S": naming.KIND_INSTRUMENTATION},
+            naming.A_STACK_NAME: {"S": stack_name},
+            naming.A_FUNCTION_NAME: {"S": function_name},
+            naming.A_FUNCTION_ARN: {"S": now["FunctionArn"]},
+            naming.A_ROLE_NAME: {"S": now["Role"].rsplit("/", 1)[-1]},
+            naming.A_GRANT_ADDED: {"BOOL": True},
+            naming.A_STATUS: {"S": naming.INSTRUMENTED},
+            naming.A_INSTRUMENTED_BY: {"S": session_id},
+            naming.A_CREATED_AT: {"S": common.iso_now()},
             FORGED_ORIGINAL: {"S": common.dumps(original)},
             FORGED_APPLIED: {"S": common.dumps(manager_plan.config_subset(now))},
         },
@@ -92,8 +92,8 @@ def _forge_record(
 def _records() -> list[dict[str, Any]]:
     return [
         item
-        for item in scan(protocol.SESSIONS_TABLE)
-        if item[protocol.A_KIND]["S"] == protocol.KIND_INSTRUMENTATION
+        for item in scan(naming.SESSIONS_TABLE)
+        if item[naming.A_KIND]["S"] == naming.KIND_INSTRUMENTATION
     ]
 
 
@@ -103,7 +103,7 @@ def test_forged_restore_record_changes_nothing_but_traces(gateway: Gateway) -> N
     names = create_stack()
     before = snapshot(names)
     attacker_layer = _attacker_layer()
-    session_id = put_session(STACK_NAME, status=protocol.ACTIVE)
+    session_id = put_session(STACK_NAME, status=naming.ACTIVE)
     attached = _manager("instrument", session_id, stack_name=STACK_NAME, functions=["Plain"])
     assert attached["instrumented"] == [names["Plain"]]
 
@@ -135,7 +135,7 @@ def test_a_recorded_timeout_out_of_range_is_not_applied(
     as it is, says so, and the rest of plldb's traces still go."""
     names = create_stack()
     before = snapshot(names)
-    session_id = put_session(STACK_NAME, status=protocol.ACTIVE)
+    session_id = put_session(STACK_NAME, status=naming.ACTIVE)
     _manager("instrument", session_id, stack_name=STACK_NAME, timeout=600)
     forged = dict(zip(INSTRUMENTABLE, ("100000", "abc", "0", "\uff13"), strict=True))
     lambda_ = boto3.client("lambda")
@@ -143,7 +143,7 @@ def test_a_recorded_timeout_out_of_range_is_not_applied(
         variables = configuration(names[logical])["Environment"]["Variables"]
         lambda_.update_function_configuration(
             FunctionName=names[logical],
-            Environment={"Variables": {**variables, protocol.ENV_ORIGINAL_TIMEOUT: value}},
+            Environment={"Variables": {**variables, naming.ENV_ORIGINAL_TIMEOUT: value}},
         )
 
     caplog.set_level(logging.INFO, logger="plldb.lambdas")
@@ -173,12 +173,12 @@ def test_forged_restore_record_under_enforced_iam() -> None:
         attach = PlldbProcess(["attach"], TEST_STACK_DIR, cloud.environment)
         try:
             attach.wait_for(ATTACHED_MARKER)
-            by_function = {r[protocol.A_FUNCTION_NAME]["S"]: r for r in _records()}
+            by_function = {r[naming.A_FUNCTION_NAME]["S"]: r for r in _records()}
             assert sorted(by_function) == sorted(functions)
             for name in functions:
                 own = manager_plan.config_subset(before[name])
-                session_id = by_function[name][protocol.A_INSTRUMENTED_BY]["S"]
-                stack_name = by_function[name][protocol.A_STACK_NAME]["S"]
+                session_id = by_function[name][naming.A_INSTRUMENTED_BY]["S"]
+                stack_name = by_function[name][naming.A_STACK_NAME]["S"]
                 _forge_record(name, session_id, _forged(own, attacker_layer), stack_name)
             assert attach.interrupt() == 0, attach.text()
         finally:

@@ -40,7 +40,7 @@ from plldb.cloud.helper_stack import (
     check_version,
     find_helper_stack,
 )
-from plldb.protocol import HELPER_STACK_NAME, OUTPUT_VERSION, SESSIONS_TABLE
+from plldb.naming import HELPER_STACK_NAME, OUTPUT_VERSION, SESSIONS_TABLE
 from tests.test_template import transformed_template
 
 ACCOUNT = "123456789012"

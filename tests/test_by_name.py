@@ -16,7 +16,7 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from plldb import protocol
+from plldb import naming
 from plldb.cli import cli
 from plldb.cloud.aws import AwsContext
 from plldb.lambdas import authorizer
@@ -137,15 +137,15 @@ def _allowed(result: dict[str, Any]) -> bool:
 
 
 def test_a_by_name_session_is_keyed_by_its_names(gateway: Gateway) -> None:
-    key = protocol.by_name_key(["b-fn", "a-fn"])
-    assert key == protocol.by_name_key(["a-fn", "b-fn"]) and key.startswith("functions:")
+    key = naming.by_name_key(["b-fn", "a-fn"])
+    assert key == naming.by_name_key(["a-fn", "b-fn"]) and key.startswith("functions:")
     session_id = str(uuid.uuid4())
     result = _connect(session_id, names="b-fn,a-fn", stackName=key)
     assert _allowed(result) and result["context"]["stackName"] == key
     item = get_session(session_id)
-    assert item[protocol.A_STACK_NAME]["S"] == key
-    assert [n["S"] for n in item[protocol.A_NAMES]["L"]] == ["a-fn", "b-fn"]
-    assert item[protocol.A_CREATED_BY]["S"] == caller_arn()
+    assert item[naming.A_STACK_NAME]["S"] == key
+    assert [n["S"] for n in item[naming.A_NAMES]["L"]] == ["a-fn", "b-fn"]
+    assert item[naming.A_CREATED_BY]["S"] == caller_arn()
     assert not _allowed(_connect(str(uuid.uuid4()), names="a-fn,b-fn"))  # one live session per set
     assert _allowed(_connect(str(uuid.uuid4()), names="a-fn"))  # another set
 
@@ -156,17 +156,17 @@ def test_a_function_instrumented_by_a_live_session_is_refused_without_force(
     """Sets of names overlap, and a stack's function may be named: the function's record
     says who holds it."""
     other = "arn:aws:iam::123456789012:user/someone-else"
-    holder = put_session("shop", status=protocol.ACTIVE, created_by=other, claim=False)
-    boto3.client("dynamodb").put_item(TableName=protocol.SESSIONS_TABLE, Item={
-        protocol.A_SESSION_ID: {"S": protocol.function_key("shop-orders")},
-        protocol.A_KIND: {"S": protocol.KIND_INSTRUMENTATION},
-        protocol.A_INSTRUMENTED_BY: {"S": holder},
+    holder = put_session("shop", status=naming.ACTIVE, created_by=other, claim=False)
+    boto3.client("dynamodb").put_item(TableName=naming.SESSIONS_TABLE, Item={
+        naming.A_SESSION_ID: {"S": naming.function_key("shop-orders")},
+        naming.A_KIND: {"S": naming.KIND_INSTRUMENTATION},
+        naming.A_INSTRUMENTED_BY: {"S": holder},
     })
     caplog.clear()
     assert not _allowed(_connect(str(uuid.uuid4()), names="a-fn,shop-orders"))
     assert f"function shop-orders is attached by {other} (no force)" in caplog.text
     assert _allowed(_connect(str(uuid.uuid4()), names="a-fn,shop-orders", force="1"))
-    assert get_session(holder)[protocol.A_STATUS]["S"] == protocol.CLOSED
+    assert get_session(holder)[naming.A_STATUS]["S"] == naming.CLOSED
 
 
 def test_bad_names_are_refused(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
@@ -185,20 +185,20 @@ def test_bad_names_are_refused(gateway: Gateway, caplog: pytest.LogCaptureFixtur
 
 
 def _by_name_session(names: list[str], claimed: list[str]) -> tuple[str, str]:
-    key = protocol.by_name_key(names)
-    session_id = put_session(key, status=protocol.ACTIVE, claim=False)
+    key = naming.by_name_key(names)
+    session_id = put_session(key, status=naming.ACTIVE, claim=False)
     boto3.client("dynamodb").update_item(
-        TableName=protocol.SESSIONS_TABLE,
-        Key={protocol.A_SESSION_ID: {"S": session_id}},
+        TableName=naming.SESSIONS_TABLE,
+        Key={naming.A_SESSION_ID: {"S": session_id}},
         UpdateExpression="SET #names = :names",
-        ExpressionAttributeNames={"#names": protocol.A_NAMES},
+        ExpressionAttributeNames={"#names": naming.A_NAMES},
         ExpressionAttributeValues={":names": {"L": [{"S": n} for n in names]}},
     )
     lambda_ = boto3.client("lambda")
     for name in claimed:
         arn = lambda_.get_function_configuration(FunctionName=name)["FunctionArn"]
         lambda_.tag_resource(Resource=arn, Tags={
-            protocol.CLAIM_TAG: protocol.claim_value(caller_arn(), session_id)})
+            naming.CLAIM_TAG: naming.claim_value(caller_arn(), session_id)})
     return key, session_id
 
 

@@ -15,7 +15,8 @@ import pytest
 
 from plldb import runner
 from plldb.capture import records
-from plldb.project.discovery import LocalFunction, discover
+from plldb.project.discovery import discover
+from plldb.project.model import LocalFunction
 from tests.test_invoke import SHOP, assert_error, plldb
 
 REQUEST_ID = "11111111-2222-3333-4444-555555555555"

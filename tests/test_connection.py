@@ -13,6 +13,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
+from plldb import naming
 from plldb import protocol as p
 from plldb.cloud.aws import AwsContext
 from plldb.session.connection import Connection, ConnectionRefused
@@ -24,11 +25,11 @@ pytest_plugins = ["tests.harness.gateway_fixtures"]
 
 
 def connection_id(session_id: str) -> str:
-    return get_session(session_id)[p.A_CONNECTION_ID]["S"]
+    return get_session(session_id)[naming.A_CONNECTION_ID]["S"]
 
 
 def status(session_id: str) -> str:
-    return get_session(session_id)[p.A_STATUS]["S"]
+    return get_session(session_id)[naming.A_STATUS]["S"]
 
 
 def make_connection(gateway, session_id: str, received: list[dict[str, Any]], **kw) -> Connection:
@@ -78,7 +79,7 @@ def test_without_pings_the_idle_timeout_closes_and_the_client_reconnects(make_ga
 
     connection = asyncio.run(scenario())
     assert connection.reconnects >= 1
-    assert status(session_id) in (p.ACTIVE, p.DISCONNECTED)
+    assert status(session_id) in (naming.ACTIVE, naming.DISCONNECTED)
 
 
 def test_reconnects_after_a_drop_and_after_the_lifetime_limit(make_gateway) -> None:
@@ -88,7 +89,7 @@ def test_reconnects_after_a_drop_and_after_the_lifetime_limit(make_gateway) -> N
 
     def active_elsewhere(old: str) -> bool:
         item = get_session(session_id)
-        return item[p.A_STATUS]["S"] == p.ACTIVE and item[p.A_CONNECTION_ID]["S"] != old
+        return item[naming.A_STATUS]["S"] == naming.ACTIVE and item[naming.A_CONNECTION_ID]["S"] != old
 
     async def scenario() -> Connection:
         connection = make_connection(gateway, session_id, received, ping_interval=0.2)
@@ -197,7 +198,7 @@ def test_the_reconnect_survives_aws_and_network_errors_and_says_what_happened(
             if connection.reconnects:
                 break
             await asyncio.sleep(0.05)
-        assert status(session_id) == p.ACTIVE
+        assert status(session_id) == naming.ACTIVE
         assert connection_id(session_id) != first
         await connection.close()
         await asyncio.wait_for(task, 10)

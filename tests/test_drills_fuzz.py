@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plldb import protocol
+from plldb import naming, protocol
 from plldb.lambdas import authorizer, default
 from plldb.session.connection import Connection
 from tests.harness.gateway import Gateway
@@ -64,16 +64,16 @@ _json = st.recursive(
 
 
 def tables() -> tuple[list, list]:
-    return scan(protocol.SESSIONS_TABLE), scan(protocol.DEBUGGER_TABLE)
+    return scan(naming.SESSIONS_TABLE), scan(naming.DEBUGGER_TABLE)
 
 
 def test_authorizer_denies_every_generated_event_and_changes_nothing(gateway: Gateway) -> None:
     unusable = [
         put_session("s", ttl_in=-5),
-        put_session("s", status=protocol.ACTIVE),
-        put_session("s", status=protocol.CLOSED),
-        put_session("s", status=protocol.DISCONNECTED),
-        protocol.function_key("some-function"),
+        put_session("s", status=naming.ACTIVE),
+        put_session("s", status=naming.CLOSED),
+        put_session("s", status=naming.DISCONNECTED),
+        naming.function_key("some-function"),
         str(uuid.uuid4()),
     ]
     session_ids = st.sampled_from(unusable) | st.uuids().map(str) | _json
@@ -110,7 +110,7 @@ def test_default_route_survives_every_generated_message_and_changes_nothing(
 ) -> None:
     owner = str(uuid.uuid4())
     requests = [put_pending_request(owner) for _ in range(3)]
-    senders = [str(uuid.uuid4()), put_session("s", status=protocol.ACTIVE)]
+    senders = [str(uuid.uuid4()), put_session("s", status=naming.ACTIVE)]
     answers = st.builds(
         lambda action, request_id, payload: json.dumps(
             {"action": action, "request_id": request_id, **payload}

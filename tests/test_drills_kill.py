@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import harness
-from plldb import protocol
+from plldb import naming
 from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -49,11 +49,11 @@ def stack(cloud: LocalCloud, tmp_path_factory: pytest.TempPathFactory) -> tuple[
 
 def records(clients: harness.Clients) -> list[str]:
     """Instrumentation records left in PLLDBSessions (there must be none once restored)."""
-    items = clients.dynamodb.scan(TableName=protocol.SESSIONS_TABLE, ConsistentRead=True)["Items"]
+    items = clients.dynamodb.scan(TableName=naming.SESSIONS_TABLE, ConsistentRead=True)["Items"]
     return [
-        item[protocol.A_SESSION_ID]["S"]
+        item[naming.A_SESSION_ID]["S"]
         for item in items
-        if item.get(protocol.A_KIND, {}).get("S") == protocol.KIND_INSTRUMENTATION
+        if item.get(naming.A_KIND, {}).get("S") == naming.KIND_INSTRUMENTATION
     ]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from plldb import protocol
+from plldb import naming
 from tests.harness.localcloud import TEST_STACK_DIR, LocalCloud, LocalCloudSettings
 from tests.harness.localcloud_attach import PlldbProcess
 
@@ -34,8 +34,8 @@ def cloud() -> Iterator[LocalCloud]:
 
 def sessions(cloud: LocalCloud) -> list[dict]:
     with cloud.environ():
-        items = boto3.client("dynamodb").scan(TableName=protocol.SESSIONS_TABLE)["Items"]
-    return [i for i in items if i[protocol.A_KIND]["S"] == protocol.KIND_SESSION]
+        items = boto3.client("dynamodb").scan(TableName=naming.SESSIONS_TABLE)["Items"]
+    return [i for i in items if i[naming.A_KIND]["S"] == naming.KIND_SESSION]
 
 
 def test_the_session_survives_the_connection_lifetime_limit(cloud: LocalCloud) -> None:
@@ -58,9 +58,9 @@ def test_the_session_survives_the_connection_lifetime_limit(cloud: LocalCloud) -
                 time.sleep(0.2)
         assert answered == [{"n": n} for n in range(len(answered))]
         (now,) = sessions(cloud)
-        assert now[protocol.A_SESSION_ID] == session[protocol.A_SESSION_ID]  # same session
-        assert now[protocol.A_STATUS]["S"] in (protocol.ACTIVE, protocol.PENDING)
-        assert now[protocol.A_CONNECTION_ID] != session[protocol.A_CONNECTION_ID]  # reconnected
+        assert now[naming.A_SESSION_ID] == session[naming.A_SESSION_ID]  # same session
+        assert now[naming.A_STATUS]["S"] in (naming.ACTIVE, naming.PENDING)
+        assert now[naming.A_CONNECTION_ID] != session[naming.A_CONNECTION_ID]  # reconnected
         assert "restored" not in attach.text()  # never restored by the server side meanwhile
         assert attach.interrupt() == 0, attach.text()
         assert "detached: 2 function(s) restored" in attach.text()

@@ -26,7 +26,7 @@ import boto3
 import pytest
 
 from benchmarks import harness
-from plldb import protocol
+from plldb import naming
 from tests.harness.gateway_setup import wait_until
 from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 
@@ -112,13 +112,13 @@ class Dropper:
 
 def unanswered(clients: harness.Clients, output: str) -> str:
     """Diagnosis of lost invocations: their request items and what plldb logged of them."""
-    items = clients.dynamodb.scan(TableName=protocol.DEBUGGER_TABLE)["Items"]
+    items = clients.dynamodb.scan(TableName=naming.DEBUGGER_TABLE)["Items"]
     lines = []
     for item in items:
-        if item[protocol.A_STATUS]["S"] == protocol.REQUEST_RESPONDED:
+        if item[naming.A_STATUS]["S"] == naming.REQUEST_RESPONDED:
             continue
-        request_id = item[protocol.A_REQUEST_ID]["S"]
-        lines.append(f"request {request_id}: {item[protocol.A_STATUS]['S']}")
+        request_id = item[naming.A_REQUEST_ID]["S"]
+        lines.append(f"request {request_id}: {item[naming.A_STATUS]['S']}")
         lines += [f"  plldb: {line}" for line in output.splitlines() if request_id in line]
     return "\n".join(lines)
 
@@ -154,7 +154,7 @@ def test_every_invocation_answered_exactly_once_through_random_drops(
         assert all(harness.is_instrumented(clients, name) for name in names)
         # the last drop may have landed just before the last answer: the reconnect follows
         wait_until(
-            lambda: clients.session(session_id)[protocol.A_STATUS]["S"] == protocol.ACTIVE,
+            lambda: clients.session(session_id)[naming.A_STATUS]["S"] == naming.ACTIVE,
             timeout=20,
         )
         plldb.detach()

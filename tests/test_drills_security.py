@@ -22,7 +22,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 
-from plldb import protocol
+from plldb import limits, naming, protocol
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import (
     get_session,
@@ -61,7 +61,7 @@ def test_forged_replayed_expired_and_oversized_are_rejected_logged_and_change_no
     victim_ws = _connect(gateway, victim)
     attacker_ws = _connect(gateway, attacker, intruder)
     request_id = put_pending_request(victim)
-    debugger_before = scan(protocol.DEBUGGER_TABLE)
+    debugger_before = scan(naming.DEBUGGER_TABLE)
     victim_before = get_session(victim)
 
     # 1. a response forged for another session's request
@@ -81,7 +81,7 @@ def test_forged_replayed_expired_and_oversized_are_rejected_logged_and_change_no
 
     # 4. an oversized frame (the attacker's own connection is closed, nothing is processed)
     handled = len(gateway.invocations_of("plldb-default"))
-    oversized = protocol.response_message(request_id, json.dumps("x" * protocol.FRAME_LIMIT))
+    oversized = protocol.response_message(request_id, json.dumps("x" * limits.FRAME_LIMIT))
     attacker_ws.send(protocol.encode(oversized))
     with pytest.raises(ConnectionClosed) as closed:
         attacker_ws.recv(timeout=10)
@@ -97,7 +97,7 @@ def test_forged_replayed_expired_and_oversized_are_rejected_logged_and_change_no
     assert len(gateway.invocations_of("plldb-default")) == handled  # never routed
 
     # nothing of the victim changed, and its connection still works
-    assert scan(protocol.DEBUGGER_TABLE) == debugger_before
+    assert scan(naming.DEBUGGER_TABLE) == debugger_before
     assert get_session(victim) == victim_before
     victim_ws.send(protocol.encode({"action": protocol.ACTION_PING}))
     assert json.loads(victim_ws.recv(timeout=20)) == {"type": protocol.TYPE_PONG}

@@ -22,7 +22,7 @@ import boto3
 import botocore.config
 import pytest
 
-from plldb import protocol
+from plldb import limits, naming
 from plldb.local.debuggers import MAIN_THREAD_NAME
 from tests.harness.iam_audit import expect_refusal
 from tests.harness.localcloud import TEST_STACK_DIR, TEST_STACK_NAME, LocalCloud, LocalCloudSettings
@@ -143,7 +143,7 @@ def test_round_trip_reaches_the_local_handler_and_restores(
     instrumented = snapshot(cloud, lam)
     for config, _policies in instrumented.values():
         assert (
-            config["Environment"]["Variables"][protocol.ENV_EXEC_WRAPPER] == protocol.WRAPPER_PATH
+            config["Environment"]["Variables"][naming.ENV_EXEC_WRAPPER] == naming.WRAPPER_PATH
         )
     result, error = invoke(lam, cloud, HELLO, {"name": "Ada"})
     assert error is None
@@ -191,8 +191,8 @@ def test_a_result_that_grows_when_encoded_travels_through_the_bucket(
     """Under the inline limit as bytes, over the message size once JSON-escaped again."""
     quotes = '"' * 40_000  # the result body escapes each quote once, the message once more
     result_body = json.dumps({"echo": {"q": quotes}})
-    assert len(result_body) < protocol.INLINE_PAYLOAD_LIMIT
-    assert len(json.dumps(result_body)) > protocol.MESSAGE_SIZE
+    assert len(result_body) < limits.INLINE_PAYLOAD_LIMIT
+    assert len(json.dumps(result_body)) > limits.MESSAGE_SIZE
     attach()
     result, error = invoke(lam, cloud, ECHO, {"q": quotes})
     assert error is None, result

@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 import pytest
 
-from plldb import protocol
+from plldb import naming
 from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
 from tests.harness.localcloud_stacks import ContentStore
@@ -93,14 +93,14 @@ def test_a_function_debugged_by_another_set_is_refused_and_keeps_its_session(clo
     first = PlldbProcess(["attach", "--function-name", FUNCTION, "--code", "src"], FIXTURE, cloud.environment)
     try:
         first.wait_for(ATTACHED_MARKER)
-        claim = _tags().get(protocol.CLAIM_TAG)
+        claim = _tags().get(naming.CLAIM_TAG)
         assert claim
         second = PlldbProcess(["attach", "--function-name", FUNCTION, "--function-name", OTHER,
                                "--code", "src"], FIXTURE, cloud.environment)
         assert second.wait(90) != 0
         assert f"function '{FUNCTION}' is already debugged by" in second.text(), second.text()
         assert "use --force to take it over" in " ".join(second.text().split())
-        assert _tags().get(protocol.CLAIM_TAG) == claim  # refused before claiming anything
+        assert _tags().get(naming.CLAIM_TAG) == claim  # refused before claiming anything
         assert _invoke() == {"answered_by": "local source", "event": {"n": 3}}  # still the first's
     finally:
         assert first.interrupt() == 0, first.text()
@@ -121,7 +121,7 @@ def test_a_stack_attach_is_refused_while_a_session_by_name_debugs_one_of_its_fun
 
 def test_after_a_crash_detach_with_the_printed_key_restores(cloud: LocalCloud) -> None:
     before = _configuration()
-    key = protocol.by_name_key([FUNCTION])
+    key = naming.by_name_key([FUNCTION])
     plldb = PlldbProcess(["attach", "--function-name", FUNCTION, "--code", "src"], FIXTURE, cloud.environment)
     plldb.wait_for(ATTACHED_MARKER)
     assert f"session key {key}" in plldb.text()

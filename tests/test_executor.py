@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from plldb import protocol
+from plldb import naming, protocol
 from plldb.layer import polling
 from plldb.local.executor import (
     BUSY_ERROR,
@@ -70,8 +70,8 @@ def invocation(function: str, event: object = None, seconds: float = 30, env: di
             "AWS_SECRET_ACCESS_KEY": "function-secret",
             "AWS_SESSION_TOKEN": "function-token",
             "PATH": "/var/lang/bin:/usr/bin",
-            "AWS_LAMBDA_EXEC_WRAPPER": protocol.WRAPPER_PATH,
-            protocol.ENV_SESSION_ID: "s",
+            "AWS_LAMBDA_EXEC_WRAPPER": naming.WRAPPER_PATH,
+            naming.ENV_SESSION_ID: "s",
             **(env or {}),
         },
         "trace_id": "Root=1-abc",
@@ -206,7 +206,7 @@ def test_local_credentials_keep_the_developers(answers: Answers, monkeypatch: py
 def test_function_environment_rules() -> None:
     local = {"HOME": "/home/dev", "PATH": "/usr/bin", "AWS_PROFILE": "dev", "AWS_ACCESS_KEY_ID": "LOCAL", "AWS_REGION": "us-east-1"}
     remote = {"PATH": "/var/lang/bin", "AWS_ACCESS_KEY_ID": "FN", "AWS_REGION": "eu-west-1", "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
-              protocol.ENV_CONNECTION_ID: "c", "TABLE": "t"}
+              naming.ENV_CONNECTION_ID: "c", "TABLE": "t"}
     env = function_environment(local, remote, CREDENTIALS_FUNCTION, "/code")
     assert env == {"HOME": "/home/dev", "PATH": "/usr/bin", "AWS_ACCESS_KEY_ID": "FN", "AWS_REGION": "eu-west-1", "TABLE": "t", "LAMBDA_TASK_ROOT": "/code"}
     env = function_environment(local, remote, CREDENTIALS_LOCAL, "/code")

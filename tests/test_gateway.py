@@ -24,7 +24,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from plldb import protocol
+from plldb import limits, naming, protocol
 from plldb.local import binding
 from tests.harness import gateway_environ
 from tests.harness.gateway import Gateway
@@ -63,8 +63,8 @@ def test_valid_session_connects_and_the_creator_only_resumes_it(gateway: Gateway
     session_id = put_session("no-such-stack")
     with _connect(gateway, session_id) as ws:
         item = get_session(session_id)
-        assert item[protocol.A_STATUS]["S"] == protocol.ACTIVE
-        connection_id = item[protocol.A_CONNECTION_ID]["S"]
+        assert item[naming.A_STATUS]["S"] == naming.ACTIVE
+        connection_id = item[naming.A_CONNECTION_ID]["S"]
         assert connection_id in gateway.connections
         # the manager reports the missing stack on the connection
         message = protocol.parse_server_message(ws.recv(timeout=WAIT_S))
@@ -77,8 +77,8 @@ def test_valid_session_connects_and_the_creator_only_resumes_it(gateway: Gateway
 
 def test_every_other_session_id_is_refused_and_changes_nothing(gateway: Gateway) -> None:
     expired = put_session("s", ttl_in=-1)
-    closed = put_session("s", status=protocol.CLOSED)
-    before = scan(protocol.SESSIONS_TABLE)
+    closed = put_session("s", status=naming.CLOSED)
+    before = scan(naming.SESSIONS_TABLE)
     for session_id in (expired, closed, str(uuid.uuid4())):  # a new id needs a stackName
         assert _refusal(gateway, f"?sessionId={session_id}", session_id) == 403, session_id
     for query in ("?sessionId=garbage", "?sessionId=%27%20OR%201%3D1"):
@@ -92,7 +92,7 @@ def test_every_other_session_id_is_refused_and_changes_nothing(gateway: Gateway)
             additional_headers=proof_headers(expired),
         )
     assert wrong_stage.value.response.status_code == 403
-    assert scan(protocol.SESSIONS_TABLE) == before
+    assert scan(naming.SESSIONS_TABLE) == before
     assert gateway.connections == {}
 
 
@@ -116,7 +116,7 @@ def test_events_have_the_shape_api_gateway_sends(gateway: Gateway) -> None:
         f"arn:aws:execute-api:us-east-1:123456789012:{gateway.settings.api_id}/prod/$connect"
     )
     assert authorizer["queryStringParameters"] == {"sessionId": session_id}
-    assert authorizer["headers"][protocol.IDENTITY_HEADER]
+    assert authorizer["headers"][naming.IDENTITY_HEADER]
     context = authorizer["requestContext"]
     assert (context["routeKey"], context["eventType"], context["stage"]) == (
         "$connect",
@@ -138,7 +138,7 @@ def test_events_have_the_shape_api_gateway_sends(gateway: Gateway) -> None:
 def test_management_api_through_boto3(gateway: Gateway) -> None:
     session_id, ws = _open(gateway)
     api = boto3.client("apigatewaymanagementapi", endpoint_url=gateway.management_url)
-    connection_id = get_session(session_id)[protocol.A_CONNECTION_ID]["S"]
+    connection_id = get_session(session_id)[naming.A_CONNECTION_ID]["S"]
     with ws:
         api.post_to_connection(ConnectionId=connection_id, Data=b'{"type":"pong"}')
         assert ws.recv(timeout=WAIT_S) == '{"type":"pong"}'
@@ -147,7 +147,7 @@ def test_management_api_through_boto3(gateway: Gateway) -> None:
         assert ws.recv(timeout=WAIT_S) == big  # 100 KB, sent as 32 KB frames
         with pytest.raises(api.exceptions.PayloadTooLargeException):
             api.post_to_connection(
-                ConnectionId=connection_id, Data=b"x" * (protocol.MESSAGE_LIMIT + 1)
+                ConnectionId=connection_id, Data=b"x" * (limits.MESSAGE_LIMIT + 1)
             )
         assert "ConnectedAt" in api.get_connection(ConnectionId=connection_id)
         api.delete_connection(ConnectionId=connection_id)
@@ -157,13 +157,13 @@ def test_management_api_through_boto3(gateway: Gateway) -> None:
         api.post_to_connection(ConnectionId=connection_id, Data=b"{}")
     with pytest.raises(api.exceptions.GoneException):
         api.get_connection(ConnectionId="unknown=")
-    wait_until(lambda: get_session(session_id)[protocol.A_STATUS]["S"] != protocol.ACTIVE)
+    wait_until(lambda: get_session(session_id)[naming.A_STATUS]["S"] != naming.ACTIVE)
 
 
 def test_frame_over_32_kb_closes_with_1009(gateway: Gateway) -> None:
     _, ws = _open(gateway)
     with ws:
-        ws.send(protocol.encode({"action": "ping", "pad": "x" * protocol.FRAME_LIMIT}))
+        ws.send(protocol.encode({"action": "ping", "pad": "x" * limits.FRAME_LIMIT}))
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=WAIT_S)
     assert closed.value.rcvd.code == 1009
@@ -175,7 +175,7 @@ def test_fragmented_message_up_to_128_kb_passes_and_beyond_closes(gateway: Gatew
         fits = protocol.encode({"action": "ping", "pad": "x" * 100_000})
         ws.send(protocol.fragments(fits))
         assert json.loads(ws.recv(timeout=WAIT_S)) == {"type": "pong"}
-        beyond = protocol.encode({"action": "ping", "pad": "x" * protocol.MESSAGE_LIMIT})
+        beyond = protocol.encode({"action": "ping", "pad": "x" * limits.MESSAGE_LIMIT})
         with pytest.raises(ConnectionClosed) as closed:
             # the gateway closes once the fragments pass 128 KB: while we still send, or after
             ws.send(protocol.fragments(beyond))
@@ -192,7 +192,7 @@ def test_idle_timeout_closes_and_runs_disconnect(make_gateway: Any) -> None:
         for _ in range(5):
             ws.recv(timeout=WAIT_S)  # the manager's report may come first: it is not activity
     assert closed.value.rcvd.code == 1001
-    wait_until(lambda: get_session(session_id)[protocol.A_STATUS]["S"] == protocol.CLOSED)
+    wait_until(lambda: get_session(session_id)[naming.A_STATUS]["S"] == naming.CLOSED)
 
 
 def test_connection_lifetime_is_enforced_even_when_busy(make_gateway: Any) -> None:
@@ -233,7 +233,7 @@ def test_every_disconnect_can_be_dropped(make_gateway: Any) -> None:
         wait_until(lambda: len(gateway.connections) == 1)
     wait_until(lambda: len(gateway.dropped_disconnects) == 1)
     assert gateway.invocations_of("plldb-disconnect") == []
-    assert get_session(session_id)[protocol.A_STATUS]["S"] != protocol.CLOSED  # lingers
+    assert get_session(session_id)[naming.A_STATUS]["S"] != naming.CLOSED  # lingers
 
 
 def test_disconnects_are_dropped_at_random_as_the_seed_says(make_gateway: Any) -> None:
@@ -259,7 +259,7 @@ def test_lambda_endpoint_runs_helpers_and_forwards_the_rest(gateway: Gateway) ->
     forwarded = lambda_client.invoke(FunctionName="someone-else", Payload=b'{"x":1}')
     assert json.loads(forwarded["Payload"].read()) == {"x": 1}
     assert {i.function for i in gateway.invocations} == {"plldb-manager"}
-    layers = lambda_client.list_layer_versions(LayerName=protocol.LAYER_NAME)["LayerVersions"]
+    layers = lambda_client.list_layer_versions(LayerName=naming.LAYER_NAME)["LayerVersions"]
     assert [layer["LayerVersionArn"] for layer in layers] == [gateway.settings.layer_arn]
 
 
@@ -292,7 +292,7 @@ def test_standalone_process(aws: MotoServer, tmp_path: Path) -> None:
             additional_headers=proof_headers(session_id),
         ) as ws:
             assert protocol.parse_server_message(ws.recv(timeout=WAIT_S))["status"] == "failed"
-        assert get_session(session_id)[protocol.A_STATUS]["S"] != protocol.PENDING
+        assert get_session(session_id)[naming.A_STATUS]["S"] != naming.PENDING
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -379,5 +379,5 @@ def test_a_client_gone_during_the_upgrade_still_gets_its_disconnect(gateway: Gat
         raw.sendall(request.encode())
         wait_until(lambda: gateway.invocations_of("plldb-connect"), timeout=WAIT_S)
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
-    wait_until(lambda: get_session(session_id)[protocol.A_STATUS]["S"] == protocol.DISCONNECTED,
+    wait_until(lambda: get_session(session_id)[naming.A_STATUS]["S"] == naming.DISCONNECTED,
                timeout=WAIT_S)

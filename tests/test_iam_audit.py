@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from plldb import protocol
+from plldb import naming
 from tests.harness import call_recorder, iam_audit
 from tests.harness.iam_policy import Decision, PolicyError, Request, evaluate
 from tests.harness.moto_server import REGION, MotoServer
@@ -186,7 +186,7 @@ def test_what_the_evaluator_does_not_model_is_an_error_not_a_guess() -> None:
 def _helper_stack() -> dict[str, Any]:
     """What the recorder writes for a role of the helper stack deployed in moto."""
     return {
-        "name": protocol.HELPER_STACK_NAME,
+        "name": naming.HELPER_STACK_NAME,
         "id": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/plldb/0a1b",
         "region": REGION,
         "parameters": {"ArtifactBucket": "artifacts"},
@@ -239,15 +239,15 @@ def test_the_manager_may_attach_the_shim_policy_and_no_other() -> None:
 
 def test_the_manager_changes_only_claimed_functions_and_removes_only_the_claim() -> None:
     function = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:app-Fn"
-    claimed = {f"aws:ResourceTag/{protocol.CLAIM_TAG}": "0f1e"}
+    claimed = {f"aws:ResourceTag/{naming.CLAIM_TAG}": "0f1e"}
     update, untag = "lambda:UpdateFunctionConfiguration", "lambda:UntagResource"
     assert _template_allows("ManagerRole", update, function, **claimed)
     assert not _template_allows("ManagerRole", update, function)
     assert not _template_allows("ManagerRole", update, function, **{"aws:ResourceTag/x": "y"})
-    claim_key = {"aws:TagKeys": [protocol.CLAIM_TAG]}
+    claim_key = {"aws:TagKeys": [naming.CLAIM_TAG]}
     assert _template_allows("ManagerRole", untag, function, **claimed, **claim_key)
     assert not _template_allows("ManagerRole", untag, function, **claim_key)
-    other_keys = {"aws:TagKeys": [protocol.CLAIM_TAG, "owner"]}
+    other_keys = {"aws:TagKeys": [naming.CLAIM_TAG, "owner"]}
     assert not _template_allows("ManagerRole", untag, function, **claimed, **other_keys)
     assert not _template_allows("ManagerRole", "lambda:TagResource", function, **claimed)
     assert _template_allows("ManagerRole", "lambda:ListTags", function)

@@ -22,7 +22,7 @@ import botocore.config
 import botocore.exceptions
 import pytest
 
-from plldb import protocol
+from plldb import limits, naming
 from tests.harness.iam_audit import expect_refusal
 from tests.harness.localcloud import (
     DEVELOPER_POLICY,
@@ -89,7 +89,7 @@ def test_the_user_is_refused_what_its_policy_does_not_allow(cloud: LocalCloud) -
     update = lambda: lam.update_function_configuration(FunctionName=function, Timeout=5)  # noqa: E731
     assert _error_code(update) == "AccessDeniedException"
     dynamodb = _client(cloud, "dynamodb", cloud.environment)
-    scan = lambda: dynamodb.scan(TableName=protocol.SESSIONS_TABLE)  # noqa: E731
+    scan = lambda: dynamodb.scan(TableName=naming.SESSIONS_TABLE)  # noqa: E731
     assert _error_code(scan) == "AccessDeniedException"  # only through the debugger role
 
 
@@ -110,7 +110,7 @@ def test_plldb_status_lists_every_session_under_enforcement(cloud: LocalCloud) -
 def test_debugger_role_credentials_stop_working_at_their_expiration(cloud: LocalCloud) -> None:
     sts = _client(cloud, "sts", cloud.environment)
     assumed = sts.assume_role(
-        RoleArn=cloud.helper_outputs[protocol.OUTPUT_DEBUGGER_ROLE],
+        RoleArn=cloud.helper_outputs[naming.OUTPUT_DEBUGGER_ROLE],
         RoleSessionName="expiry",
         DurationSeconds=3600,
     )
@@ -124,7 +124,7 @@ def test_debugger_role_credentials_stop_working_at_their_expiration(cloud: Local
     }
     dynamodb = _client(cloud, "dynamodb", env)
     get = lambda: dynamodb.get_item(  # noqa: E731
-        TableName=protocol.SESSIONS_TABLE, Key={protocol.A_SESSION_ID: {"S": "none"}}
+        TableName=naming.SESSIONS_TABLE, Key={naming.A_SESSION_ID: {"S": "none"}}
     )
     get()
     while datetime.now(timezone.utc) < expiration:
@@ -139,7 +139,7 @@ def test_a_functions_role_reads_no_plldb_table_before_attach(cloud: LocalCloud) 
     expect_refusal("dynamodb:GetItem", role, why="a function's role has no plldb rights unattached")
     dynamodb = _client(cloud, "dynamodb", _role_credentials(cloud, role, function))
     get = lambda: dynamodb.get_item(  # noqa: E731
-        TableName=protocol.SESSIONS_TABLE, Key={protocol.A_SESSION_ID: {"S": "none"}}
+        TableName=naming.SESSIONS_TABLE, Key={naming.A_SESSION_ID: {"S": "none"}}
     )
     assert _error_code(get) == "AccessDeniedException"
 
@@ -155,7 +155,7 @@ def _manager_rights(cloud: LocalCloud, helper: str) -> list[str]:
     env = _role_credentials(cloud, role, f"plldb-{helper}")
     dynamodb, functions = _client(cloud, "dynamodb", env), _client(cloud, "lambda", env)
     calls = {
-        "scan sessions": lambda: dynamodb.scan(TableName=protocol.SESSIONS_TABLE),
+        "scan sessions": lambda: dynamodb.scan(TableName=naming.SESSIONS_TABLE),
         "read a function": lambda: functions.get_function_configuration(
             FunctionName=cloud.functions["HelloFunction"]
         ),
@@ -196,7 +196,7 @@ def test_a_session_outlives_its_debugger_role_credentials(cloud: LocalCloud) -> 
         attach.wait_for(ATTACHED_MARKER)
         started, answered = time.monotonic(), []
         while time.monotonic() - started < 3 * SESSION_SECONDS or len(answered) < 2:
-            event = {"n": len(answered), "pad": "x" * (protocol.INLINE_PAYLOAD_LIMIT + 1)}
+            event = {"n": len(answered), "pad": "x" * (limits.INLINE_PAYLOAD_LIMIT + 1)}
             response = lam.invoke(
                 FunctionName=cloud.functions["EchoFunction"], Payload=json.dumps(event)
             )

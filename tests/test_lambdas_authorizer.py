@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plldb import protocol
+from plldb import limits, naming
 from plldb.lambdas import authorizer
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import get_session, put_session, scan
@@ -54,14 +54,14 @@ def _effect(result: dict[str, Any]) -> str:
 
 def _denied(event: dict[str, Any], caplog: pytest.LogCaptureFixture, reason: str | re.Pattern[str]) -> None:
     """Deny, with ``reason`` (text, or a pattern) in the authorizer's log, and no table changed."""
-    sessions, requests = scan(protocol.SESSIONS_TABLE), scan(protocol.DEBUGGER_TABLE)
+    sessions, requests = scan(naming.SESSIONS_TABLE), scan(naming.DEBUGGER_TABLE)
     caplog.clear()
     result = authorizer.handler(event, None)
     assert _effect(result) == "Deny" and result["context"] == {}
     found = reason.search(caplog.text) if isinstance(reason, re.Pattern) else reason in caplog.text
     assert found, caplog.text
-    assert scan(protocol.SESSIONS_TABLE) == sessions
-    assert scan(protocol.DEBUGGER_TABLE) == requests
+    assert scan(naming.SESSIONS_TABLE) == sessions
+    assert scan(naming.DEBUGGER_TABLE) == requests
 
 
 @pytest.fixture
@@ -80,24 +80,24 @@ def test_a_new_session_is_created_for_the_authenticated_caller(gateway: Gateway)
     assert result["principalId"] == me
     assert result["context"] == {"sessionId": session_id, "stackName": "my-stack", "callerArn": me}
     item = get_session(session_id)
-    assert item[protocol.A_STATUS]["S"] == protocol.ACTIVE
-    assert item[protocol.A_CREATED_BY]["S"] == me
-    assert item[protocol.A_CONNECTION_ID]["S"] == "conn1="
-    assert [f["S"] for f in item[protocol.A_FUNCTIONS]["L"]] == ["Hello*", "Echo"]
-    assert item[protocol.A_TIMEOUT]["N"] == "30"
-    assert int(item[protocol.A_TTL]["N"]) >= time.time() + protocol.SESSION_TTL_SECONDS - 60
+    assert item[naming.A_STATUS]["S"] == naming.ACTIVE
+    assert item[naming.A_CREATED_BY]["S"] == me
+    assert item[naming.A_CONNECTION_ID]["S"] == "conn1="
+    assert [f["S"] for f in item[naming.A_FUNCTIONS]["L"]] == ["Hello*", "Echo"]
+    assert item[naming.A_TIMEOUT]["N"] == "30"
+    assert int(item[naming.A_TTL]["N"]) >= time.time() + limits.SESSION_TTL_SECONDS - 60
 
 
 def test_only_the_creator_resumes_a_session(
     other: Principal, caplog: pytest.LogCaptureFixture
 ) -> None:
-    session_id = put_session("my-stack", status=protocol.DISCONNECTED)
+    session_id = put_session("my-stack", status=naming.DISCONNECTED)
     as_other = proof_headers(session_id, other.session())
     _denied(_event(session_id, as_other, "conn2="), caplog, f"not created by {other.arn}")
     assert _effect(authorizer.handler(_event(session_id, connection_id="conn3="), None)) == "Allow"
     item = get_session(session_id)
-    assert (item[protocol.A_STATUS]["S"], item[protocol.A_CONNECTION_ID]["S"]) == (
-        protocol.ACTIVE,
+    assert (item[naming.A_STATUS]["S"], item[naming.A_CONNECTION_ID]["S"]) == (
+        naming.ACTIVE,
         "conn3=",
     )
 
@@ -105,7 +105,7 @@ def test_only_the_creator_resumes_a_session(
 def test_a_session_that_is_over_is_not_resumed(
     gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for session_id in (put_session("s", status=protocol.CLOSED), put_session("s", ttl_in=-5)):
+    for session_id in (put_session("s", status=naming.CLOSED), put_session("s", ttl_in=-5)):
         _denied(_event(session_id), caplog, "is over")
 
 
@@ -121,7 +121,7 @@ def test_a_stale_or_unsigned_proof_is_refused(
     gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     session_id = str(uuid.uuid4())
-    proof = json.loads(base64.b64decode(proof_headers(session_id)[protocol.IDENTITY_HEADER]))
+    proof = json.loads(base64.b64decode(proof_headers(session_id)[naming.IDENTITY_HEADER]))
     stale = {**proof, "X-Amz-Date": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 900))}
     _denied(_event(session_id, _header(stale), stackName="s"), caplog, re.compile(r"signed 90\d s ago"))  # a loaded machine may pass a second
     unsigned = {
@@ -130,7 +130,7 @@ def test_a_stale_or_unsigned_proof_is_refused(
     }
     _denied(_event(session_id, _header(unsigned), stackName="s"), caplog, "not among the signed")
     _denied(_event(session_id, {}, stackName="s"), caplog, "no X-PLLDB-Identity header")
-    _denied(_event(session_id, {protocol.IDENTITY_HEADER: "%%%"}, stackName="s"), caplog, "base64")
+    _denied(_event(session_id, {naming.IDENTITY_HEADER: "%%%"}, stackName="s"), caplog, "base64")
 
 
 def test_a_forged_signature_is_refused_by_sts(
@@ -139,7 +139,7 @@ def test_a_forged_signature_is_refused_by_sts(
     """Under IAM enforcement moto's STS checks signatures, as STS does."""
     session_id = str(uuid.uuid4())
     proof = json.loads(
-        base64.b64decode(proof_headers(session_id, other.session())[protocol.IDENTITY_HEADER])
+        base64.b64decode(proof_headers(session_id, other.session())[naming.IDENTITY_HEADER])
     )
     signature = proof["Authorization"].rsplit("Signature=", 1)[1]
     forged = {**proof, "Authorization": proof["Authorization"].replace(signature, "0" * 64)}
@@ -153,13 +153,13 @@ def test_a_forged_signature_is_refused_by_sts(
 def test_a_live_session_of_the_stack_is_replaced_only_with_force(
     other: Principal, caplog: pytest.LogCaptureFixture
 ) -> None:
-    holder = put_session("shared", status=protocol.ACTIVE, created_by=other.arn)
+    holder = put_session("shared", status=naming.ACTIVE, created_by=other.arn)
     session_id = str(uuid.uuid4())
     _denied(_event(session_id, stackName="shared"), caplog, f"attached by {other.arn}")
     forced = authorizer.handler(_event(session_id, stackName="shared", force="1"), None)
     assert _effect(forced) == "Allow"
-    assert get_session(holder)[protocol.A_STATUS]["S"] == protocol.CLOSED
-    assert get_session(session_id)[protocol.A_CREATED_BY]["S"] == caller_arn()
+    assert get_session(holder)[naming.A_STATUS]["S"] == naming.CLOSED
+    assert get_session(session_id)[naming.A_CREATED_BY]["S"] == caller_arn()
 
 
 def test_bad_options_are_refused(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
@@ -176,17 +176,17 @@ def test_instrumentation_records_are_not_sessions(
     """A FUNCTION# record never opens a connection, whatever its attributes."""
     record_key = put_session("s")
     boto3.client("dynamodb").update_item(
-        TableName=protocol.SESSIONS_TABLE,
-        Key={protocol.A_SESSION_ID: {"S": record_key}},
+        TableName=naming.SESSIONS_TABLE,
+        Key={naming.A_SESSION_ID: {"S": record_key}},
         UpdateExpression="SET #k = :k",
-        ExpressionAttributeNames={"#k": protocol.A_KIND},
-        ExpressionAttributeValues={":k": {"S": protocol.KIND_INSTRUMENTATION}},
+        ExpressionAttributeNames={"#k": naming.A_KIND},
+        ExpressionAttributeValues={":k": {"S": naming.KIND_INSTRUMENTATION}},
     )
     _denied(_event(record_key), caplog, "is over")
 
 
 def _header(proof: dict[str, str]) -> dict[str, str]:
-    return {protocol.IDENTITY_HEADER: base64.b64encode(json.dumps(proof).encode()).decode()}
+    return {naming.IDENTITY_HEADER: base64.b64encode(json.dumps(proof).encode()).decode()}
 
 
 _anything = st.recursive(
@@ -202,7 +202,7 @@ _anything = st.recursive(
 def unusable_sessions(gateway: Gateway) -> list[str]:
     return [
         put_session("s", ttl_in=-5),
-        put_session("s", status=protocol.CLOSED),
+        put_session("s", status=naming.CLOSED),
         put_session("s", created_by="arn:aws:iam::123456789012:user/somebody"),
         str(uuid.uuid4()),
     ]
@@ -215,7 +215,7 @@ def unusable_sessions(gateway: Gateway) -> list[str]:
 def test_random_events_are_denied_and_change_nothing(
     unusable_sessions: list[str], data: st.DataObject
 ) -> None:
-    before = scan(protocol.SESSIONS_TABLE)
+    before = scan(naming.SESSIONS_TABLE)
     session_ids = st.sampled_from(unusable_sessions) | _anything
     event = data.draw(
         _anything
@@ -236,4 +236,4 @@ def test_random_events_are_denied_and_change_nothing(
     result = authorizer.handler(event, None)
     assert result["policyDocument"]["Statement"][0]["Effect"] == "Deny"
     assert result["context"] == {}
-    assert scan(protocol.SESSIONS_TABLE) == before
+    assert scan(naming.SESSIONS_TABLE) == before

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.sync.client import ClientConnection
 
-from plldb import protocol
+from plldb import naming, protocol
 from plldb.lambdas import default
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import put_session, scan, wait_until
@@ -22,17 +22,17 @@ from tests.harness.identity_proof import connect_session
 pytest_plugins = ["tests.harness.gateway_fixtures"]
 
 
-def _request(session_id: str, status: str = protocol.REQUEST_PENDING) -> str:
+def _request(session_id: str, status: str = naming.REQUEST_PENDING) -> str:
     """A request item as the shim writes it."""
     request_id = str(uuid.uuid4())
     boto3.client("dynamodb").put_item(
-        TableName=protocol.DEBUGGER_TABLE,
+        TableName=naming.DEBUGGER_TABLE,
         Item={
-            protocol.A_REQUEST_ID: {"S": request_id},
-            protocol.A_SESSION_ID: {"S": session_id},
-            protocol.A_STATUS: {"S": status},
-            protocol.A_REQUEST: {"S": '{"hello": 1}'},
-            protocol.A_TTL: {"N": str(int(time.time()) + 3600)},
+            naming.A_REQUEST_ID: {"S": request_id},
+            naming.A_SESSION_ID: {"S": session_id},
+            naming.A_STATUS: {"S": status},
+            naming.A_REQUEST: {"S": '{"hello": 1}'},
+            naming.A_TTL: {"N": str(int(time.time()) + 3600)},
         },
     )
     return request_id
@@ -40,8 +40,8 @@ def _request(session_id: str, status: str = protocol.REQUEST_PENDING) -> str:
 
 def _item(request_id: str) -> dict[str, Any]:
     return boto3.client("dynamodb").get_item(
-        TableName=protocol.DEBUGGER_TABLE,
-        Key={protocol.A_REQUEST_ID: {"S": request_id}},
+        TableName=naming.DEBUGGER_TABLE,
+        Key={naming.A_REQUEST_ID: {"S": request_id}},
         ConsistentRead=True,
     )["Item"]
 
@@ -77,7 +77,7 @@ def test_results_of_own_pending_requests_are_recorded(gateway: Gateway) -> None:
     answered, failed, offloaded = (_request(session_id) for _ in range(3))
     ref = {
         "bucket": gateway.settings.payload_bucket,
-        "key": protocol.payload_key(session_id, offloaded, "response"),
+        "key": naming.payload_key(session_id, offloaded, "response"),
         "size": 200_000,
     }
     with ws:
@@ -90,22 +90,22 @@ def test_results_of_own_pending_requests_are_recorded(gateway: Gateway) -> None:
         "type": "rejected",
         "reason": f"request {answered} is not a pending request of this session",
     }
-    assert _item(answered)[protocol.A_STATUS]["S"] == protocol.REQUEST_RESPONDED
-    assert _item(answered)[protocol.A_RESPONSE]["S"] == '{"ok": true}'
-    assert _item(failed)[protocol.A_STATUS]["S"] == protocol.REQUEST_FAILED
-    assert json.loads(_item(failed)[protocol.A_ERROR]["S"]) == error
-    assert json.loads(_item(offloaded)[protocol.A_PAYLOAD_REF]["S"]) == ref
+    assert _item(answered)[naming.A_STATUS]["S"] == naming.REQUEST_RESPONDED
+    assert _item(answered)[naming.A_RESPONSE]["S"] == '{"ok": true}'
+    assert _item(failed)[naming.A_STATUS]["S"] == naming.REQUEST_FAILED
+    assert json.loads(_item(failed)[naming.A_ERROR]["S"]) == error
+    assert json.loads(_item(offloaded)[naming.A_PAYLOAD_REF]["S"]) == ref
 
 
 def test_answers_for_other_sessions_late_or_forged_are_rejected(gateway: Gateway) -> None:
     session_id, ws = _client(gateway)
     other = _request(str(uuid.uuid4()))
-    expired = _request(session_id, status=protocol.REQUEST_EXPIRED)
+    expired = _request(session_id, status=naming.REQUEST_EXPIRED)
     mine = _request(session_id)
-    before = scan(protocol.DEBUGGER_TABLE)
+    before = scan(naming.DEBUGGER_TABLE)
     foreign_ref = {
         "bucket": gateway.settings.payload_bucket,
-        "key": protocol.payload_key(str(uuid.uuid4()), mine, "response"),
+        "key": naming.payload_key(str(uuid.uuid4()), mine, "response"),
         "size": 10,
     }
     with ws:
@@ -131,7 +131,7 @@ def test_answers_for_other_sessions_late_or_forged_are_rejected(gateway: Gateway
         "unknown action": {"type": "rejected", "reason": "unknown action 'dance'"},
         "no request id": {"type": "rejected", "reason": "'response' message without 'request_id'"},
     }
-    assert scan(protocol.DEBUGGER_TABLE) == before
+    assert scan(naming.DEBUGGER_TABLE) == before
 
 
 _json = st.recursive(
@@ -180,7 +180,7 @@ def other_sessions(gateway: Gateway) -> tuple[list[str], list[str]]:
     """Requests of one session, and connections' sessions that are not theirs."""
     owner = str(uuid.uuid4())
     requests = [_request(owner) for _ in range(3)]
-    return [str(uuid.uuid4()), put_session("s", status=protocol.ACTIVE)], requests
+    return [str(uuid.uuid4()), put_session("s", status=naming.ACTIVE)], requests
 
 
 @settings(
@@ -191,8 +191,8 @@ def test_random_messages_never_raise_and_change_nothing(
     gateway: Gateway, other_sessions: tuple[list[str], list[str]], data: st.DataObject
 ) -> None:
     sessions, requests = other_sessions
-    before = (scan(protocol.DEBUGGER_TABLE), scan(protocol.SESSIONS_TABLE))
+    before = (scan(naming.DEBUGGER_TABLE), scan(naming.SESSIONS_TABLE))
     event = data.draw(_events(sessions, requests))
     assert default.handler(event, None) == {"statusCode": 200}
     gateway.wait_for_invocations()  # a 'detach' runs the manager
-    assert (scan(protocol.DEBUGGER_TABLE), scan(protocol.SESSIONS_TABLE)) == before
+    assert (scan(naming.DEBUGGER_TABLE), scan(naming.SESSIONS_TABLE)) == before

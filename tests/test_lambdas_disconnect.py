@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import boto3
 
-from plldb import protocol
+from plldb import naming
 from plldb.lambdas import disconnect
 from tests.harness.gateway import MANAGER, Gateway
 from tests.harness.gateway_setup import get_session, put_session, wait_until
@@ -24,12 +24,12 @@ def _event(session_id: str, connection_id: str) -> dict:
 
 
 def _active(connection_id: str) -> str:
-    session_id = put_session("s", status=protocol.ACTIVE)
+    session_id = put_session("s", status=naming.ACTIVE)
     boto3.client("dynamodb").update_item(
-        TableName=protocol.SESSIONS_TABLE,
-        Key={protocol.A_SESSION_ID: {"S": session_id}},
+        TableName=naming.SESSIONS_TABLE,
+        Key={naming.A_SESSION_ID: {"S": session_id}},
         UpdateExpression="SET #c = :c",
-        ExpressionAttributeNames={"#c": protocol.A_CONNECTION_ID},
+        ExpressionAttributeNames={"#c": naming.A_CONNECTION_ID},
         ExpressionAttributeValues={":c": {"S": connection_id}},
     )
     return session_id
@@ -47,8 +47,8 @@ def test_disconnect_of_the_current_connection_schedules_the_restore(gateway: Gat
     session_id = _active("current=")
     assert disconnect.handler(_event(session_id, "current="), None) == {"statusCode": 200}
     item = get_session(session_id)
-    assert item[protocol.A_STATUS]["S"] in (protocol.DISCONNECTED, protocol.CLOSED)
-    assert protocol.A_DISCONNECTED_AT in item
+    assert item[naming.A_STATUS]["S"] in (naming.DISCONNECTED, naming.CLOSED)
+    assert naming.A_DISCONNECTED_AT in item
     [run] = wait_until(lambda: gateway.invocations_of(MANAGER))
     assert run.event == {
         "action": "deinstrument_after_grace",
@@ -56,7 +56,7 @@ def test_disconnect_of_the_current_connection_schedules_the_restore(gateway: Gat
         "connection_id": "current=",
     }
     gateway.wait_for_invocations()
-    assert get_session(session_id)[protocol.A_STATUS]["S"] == protocol.CLOSED
+    assert get_session(session_id)[naming.A_STATUS]["S"] == naming.CLOSED
 
 
 def test_disconnect_without_a_session_is_ignored(gateway: Gateway) -> None:

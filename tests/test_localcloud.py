@@ -16,7 +16,7 @@ import botocore.exceptions
 import psutil
 import pytest
 
-from plldb import __version__, protocol
+from plldb import __version__, naming
 from plldb.cloud.aws import AwsContext
 from plldb.cloud.helper_stack import find_helper_stack
 from tests.harness.gateway_setup import wait_until
@@ -62,23 +62,23 @@ def test_plldb_finds_the_helper_stack_like_in_aws(cloud: LocalCloud) -> None:
     assert helper.management_url == cloud.urls["management"]
     assert helper.version == __version__
     assert helper.manager_function == "plldb-manager"
-    assert helper.layer_version_arn.split(":")[6] == protocol.LAYER_NAME
-    assert helper.sessions_table == protocol.SESSIONS_TABLE
+    assert helper.layer_version_arn.split(":")[6] == naming.LAYER_NAME
+    assert helper.sessions_table == naming.SESSIONS_TABLE
 
 
 def test_helper_resources_are_the_templates(cloud: LocalCloud) -> None:
     with cloud.environ():
-        table = boto3.client("dynamodb").describe_table(TableName=protocol.SESSIONS_TABLE)["Table"]
+        table = boto3.client("dynamodb").describe_table(TableName=naming.SESSIONS_TABLE)["Table"]
         roles = {r["RoleName"] for r in boto3.client("iam").list_roles()["Roles"]}
         manager = boto3.client("lambda").get_function_configuration(FunctionName="plldb-manager")
     assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {
-        protocol.STACK_NAME_INDEX,
-        protocol.CONNECTION_ID_INDEX,
+        naming.STACK_NAME_INDEX,
+        naming.CONNECTION_ID_INDEX,
     }
     assert {"PLLDBDebuggerRole-us-east-1", "PLLDBManagerRole-us-east-1"} <= roles
     variables = manager["Environment"]["Variables"]
-    assert variables[protocol.ENV_MANAGEMENT_URL] == cloud.urls["management"]
-    assert str(variables[protocol.ENV_GRACE_SECONDS]) == "3"
+    assert variables[naming.ENV_MANAGEMENT_URL] == cloud.urls["management"]
+    assert str(variables[naming.ENV_GRACE_SECONDS]) == "3"
 
 
 def test_test_stack_is_deployed_with_both_functions(cloud: LocalCloud, lam) -> None:
@@ -137,15 +137,15 @@ def test_real_layer_and_wrapper_without_session_pass_through(cloud: LocalCloud, 
     name = cloud.functions[ECHO]
     original = lam.get_function_configuration(FunctionName=name)
     before, _ = invoke(lam, name, {"k": 1})
-    wrapper_env = {"Variables": {protocol.ENV_EXEC_WRAPPER: protocol.WRAPPER_PATH}}
+    wrapper_env = {"Variables": {naming.ENV_EXEC_WRAPPER: naming.WRAPPER_PATH}}
     try:
         lam.update_function_configuration(FunctionName=name, Environment=wrapper_env)
         missing, error = invoke(lam, name, {"k": 1})  # the wrapper without its layer
         assert error == "Unhandled" and missing["errorType"] == "Runtime.InvalidEntrypoint"
         assert missing["errorMessage"].endswith(
-            f"Error: fork/exec {protocol.WRAPPER_PATH}: No such file or directory"
+            f"Error: fork/exec {naming.WRAPPER_PATH}: No such file or directory"
         )
-        layer = cloud.helper_outputs[protocol.OUTPUT_LAYER_ARN]
+        layer = cloud.helper_outputs[naming.OUTPUT_LAYER_ARN]
         lam.update_function_configuration(
             FunctionName=name, Environment=wrapper_env, Layers=[layer]
         )
@@ -265,9 +265,9 @@ def test_a_cloud_that_drops_every_disconnect_leaves_the_session_as_it_was() -> N
         log = cloud.state_dir / "logs" / "gateway.log"
         wait_until(lambda: "dropped $disconnect" in log.read_text())
         with cloud.environ():
-            items = boto3.client("dynamodb").scan(TableName=protocol.SESSIONS_TABLE)["Items"]
-        sessions = [i for i in items if i[protocol.A_KIND]["S"] == protocol.KIND_SESSION]
-        assert [s[protocol.A_STATUS]["S"] for s in sessions] == [protocol.ACTIVE]
+            items = boto3.client("dynamodb").scan(TableName=naming.SESSIONS_TABLE)["Items"]
+        sessions = [i for i in items if i[naming.A_KIND]["S"] == naming.KIND_SESSION]
+        assert [s[naming.A_STATUS]["S"] for s in sessions] == [naming.ACTIVE]
 
 
 def test_a_warm_environment_is_retired_before_its_credentials_expire(

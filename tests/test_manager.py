@@ -14,7 +14,7 @@ from unittest import mock
 import boto3
 from websockets.sync.client import ClientConnection
 
-from plldb import protocol
+from plldb import limits, naming, protocol
 from plldb.lambdas import common
 from plldb.lambdas.manager import apply as manager_apply
 from plldb.lambdas.manager import entry as manager
@@ -61,8 +61,8 @@ def _summary_done(message: dict[str, Any]) -> bool:
 def _records() -> list[dict[str, Any]]:
     return [
         i
-        for i in scan(protocol.SESSIONS_TABLE)
-        if i[protocol.A_KIND]["S"] == protocol.KIND_INSTRUMENTATION
+        for i in scan(naming.SESSIONS_TABLE)
+        if i[naming.A_KIND]["S"] == naming.KIND_INSTRUMENTATION
     ]
 
 
@@ -77,13 +77,13 @@ def _assert_instrumented(
 ) -> None:
     config = configuration(names[logical])
     env = config["Environment"]["Variables"]
-    assert env[protocol.ENV_EXEC_WRAPPER] == protocol.WRAPPER_PATH
-    assert env[protocol.ENV_SESSION_ID] == session_id
-    assert protocol.ENV_CONNECTION_ID not in env  # changes on reconnect: read from the session
-    assert env[protocol.ENV_MANAGEMENT_URL].endswith("/prod")
-    assert config["Layers"][-1]["Arn"] == os.environ[protocol.ENV_LAYER_ARN]
+    assert env[naming.ENV_EXEC_WRAPPER] == naming.WRAPPER_PATH
+    assert env[naming.ENV_SESSION_ID] == session_id
+    assert naming.ENV_CONNECTION_ID not in env  # changes on reconnect: read from the session
+    assert env[naming.ENV_MANAGEMENT_URL].endswith("/prod")
+    assert config["Layers"][-1]["Arn"] == os.environ[naming.ENV_LAYER_ARN]
     assert config["Timeout"] == timeout
-    assert f"{protocol.SHIM_POLICY_NAME}-us-east-1" in role_policies(names[logical])
+    assert f"{naming.SHIM_POLICY_NAME}-us-east-1" in role_policies(names[logical])
 
 
 def test_instrument_then_detach_restores_byte_for_byte(gateway: Gateway) -> None:
@@ -105,7 +105,7 @@ def test_instrument_then_detach_restores_byte_for_byte(gateway: Gateway) -> None
         summary = messages[-1]["summary"]
         assert sorted(summary["instrumented"]) == sorted(names[n] for n in INSTRUMENTABLE)
         wrapped = configuration(names["Wrapped"])["Environment"]["Variables"]
-        assert wrapped[protocol.ENV_ORIGINAL_WRAPPER] == EXISTING_WRAPPER
+        assert wrapped[naming.ENV_ORIGINAL_WRAPPER] == EXISTING_WRAPPER
         assert len(_records()) == len(INSTRUMENTABLE)
 
         ws.send(json.dumps({"action": protocol.ACTION_DETACH}))
@@ -114,7 +114,7 @@ def test_instrument_then_detach_restores_byte_for_byte(gateway: Gateway) -> None
     assert detached["failed"] == []
     assert snapshot(names) == before
     assert _records() == []
-    assert get_session(session_id)[protocol.A_STATUS]["S"] == protocol.CLOSED
+    assert get_session(session_id)[naming.A_STATUS]["S"] == naming.CLOSED
 
 
 def test_abrupt_client_kill_restores_after_grace(gateway: Gateway) -> None:
@@ -139,16 +139,16 @@ def test_abrupt_client_kill_restores_after_grace(gateway: Gateway) -> None:
         wait_until(
             lambda: (
                 len(_records()) == len(INSTRUMENTABLE)
-                and all(r[protocol.A_STATUS]["S"] == protocol.INSTRUMENTED for r in _records())
+                and all(r[naming.A_STATUS]["S"] == naming.INSTRUMENTED for r in _records())
             ),
             timeout=60,
         )
-        _assert_instrumented(names, "Plain", session_id, protocol.DEFAULT_DEBUG_TIMEOUT)
+        _assert_instrumented(names, "Plain", session_id, limits.DEFAULT_DEBUG_TIMEOUT)
     finally:
         os.kill(client.pid, signal.SIGKILL)
         client.wait(10)
     wait_until(
-        lambda: get_session(session_id)[protocol.A_STATUS]["S"] == protocol.CLOSED, timeout=60
+        lambda: get_session(session_id)[naming.A_STATUS]["S"] == naming.CLOSED, timeout=60
     )
     gateway.wait_for_invocations()
     assert snapshot(names) == before
@@ -163,19 +163,19 @@ def test_reconnect_within_grace_keeps_instrumentation(make_gateway: Any) -> None
     before = snapshot(names)
     session_id, ws, _ = _attach(gateway, functions=["Plain"])
     ws.close()
-    wait_until(lambda: get_session(session_id)[protocol.A_STATUS]["S"] == protocol.DISCONNECTED)
+    wait_until(lambda: get_session(session_id)[naming.A_STATUS]["S"] == naming.DISCONNECTED)
     _reopen_as_pending(session_id)
     with _connect(gateway, session_id) as again:
         progress = _until(again, _summary_done)
         wait_until(
             lambda: all(i.finished.is_set() for i in gateway.invocations_of(MANAGER)), timeout=20
         )
-        assert get_session(session_id)[protocol.A_STATUS]["S"] == protocol.ACTIVE
-        _assert_instrumented(names, "Plain", session_id, protocol.DEFAULT_DEBUG_TIMEOUT)
-        assert [r[protocol.A_FUNCTION_NAME]["S"] for r in _records()] == [names["Plain"]]
+        assert get_session(session_id)[naming.A_STATUS]["S"] == naming.ACTIVE
+        _assert_instrumented(names, "Plain", session_id, limits.DEFAULT_DEBUG_TIMEOUT)
+        assert [r[naming.A_FUNCTION_NAME]["S"] for r in _records()] == [names["Plain"]]
         # a reconnect reconfigures nothing (no update, no cold start)
         assert [m["message"] for m in progress if m.get("function") == names["Plain"]] == [
-            f"already instrumented (timeout {protocol.DEFAULT_DEBUG_TIMEOUT} s)"
+            f"already instrumented (timeout {limits.DEFAULT_DEBUG_TIMEOUT} s)"
         ]
         grace_runs = [
             i
@@ -191,12 +191,12 @@ def test_reconnect_within_grace_keeps_instrumentation(make_gateway: Any) -> None
 def _reopen_as_pending(session_id: str) -> None:
     """What `plldb attach` does to reconnect: its own session back to PENDING."""
     boto3.client("dynamodb").update_item(
-        TableName=protocol.SESSIONS_TABLE,
-        Key={protocol.A_SESSION_ID: {"S": session_id}},
+        TableName=naming.SESSIONS_TABLE,
+        Key={naming.A_SESSION_ID: {"S": session_id}},
         UpdateExpression="SET #s = :pending, #t = :ttl",
-        ExpressionAttributeNames={"#s": protocol.A_STATUS, "#t": protocol.A_TTL},
+        ExpressionAttributeNames={"#s": naming.A_STATUS, "#t": naming.A_TTL},
         ExpressionAttributeValues={
-            ":pending": {"S": protocol.PENDING},
+            ":pending": {"S": naming.PENDING},
             ":ttl": {"N": str(int(time.time()) + 300)},
         },
     )
@@ -208,10 +208,10 @@ def test_a_reconnect_that_never_arrives_still_restores_after_grace(make_gateway:
     before = snapshot(names)
     session_id, ws, _ = _attach(gateway, functions=["Plain"])
     ws.close()
-    wait_until(lambda: get_session(session_id)[protocol.A_STATUS]["S"] == protocol.DISCONNECTED)
+    wait_until(lambda: get_session(session_id)[naming.A_STATUS]["S"] == naming.DISCONNECTED)
     _reopen_as_pending(session_id)  # ... and the tool dies before it connects again
     wait_until(
-        lambda: get_session(session_id)[protocol.A_STATUS]["S"] == protocol.CLOSED, timeout=60
+        lambda: get_session(session_id)[naming.A_STATUS]["S"] == naming.CLOSED, timeout=60
     )
     gateway.wait_for_invocations()
     assert snapshot(names) == before
@@ -251,14 +251,14 @@ def test_deploy_while_instrumented_is_not_clobbered(gateway: Gateway) -> None:
     assert statuses[names["NoEnv"]]["status"] == "kept-deploy"
     assert statuses[names["NoEnv"]]["message"] == (
         "changed since it was instrumented (a deploy?): kept as deployed, plldb's remaining "
-        f"layer and variables removed; timeout left at {protocol.MAX_TIMEOUT} s: "
+        f"layer and variables removed; timeout left at {limits.MAX_TIMEOUT} s: "
         "PLLDB_ORIGINAL_TIMEOUT is missing"
     )
     no_env = configuration(names["NoEnv"])
     assert (no_env["Environment"], no_env["Layers"], no_env["Timeout"]) == (
         {"Variables": {"C": "3"}},
         [],
-        protocol.MAX_TIMEOUT,
+        limits.MAX_TIMEOUT,
     )
     # the debug timeout is plldb's: the recorded one comes back, the rest is as it was
     wrapped_outcome = statuses[names["Wrapped"]]
@@ -272,21 +272,21 @@ def test_deploy_while_instrumented_is_not_clobbered(gateway: Gateway) -> None:
         "B": "2",
     }
     assert wrapped["Layers"] == [] and wrapped["Timeout"] == 3
-    assert f"{protocol.SHIM_POLICY_NAME}-us-east-1" not in role_policies(names["Plain"])
+    assert f"{naming.SHIM_POLICY_NAME}-us-east-1" not in role_policies(names["Plain"])
     assert session_id and _records() == []
 
 
 RECORD_ATTRIBUTES = {
-    protocol.A_SESSION_ID,
-    protocol.A_KIND,
-    protocol.A_STACK_NAME,
-    protocol.A_FUNCTION_NAME,
-    protocol.A_FUNCTION_ARN,
-    protocol.A_ROLE_NAME,
-    protocol.A_GRANT_ADDED,
-    protocol.A_STATUS,
-    protocol.A_INSTRUMENTED_BY,
-    protocol.A_CREATED_AT,
+    naming.A_SESSION_ID,
+    naming.A_KIND,
+    naming.A_STACK_NAME,
+    naming.A_FUNCTION_NAME,
+    naming.A_FUNCTION_ARN,
+    naming.A_ROLE_NAME,
+    naming.A_GRANT_ADDED,
+    naming.A_STATUS,
+    naming.A_INSTRUMENTED_BY,
+    naming.A_CREATED_AT,
 }
 
 
@@ -298,7 +298,7 @@ def _run_manager(action: str, session_id: str, **fields: Any) -> dict[str, Any]:
 def test_crash_midway_then_rerun_keeps_the_original(gateway: Gateway) -> None:
     names = create_stack()
     before = snapshot(names)
-    session_id = put_session(STACK_NAME, status=protocol.ACTIVE)
+    session_id = put_session(STACK_NAME, status=naming.ACTIVE)
     real_update = manager_apply.Functions.update
     calls: list[str] = []
 
@@ -319,19 +319,19 @@ def test_crash_midway_then_rerun_keeps_the_original(gateway: Gateway) -> None:
     ):
         first = _run_manager("instrument", session_id, **instrument)
     assert len(first["instrumented"]) == 1 and len(first["failed"]) == len(INSTRUMENTABLE) - 1
-    statuses = {r[protocol.A_STATUS]["S"] for r in _records()}
-    assert statuses == {protocol.INSTRUMENTED, protocol.INSTRUMENTING}
+    statuses = {r[naming.A_STATUS]["S"] for r in _records()}
+    assert statuses == {naming.INSTRUMENTED, naming.INSTRUMENTING}
 
     second = _run_manager("instrument", session_id, **instrument)
     assert sorted(second["instrumented"]) == sorted(names[n] for n in INSTRUMENTABLE)
     for record in _records():
-        logical = next(k for k, v in names.items() if v == record[protocol.A_FUNCTION_NAME]["S"])
+        logical = next(k for k, v in names.items() if v == record[naming.A_FUNCTION_NAME]["S"])
         assert set(record) == RECORD_ATTRIBUTES  # who instrumented what; no configuration
-        assert record[protocol.A_STATUS]["S"] == protocol.INSTRUMENTED
+        assert record[naming.A_STATUS]["S"] == naming.INSTRUMENTED
         # the function itself holds what comes back: its own timeout, its own wrapper
         current = manager_plan.config_subset(configuration(names[logical]))
         own = manager_plan.config_subset(before[logical]["configuration"])
-        assert current["Environment"][protocol.ENV_ORIGINAL_TIMEOUT] == str(own["Timeout"])
+        assert current["Environment"][naming.ENV_ORIGINAL_TIMEOUT] == str(own["Timeout"])
         assert manager_plan.strip_traces(current) == own
     assert _run_manager("instrument", session_id, **instrument) == second  # idempotent
 
@@ -343,7 +343,7 @@ def test_crash_midway_then_rerun_keeps_the_original(gateway: Gateway) -> None:
 
 
 def test_missing_stack_and_bad_requests_are_reported(gateway: Gateway) -> None:
-    session_id = put_session("no-such-stack", status=protocol.ACTIVE)
+    session_id = put_session("no-such-stack", status=naming.ACTIVE)
     result = _run_manager("instrument", session_id, stack_name="no-such-stack")
     assert result == {"error": "stack no-such-stack does not exist"}
     assert _run_manager("explode", session_id) == {
@@ -352,7 +352,7 @@ def test_missing_stack_and_bad_requests_are_reported(gateway: Gateway) -> None:
     assert manager.handler({"action": "instrument", "session_id": "nope"}, None) == {
         "error": "manager request without a valid session_id"
     }
-    closed = put_session(STACK_NAME, status=protocol.CLOSED)
+    closed = put_session(STACK_NAME, status=naming.CLOSED)
     assert "is not active" in _run_manager("instrument", closed, stack_name=STACK_NAME)["error"]
 
 
@@ -376,11 +376,11 @@ def test_sweep_restores_a_killed_client_whose_disconnect_was_lost(make_gateway: 
     session_id, ws, _ = _attach(gateway, functions=["Plain", "Wrapped"])
     ws.close()
     wait_until(lambda: gateway.dropped_disconnects)
-    assert get_session(session_id)[protocol.A_STATUS]["S"] == protocol.ACTIVE
+    assert get_session(session_id)[naming.A_STATUS]["S"] == naming.ACTIVE
 
     first = _sweep()
     assert first["restored"] == [] and first["sessions"] == {}
-    assert get_session(session_id)[protocol.A_STATUS]["S"] == protocol.DISCONNECTED
+    assert get_session(session_id)[naming.A_STATUS]["S"] == naming.DISCONNECTED
     time.sleep(2.1)  # the grace period (1 s) passes; DisconnectedAt has 1 s resolution
     second = _sweep()
 
@@ -388,19 +388,19 @@ def test_sweep_restores_a_killed_client_whose_disconnect_was_lost(make_gateway: 
     assert "past the 1 s grace period" in second["sessions"][session_id]
     assert snapshot(names) == before
     assert _records() == []
-    assert get_session(session_id)[protocol.A_STATUS]["S"] == protocol.CLOSED
+    assert get_session(session_id)[naming.A_STATUS]["S"] == naming.CLOSED
 
 
 def test_sweep_restores_sessions_past_their_ttl_and_leaves_live_ones(gateway: Gateway) -> None:
     names = create_stack()
     before = snapshot(names)
-    expired = put_session(STACK_NAME, status=protocol.ACTIVE)
+    expired = put_session(STACK_NAME, status=naming.ACTIVE)
     _run_manager("instrument", expired, stack_name=STACK_NAME, functions=["Plain"])
     boto3.client("dynamodb").update_item(  # its TTL passes; DynamoDB has not deleted it yet
-        TableName=protocol.SESSIONS_TABLE,
-        Key={protocol.A_SESSION_ID: {"S": expired}},
+        TableName=naming.SESSIONS_TABLE,
+        Key={naming.A_SESSION_ID: {"S": expired}},
         UpdateExpression="SET #ttl = :past",
-        ExpressionAttributeNames={"#ttl": protocol.A_TTL},
+        ExpressionAttributeNames={"#ttl": naming.A_TTL},
         ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
     )
     live, ws, _ = _attach(gateway, functions=["Wrapped"])
@@ -410,8 +410,8 @@ def test_sweep_restores_sessions_past_their_ttl_and_leaves_live_ones(gateway: Ga
         assert result["sessions"] == {expired: "ACTIVE session past its TTL"}
         # (the role keeps the shim policy: the live session's function shares it)
         assert configuration(names["Plain"]) == before["Plain"]["configuration"]
-        assert [r[protocol.A_FUNCTION_NAME]["S"] for r in _records()] == [names["Wrapped"]]
-        assert get_session(live)[protocol.A_STATUS]["S"] == protocol.ACTIVE
+        assert [r[naming.A_FUNCTION_NAME]["S"] for r in _records()] == [names["Wrapped"]]
+        assert get_session(live)[naming.A_STATUS]["S"] == naming.ACTIVE
 
 
 def test_the_session_timeout_is_applied_exactly_even_when_lower(gateway: Gateway) -> None:
@@ -501,7 +501,7 @@ def test_a_customer_managed_kms_key_is_a_clear_skip(gateway: Gateway) -> None:
     boto3.client("lambda").create_function(
         FunctionName="encrypted", Runtime="python3.12", Role=role, Handler="app.handler",
         Code={"ZipFile": b"PK"}, KMSKeyArn=key, Environment={"Variables": {"SECRET": "x"}},
-        Tags={protocol.CLAIM_TAG: protocol.claim_value(creator, session_id)},  # as attach does
+        Tags={naming.CLAIM_TAG: naming.claim_value(creator, session_id)},  # as attach does
     )
     config = common.Config.from_environ()
     planner = manager.Manager(config, common.Connection(None, ""))
@@ -539,7 +539,7 @@ def test_a_summary_too_large_for_one_post_arrives_without_its_reasons(gateway: G
     with _connect(gateway, session_id) as ws:
         _until(ws, _summary_done)  # the manager's own answer: the stack does not exist
         connection = common.Connection(
-            get_session(session_id)[protocol.A_CONNECTION_ID]["S"], gateway.management_url
+            get_session(session_id)[naming.A_CONNECTION_ID]["S"], gateway.management_url
         )
         skipped = [{"function": f"function-{i:03}", "reason": "r" * 300} for i in range(200)]
         summary = {"instrumented": [], "skipped": skipped, "failed": [], "warnings": []}

@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 
-from plldb import protocol
+from plldb import naming
 from plldb.lambdas.manager import entry as manager
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import get_session, put_session
@@ -31,7 +31,7 @@ def _tags(name: str) -> dict[str, str]:
 def _tag(name: str, value: str) -> None:
     lambda_ = boto3.client("lambda")
     arn = lambda_.get_function_configuration(FunctionName=name)["FunctionArn"]
-    lambda_.tag_resource(Resource=arn, Tags={protocol.CLAIM_TAG: value})
+    lambda_.tag_resource(Resource=arn, Tags={naming.CLAIM_TAG: value})
 
 
 def test_only_functions_claimed_by_the_sessions_creator_are_instrumented(
@@ -39,13 +39,13 @@ def test_only_functions_claimed_by_the_sessions_creator_are_instrumented(
 ) -> None:
     names = create_stack()
     before = {logical: configuration(names[logical]) for logical in INSTRUMENTABLE}
-    session_id = put_session(STACK_NAME, status=protocol.ACTIVE, claim=False)
+    session_id = put_session(STACK_NAME, status=naming.ACTIVE, claim=False)
     creator = boto3.client("dynamodb").get_item(
-        TableName=protocol.SESSIONS_TABLE, Key={protocol.A_SESSION_ID: {"S": session_id}}
-    )["Item"][protocol.A_CREATED_BY]["S"]
-    _tag(names["Plain"], protocol.claim_value(creator, session_id))
-    _tag(names["NoEnv"], protocol.claim_value(OTHER, session_id))  # someone else's claim
-    _tag(names["Wrapped"], protocol.claim_value(creator, "another-session"))
+        TableName=naming.SESSIONS_TABLE, Key={naming.A_SESSION_ID: {"S": session_id}}
+    )["Item"][naming.A_CREATED_BY]["S"]
+    _tag(names["Plain"], naming.claim_value(creator, session_id))
+    _tag(names["NoEnv"], naming.claim_value(OTHER, session_id))  # someone else's claim
+    _tag(names["Wrapped"], naming.claim_value(creator, "another-session"))
 
     summary = _run("instrument", session_id, stack_name=STACK_NAME)
 
@@ -61,12 +61,12 @@ def test_only_functions_claimed_by_the_sessions_creator_are_instrumented(
 
 def test_a_session_without_a_creator_instruments_nothing(gateway: Gateway) -> None:
     names = create_stack()
-    session_id = put_session(STACK_NAME, status=protocol.ACTIVE)
+    session_id = put_session(STACK_NAME, status=naming.ACTIVE)
     boto3.client("dynamodb").update_item(
-        TableName=protocol.SESSIONS_TABLE,
-        Key={protocol.A_SESSION_ID: {"S": session_id}},
+        TableName=naming.SESSIONS_TABLE,
+        Key={naming.A_SESSION_ID: {"S": session_id}},
         UpdateExpression="REMOVE #by",
-        ExpressionAttributeNames={"#by": protocol.A_CREATED_BY},
+        ExpressionAttributeNames={"#by": naming.A_CREATED_BY},
     )
     summary = _run("instrument", session_id, stack_name=STACK_NAME)
     assert summary["instrumented"] == []
@@ -80,19 +80,19 @@ def test_restore_removes_the_claim_only_while_it_is_still_this_sessions(
     gateway: Gateway,
 ) -> None:
     names = create_stack()
-    session_id = put_session(STACK_NAME, status=protocol.ACTIVE)
+    session_id = put_session(STACK_NAME, status=naming.ACTIVE)
     summary = _run("instrument", session_id, stack_name=STACK_NAME)
     assert sorted(summary["instrumented"]) == sorted(names[n] for n in INSTRUMENTABLE)
-    reclaimed = protocol.claim_value(OTHER, "a-later-session")
+    reclaimed = naming.claim_value(OTHER, "a-later-session")
     _tag(names["NoEnv"], reclaimed)  # a --force takeover re-claimed it meanwhile
 
     result = _run("deinstrument", session_id)
 
     assert sorted(result["restored"]) == sorted(names[n] for n in INSTRUMENTABLE)
-    assert protocol.CLAIM_TAG not in _tags(names["Plain"])
-    assert _tags(names["NoEnv"])[protocol.CLAIM_TAG] == reclaimed
+    assert naming.CLAIM_TAG not in _tags(names["Plain"])
+    assert _tags(names["NoEnv"])[naming.CLAIM_TAG] == reclaimed
     env = configuration(names["NoEnv"]).get("Environment", {}).get("Variables", {})
-    assert protocol.ENV_SESSION_ID not in env  # restored before the tag question
+    assert naming.ENV_SESSION_ID not in env  # restored before the tag question
 
 
 def test_a_session_that_instruments_nothing_is_closed_and_holds_no_stack(
@@ -100,21 +100,21 @@ def test_a_session_that_instruments_nothing_is_closed_and_holds_no_stack(
 ) -> None:
     """An attacker's session (no claim) must not keep the next developer's attach out."""
     create_stack()
-    session_id = put_session(STACK_NAME, status=protocol.ACTIVE, claim=False)
+    session_id = put_session(STACK_NAME, status=naming.ACTIVE, claim=False)
     assert _run("instrument", session_id, stack_name=STACK_NAME)["instrumented"] == []
-    assert get_session(session_id)[protocol.A_STATUS]["S"] == protocol.CLOSED
+    assert get_session(session_id)[naming.A_STATUS]["S"] == naming.CLOSED
 
 
 def test_instrument_pointed_at_another_connection_is_refused(gateway: Gateway) -> None:
     """Whoever may invoke the manager directly cannot redirect a session's progress."""
     names = create_stack()
     before = {logical: configuration(names[logical]) for logical in INSTRUMENTABLE}
-    session_id = put_session(STACK_NAME, status=protocol.ACTIVE)
+    session_id = put_session(STACK_NAME, status=naming.ACTIVE)
     boto3.client("dynamodb").update_item(
-        TableName=protocol.SESSIONS_TABLE,
-        Key={protocol.A_SESSION_ID: {"S": session_id}},
+        TableName=naming.SESSIONS_TABLE,
+        Key={naming.A_SESSION_ID: {"S": session_id}},
         UpdateExpression="SET #conn = :conn",
-        ExpressionAttributeNames={"#conn": protocol.A_CONNECTION_ID},
+        ExpressionAttributeNames={"#conn": naming.A_CONNECTION_ID},
         ExpressionAttributeValues={":conn": {"S": "the-developers="}},
     )
     result = _run("instrument", session_id, stack_name=STACK_NAME, connection_id="attackers=")
@@ -122,4 +122,4 @@ def test_instrument_pointed_at_another_connection_is_refused(gateway: Gateway) -
         "error": f"session {session_id} is not on this connection: nothing instrumented"
     }
     assert {logical: configuration(names[logical]) for logical in INSTRUMENTABLE} == before
-    assert get_session(session_id)[protocol.A_STATUS]["S"] == protocol.ACTIVE
+    assert get_session(session_id)[naming.A_STATUS]["S"] == naming.ACTIVE

@@ -10,12 +10,12 @@ import boto3
 import botocore.config
 import pytest
 
-from plldb import protocol
+from plldb import limits, naming
 from plldb.session import payloads
 from tests.harness.moto_server import MotoServer
 
 BUCKET = "plldb-payloads-test"
-EVENT_KEY = protocol.payload_key("0f8fad5b-d9cb-469f-a165-70867728950e", "req-1", "event")
+EVENT_KEY = naming.payload_key("0f8fad5b-d9cb-469f-a165-70867728950e", "req-1", "event")
 RESULT_KEY = EVENT_KEY.replace("event.json", "response.json")
 
 
@@ -42,7 +42,7 @@ def test_an_event_is_fetched_and_a_result_uploaded_through_their_urls(s3: object
     ref = {"bucket": BUCKET, "key": EVENT_KEY, "size": 8, "url": _url(s3, "get", EVENT_KEY)}
     assert payloads.fetch(ref) == b'{"n": 1}'
     target = {"bucket": BUCKET, "key": RESULT_KEY, "url": _url(s3, "put", RESULT_KEY)}
-    body = b'"' + b"y" * (protocol.INLINE_PAYLOAD_LIMIT + 1) + b'"'
+    body = b'"' + b"y" * (limits.INLINE_PAYLOAD_LIMIT + 1) + b'"'
     assert payloads.upload(target, body) == {"bucket": BUCKET, "key": RESULT_KEY, "size": len(body)}
     assert s3.get_object(Bucket=BUCKET, Key=RESULT_KEY)["Body"].read() == body  # type: ignore[attr-defined]
 

@@ -23,7 +23,7 @@ import pytest
 
 from plldb import protocol
 from plldb.local.executor import Executor
-from plldb.project.discovery import LocalFunction
+from plldb.project.model import LocalFunction
 from plldb.runner import H_TRACE_ID, Outcome
 from tests.harness.container import launch
 from tests.harness.runtime_api import SUCCESS, RuntimeApiEmulator

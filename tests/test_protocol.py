@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from plldb import limits, naming
 from plldb import protocol as p
 
 SESSION = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -59,7 +60,7 @@ def test_invalid_client_messages_are_refused_with_a_reason(raw, reason):
 
 
 def test_oversized_message_is_refused():
-    big = p.encode(p.response_message("r", result="x" * p.MESSAGE_LIMIT))
+    big = p.encode(p.response_message("r", result="x" * limits.MESSAGE_LIMIT))
     with pytest.raises(p.ProtocolError, match="over the 131072 byte limit"):
         p.parse_client_message(big)
 
@@ -72,7 +73,7 @@ def test_server_messages():
         p.parse_server_message(invocation(deadline_ms=True))
     with pytest.raises(p.ProtocolError, match="unknown message type"):
         p.parse_server_message('{"type":"surprise"}')
-    ref = {"bucket": "b", "key": "payloads/s/r/event.json", "size": p.MAX_PAYLOAD + 1}
+    ref = {"bucket": "b", "key": "payloads/s/r/event.json", "size": limits.MAX_PAYLOAD + 1}
     message = json.loads(invocation())
     del message["event"]
     message["event_ref"] = ref
@@ -113,7 +114,7 @@ def test_payload_urls_pass():
         (offloaded("file:///etc/passwd"), "event_ref url must be an http"),
         (offloaded(f"https:///{EVENT_KEY}"), "event_ref url must be an http"),
         (offloaded(f"https://b.s3.amazonaws.com/{RESPONSE_KEY}{SIGNED}"), "does not point at its key"),
-        (offloaded(f"https://b.s3.amazonaws.com/{EVENT_KEY}?" + "x" * p.PRESIGNED_URL_LIMIT),
+        (offloaded(f"https://b.s3.amazonaws.com/{EVENT_KEY}?" + "x" * limits.PRESIGNED_URL_LIMIT),
          "at most 8192 characters"),
         (offloaded(f"https://h/{EVENT_KEY}", url=f"https://h/{EVENT_KEY}"), "result_upload url does not point"),
         (offloaded(f"https://h/{EVENT_KEY}", key="other/response.json"), "under payloads/"),
@@ -125,20 +126,20 @@ def test_invalid_payload_urls_are_refused_with_a_reason(raw, reason):
         p.parse_server_message(raw)
 
 
-@pytest.mark.parametrize("text", ["", "a", "é" * 20000, "x" * (p.FRAME_LIMIT * 3 + 5), "日本" * 9000])
+@pytest.mark.parametrize("text", ["", "a", "é" * 20000, "x" * (limits.FRAME_LIMIT * 3 + 5), "日本" * 9000])
 def test_fragments_rejoin_and_respect_the_frame_limit(text):
     pieces = p.fragments(text)
     assert "".join(pieces) == text
-    assert all(len(piece.encode()) <= p.FRAME_SIZE for piece in pieces)
+    assert all(len(piece.encode()) <= limits.FRAME_SIZE for piece in pieces)
 
 
 def test_what_plldb_sends_stays_below_the_aws_quotas_by_a_margin():
     """The quotas are 32 KB frames and 128 KB messages (docs/aws-limits.md), "KB" possibly
     meaning 1,000 bytes; a post to a connection is held to the frame quota."""
-    for size, quota, margin in ((p.FRAME_SIZE, 32_000, 1000), (p.POST_SIZE, 32_000, 1000),
-                                (p.MESSAGE_SIZE, 128_000, 4000)):
+    for size, quota, margin in ((limits.FRAME_SIZE, 32_000, 1000), (limits.POST_SIZE, 32_000, 1000),
+                                (limits.MESSAGE_SIZE, 128_000, 4000)):
         assert size <= quota - margin
-    assert p.INLINE_PAYLOAD_LIMIT <= p.MESSAGE_SIZE - 16 * 1024  # the envelope's room
+    assert limits.INLINE_PAYLOAD_LIMIT <= limits.MESSAGE_SIZE - 16 * 1024  # the envelope's room
 
 
 def test_ids_and_secrets():
@@ -146,5 +147,5 @@ def test_ids_and_secrets():
     assert not p.is_session_id("../../etc")
     assert not p.is_session_id(None)
     env = {"AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t", "AWS_ACCESS_KEY_ID": "k", "A": "1"}
-    assert p.without_secrets(env) == {"A": "1"}
-    assert p.payload_key(SESSION, "r1", "event") == f"payloads/{SESSION}/r1/event.json"
+    assert naming.without_secrets(env) == {"A": "1"}
+    assert naming.payload_key(SESSION, "r1", "event") == f"payloads/{SESSION}/r1/event.json"

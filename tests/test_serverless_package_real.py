@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from plldb.project.discovery import Discovery, discover
+from plldb.project.discovery import discover
+from plldb.project.model import Discovery
 
 FIXTURE = Path(__file__).parent / "fixtures" / "serverless_service"
 PACKAGE_SECONDS = 240

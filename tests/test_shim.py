@@ -25,7 +25,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
-from plldb import protocol, runner
+from plldb import limits, naming, protocol, runner
 from plldb.session import payloads
 from tests.harness.container import Container
 from tests.harness.gateway import Gateway
@@ -64,7 +64,7 @@ class StandIn:
 
     def _connect(self) -> ClientConnection:
         ws = connect_session(self.gateway.websocket_url, self.session_id, max_size=None)
-        self.connections.append(get_session(self.session_id)[protocol.A_CONNECTION_ID]["S"])
+        self.connections.append(get_session(self.session_id)[naming.A_CONNECTION_ID]["S"])
         return ws
 
     def _run(self) -> None:
@@ -99,7 +99,7 @@ class StandIn:
         """A ``response`` message, uploading a body too large for a message as the tool does
         (to the invocation's presigned PUT URL)."""
         request_id = message["request_id"]
-        if len(body.encode()) <= protocol.INLINE_PAYLOAD_LIMIT:
+        if len(body.encode()) <= limits.INLINE_PAYLOAD_LIMIT:
             return protocol.response_message(request_id, result=body)
         ref = payloads.upload(message["result_upload"], body.encode())
         return protocol.response_message(request_id, result_ref=ref)
@@ -107,11 +107,11 @@ class StandIn:
     def reconnect(self) -> None:
         """Drop the connection and come back with a new one, as the tool's reconnect does."""
         boto3.client("dynamodb").update_item(
-            TableName=protocol.SESSIONS_TABLE,
-            Key={protocol.A_SESSION_ID: {"S": self.session_id}},
+            TableName=naming.SESSIONS_TABLE,
+            Key={naming.A_SESSION_ID: {"S": self.session_id}},
             UpdateExpression="SET #s = :pending",
-            ExpressionAttributeNames={"#s": protocol.A_STATUS},
-            ExpressionAttributeValues={":pending": {"S": protocol.PENDING}},
+            ExpressionAttributeNames={"#s": naming.A_STATUS},
+            ExpressionAttributeValues={":pending": {"S": naming.PENDING}},
         )
         old = self.ws
         self.ws = self._connect()
@@ -180,13 +180,13 @@ def debug_environment(aws: MotoServer, gateway: Gateway, helper: HelperResources
     return {
         **FAKE_CREDENTIALS,
         "AWS_ENDPOINT_URL": aws.url,
-        protocol.ENV_EXEC_WRAPPER: protocol.WRAPPER_PATH,
-        protocol.ENV_SESSION_ID: session_id,
-        protocol.ENV_CONNECTION_ID: "first-connection",
-        protocol.ENV_SESSIONS_TABLE: helper.sessions_table,
-        protocol.ENV_DEBUGGER_TABLE: helper.debugger_table,
-        protocol.ENV_MANAGEMENT_URL: gateway.management_url,
-        protocol.ENV_PAYLOAD_BUCKET: helper.payload_bucket,
+        naming.ENV_EXEC_WRAPPER: naming.WRAPPER_PATH,
+        naming.ENV_SESSION_ID: session_id,
+        naming.ENV_CONNECTION_ID: "first-connection",
+        naming.ENV_SESSIONS_TABLE: helper.sessions_table,
+        naming.ENV_DEBUGGER_TABLE: helper.debugger_table,
+        naming.ENV_MANAGEMENT_URL: gateway.management_url,
+        naming.ENV_PAYLOAD_BUCKET: helper.payload_bucket,
     }
 
 
@@ -201,7 +201,7 @@ def debugged(aws: MotoServer, gateway: Gateway, helper: HelperResources, session
 
 def request_item(request_id: str) -> dict[str, Any]:
     return boto3.client("dynamodb").get_item(
-        TableName=protocol.DEBUGGER_TABLE, Key={protocol.A_REQUEST_ID: {"S": request_id}},
+        TableName=naming.DEBUGGER_TABLE, Key={naming.A_REQUEST_ID: {"S": request_id}},
         ConsistentRead=True,
     )["Item"]
 
@@ -229,12 +229,12 @@ def test_invocation_is_answered_by_the_local_tool(
     assert message["environment"]["AWS_SECRET_ACCESS_KEY"] == "testing"  # connection only
     assert message["environment"]["_HANDLER"] == "app.handler"
     item = request_item("req-ok")
-    assert item[protocol.A_STATUS]["S"] == protocol.REQUEST_RESPONDED
-    assert item[protocol.A_REQUEST]["S"] == '{"stand_in": "echo", "n": 1}'
-    stored = json.loads(item[protocol.A_ENVIRONMENT]["S"])
-    assert not protocol.SECRET_ENV_VARS & stored.keys()
+    assert item[naming.A_STATUS]["S"] == naming.REQUEST_RESPONDED
+    assert item[naming.A_REQUEST]["S"] == '{"stand_in": "echo", "n": 1}'
+    stored = json.loads(item[naming.A_ENVIRONMENT]["S"])
+    assert not naming.SECRET_ENV_VARS & stored.keys()
     assert stored["_HANDLER"] == "app.handler"
-    assert 0 < int(item[protocol.A_TTL]["N"]) - time.time() <= protocol.REQUEST_TTL_SECONDS
+    assert 0 < int(item[naming.A_TTL]["N"]) - time.time() <= limits.REQUEST_TTL_SECONDS
 
 
 def test_round_trip_latency(debugged: Container, emulator: RuntimeApiEmulator) -> None:
@@ -261,7 +261,7 @@ def test_local_handler_error_arrives_in_the_runtime_format(
     assert error["errorType"] == "KeyError"
     assert error["requestId"] == "req-fail"
     assert error["stackTrace"] and error["stackTrace"][0].startswith('  File "')
-    assert request_item("req-fail")[protocol.A_STATUS]["S"] == protocol.REQUEST_FAILED
+    assert request_item("req-fail")[naming.A_STATUS]["S"] == naming.REQUEST_FAILED
 
 
 def test_no_answer_before_the_deadline_gives_a_clear_error_in_time(
@@ -270,13 +270,13 @@ def test_no_answer_before_the_deadline_gives_a_clear_error_in_time(
     result = emulator.invoke('{"stand_in": "late"}', timeout_s=4, request_id="req-late")
 
     assert result.status == ERROR  # answered by the shim, not timed out by the platform
-    assert result.error_type == protocol.ERROR_NO_RESPONSE
+    assert result.error_type == naming.ERROR_NO_RESPONSE
     assert result.error["errorMessage"].startswith(
         "no response from the local debugger before the deadline (waited "
     )
     assert result.answered_epoch_ms is not None and result.deadline_ms is not None
     assert 0 < result.deadline_ms - result.answered_epoch_ms < 1000
-    assert request_item("req-late")[protocol.A_STATUS]["S"] == protocol.REQUEST_EXPIRED
+    assert request_item("req-late")[naming.A_STATUS]["S"] == naming.REQUEST_EXPIRED
     # the late answer is refused by $default, and the function serves the next one
     wait_until(lambda: stand_in.rejections, timeout=10)
     assert "req-late is not a pending request of this session" in stand_in.rejections[0]
@@ -324,7 +324,7 @@ def test_session_gone_mid_run_passes_through_then_hands_over(
             pid = container.pid
             passed = api.invoke(events[first], timeout_s=20, request_id=f"req-{first}")
             assert comparable(passed) == expected[first]
-            assert get_session(session_id)[protocol.A_STATUS]["S"] == protocol.CLOSED
+            assert get_session(session_id)[naming.A_STATUS]["S"] == naming.CLOSED
             # the same process now is the original runtime: no shim on later invocations
             # (the exec follows the answer: /proc shows an empty cmdline for a moment)
             wait_until(lambda: psutil.Process(pid).cmdline()[1:] == container.command[-1:])
@@ -355,17 +355,17 @@ def test_payload_sizes(
     assert hashlib.sha256(stand_in.events[0].encode()).digest() == \
         hashlib.sha256(event.encode()).digest()
     # a post to the connection is held to API Gateway's 32 KB frame quota (less a margin)
-    assert len(protocol.encode(message).encode()) <= protocol.POST_SIZE
+    assert len(protocol.encode(message).encode()) <= limits.POST_SIZE
     offloaded = size > 20 * KB
     assert ("event_ref" in message) == offloaded
     item = request_item(f"req-{size}")
-    assert (protocol.A_REQUEST in item) != offloaded
+    assert (naming.A_REQUEST in item) != offloaded
     # every invocation carries a presigned PUT URL for its own result object
     upload = message["result_upload"]
-    assert upload["key"] == protocol.payload_key(stand_in.session_id, f"req-{size}", "response")
+    assert upload["key"] == naming.payload_key(stand_in.session_id, f"req-{size}", "response")
     assert upload["key"] in urllib.parse.unquote(upload["url"])
     if offloaded:
-        key = protocol.payload_key(stand_in.session_id, f"req-{size}", "event")
+        key = naming.payload_key(stand_in.session_id, f"req-{size}", "event")
         assert message["event_ref"]["key"] == key
         assert message["event_ref"]["size"] == size
         assert "X-Amz-Signature=" in message["event_ref"]["url"]
@@ -378,7 +378,7 @@ def test_session_closed_before_the_invocation_passes_through(
 ) -> None:
     """A function still instrumented after its session closed keeps working at once."""
     boto3.client("dynamodb").delete_item(
-        TableName=protocol.SESSIONS_TABLE, Key={protocol.A_SESSION_ID: {"S": session_id}}
+        TableName=naming.SESSIONS_TABLE, Key={naming.A_SESSION_ID: {"S": session_id}}
     )
     environment = debug_environment(aws, gateway, helper, session_id)
     with start_function(emulator, code, tmp_path / "container", environment) as container:
@@ -394,16 +394,16 @@ def test_session_closed_before_the_invocation_passes_through(
     ("change", "event_size", "expected"),
     [
         (
-            {protocol.ENV_MANAGEMENT_URL: "http://127.0.0.1:9"},
+            {naming.ENV_MANAGEMENT_URL: "http://127.0.0.1:9"},
             10,
             "plldb could not send the invocation to the local debugger: Could not connect "
             'to the endpoint URL: "http://127.0.0.1:9/@connections/',
         ),
         (
-            {protocol.ENV_PAYLOAD_BUCKET: ""},
+            {naming.ENV_PAYLOAD_BUCKET: ""},
             200 * KB,
             "plldb could not send the invocation to the local debugger: event of 204800 "
-            f"bytes needs the payload bucket, but {protocol.ENV_PAYLOAD_BUCKET} is not set",
+            f"bytes needs the payload bucket, but {naming.ENV_PAYLOAD_BUCKET} is not set",
         ),
     ],
     ids=["unreachable-management-api", "no-payload-bucket"],
@@ -419,7 +419,7 @@ def test_debug_path_failures_answer_with_a_clear_error(
     with start_function(emulator, code, tmp_path / "container", environment):
         result = emulator.invoke(event, timeout_s=30)
     assert result.status == ERROR
-    assert result.error_type == protocol.ERROR_SHIM
+    assert result.error_type == naming.ERROR_SHIM
     assert result.error["errorMessage"].startswith(expected), result.error["errorMessage"]
 
 
@@ -429,17 +429,17 @@ def test_a_connection_gone_without_disconnect_holds_an_invocation_for_the_grace_
 ) -> None:
     """plldb killed and its $disconnect lost: the session stays ACTIVE on a connection API
     Gateway answers 410 for. The invocation runs in the cloud after the grace period."""
-    session_id = put_session("no-such-stack", status=protocol.ACTIVE, ttl_in=3600)
+    session_id = put_session("no-such-stack", status=naming.ACTIVE, ttl_in=3600)
     boto3.client("dynamodb").update_item(
-        TableName=protocol.SESSIONS_TABLE,
-        Key={protocol.A_SESSION_ID: {"S": session_id}},
+        TableName=naming.SESSIONS_TABLE,
+        Key={naming.A_SESSION_ID: {"S": session_id}},
         UpdateExpression="SET #c = :lost",
-        ExpressionAttributeNames={"#c": protocol.A_CONNECTION_ID},
+        ExpressionAttributeNames={"#c": naming.A_CONNECTION_ID},
         ExpressionAttributeValues={":lost": {"S": "a-connection-that-is-gone"}},
     )
     environment = {
         **debug_environment(aws, gateway, helper, session_id),
-        protocol.ENV_GRACE_SECONDS: "2",
+        naming.ENV_GRACE_SECONDS: "2",
     }
     with start_function(emulator, code, tmp_path / "container", environment) as container:
         started = time.monotonic()

@@ -18,7 +18,7 @@ from dataclasses import replace
 import boto3
 import pytest
 
-from plldb import protocol
+from plldb import limits, naming
 from plldb.layer import polling
 from plldb.layer.cloud import Cloud, ShimConfig
 from plldb.layer.loop import Shim, payload_url_seconds
@@ -38,10 +38,10 @@ def test_payload_urls_live_until_the_deadline_plus_a_margin() -> None:
     """After the deadline the shim no longer waits and $default refuses the answer: a URL
     is useless then, so it lives no longer than that plus a margin for a late transfer."""
     now = 1_000.0
-    margin = protocol.PAYLOAD_URL_MARGIN_SECONDS
+    margin = limits.PAYLOAD_URL_MARGIN_SECONDS
     assert payload_url_seconds(int((now + 30.2) * 1000), now) == 31 + margin
     assert payload_url_seconds(int((now - 5) * 1000), now) == margin
-    assert payload_url_seconds(int((now + 10_000) * 1000), now) == protocol.MAX_TIMEOUT + margin
+    assert payload_url_seconds(int((now + 10_000) * 1000), now) == limits.MAX_TIMEOUT + margin
 
 
 def test_payload_urls_use_the_regional_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,7 +111,7 @@ def emulator() -> Iterator[RuntimeApiEmulator]:
 
 
 def make_shim(aws: MotoServer, helper: HelperResources, emulator: RuntimeApiEmulator,
-              clock: SimulatedTime, status: str = protocol.ACTIVE, **item: dict) -> Shim:
+              clock: SimulatedTime, status: str = naming.ACTIVE, **item: dict) -> Shim:
     """A shim for an ACTIVE session; posts go to moto's management API (it accepts any).
 
     ``item`` adds attributes to the session item (DynamoDB JSON).
@@ -120,9 +120,9 @@ def make_shim(aws: MotoServer, helper: HelperResources, emulator: RuntimeApiEmul
     boto3.client("dynamodb").put_item(
         TableName=helper.sessions_table,
         Item={
-            protocol.A_SESSION_ID: {"S": session_id},
-            protocol.A_STATUS: {"S": status},
-            protocol.A_CONNECTION_ID: {"S": "conn-1"},
+            naming.A_SESSION_ID: {"S": session_id},
+            naming.A_STATUS: {"S": status},
+            naming.A_CONNECTION_ID: {"S": "conn-1"},
             **item,
         },
     )
@@ -144,12 +144,12 @@ def respond(request_id: str, result: str) -> Callable[[], None]:
 
     def write() -> None:
         boto3.client("dynamodb").update_item(
-            TableName=protocol.DEBUGGER_TABLE,
-            Key={protocol.A_REQUEST_ID: {"S": request_id}},
+            TableName=naming.DEBUGGER_TABLE,
+            Key={naming.A_REQUEST_ID: {"S": request_id}},
             UpdateExpression="SET #s = :done, #r = :result",
-            ExpressionAttributeNames={"#s": protocol.A_STATUS, "#r": protocol.A_RESPONSE},
+            ExpressionAttributeNames={"#s": naming.A_STATUS, "#r": naming.A_RESPONSE},
             ExpressionAttributeValues={
-                ":done": {"S": protocol.REQUEST_RESPONDED},
+                ":done": {"S": naming.REQUEST_RESPONDED},
                 ":result": {"S": result},
             },
         )
@@ -193,9 +193,9 @@ def test_no_answer_gives_a_clear_error_before_the_deadline(
 
     result = invocation.result(10)
     assert result.status == ERROR
-    assert result.error_type == protocol.ERROR_NO_RESPONSE
+    assert result.error_type == naming.ERROR_NO_RESPONSE
     error = result.error
-    assert error["errorType"] == protocol.ERROR_NO_RESPONSE
+    assert error["errorType"] == naming.ERROR_NO_RESPONSE
     assert re.fullmatch(  # waited: 29 s plus the real time the set-up took (more under load)
         r"no response from the local debugger before the deadline \(waited \d+\.\d s; "
         r"answered 1\.0 s before the function's timeout\)",
@@ -203,10 +203,10 @@ def test_no_answer_gives_a_clear_error_before_the_deadline(
     ), error["errorMessage"]
     assert error["stackTrace"] == [] and error["requestId"] == "never-answered"
     item = boto3.client("dynamodb").get_item(
-        TableName=helper.debugger_table, Key={protocol.A_REQUEST_ID: {"S": "never-answered"}}
+        TableName=helper.debugger_table, Key={naming.A_REQUEST_ID: {"S": "never-answered"}}
     )["Item"]
-    assert item[protocol.A_STATUS]["S"] == protocol.REQUEST_EXPIRED
-    environment = json.loads(item[protocol.A_ENVIRONMENT]["S"])
+    assert item[naming.A_STATUS]["S"] == naming.REQUEST_EXPIRED
+    environment = json.loads(item[naming.A_ENVIRONMENT]["S"])
     assert environment == FUNCTION_ENVIRONMENT  # without the credentials
 
 
@@ -236,11 +236,11 @@ def iso(epoch: float) -> str:
 @pytest.mark.parametrize(
     ("status", "item", "reason"),
     [
-        (protocol.ACTIVE, {protocol.A_TTL: {"N": str(int(time.time()) - 60)}},
+        (naming.ACTIVE, {naming.A_TTL: {"N": str(int(time.time()) - 60)}},
          r"session is ACTIVE and past its TTL"),
-        (protocol.DISCONNECTED,
-         {protocol.A_DISCONNECTED_AT: {"S": iso(time.time() - 600)},
-          protocol.A_TTL: {"N": str(int(time.time()) + 3600)}},
+        (naming.DISCONNECTED,
+         {naming.A_DISCONNECTED_AT: {"S": iso(time.time() - 600)},
+          naming.A_TTL: {"N": str(int(time.time()) + 3600)}},
          r"no debugger connected for \d+ s \(session DISCONNECTED, grace period 120 s\)"),
     ],
     ids=["ttl-expired", "disconnected-past-grace"],
@@ -269,8 +269,8 @@ def test_a_wait_on_a_pending_session_is_capped_at_the_grace_period(
     """A reconnect that never arrives (tool killed while offline) holds an invocation for
     the grace period at most, not until the raised timeout."""
     clock = SimulatedTime()
-    shim = make_shim(aws, helper, emulator, clock, protocol.PENDING,
-                     **{protocol.A_TTL: {"N": str(int(time.time()) + 300)}})
+    shim = make_shim(aws, helper, emulator, clock, naming.PENDING,
+                     **{naming.A_TTL: {"N": str(int(time.time()) + 300)}})
     emulator.submit('{"n": 5}', timeout_s=900, request_id="pending")
 
     with caplog.at_level("INFO", logger="plldb.shim"):
@@ -334,7 +334,7 @@ def test_access_denied_right_after_attach_is_retried_until_the_grant_is_in_effec
                                       monkeypatch)
     invocation = emulator.submit('{"n": 6}', timeout_s=60, request_id="refused-at-first")
     clock.at(5.0, lambda: boto3.client("iam").put_role_policy(  # the grant reaches DynamoDB
-        RoleName="function-role", PolicyName=protocol.SHIM_POLICY_NAME,
+        RoleName="function-role", PolicyName=naming.SHIM_POLICY_NAME,
         PolicyDocument=json.dumps(SHIM_GRANT)))
     clock.at(10.0, respond("refused-at-first", '"debugged"'))  # after the retry
 

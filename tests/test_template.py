@@ -15,33 +15,33 @@ import pytest
 from samcli.yamlhelper import yaml_parse
 from samtranslator.translator.transform import transform
 
-from plldb import protocol
+from plldb import naming
 from plldb.cloud.bootstrap import CODE_KEY_PARAMETERS, TEMPLATE_PATH
 from plldb.lambdas import common
 from tests.harness.gateway import IDENTITY_SOURCES
 
 OUTPUTS = {
-    protocol.OUTPUT_WEBSOCKET_URL,
-    protocol.OUTPUT_MANAGEMENT_URL,
-    protocol.OUTPUT_SESSIONS_TABLE,
-    protocol.OUTPUT_DEBUGGER_TABLE,
-    protocol.OUTPUT_DEBUGGER_ROLE,
-    protocol.OUTPUT_MANAGER_ROLE,
-    protocol.OUTPUT_MANAGER_FUNCTION,
-    protocol.OUTPUT_LAYER_ARN,
-    protocol.OUTPUT_PAYLOAD_BUCKET,
-    protocol.OUTPUT_VERSION,
+    naming.OUTPUT_WEBSOCKET_URL,
+    naming.OUTPUT_MANAGEMENT_URL,
+    naming.OUTPUT_SESSIONS_TABLE,
+    naming.OUTPUT_DEBUGGER_TABLE,
+    naming.OUTPUT_DEBUGGER_ROLE,
+    naming.OUTPUT_MANAGER_ROLE,
+    naming.OUTPUT_MANAGER_FUNCTION,
+    naming.OUTPUT_LAYER_ARN,
+    naming.OUTPUT_PAYLOAD_BUCKET,
+    naming.OUTPUT_VERSION,
 }
 HELPER_ENV = {
-    protocol.ENV_SESSIONS_TABLE,
-    protocol.ENV_DEBUGGER_TABLE,
-    protocol.ENV_MANAGER_FUNCTION,
-    protocol.ENV_LAYER_ARN,
-    protocol.ENV_MANAGEMENT_URL,
-    protocol.ENV_PAYLOAD_BUCKET,
-    protocol.ENV_GRACE_SECONDS,
-    protocol.ENV_DEFAULT_TIMEOUT,
-    protocol.ENV_CONNECTIONS_ARN,
+    naming.ENV_SESSIONS_TABLE,
+    naming.ENV_DEBUGGER_TABLE,
+    naming.ENV_MANAGER_FUNCTION,
+    naming.ENV_LAYER_ARN,
+    naming.ENV_MANAGEMENT_URL,
+    naming.ENV_PAYLOAD_BUCKET,
+    naming.ENV_GRACE_SECONDS,
+    naming.ENV_DEFAULT_TIMEOUT,
+    naming.ENV_CONNECTIONS_ARN,
     common.ENV_SHIM_POLICY_ARN,
 }
 
@@ -201,7 +201,7 @@ def test_authorizer_wiring(template: dict) -> None:
     assert props["AuthorizerType"] == "REQUEST"
     # the session and the caller's identity proof; the gateway emulator checks the same
     assert props["IdentitySource"] == list(IDENTITY_SOURCES)
-    assert IDENTITY_SOURCES[1].endswith(protocol.IDENTITY_HEADER)
+    assert IDENTITY_SOURCES[1].endswith(naming.IDENTITY_HEADER)
     assert "${AuthorizerFunction.Arn}" in props["AuthorizerUri"]["Fn::Sub"]
     routes = {
         r["Properties"]["RouteKey"]: r["Properties"]
@@ -230,10 +230,10 @@ def test_tables_have_ttl_indexes_and_sse(template: dict) -> None:
         t["Properties"]["TableName"]: t["Properties"]
         for t in _of_type(template, "AWS::DynamoDB::Table").values()
     }
-    assert set(tables) == {protocol.SESSIONS_TABLE, protocol.DEBUGGER_TABLE}
+    assert set(tables) == {naming.SESSIONS_TABLE, naming.DEBUGGER_TABLE}
     for props in tables.values():
         assert props["TimeToLiveSpecification"] == {
-            "AttributeName": protocol.A_TTL,
+            "AttributeName": naming.A_TTL,
             "Enabled": True,
         }
         assert props["BillingMode"] == "PAY_PER_REQUEST"
@@ -246,14 +246,14 @@ def test_tables_have_ttl_indexes_and_sse(template: dict) -> None:
             for i in props["GlobalSecondaryIndexes"]
         }
 
-    sessions, debugger = tables[protocol.SESSIONS_TABLE], tables[protocol.DEBUGGER_TABLE]
-    assert sessions["KeySchema"] == [{"AttributeName": protocol.A_SESSION_ID, "KeyType": "HASH"}]
+    sessions, debugger = tables[naming.SESSIONS_TABLE], tables[naming.DEBUGGER_TABLE]
+    assert sessions["KeySchema"] == [{"AttributeName": naming.A_SESSION_ID, "KeyType": "HASH"}]
     assert indexes(sessions) == {
-        protocol.STACK_NAME_INDEX: protocol.A_STACK_NAME,
-        protocol.CONNECTION_ID_INDEX: protocol.A_CONNECTION_ID,
+        naming.STACK_NAME_INDEX: naming.A_STACK_NAME,
+        naming.CONNECTION_ID_INDEX: naming.A_CONNECTION_ID,
     }
-    assert debugger["KeySchema"] == [{"AttributeName": protocol.A_REQUEST_ID, "KeyType": "HASH"}]
-    assert indexes(debugger) == {protocol.SESSION_ID_INDEX: protocol.A_SESSION_ID}
+    assert debugger["KeySchema"] == [{"AttributeName": naming.A_REQUEST_ID, "KeyType": "HASH"}]
+    assert indexes(debugger) == {naming.SESSION_ID_INDEX: naming.A_SESSION_ID}
 
 
 def test_functions_layer_and_parameters(template: dict) -> None:
@@ -267,7 +267,7 @@ def test_functions_layer_and_parameters(template: dict) -> None:
     assert functions["ManagerFunction"]["Timeout"] == 900
     assert functions["ManagerFunction"]["Role"] == {"Fn::GetAtt": ["ManagerRole", "Arn"]}
     (layer,) = _of_type(template, "AWS::Lambda::LayerVersion").values()
-    assert layer["Properties"]["LayerName"] == protocol.LAYER_NAME
+    assert layer["Properties"]["LayerName"] == naming.LAYER_NAME
     assert layer["Properties"]["CompatibleRuntimes"] == [
         "python3.10",
         "python3.11",
@@ -281,7 +281,7 @@ def test_functions_layer_and_parameters(template: dict) -> None:
 
 def test_outputs_are_the_protocol_outputs(template: dict) -> None:
     assert set(template["Outputs"]) == OUTPUTS
-    management = template["Outputs"][protocol.OUTPUT_MANAGEMENT_URL]["Value"]["Fn::Sub"]
+    management = template["Outputs"][naming.OUTPUT_MANAGEMENT_URL]["Value"]["Fn::Sub"]
     assert management.startswith("https://${WebSocketApi}.execute-api.${AWS::Region}.")
 
 
@@ -327,7 +327,7 @@ def _sub(value: Any, region: str) -> str:
     """A ``!Sub`` of the template for stack ``plldb`` in ``region``."""
     text = value["Fn::Sub"] if isinstance(value, dict) else value
     return text.replace("${AWS::Region}", region).replace(
-        "${AWS::StackName}", protocol.HELPER_STACK_NAME
+        "${AWS::StackName}", naming.HELPER_STACK_NAME
     )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from plldb import protocol
+from plldb import naming
 from plldb.cloud import packaging
 from tests.harness.container import Container, launch
 from tests.harness.runtime_api import SUCCESS, RuntimeApiEmulator
@@ -57,8 +57,14 @@ CHAINED_WRAPPER = '#!/bin/sh\nexport CHAINED_MARK="chained:$#"\nexec "$@"\n'
 SHIM_FILES = {
     "plldb-shim/wrapper",
     "plldb-shim/plldb/__init__.py",
+    "plldb-shim/plldb/naming.py",
+    "plldb-shim/plldb/limits.py",
     "plldb-shim/plldb/protocol.py",
-    "plldb-shim/plldb/runner.py",
+    "plldb-shim/plldb/runner/__init__.py",
+    "plldb-shim/plldb/runner/context.py",
+    "plldb-shim/plldb/runner/encoding.py",
+    "plldb-shim/plldb/runner/faults.py",
+    "plldb-shim/plldb/runner/running.py",
     "plldb-shim/plldb/layer/__init__.py",
     "plldb-shim/plldb/layer/cloud.py",
     "plldb-shim/plldb/layer/loop.py",
@@ -143,7 +149,7 @@ def test_layer_zip_holds_exactly_the_shim() -> None:
     assert set(archive.namelist()) == SHIM_FILES
     wrapper = archive.getinfo("plldb-shim/wrapper")
     assert (wrapper.external_attr >> 16) & 0o777 == 0o755
-    assert protocol.WRAPPER_PATH == "/opt/plldb-shim/wrapper"
+    assert naming.WRAPPER_PATH == "/opt/plldb-shim/wrapper"
 
 
 def test_no_session_is_identical_to_no_wrapper_and_adds_no_process(
@@ -154,7 +160,7 @@ def test_no_session_is_identical_to_no_wrapper_and_adds_no_process(
         assert_is_runtime_process(plain)
         expected = outcomes(emulator)
     with start_function(
-        emulator, code, workdir, {protocol.ENV_EXEC_WRAPPER: protocol.WRAPPER_PATH}
+        emulator, code, workdir, {naming.ENV_EXEC_WRAPPER: naming.WRAPPER_PATH}
     ) as wrapped:
         assert wrapped.command[0].endswith("plldb-shim/wrapper")
         assert_is_runtime_process(wrapped)
@@ -166,8 +172,8 @@ def test_no_session_runs_the_chained_original_wrapper(
     emulator: RuntimeApiEmulator, code: Path, tmp_path: Path
 ) -> None:
     environment = {
-        protocol.ENV_EXEC_WRAPPER: protocol.WRAPPER_PATH,
-        protocol.ENV_ORIGINAL_WRAPPER: str(tmp_path / "container" / "task" / "chained_wrapper"),
+        naming.ENV_EXEC_WRAPPER: naming.WRAPPER_PATH,
+        naming.ENV_ORIGINAL_WRAPPER: str(tmp_path / "container" / "task" / "chained_wrapper"),
     }
     with start_function(emulator, code, tmp_path / "container", environment) as container:
         assert_is_runtime_process(container)
@@ -180,8 +186,8 @@ def test_shim_that_cannot_start_hands_over_to_the_runtime(
     emulator: RuntimeApiEmulator, code: Path, tmp_path: Path
 ) -> None:
     environment = {  # a session, but none of the tables the manager would also set
-        protocol.ENV_EXEC_WRAPPER: protocol.WRAPPER_PATH,
-        protocol.ENV_SESSION_ID: "6f1c2a44-93a4-4c4b-9d0e-1d6a1f2b3c4d",
+        naming.ENV_EXEC_WRAPPER: naming.WRAPPER_PATH,
+        naming.ENV_SESSION_ID: "6f1c2a44-93a4-4c4b-9d0e-1d6a1f2b3c4d",
     }
     with start_function(emulator, code, tmp_path / "container", environment) as container:
         assert_is_runtime_process(container)
@@ -189,7 +195,7 @@ def test_shim_that_cannot_start_hands_over_to_the_runtime(
         logs = container.logs()
     assert result.status == SUCCESS
     assert "debugging disabled (ShimConfigError: missing environment variable(s): " in logs
-    assert protocol.ENV_SESSIONS_TABLE in logs
+    assert naming.ENV_SESSIONS_TABLE in logs
     assert "starting the function's own runtime" in logs
 
 

@@ -27,8 +27,8 @@ from typing import Any
 
 from plldb.local.debuggers import plldb_thread
 from plldb.local.executor import CONTAINER_ONLY_ENV
+from plldb.naming import without_secrets
 from plldb.project.model import BUILD_DIR, LocalFunction
-from plldb.protocol import without_secrets
 
 log = logging.getLogger(__name__)
 

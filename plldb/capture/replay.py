@@ -20,7 +20,7 @@ from typing import Any
 from plldb import runner
 from plldb.capture import records
 from plldb.capture.invoke import CREDENTIALS_LOCAL, InvocationFields, find_function, run_invocation
-from plldb.protocol import SECRET_ENV_VARS
+from plldb.naming import SECRET_ENV_VARS
 
 COMPARED_ERROR_KEYS = ("errorType", "errorMessage")
 

@@ -27,7 +27,7 @@ from botocore.parsers import ResponseParserError
 from plldb import __version__
 from plldb.cloud import packaging
 from plldb.cloud.aws import AwsContext, caller_identity, error_code, partition_of
-from plldb.protocol import HELPER_STACK_NAME, PAYLOAD_PREFIX
+from plldb.naming import HELPER_STACK_NAME, PAYLOAD_PREFIX
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import botocore.exceptions
 
 from plldb import __version__
 from plldb.cloud.aws import AwsContext, error_code
-from plldb.protocol import (
+from plldb.naming import (
     HELPER_STACK_NAME,
     OUTPUT_DEBUGGER_ROLE,
     OUTPUT_DEBUGGER_TABLE,

@@ -17,7 +17,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from plldb.protocol import LAYER_DIR
+from plldb.naming import LAYER_DIR
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,8 @@ LAMBDA_NAMES = ("authorizer", "connect", "disconnect", "default", "manager")
 LAYER_NAME = "layer"
 LAYER_PREFIX = f"{LAYER_DIR}/"  # the layer unpacks to /opt/plldb-shim/
 WRAPPER = "wrapper"
+# The modules every side shares (names, limits, messages), bundled into each zip.
+SHARED_MODULES = ("naming.py", "limits.py", "protocol.py")
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o644
@@ -48,7 +50,7 @@ def _sources(subpackage: str) -> list[str]:
 
 def lambda_files() -> list[tuple[str, Path]]:
     """(name in zip, source) for a helper Lambda zip: the plldb package parts it imports."""
-    relatives = _existing(["__init__.py", "protocol.py"]) + _sources("lambdas")
+    relatives = _existing(["__init__.py", *SHARED_MODULES]) + _sources("lambdas")
     return [(f"plldb/{r}", _package_file(r)) for r in relatives]
 
 
@@ -57,7 +59,7 @@ def layer_files() -> list[tuple[str, Path]]:
     files = []
     if _package_file(f"layer/{WRAPPER}").is_file():
         files.append((f"{LAYER_PREFIX}{WRAPPER}", _package_file(f"layer/{WRAPPER}")))
-    relatives = _existing(["__init__.py", "protocol.py", "runner.py"]) + _sources("layer")
+    relatives = _existing(["__init__.py", *SHARED_MODULES]) + _sources("runner") + _sources("layer")
     files += [(f"{LAYER_PREFIX}plldb/{r}", _package_file(r)) for r in relatives]
     return files
 

@@ -80,7 +80,7 @@ def attach_command(
     """Run the stack's Python functions here, under your debugger, until Ctrl-C."""
     import asyncio
 
-    from plldb import protocol
+    from plldb import naming
     from plldb.cloud.helper_stack import HelperStackMissing, HelperStackOutdated
     from plldb.local import debuggers
     from plldb.session import attach
@@ -88,7 +88,7 @@ def attach_command(
     if (wait_for_client or debugpy_host != "127.0.0.1" or debugpy_port != 5678) and not use_debugpy:
         raise click.UsageError("--wait-for-client, --debugpy-host and --debugpy-port need --debugpy")
     named = named_functions(stack_name, functions, function_names, codes, handlers)
-    stack, project = (protocol.by_name_key([n.name for n in named]), None) if named else \
+    stack, project = (naming.by_name_key([n.name for n in named]), None) if named else \
         project_stack(stack_name, template, stage, cdk_out)
     options = attach.AttachOptions(
         stack_name=stack,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plldb import protocol
+from plldb import naming, protocol
 from plldb.lambdas import common
 from plldb.lambdas.caller import NotAuthenticated, authenticate
 from plldb.lambdas.common import log
@@ -47,7 +47,7 @@ def _authorize(event: Any) -> tuple[str, str, str]:
     if connection_id is None:
         raise Refused("request without a connectionId")
     config = common.Config.from_environ()
-    caller = authenticate(_header(event, protocol.IDENTITY_HEADER), session_id, common.now())
+    caller = authenticate(_header(event, naming.IDENTITY_HEADER), session_id, common.now())
     account = config.connections_arn.split(":")[4] if config.connections_arn else ""
     if caller.account != account:
         raise Refused(f"{caller.arn} is not of this helper stack's account")

@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from plldb import protocol
+from plldb import naming
 from plldb.lambdas import common
 from plldb.lambdas.common import log
 
@@ -54,16 +54,16 @@ def authenticate(proof: str | None, session_id: str, now: float) -> Caller:
 
 
 def _proof_headers(proof: str | None) -> dict[str, str]:
-    if not proof or len(proof) > protocol.IDENTITY_PROOF_LIMIT:
-        raise NotAuthenticated(f"no {protocol.IDENTITY_HEADER} header, or one over the limit")
+    if not proof or len(proof) > naming.IDENTITY_PROOF_LIMIT:
+        raise NotAuthenticated(f"no {naming.IDENTITY_HEADER} header, or one over the limit")
     try:
         decoded = json.loads(base64.b64decode(proof, validate=True))
     except (binascii.Error, ValueError) as exc:
-        raise NotAuthenticated(f"{protocol.IDENTITY_HEADER} is not base64 JSON") from exc
+        raise NotAuthenticated(f"{naming.IDENTITY_HEADER} is not base64 JSON") from exc
     if not isinstance(decoded, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in decoded.items()
     ):
-        raise NotAuthenticated(f"{protocol.IDENTITY_HEADER} is not an object of strings")
+        raise NotAuthenticated(f"{naming.IDENTITY_HEADER} is not an object of strings")
     return {name.lower(): value for name, value in decoded.items()}
 
 
@@ -75,9 +75,9 @@ def _check_bound_to(headers: dict[str, str], session_id: str, now: float) -> Non
         name, _, value = part.strip().partition("=")
         if name == "SignedHeaders":
             signed = value
-    session_header = protocol.IDENTITY_SESSION_HEADER.lower()
+    session_header = naming.IDENTITY_SESSION_HEADER.lower()
     if session_header not in signed.split(";"):
-        raise NotAuthenticated(f"{protocol.IDENTITY_SESSION_HEADER} is not among the signed headers")
+        raise NotAuthenticated(f"{naming.IDENTITY_SESSION_HEADER} is not among the signed headers")
     if headers.get(session_header) != session_id:
         raise NotAuthenticated("the proof was signed for another session")
     try:
@@ -85,18 +85,18 @@ def _check_bound_to(headers: dict[str, str], session_id: str, now: float) -> Non
     except ValueError as exc:
         raise NotAuthenticated("the proof has no valid X-Amz-Date") from exc
     age = now - signed_at.replace(tzinfo=timezone.utc).timestamp()
-    if abs(age) > protocol.IDENTITY_MAX_AGE_SECONDS:
+    if abs(age) > naming.IDENTITY_MAX_AGE_SECONDS:
         raise NotAuthenticated(f"the proof was signed {age:.0f} s ago")
 
 
 def _ask_sts(endpoint: str, headers: dict[str, str]) -> Caller:
     forwarded = {name: headers[name] for name in _FORWARDED if name in headers}
-    forwarded[protocol.IDENTITY_SESSION_HEADER.lower()] = headers[
-        protocol.IDENTITY_SESSION_HEADER.lower()
+    forwarded[naming.IDENTITY_SESSION_HEADER.lower()] = headers[
+        naming.IDENTITY_SESSION_HEADER.lower()
     ]
-    forwarded["content-type"] = protocol.IDENTITY_CONTENT_TYPE
+    forwarded["content-type"] = naming.IDENTITY_CONTENT_TYPE
     request = urllib.request.Request(
-        endpoint, data=protocol.IDENTITY_BODY.encode(), headers=forwarded, method="POST"
+        endpoint, data=naming.IDENTITY_BODY.encode(), headers=forwarded, method="POST"
     )
     try:
         with urllib.request.urlopen(request, timeout=STS_TIMEOUT_SECONDS) as response:

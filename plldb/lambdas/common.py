@@ -20,7 +20,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from plldb import protocol
+from plldb import limits, naming, protocol
 
 log = logging.getLogger("plldb.lambdas")
 log.setLevel(logging.INFO)
@@ -59,17 +59,17 @@ class Config:
     def from_environ(cls) -> Config:
         env = os.environ
         return cls(
-            sessions_table=env.get(protocol.ENV_SESSIONS_TABLE, protocol.SESSIONS_TABLE),
-            debugger_table=env.get(protocol.ENV_DEBUGGER_TABLE, protocol.DEBUGGER_TABLE),
-            manager_function=env.get(protocol.ENV_MANAGER_FUNCTION, ""),
-            layer_arn=env.get(protocol.ENV_LAYER_ARN, ""),
-            management_url=env.get(protocol.ENV_MANAGEMENT_URL, ""),
-            payload_bucket=env.get(protocol.ENV_PAYLOAD_BUCKET, ""),
-            connections_arn=env.get(protocol.ENV_CONNECTIONS_ARN, ""),
+            sessions_table=env.get(naming.ENV_SESSIONS_TABLE, naming.SESSIONS_TABLE),
+            debugger_table=env.get(naming.ENV_DEBUGGER_TABLE, naming.DEBUGGER_TABLE),
+            manager_function=env.get(naming.ENV_MANAGER_FUNCTION, ""),
+            layer_arn=env.get(naming.ENV_LAYER_ARN, ""),
+            management_url=env.get(naming.ENV_MANAGEMENT_URL, ""),
+            payload_bucket=env.get(naming.ENV_PAYLOAD_BUCKET, ""),
+            connections_arn=env.get(naming.ENV_CONNECTIONS_ARN, ""),
             shim_policy_arn=env.get(ENV_SHIM_POLICY_ARN, ""),
-            grace_seconds=_number(protocol.ENV_GRACE_SECONDS, protocol.DEFAULT_GRACE_SECONDS),
+            grace_seconds=_number(naming.ENV_GRACE_SECONDS, limits.DEFAULT_GRACE_SECONDS),
             default_timeout=int(
-                _number(protocol.ENV_DEFAULT_TIMEOUT, protocol.DEFAULT_DEBUG_TIMEOUT)
+                _number(naming.ENV_DEFAULT_TIMEOUT, limits.DEFAULT_DEBUG_TIMEOUT)
             ),
         )
 
@@ -166,12 +166,12 @@ class Connection:
         if self.gone:
             return False
         data = protocol.encode(message).encode()
-        if len(data) > protocol.POST_SIZE and "summary" in message:
+        if len(data) > limits.POST_SIZE and "summary" in message:
             data = protocol.encode({**message, "summary": names_only(message["summary"])}).encode()
-        if len(data) > protocol.POST_SIZE:
+        if len(data) > limits.POST_SIZE:
             log.error(
                 "not posting a %d byte %s message: over the %d byte limit of a post",
-                len(data), message.get("type"), protocol.POST_SIZE,
+                len(data), message.get("type"), limits.POST_SIZE,
             )
             return False
         api = client("apigatewaymanagementapi", endpoint_url=self.management_url)
@@ -199,17 +199,17 @@ def mark_disconnected(config: Config, session_id: str, connection_id: str) -> bo
     try:
         client("dynamodb").update_item(
             TableName=config.sessions_table,
-            Key={protocol.A_SESSION_ID: {"S": session_id}},
+            Key={naming.A_SESSION_ID: {"S": session_id}},
             ConditionExpression="#status = :active AND #conn = :conn",
             UpdateExpression="SET #status = :disconnected, #at = :at",
             ExpressionAttributeNames={
-                "#status": protocol.A_STATUS,
-                "#conn": protocol.A_CONNECTION_ID,
-                "#at": protocol.A_DISCONNECTED_AT,
+                "#status": naming.A_STATUS,
+                "#conn": naming.A_CONNECTION_ID,
+                "#at": naming.A_DISCONNECTED_AT,
             },
             ExpressionAttributeValues={
-                ":active": {"S": protocol.ACTIVE},
-                ":disconnected": {"S": protocol.DISCONNECTED},
+                ":active": {"S": naming.ACTIVE},
+                ":disconnected": {"S": naming.DISCONNECTED},
                 ":conn": {"S": connection_id},
                 ":at": {"S": iso_now()},
             },

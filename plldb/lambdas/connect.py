@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plldb import protocol
+from plldb import naming, protocol
 from plldb.lambdas import common
 from plldb.lambdas.common import log
 
@@ -35,13 +35,13 @@ def _start_instrumentation(event: Any) -> None:
         common.client("dynamodb")
         .get_item(
             TableName=config.sessions_table,
-            Key={protocol.A_SESSION_ID: {"S": session_id}},
+            Key={naming.A_SESSION_ID: {"S": session_id}},
             ConsistentRead=True,
         )
         .get("Item", {})
     )
-    functions = [value["S"] for value in item.get(protocol.A_FUNCTIONS, {}).get("L", [])]
-    timeout = item.get(protocol.A_TIMEOUT, {}).get("N")
+    functions = [value["S"] for value in item.get(naming.A_FUNCTIONS, {}).get("L", [])]
+    timeout = item.get(naming.A_TIMEOUT, {}).get("N")
     common.invoke_manager(
         config,
         {

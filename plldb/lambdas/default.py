@@ -14,7 +14,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from plldb import protocol
+from plldb import naming, protocol
 from plldb.lambdas import common
 from plldb.lambdas.common import log
 
@@ -64,30 +64,30 @@ def _handle(event: Any, config: common.Config, connection: common.Connection) ->
 
 def _record_result(message: dict[str, Any], session_id: str, config: common.Config) -> dict | None:
     """Write a ``response``/``error`` to its PLLDBDebugger item if it is ours and pending."""
-    names = {"#session": protocol.A_SESSION_ID, "#status": protocol.A_STATUS}
+    names = {"#session": naming.A_SESSION_ID, "#status": naming.A_STATUS}
     values: dict[str, Any] = {
         ":session": {"S": session_id},
-        ":pending": {"S": protocol.REQUEST_PENDING},
+        ":pending": {"S": naming.REQUEST_PENDING},
     }
     if message["action"] == protocol.ACTION_ERROR:
-        names["#out"] = protocol.A_ERROR
+        names["#out"] = naming.A_ERROR
         values[":out"] = {"S": protocol.encode(message["error"])}
-        values[":done"] = {"S": protocol.REQUEST_FAILED}
+        values[":done"] = {"S": naming.REQUEST_FAILED}
     elif "result_ref" in message:
         reason = _foreign_ref(message["result_ref"], session_id, message["request_id"], config)
         if reason:
             return protocol.rejected_message(reason)
-        names["#out"] = protocol.A_PAYLOAD_REF
+        names["#out"] = naming.A_PAYLOAD_REF
         values[":out"] = {"S": protocol.encode(message["result_ref"])}
-        values[":done"] = {"S": protocol.REQUEST_RESPONDED}
+        values[":done"] = {"S": naming.REQUEST_RESPONDED}
     else:
-        names["#out"] = protocol.A_RESPONSE
+        names["#out"] = naming.A_RESPONSE
         values[":out"] = {"S": message["result"]}
-        values[":done"] = {"S": protocol.REQUEST_RESPONDED}
+        values[":done"] = {"S": naming.REQUEST_RESPONDED}
     try:
         common.client("dynamodb").update_item(
             TableName=config.debugger_table,
-            Key={protocol.A_REQUEST_ID: {"S": message["request_id"]}},
+            Key={naming.A_REQUEST_ID: {"S": message["request_id"]}},
             ConditionExpression="#session = :session AND #status = :pending",
             UpdateExpression="SET #status = :done, #out = :out",
             ExpressionAttributeNames=names,
@@ -111,7 +111,7 @@ def _foreign_ref(
     The shim fetches whatever the reference names, so it must not name another session's
     payload or another bucket.
     """
-    expected = protocol.payload_key(session_id, request_id, "response")
+    expected = naming.payload_key(session_id, request_id, "response")
     if ref["bucket"] != config.payload_bucket or ref["key"] != expected:
         return f"result_ref must be s3://{config.payload_bucket}/{expected}"
     return ""

@@ -19,7 +19,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from plldb import protocol
+from plldb import limits, naming
 from plldb.lambdas import common
 from plldb.lambdas.caller import Caller
 from plldb.lambdas.common import log
@@ -28,7 +28,7 @@ from plldb.lambdas.manager.records import Records
 _STACK_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,127}$")
 _FUNCTION_GLOB = re.compile(r"^[A-Za-z0-9_*?\[\]!.:-]{1,140}$")
 MAX_FUNCTION_GLOBS = 50
-LIVE = (protocol.PENDING, protocol.ACTIVE, protocol.DISCONNECTED)
+LIVE = (naming.PENDING, naming.ACTIVE, naming.DISCONNECTED)
 
 
 class Refused(Exception):
@@ -47,31 +47,31 @@ class Options:
 
     @classmethod
     def from_query(cls, query: dict[str, Any]) -> Options:
-        names = [n for n in str(query.get(protocol.Q_NAMES) or "").split(",") if n]
-        stack_name = query.get(protocol.Q_STACK_NAME)
+        names = [n for n in str(query.get(naming.Q_NAMES) or "").split(",") if n]
+        stack_name = query.get(naming.Q_STACK_NAME)
         if names:
-            stack_name = _by_name_key(names, stack_name, query.get(protocol.Q_FUNCTIONS))
+            stack_name = _by_name_key(names, stack_name, query.get(naming.Q_FUNCTIONS))
         elif not isinstance(stack_name, str) or not _STACK_NAME.match(stack_name):
             raise Refused("missing or malformed stackName")
-        globs = [g for g in str(query.get(protocol.Q_FUNCTIONS) or "").split(",") if g]
+        globs = [g for g in str(query.get(naming.Q_FUNCTIONS) or "").split(",") if g]
         if len(globs) > MAX_FUNCTION_GLOBS or not all(_FUNCTION_GLOB.match(g) for g in globs):
             raise Refused("malformed functions filter")
-        raw_timeout = query.get(protocol.Q_TIMEOUT)
+        raw_timeout = query.get(naming.Q_TIMEOUT)
         timeout = None
         if raw_timeout not in (None, ""):
-            if not str(raw_timeout).isdigit() or not 1 <= int(raw_timeout) <= protocol.MAX_TIMEOUT:
+            if not str(raw_timeout).isdigit() or not 1 <= int(raw_timeout) <= limits.MAX_TIMEOUT:
                 raise Refused("timeout must be 1..900 seconds")
             timeout = int(raw_timeout)
-        return cls(stack_name, globs, timeout, query.get(protocol.Q_FORCE) == "1", names)
+        return cls(stack_name, globs, timeout, query.get(naming.Q_FORCE) == "1", names)
 
 
 def _by_name_key(names: list[str], stack_name: Any, functions: Any) -> str:
     """The session key of exact function ``names``; a stackName given with them must be it."""
-    if len(names) > MAX_FUNCTION_GLOBS or not all(protocol.FUNCTION_NAME_PATTERN.match(n) for n in names):
+    if len(names) > MAX_FUNCTION_GLOBS or not all(naming.FUNCTION_NAME_PATTERN.match(n) for n in names):
         raise Refused("malformed names")
     if functions:
         raise Refused("names and a functions filter together")
-    key = protocol.by_name_key(names)
+    key = naming.by_name_key(names)
     if stack_name not in (None, "", key):
         raise Refused(f"stackName {stack_name!r} is not the key of these names ({key})")
     return key
@@ -88,7 +88,7 @@ def open_session(
     table = common.client("dynamodb")
     existing = table.get_item(
         TableName=config.sessions_table,
-        Key={protocol.A_SESSION_ID: {"S": session_id}},
+        Key={naming.A_SESSION_ID: {"S": session_id}},
         ConsistentRead=True,
     ).get("Item")
     if existing:
@@ -105,26 +105,26 @@ def _resume(config: common.Config, caller: Caller, session_id: str, connection_i
     try:
         result = common.client("dynamodb").update_item(
             TableName=config.sessions_table,
-            Key={protocol.A_SESSION_ID: {"S": session_id}},
+            Key={naming.A_SESSION_ID: {"S": session_id}},
             ConditionExpression=(
                 "#kind = :session AND #by = :caller AND #status IN (:p, :a, :d) AND #ttl > :now"
             ),
             UpdateExpression="SET #status = :a, #conn = :conn, #ttl = :ttl",
             ExpressionAttributeNames={
-                "#kind": protocol.A_KIND,
-                "#by": protocol.A_CREATED_BY,
-                "#status": protocol.A_STATUS,
-                "#ttl": protocol.A_TTL,
-                "#conn": protocol.A_CONNECTION_ID,
+                "#kind": naming.A_KIND,
+                "#by": naming.A_CREATED_BY,
+                "#status": naming.A_STATUS,
+                "#ttl": naming.A_TTL,
+                "#conn": naming.A_CONNECTION_ID,
             },
             ExpressionAttributeValues={
-                ":session": {"S": protocol.KIND_SESSION},
+                ":session": {"S": naming.KIND_SESSION},
                 ":caller": {"S": caller.arn},
-                ":p": {"S": protocol.PENDING},
-                ":a": {"S": protocol.ACTIVE},
-                ":d": {"S": protocol.DISCONNECTED},
+                ":p": {"S": naming.PENDING},
+                ":a": {"S": naming.ACTIVE},
+                ":d": {"S": naming.DISCONNECTED},
                 ":now": {"N": str(now)},
-                ":ttl": {"N": str(now + protocol.SESSION_TTL_SECONDS)},
+                ":ttl": {"N": str(now + limits.SESSION_TTL_SECONDS)},
                 ":conn": {"S": connection_id},
             },
             ReturnValues="ALL_NEW",
@@ -135,7 +135,7 @@ def _resume(config: common.Config, caller: Caller, session_id: str, connection_i
                 f"session {session_id} is over, or was not created by {caller.arn}"
             ) from exc
         raise
-    return result["Attributes"].get(protocol.A_STACK_NAME, {}).get("S", "")
+    return result["Attributes"].get(naming.A_STACK_NAME, {}).get("S", "")
 
 
 def _make_room(config: common.Config, caller: Caller, options: Options) -> None:
@@ -145,12 +145,12 @@ def _make_room(config: common.Config, caller: Caller, options: Options) -> None:
     (sets of names may overlap, and a stack's function may be named).
     """
     holders = [(item, f"stack {options.stack_name}") for item in _live_sessions(config, options.stack_name)]
-    holders += _holders_of_names(config, options.names, {h[protocol.A_SESSION_ID]["S"] for h, _ in holders})
+    holders += _holders_of_names(config, options.names, {h[naming.A_SESSION_ID]["S"] for h, _ in holders})
     for item, what in holders:
-        owner = item.get(protocol.A_CREATED_BY, {}).get("S", "")
+        owner = item.get(naming.A_CREATED_BY, {}).get("S", "")
         if not options.force:
             raise Refused(f"{what} is attached by {owner} (no force)")
-        session_id = item[protocol.A_SESSION_ID]["S"]
+        session_id = item[naming.A_SESSION_ID]["S"]
         log.info("closing session %s of %s for %s", session_id, owner, caller.arn)
         Records(common.client("dynamodb"), config.sessions_table).close_session(session_id, None)
 
@@ -165,14 +165,14 @@ def _holders_of_names(
     for name in names:
         record = table.get_item(
             TableName=config.sessions_table,
-            Key={protocol.A_SESSION_ID: {"S": protocol.function_key(name)}},
+            Key={naming.A_SESSION_ID: {"S": naming.function_key(name)}},
             ConsistentRead=True,
         ).get("Item", {})
-        holder = record.get(protocol.A_INSTRUMENTED_BY, {}).get("S")
+        holder = record.get(naming.A_INSTRUMENTED_BY, {}).get("S")
         if not holder or holder in known:
             continue
         session = table.get_item(
-            TableName=config.sessions_table, Key={protocol.A_SESSION_ID: {"S": holder}}, ConsistentRead=True
+            TableName=config.sessions_table, Key={naming.A_SESSION_ID: {"S": holder}}, ConsistentRead=True
         ).get("Item")
         if session and _is_live(session, common.now()):
             known.add(holder)
@@ -182,9 +182,9 @@ def _holders_of_names(
 
 def _is_live(item: dict[str, Any], now: int) -> bool:
     return (
-        item.get(protocol.A_KIND, {}).get("S") == protocol.KIND_SESSION
-        and item.get(protocol.A_STATUS, {}).get("S") in LIVE
-        and not protocol.ttl_expired(item.get(protocol.A_TTL, {}).get("N"), now)
+        item.get(naming.A_KIND, {}).get("S") == naming.KIND_SESSION
+        and item.get(naming.A_STATUS, {}).get("S") in LIVE
+        and not naming.ttl_expired(item.get(naming.A_TTL, {}).get("N"), now)
     )
 
 
@@ -193,9 +193,9 @@ def _live_sessions(config: common.Config, stack_name: str) -> list[dict[str, Any
     items: list[dict[str, Any]] = []
     arguments: dict[str, Any] = {
         "TableName": config.sessions_table,
-        "IndexName": protocol.STACK_NAME_INDEX,
+        "IndexName": naming.STACK_NAME_INDEX,
         "KeyConditionExpression": "#stack = :stack",
-        "ExpressionAttributeNames": {"#stack": protocol.A_STACK_NAME},
+        "ExpressionAttributeNames": {"#stack": naming.A_STACK_NAME},
         "ExpressionAttributeValues": {":stack": {"S": stack_name}},
     }
     while True:
@@ -216,27 +216,27 @@ def _create(
 ) -> None:
     now = common.now()
     item: dict[str, Any] = {
-        protocol.A_SESSION_ID: {"S": session_id},
-        protocol.A_KIND: {"S": protocol.KIND_SESSION},
-        protocol.A_STACK_NAME: {"S": options.stack_name},
-        protocol.A_STATUS: {"S": protocol.ACTIVE},
-        protocol.A_CONNECTION_ID: {"S": connection_id},
-        protocol.A_TTL: {"N": str(now + protocol.SESSION_TTL_SECONDS)},
-        protocol.A_CREATED_AT: {"S": common.iso_now()},
-        protocol.A_CREATED_BY: {"S": caller.arn},
+        naming.A_SESSION_ID: {"S": session_id},
+        naming.A_KIND: {"S": naming.KIND_SESSION},
+        naming.A_STACK_NAME: {"S": options.stack_name},
+        naming.A_STATUS: {"S": naming.ACTIVE},
+        naming.A_CONNECTION_ID: {"S": connection_id},
+        naming.A_TTL: {"N": str(now + limits.SESSION_TTL_SECONDS)},
+        naming.A_CREATED_AT: {"S": common.iso_now()},
+        naming.A_CREATED_BY: {"S": caller.arn},
     }
     if options.functions:
-        item[protocol.A_FUNCTIONS] = {"L": [{"S": glob} for glob in options.functions]}
+        item[naming.A_FUNCTIONS] = {"L": [{"S": glob} for glob in options.functions]}
     if options.names:
-        item[protocol.A_NAMES] = {"L": [{"S": name} for name in sorted(set(options.names))]}
+        item[naming.A_NAMES] = {"L": [{"S": name} for name in sorted(set(options.names))]}
     if options.timeout is not None:
-        item[protocol.A_TIMEOUT] = {"N": str(options.timeout)}
+        item[naming.A_TIMEOUT] = {"N": str(options.timeout)}
     try:
         common.client("dynamodb").put_item(
             TableName=config.sessions_table,
             Item=item,
             ConditionExpression="attribute_not_exists(#id)",
-            ExpressionAttributeNames={"#id": protocol.A_SESSION_ID},
+            ExpressionAttributeNames={"#id": naming.A_SESSION_ID},
         )
     except botocore.exceptions.ClientError as exc:
         if common.error_code(exc) == "ConditionalCheckFailedException":

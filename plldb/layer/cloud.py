@@ -26,7 +26,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from plldb import protocol
+from plldb import limits, naming, protocol
 
 log = logging.getLogger("plldb.shim")
 
@@ -64,15 +64,15 @@ class ShimConfig:
     management_url: str
     payload_bucket: str
     function_name: str
-    grace_seconds: float = float(protocol.DEFAULT_GRACE_SECONDS)
+    grace_seconds: float = float(limits.DEFAULT_GRACE_SECONDS)
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | os._Environ) -> ShimConfig:
         required = {
-            "session_id": protocol.ENV_SESSION_ID,
-            "sessions_table": protocol.ENV_SESSIONS_TABLE,
-            "debugger_table": protocol.ENV_DEBUGGER_TABLE,
-            "management_url": protocol.ENV_MANAGEMENT_URL,
+            "session_id": naming.ENV_SESSION_ID,
+            "sessions_table": naming.ENV_SESSIONS_TABLE,
+            "debugger_table": naming.ENV_DEBUGGER_TABLE,
+            "management_url": naming.ENV_MANAGEMENT_URL,
             "function_name": "AWS_LAMBDA_FUNCTION_NAME",
         }
         missing = [name for name in required.values() if not environ.get(name)]
@@ -80,8 +80,8 @@ class ShimConfig:
             raise ShimConfigError(f"missing environment variable(s): {', '.join(missing)}")
         values = {field: environ[name] for field, name in required.items()}
         return cls(
-            payload_bucket=environ.get(protocol.ENV_PAYLOAD_BUCKET, ""),
-            grace_seconds=_seconds(environ.get(protocol.ENV_GRACE_SECONDS)),
+            payload_bucket=environ.get(naming.ENV_PAYLOAD_BUCKET, ""),
+            grace_seconds=_seconds(environ.get(naming.ENV_GRACE_SECONDS)),
             **values,
         )
 
@@ -89,9 +89,9 @@ class ShimConfig:
 def _seconds(raw: str | None) -> float:
     """The grace period from the environment; the default when unset or not a number."""
     try:
-        return max(0.0, float(raw)) if raw else float(protocol.DEFAULT_GRACE_SECONDS)
+        return max(0.0, float(raw)) if raw else float(limits.DEFAULT_GRACE_SECONDS)
     except ValueError:
-        return float(protocol.DEFAULT_GRACE_SECONDS)
+        return float(limits.DEFAULT_GRACE_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class Session:
     @property
     def gone(self) -> bool:
         """No debugger will come back: run the function in the cloud."""
-        return self.status in (None, protocol.CLOSED) or self.expired
+        return self.status in (None, naming.CLOSED) or self.expired
 
     @property
     def label(self) -> str:
@@ -117,7 +117,7 @@ class Session:
 
     @property
     def connected(self) -> bool:
-        return self.status == protocol.ACTIVE and bool(self.connection_id)
+        return self.status == naming.ACTIVE and bool(self.connection_id)
 
 
 @dataclass(frozen=True)
@@ -157,19 +157,19 @@ class Cloud:
         self.session_reads += 1
         item = self.dynamodb.get_item(
             TableName=self.config.sessions_table,
-            Key={protocol.A_SESSION_ID: {"S": self.config.session_id}},
+            Key={naming.A_SESSION_ID: {"S": self.config.session_id}},
             ConsistentRead=True,
         ).get("Item")
         if not item:
             return Session(status=None)
-        status = _text(item, protocol.A_STATUS)
+        status = _text(item, naming.A_STATUS)
         return Session(
             status=status,
-            connection_id=_text(item, protocol.A_CONNECTION_ID),
-            expired=protocol.ttl_expired(item.get(protocol.A_TTL, {}).get("N"), time.time()),
+            connection_id=_text(item, naming.A_CONNECTION_ID),
+            expired=naming.ttl_expired(item.get(naming.A_TTL, {}).get("N"), time.time()),
             disconnected_at=(
-                protocol.iso_epoch(_text(item, protocol.A_DISCONNECTED_AT))
-                if status == protocol.DISCONNECTED
+                naming.iso_epoch(_text(item, naming.A_DISCONNECTED_AT))
+                if status == naming.DISCONNECTED
                 else None
             ),
         )
@@ -188,18 +188,18 @@ class Cloud:
         The environment is stored without its credentials (they travel in the message only).
         """
         item: dict[str, Any] = {
-            protocol.A_REQUEST_ID: {"S": request_id},
-            protocol.A_SESSION_ID: {"S": self.config.session_id},
-            protocol.A_FUNCTION_NAME: {"S": self.config.function_name},
-            protocol.A_STATUS: {"S": protocol.REQUEST_PENDING},
-            protocol.A_ENVIRONMENT: {"S": json.dumps(protocol.without_secrets(dict(environment)))},
-            protocol.A_TTL: {"N": str(int(time.time()) + protocol.REQUEST_TTL_SECONDS)},
-            protocol.A_CREATED_AT: {"S": _iso_now()},
+            naming.A_REQUEST_ID: {"S": request_id},
+            naming.A_SESSION_ID: {"S": self.config.session_id},
+            naming.A_FUNCTION_NAME: {"S": self.config.function_name},
+            naming.A_STATUS: {"S": naming.REQUEST_PENDING},
+            naming.A_ENVIRONMENT: {"S": json.dumps(naming.without_secrets(dict(environment)))},
+            naming.A_TTL: {"N": str(int(time.time()) + limits.REQUEST_TTL_SECONDS)},
+            naming.A_CREATED_AT: {"S": _iso_now()},
         }
         if ref is not None:
-            item[protocol.A_PAYLOAD_REF] = {"S": protocol.encode(ref)}
+            item[naming.A_PAYLOAD_REF] = {"S": protocol.encode(ref)}
         else:
-            item[protocol.A_REQUEST] = {"S": request or ""}
+            item[naming.A_REQUEST] = {"S": request or ""}
         self.dynamodb.put_item(TableName=self.config.debugger_table, Item=item)
 
     def read_answer(self, request_id: str) -> Answer | None:
@@ -207,7 +207,7 @@ class Cloud:
         self.reads += 1
         item = self.dynamodb.get_item(
             TableName=self.config.debugger_table,
-            Key={protocol.A_REQUEST_ID: {"S": request_id}},
+            Key={naming.A_REQUEST_ID: {"S": request_id}},
             ConsistentRead=True,
         ).get("Item") or {}
         return self._answer(request_id, item)
@@ -220,13 +220,13 @@ class Cloud:
         try:
             self.dynamodb.update_item(
                 TableName=self.config.debugger_table,
-                Key={protocol.A_REQUEST_ID: {"S": request_id}},
+                Key={naming.A_REQUEST_ID: {"S": request_id}},
                 ConditionExpression="#status = :pending",
                 UpdateExpression="SET #status = :expired",
-                ExpressionAttributeNames={"#status": protocol.A_STATUS},
+                ExpressionAttributeNames={"#status": naming.A_STATUS},
                 ExpressionAttributeValues={
-                    ":pending": {"S": protocol.REQUEST_PENDING},
-                    ":expired": {"S": protocol.REQUEST_EXPIRED},
+                    ":pending": {"S": naming.REQUEST_PENDING},
+                    ":expired": {"S": naming.REQUEST_EXPIRED},
                 },
             )
         except botocore.exceptions.ClientError as exc:
@@ -236,32 +236,32 @@ class Cloud:
         return None
 
     def _answer(self, request_id: str, item: dict[str, Any]) -> Answer | None:
-        status = _text(item, protocol.A_STATUS)
-        if status == protocol.REQUEST_FAILED:
-            return Answer(error=json.loads(_text(item, protocol.A_ERROR) or "{}"))
-        if status != protocol.REQUEST_RESPONDED:
+        status = _text(item, naming.A_STATUS)
+        if status == naming.REQUEST_FAILED:
+            return Answer(error=json.loads(_text(item, naming.A_ERROR) or "{}"))
+        if status != naming.REQUEST_RESPONDED:
             return None
-        inline = _text(item, protocol.A_RESPONSE)
+        inline = _text(item, naming.A_RESPONSE)
         if inline is not None:
             return Answer(body=inline.encode())
         # $default stores an offloaded result's reference where the event's was.
-        ref = json.loads(_text(item, protocol.A_PAYLOAD_REF) or "null")
+        ref = json.loads(_text(item, naming.A_PAYLOAD_REF) or "null")
         return Answer(body=self.get_payload(request_id, ref))
 
     # --- payloads -----------------------------------------------------------------------
 
     def put_payload(self, request_id: str, direction: str, body: bytes) -> dict[str, Any]:
         """Upload an event too large for a message and return its reference."""
-        if len(body) > protocol.MAX_PAYLOAD:
+        if len(body) > limits.MAX_PAYLOAD:
             raise PayloadError(
-                f"{direction} of {len(body)} bytes is over the {protocol.MAX_PAYLOAD} byte limit"
+                f"{direction} of {len(body)} bytes is over the {limits.MAX_PAYLOAD} byte limit"
             )
         if not self.config.payload_bucket:
             raise PayloadError(
                 f"{direction} of {len(body)} bytes needs the payload bucket, but "
-                f"{protocol.ENV_PAYLOAD_BUCKET} is not set"
+                f"{naming.ENV_PAYLOAD_BUCKET} is not set"
             )
-        key = protocol.payload_key(self.config.session_id, request_id, direction)
+        key = naming.payload_key(self.config.session_id, request_id, direction)
         self.s3.put_object(Bucket=self.config.payload_bucket, Key=key, Body=body)
         return {"bucket": self.config.payload_bucket, "key": key, "size": len(body)}
 
@@ -282,19 +282,19 @@ class Cloud:
         """Where the local tool may upload this request's result (None without a bucket)."""
         if not self.config.payload_bucket:
             return None
-        key = protocol.payload_key(self.config.session_id, request_id, "response")
+        key = naming.payload_key(self.config.session_id, request_id, "response")
         return {"bucket": self.config.payload_bucket, "key": key, "url": self.presign("put", key, seconds)}
 
     def get_payload(self, request_id: str, ref: Any) -> bytes:
         """Download an offloaded response; only this request's own response object is read."""
-        key = protocol.payload_key(self.config.session_id, request_id, "response")
+        key = naming.payload_key(self.config.session_id, request_id, "response")
         if not isinstance(ref, dict) or ref.get("bucket") != self.config.payload_bucket or ref.get("key") != key:
             raise PayloadError(f"response reference {ref!r} does not point to {key} in the payload bucket")
         found = self.s3.get_object(Bucket=ref["bucket"], Key=ref["key"])
-        if found["ContentLength"] > protocol.MAX_PAYLOAD:  # the PUT URL does not bound the size
+        if found["ContentLength"] > limits.MAX_PAYLOAD:  # the PUT URL does not bound the size
             found["Body"].close()
             raise PayloadError(
-                f"response of {found['ContentLength']} bytes is over the {protocol.MAX_PAYLOAD} byte limit"
+                f"response of {found['ContentLength']} bytes is over the {limits.MAX_PAYLOAD} byte limit"
             )
         return found["Body"].read()
 

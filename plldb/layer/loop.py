@@ -27,7 +27,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from plldb import protocol, runner
+from plldb import limits, naming, protocol, runner
 from plldb.layer import polling
 from plldb.layer.cloud import Answer, Cloud, PayloadError, Session, ShimConfig, ShimConfigError
 from plldb.layer.runtime_api import Invocation, RuntimeApi, RuntimeApiError
@@ -39,7 +39,7 @@ ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "Forbi
 
 
 def shim_error(
-    message: str, error_type: str = protocol.ERROR_SHIM, request_id: str = ""
+    message: str, error_type: str = naming.ERROR_SHIM, request_id: str = ""
 ) -> dict[str, Any]:
     """An error the shim answers with itself, in the runtime's shape."""
     return runner.make_error(message, error_type, [], request_id)
@@ -124,7 +124,7 @@ class Shim:
                         invocation,
                         f"plldb's calls are still refused after {now - started:.1f} s ({code}: "
                         f"{error.get('Message', '')}); IAM changes take a while to propagate: "
-                        f"if this persists, the function's role lacks {protocol.SHIM_POLICY_NAME}",
+                        f"if this persists, the function's role lacks {naming.SHIM_POLICY_NAME}",
                     )
                     return False
                 log.info("access refused (%s): the grant may still be propagating; retrying "
@@ -197,7 +197,7 @@ class Shim:
         upload = self.cloud.result_upload(invocation.request_id, seconds)
         if upload is not None:  # sent always: any result may turn out too large for a message
             message["result_upload"] = upload
-        if len(protocol.encode(message).encode()) <= protocol.POST_SIZE:
+        if len(protocol.encode(message).encode()) <= limits.POST_SIZE:
             return message, event, None
         ref = self.cloud.put_payload(invocation.request_id, "event", invocation.body)
         del message["event"]
@@ -274,7 +274,7 @@ class Shim:
                         "no response from the local debugger before the deadline (waited "
                         f"{now - started:.1f} s; answered {deadline - now:.1f} s before the "
                         "function's timeout)",
-                        protocol.ERROR_NO_RESPONSE,
+                        naming.ERROR_NO_RESPONSE,
                         request_id,
                     )
                 )
@@ -306,7 +306,7 @@ def payload_url_seconds(deadline_ms: int, now: float) -> int:
     transfer that starts just before it (a timeout is at most ``MAX_TIMEOUT``).
     """
     remaining = math.ceil(deadline_ms / 1000 - now)
-    return max(0, min(remaining, protocol.MAX_TIMEOUT)) + protocol.PAYLOAD_URL_MARGIN_SECONDS
+    return max(0, min(remaining, limits.MAX_TIMEOUT)) + limits.PAYLOAD_URL_MARGIN_SECONDS
 
 
 def use_runtime_sys_path(environ: MutableMapping[str, str]) -> None:

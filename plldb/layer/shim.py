@@ -49,9 +49,9 @@ def hand_over(command: list[str]) -> NoReturn:
     If even that fails, the failure is reported as an init error, as the runtime's own
     bootstrap would, and the process exits.
     """
-    from plldb import protocol
+    from plldb import naming
 
-    original_wrapper = os.environ.get(protocol.ENV_ORIGINAL_WRAPPER)
+    original_wrapper = os.environ.get(naming.ENV_ORIGINAL_WRAPPER)
     argv = [original_wrapper, *command] if original_wrapper else list(command)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -26,8 +26,8 @@ from plldb import console, runner
 from plldb.layer import polling
 from plldb.local import binding, isolation, lambda_logging, public_names
 from plldb.local.debuggers import keep_running
+from plldb.naming import ENV_EXEC_WRAPPER, SECRET_ENV_VARS, SHIM_ENV_VARS
 from plldb.project.model import LocalFunction
-from plldb.protocol import ENV_EXEC_WRAPPER, SECRET_ENV_VARS, SHIM_ENV_VARS
 
 log = logging.getLogger(__name__)
 

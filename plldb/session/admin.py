@@ -12,8 +12,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from plldb import __version__
-from plldb import protocol as p
+from plldb import __version__, naming
 from plldb.cloud.aws import AwsContext, caller_identity
 from plldb.cloud.helper_stack import HelperStack, find_helper_stack
 from plldb.session.attach import list_stack_resources
@@ -43,14 +42,14 @@ def detach_stack(ctx: AwsContext, stack_name: str) -> DetachResult:
     helper, store = helper_and_store(ctx, "plldb-detach")
     sessions, records = store.contents(stack_name)
     if not sessions and not records:  # a typo must not read as "nothing to restore"
-        if stack_name.startswith(p.BY_NAME_PREFIX):
+        if stack_name.startswith(naming.BY_NAME_PREFIX):
             raise DetachError(
                 f"nothing is attached under {stack_name}: no session or instrumented function "
                 "has that key (`plldb status --all` lists what is attached)"
             )
         list_stack_resources(ctx, stack_name)  # StackNotFound when there is no such stack
     result = DetachResult()
-    open_sessions = [s.session_id for s in sessions if s.status != p.CLOSED]
+    open_sessions = [s.session_id for s in sessions if s.status != naming.CLOSED]
     result.sessions_closed = open_sessions
     owners = sorted(set(open_sessions) | {f.session_id for f in records if f.session_id})
     for session_id in owners:

@@ -30,7 +30,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from plldb import console
+from plldb import console, limits, naming
 from plldb import protocol as p
 from plldb.capture import records
 from plldb.cloud.aws import AwsContext, caller_identity, error_code
@@ -284,7 +284,7 @@ class Attachment:
             self.plan.helper.websocket_url,
             self.connect_query(),
             self.on_message,
-            headers=lambda: {p.IDENTITY_HEADER: identity_proof(self.ctx, self.session_id)},
+            headers=lambda: {naming.IDENTITY_HEADER: identity_proof(self.ctx, self.session_id)},
             check_live=lambda: self.store.ensure_live(self.session_id),
         )
         await asyncio.to_thread(
@@ -298,15 +298,15 @@ class Attachment:
 
     def connect_query(self) -> dict[str, str]:
         """The session and what it asks for; the authorizer creates it from this."""
-        query = {"sessionId": self.session_id, p.Q_STACK_NAME: self.options.stack_name}
+        query = {"sessionId": self.session_id, naming.Q_STACK_NAME: self.options.stack_name}
         if self.options.functions:
-            query[p.Q_FUNCTIONS] = ",".join(self.options.functions)
+            query[naming.Q_FUNCTIONS] = ",".join(self.options.functions)
         if self.options.named:
-            query[p.Q_NAMES] = ",".join(sorted(self.plan.functions))
+            query[naming.Q_NAMES] = ",".join(sorted(self.plan.functions))
         if self.options.timeout is not None:
-            query[p.Q_TIMEOUT] = str(self.options.timeout)
+            query[naming.Q_TIMEOUT] = str(self.options.timeout)
         if self.options.force:
-            query[p.Q_FORCE] = "1"
+            query[naming.Q_FORCE] = "1"
         return query
 
     def on_interrupt(self) -> None:
@@ -486,7 +486,7 @@ class Attachment:
         except UnicodeDecodeError:
             return p.error_message(request_id, BINARY_RESULT_ERROR)
         inline = p.response_message(request_id, result=text)
-        if len(body) <= p.INLINE_PAYLOAD_LIMIT and len(p.encode(inline).encode()) <= p.MESSAGE_SIZE:
+        if len(body) <= limits.INLINE_PAYLOAD_LIMIT and len(p.encode(inline).encode()) <= limits.MESSAGE_SIZE:
             return inline  # measured encoded: JSON escaping can make a result grow sixfold
         try:
             ref = await asyncio.to_thread(payloads.upload, invocation.get("result_upload"), body)

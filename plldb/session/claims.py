@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from plldb import protocol as p
+from plldb import naming
 from plldb.cloud.aws import AwsContext, error_code
 
 log = logging.getLogger(__name__)
@@ -44,14 +44,14 @@ def claim_functions(
     could not be claimed and the permission that is missing, so the developer knows whether
     to ask for rights or to debug fewer functions (``--function``).
     """
-    value = p.claim_value(caller_arn, session_id)
+    value = naming.claim_value(caller_arn, session_id)
     client = ctx.client("lambda")
     names = sorted(function_names)
 
     def claim(name: str) -> str | None:
         try:
             client.tag_resource(
-                Resource=function_arn(caller_arn, ctx.region_name, name), Tags={p.CLAIM_TAG: value}
+                Resource=function_arn(caller_arn, ctx.region_name, name), Tags={naming.CLAIM_TAG: value}
             )
         except Exception as exc:
             if error_code(exc) in REFUSED:
@@ -82,7 +82,7 @@ def release_claims(ctx: AwsContext, caller_arn: str, function_names: Iterable[st
     def release(name: str) -> None:
         try:
             client.untag_resource(
-                Resource=function_arn(caller_arn, ctx.region_name, name), TagKeys=[p.CLAIM_TAG]
+                Resource=function_arn(caller_arn, ctx.region_name, name), TagKeys=[naming.CLAIM_TAG]
             )
         except Exception as exc:
             log.warning("could not remove the plldb claim tag from %s: %s", name, exc)

@@ -23,6 +23,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from plldb import limits
 from plldb import protocol as p
 from plldb.session.sessions import SessionLost
 
@@ -163,9 +164,9 @@ class Connection:
     async def send(self, message: dict[str, Any]) -> None:
         """Send now if connected, otherwise queue until the reconnect."""
         text = p.encode(message)
-        if len(text.encode()) > p.MESSAGE_SIZE:
+        if len(text.encode()) > limits.MESSAGE_SIZE:
             raise ValueError(
-                f"message over {p.MESSAGE_SIZE} bytes (the 128 KB WebSocket quota less a "
+                f"message over {limits.MESSAGE_SIZE} bytes (the 128 KB WebSocket quota less a "
                 "margin): offload its payload"
             )
         ws = self._ws

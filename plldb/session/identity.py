@@ -14,7 +14,7 @@ import json
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
-from plldb import protocol as p
+from plldb import naming
 from plldb.cloud.aws import AwsAccessError, AwsContext
 
 
@@ -29,10 +29,10 @@ def identity_proof(ctx: AwsContext, session_id: str) -> str:
     request = AWSRequest(
         method="POST",
         url=sts.meta.endpoint_url,
-        data=p.IDENTITY_BODY,
+        data=naming.IDENTITY_BODY,
         headers={
-            "Content-Type": p.IDENTITY_CONTENT_TYPE,
-            p.IDENTITY_SESSION_HEADER: session_id,
+            "Content-Type": naming.IDENTITY_CONTENT_TYPE,
+            naming.IDENTITY_SESSION_HEADER: session_id,
         },
     )
     SigV4Auth(credentials.get_frozen_credentials(), "sts", sts.meta.region_name).add_auth(request)

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from plldb import protocol as p
+from plldb import limits
 
 TRANSFER_TIMEOUT_SECONDS = 60  # per blocking socket operation, not for the whole transfer
 
@@ -41,8 +41,8 @@ def upload(target: dict[str, Any] | None, body: bytes) -> dict[str, Any]:
             f"the result of {len(body)} bytes is too large for a message, and the invocation "
             "carries no upload URL (result_upload): update the helper stack with `plldb bootstrap`"
         )
-    if len(body) > p.MAX_PAYLOAD:
-        raise PayloadError(f"the result of {len(body)} bytes is over the {p.MAX_PAYLOAD} byte limit")
+    if len(body) > limits.MAX_PAYLOAD:
+        raise PayloadError(f"the result of {len(body)} bytes is over the {limits.MAX_PAYLOAD} byte limit")
     request = urllib.request.Request(
         target["url"],
         data=body,
@@ -58,7 +58,7 @@ def _request(request: urllib.request.Request, what: str) -> bytes:
     """The response body; PayloadError with S3's answer when the request fails."""
     try:
         with urllib.request.urlopen(request, timeout=TRANSFER_TIMEOUT_SECONDS) as response:
-            return response.read(p.MAX_PAYLOAD + 1)
+            return response.read(limits.MAX_PAYLOAD + 1)
     except urllib.error.HTTPError as exc:
         raise PayloadError(f"{what}: HTTP {exc.code}: {_s3_reason(exc.read(4096))}") from exc
     except (urllib.error.URLError, OSError) as exc:

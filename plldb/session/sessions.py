@@ -16,12 +16,12 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from plldb import protocol as p
+from plldb import naming
 from plldb.cloud.aws import AwsContext
 
 log = logging.getLogger(__name__)
 
-LIVE_STATES = (p.PENDING, p.ACTIVE, p.DISCONNECTED)
+LIVE_STATES = (naming.PENDING, naming.ACTIVE, naming.DISCONNECTED)
 
 
 class SessionConflict(Exception):
@@ -45,13 +45,13 @@ class SessionInfo:
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> SessionInfo:
         return cls(
-            session_id=str(item[p.A_SESSION_ID]),
-            stack_name=str(item.get(p.A_STACK_NAME, "")),
-            status=str(item.get(p.A_STATUS, "")),
-            created_at=str(item.get(p.A_CREATED_AT, "")),
-            created_by=str(item.get(p.A_CREATED_BY, "")),
-            connection_id=item.get(p.A_CONNECTION_ID),
-            expires_at=int(item.get(p.A_TTL, 0)),
+            session_id=str(item[naming.A_SESSION_ID]),
+            stack_name=str(item.get(naming.A_STACK_NAME, "")),
+            status=str(item.get(naming.A_STATUS, "")),
+            created_at=str(item.get(naming.A_CREATED_AT, "")),
+            created_by=str(item.get(naming.A_CREATED_BY, "")),
+            connection_id=item.get(naming.A_CONNECTION_ID),
+            expires_at=int(item.get(naming.A_TTL, 0)),
         )
 
     @property
@@ -70,17 +70,17 @@ class InstrumentedFunction:
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> InstrumentedFunction:
         return cls(
-            function_name=str(item.get(p.A_FUNCTION_NAME, "")),
-            stack_name=str(item.get(p.A_STACK_NAME, "")),
-            status=str(item.get(p.A_STATUS, "")),
-            session_id=str(item.get(p.A_INSTRUMENTED_BY, "")),
+            function_name=str(item.get(naming.A_FUNCTION_NAME, "")),
+            stack_name=str(item.get(naming.A_STACK_NAME, "")),
+            status=str(item.get(naming.A_STATUS, "")),
+            session_id=str(item.get(naming.A_INSTRUMENTED_BY, "")),
         )
 
 
 class SessionStore:
     """Reads and writes PLLDBSessions with the credentials of ``ctx``."""
 
-    def __init__(self, ctx: AwsContext, table_name: str = p.SESSIONS_TABLE) -> None:
+    def __init__(self, ctx: AwsContext, table_name: str = naming.SESSIONS_TABLE) -> None:
         self.table = ctx.session.resource("dynamodb", region_name=ctx.region_name).Table(
             table_name
         )
@@ -88,8 +88,8 @@ class SessionStore:
     def items_for_stack(self, stack_name: str) -> list[dict[str, Any]]:
         return self._all_pages(
             self.table.query,
-            IndexName=p.STACK_NAME_INDEX,
-            KeyConditionExpression=Key(p.A_STACK_NAME).eq(stack_name),
+            IndexName=naming.STACK_NAME_INDEX,
+            KeyConditionExpression=Key(naming.A_STACK_NAME).eq(stack_name),
         )
 
     def all_items(self) -> list[dict[str, Any]]:
@@ -111,11 +111,11 @@ class SessionStore:
     ) -> tuple[list[SessionInfo], list[InstrumentedFunction]]:
         """Sessions (oldest first) and instrumentation records, from one read of the table."""
         items = self.items_for_stack(stack_name) if stack_name else self.all_items()
-        sessions = [SessionInfo.from_item(i) for i in items if i.get(p.A_KIND) == p.KIND_SESSION]
+        sessions = [SessionInfo.from_item(i) for i in items if i.get(naming.A_KIND) == naming.KIND_SESSION]
         records = [
             InstrumentedFunction.from_item(i)
             for i in items
-            if i.get(p.A_KIND) == p.KIND_INSTRUMENTATION
+            if i.get(naming.A_KIND) == naming.KIND_INSTRUMENTATION
         ]
         return sorted(sessions, key=lambda s: s.created_at), records
 
@@ -138,7 +138,7 @@ class SessionStore:
 
     def ensure_live(self, session_id: str) -> None:
         """SessionLost unless the session can still be resumed (before each reconnect)."""
-        item = self.table.get_item(Key={p.A_SESSION_ID: session_id}, ConsistentRead=True).get(
+        item = self.table.get_item(Key={naming.A_SESSION_ID: session_id}, ConsistentRead=True).get(
             "Item"
         )
         if not item or not SessionInfo.from_item(item).live:
@@ -147,7 +147,7 @@ class SessionStore:
             )
 
     def status_of(self, session_id: str) -> str | None:
-        item = self.table.get_item(Key={p.A_SESSION_ID: session_id}, ConsistentRead=True).get(
+        item = self.table.get_item(Key={naming.A_SESSION_ID: session_id}, ConsistentRead=True).get(
             "Item"
         )
-        return str(item[p.A_STATUS]) if item else None
+        return str(item[naming.A_STATUS]) if item else None

@@ -62,7 +62,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from plldb import protocol
+from plldb import limits, naming, protocol
 from plldb.lambdas import common
 from tests.harness import emulator_authz, gateway_environ
 from tests.harness.http_relay import BusyHTTPServer, relay
@@ -77,7 +77,7 @@ HANDSHAKE_SECONDS = 10.0  # after $connect, the upgrade must have completed by t
 # a connect without any of them gets 401 and the authorizer is not called.
 IDENTITY_SOURCES = (
     "route.request.querystring.sessionId",
-    f"route.request.header.{protocol.IDENTITY_HEADER}",
+    f"route.request.header.{naming.IDENTITY_HEADER}",
 )
 
 
@@ -109,18 +109,18 @@ MANAGER = "plldb-manager"
 @dataclass
 class GatewaySettings:
     moto_url: str
-    layer_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:{protocol.LAYER_NAME}:1"
+    layer_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:{naming.LAYER_NAME}:1"
     payload_bucket: str = "plldb-core-infrastructure-us-east-1-123456789012"
-    sessions_table: str = protocol.SESSIONS_TABLE
-    debugger_table: str = protocol.DEBUGGER_TABLE
+    sessions_table: str = naming.SESSIONS_TABLE
+    debugger_table: str = naming.DEBUGGER_TABLE
     stage: str = "prod"
     api_id: str = "plldbemu01"
     ws_port: int = 0  # 0: a free port
     http_port: int = 0
-    idle_timeout: float = protocol.IDLE_TIMEOUT_SECONDS
-    max_lifetime: float = protocol.CONNECTION_LIFETIME_SECONDS
-    grace_seconds: float = protocol.DEFAULT_GRACE_SECONDS
-    default_timeout: int = protocol.DEFAULT_DEBUG_TIMEOUT
+    idle_timeout: float = limits.IDLE_TIMEOUT_SECONDS
+    max_lifetime: float = limits.CONNECTION_LIFETIME_SECONDS
+    grace_seconds: float = limits.DEFAULT_GRACE_SECONDS
+    default_timeout: int = limits.DEFAULT_DEBUG_TIMEOUT
     # the template's ShimAccessPolicy (tests/harness/gateway_setup.py provisions it)
     shim_policy_arn: str = f"arn:aws:iam::{ACCOUNT_ID}:policy/PLLDBShimAccess-{REGION}"
     functions: dict[str, HelperFunction] = field(default_factory=lambda: dict(DEFAULT_FUNCTIONS))
@@ -233,15 +233,15 @@ class Gateway:
             **FAKE_CREDENTIALS,
             "AWS_ENDPOINT_URL": s.moto_url,
             "AWS_ENDPOINT_URL_LAMBDA": self.lambda_url,
-            protocol.ENV_SESSIONS_TABLE: s.sessions_table,
-            protocol.ENV_DEBUGGER_TABLE: s.debugger_table,
-            protocol.ENV_MANAGER_FUNCTION: MANAGER,
-            protocol.ENV_LAYER_ARN: s.layer_arn,
-            protocol.ENV_MANAGEMENT_URL: self.management_url,
-            protocol.ENV_PAYLOAD_BUCKET: s.payload_bucket,
-            protocol.ENV_GRACE_SECONDS: str(s.grace_seconds),
-            protocol.ENV_DEFAULT_TIMEOUT: str(s.default_timeout),
-            protocol.ENV_CONNECTIONS_ARN: self.connections_arn,
+            naming.ENV_SESSIONS_TABLE: s.sessions_table,
+            naming.ENV_DEBUGGER_TABLE: s.debugger_table,
+            naming.ENV_MANAGER_FUNCTION: MANAGER,
+            naming.ENV_LAYER_ARN: s.layer_arn,
+            naming.ENV_MANAGEMENT_URL: self.management_url,
+            naming.ENV_PAYLOAD_BUCKET: s.payload_bucket,
+            naming.ENV_GRACE_SECONDS: str(s.grace_seconds),
+            naming.ENV_DEFAULT_TIMEOUT: str(s.default_timeout),
+            naming.ENV_CONNECTIONS_ARN: self.connections_arn,
             common.ENV_SHIM_POLICY_ARN: s.shim_policy_arn,
         }
 
@@ -385,7 +385,7 @@ class Gateway:
             "127.0.0.1",
             self.ws_port,
             process_request=self._process_request,
-            max_size=(protocol.MESSAGE_LIMIT, protocol.FRAME_LIMIT),
+            max_size=(limits.MESSAGE_LIMIT, limits.FRAME_LIMIT),
             ping_interval=None,  # API Gateway answers pings but does not send them
             server_header="plldb-gateway-emulator",
         )
@@ -595,7 +595,7 @@ class Gateway:
             return False
         try:
             text: str | bytes = data.decode()
-            pieces = protocol.fragments(text) if len(data) > protocol.FRAME_LIMIT else text
+            pieces = protocol.fragments(text) if len(data) > limits.FRAME_LIMIT else text
         except UnicodeDecodeError:
             pieces = data
         future = asyncio.run_coroutine_threadsafe(client.websocket.send(pieces), self._loop)
@@ -704,7 +704,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
             self._error(410, "GoneException", None)
             return
         if self.command == "POST":
-            if len(body) > protocol.MESSAGE_LIMIT:
+            if len(body) > limits.MESSAGE_LIMIT:
                 self._error(413, "PayloadTooLargeException", "Message too long")
             elif gateway._post(connection_id, body):
                 self._send(200, b"", {})
@@ -803,9 +803,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="WebSocket port (0: free port)")
     parser.add_argument("--http-port", type=int, default=0, help="management + Lambda port")
     parser.add_argument("--stage", default="prod")
-    parser.add_argument("--idle-timeout", type=float, default=protocol.IDLE_TIMEOUT_SECONDS)
-    parser.add_argument("--max-lifetime", type=float, default=protocol.CONNECTION_LIFETIME_SECONDS)
-    parser.add_argument("--grace-seconds", type=float, default=protocol.DEFAULT_GRACE_SECONDS)
+    parser.add_argument("--idle-timeout", type=float, default=limits.IDLE_TIMEOUT_SECONDS)
+    parser.add_argument("--max-lifetime", type=float, default=limits.CONNECTION_LIFETIME_SECONDS)
+    parser.add_argument("--grace-seconds", type=float, default=limits.DEFAULT_GRACE_SECONDS)
     parser.add_argument("--layer-arn", help="plldb layer version ARN (default: --provision's)")
     parser.add_argument(
         "--provision", action="store_true", help="create the tables, bucket and layer in moto first"

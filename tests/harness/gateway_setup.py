@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 
-from plldb import protocol
+from plldb import limits, naming
 from tests.harness.identity_proof import caller_arn
 
 PAYLOAD_BUCKET = "plldb-core-infrastructure-us-east-1-123456789012"
@@ -37,39 +37,39 @@ class HelperResources:
 
 def create_tables(
     dynamodb: Any,
-    sessions_table: str = protocol.SESSIONS_TABLE,
-    debugger_table: str = protocol.DEBUGGER_TABLE,
+    sessions_table: str = naming.SESSIONS_TABLE,
+    debugger_table: str = naming.DEBUGGER_TABLE,
 ) -> None:
     """Both tables with the template's keys, GSIs and TTL attribute (on-demand billing)."""
     string = "S"
     dynamodb.create_table(
         TableName=sessions_table,
         BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": protocol.A_SESSION_ID, "KeyType": "HASH"}],
+        KeySchema=[{"AttributeName": naming.A_SESSION_ID, "KeyType": "HASH"}],
         AttributeDefinitions=[
-            {"AttributeName": protocol.A_SESSION_ID, "AttributeType": string},
-            {"AttributeName": protocol.A_STACK_NAME, "AttributeType": string},
-            {"AttributeName": protocol.A_CONNECTION_ID, "AttributeType": string},
+            {"AttributeName": naming.A_SESSION_ID, "AttributeType": string},
+            {"AttributeName": naming.A_STACK_NAME, "AttributeType": string},
+            {"AttributeName": naming.A_CONNECTION_ID, "AttributeType": string},
         ],
         GlobalSecondaryIndexes=[
-            _index(protocol.STACK_NAME_INDEX, protocol.A_STACK_NAME),
-            _index(protocol.CONNECTION_ID_INDEX, protocol.A_CONNECTION_ID),
+            _index(naming.STACK_NAME_INDEX, naming.A_STACK_NAME),
+            _index(naming.CONNECTION_ID_INDEX, naming.A_CONNECTION_ID),
         ],
     )
     dynamodb.create_table(
         TableName=debugger_table,
         BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": protocol.A_REQUEST_ID, "KeyType": "HASH"}],
+        KeySchema=[{"AttributeName": naming.A_REQUEST_ID, "KeyType": "HASH"}],
         AttributeDefinitions=[
-            {"AttributeName": protocol.A_REQUEST_ID, "AttributeType": string},
-            {"AttributeName": protocol.A_SESSION_ID, "AttributeType": string},
+            {"AttributeName": naming.A_REQUEST_ID, "AttributeType": string},
+            {"AttributeName": naming.A_SESSION_ID, "AttributeType": string},
         ],
-        GlobalSecondaryIndexes=[_index(protocol.SESSION_ID_INDEX, protocol.A_SESSION_ID)],
+        GlobalSecondaryIndexes=[_index(naming.SESSION_ID_INDEX, naming.A_SESSION_ID)],
     )
     for table in (sessions_table, debugger_table):
         dynamodb.update_time_to_live(
             TableName=table,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": protocol.A_TTL},
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": naming.A_TTL},
         )
 
 
@@ -85,7 +85,7 @@ def layer_zip() -> bytes:
     """A minimal layer holding the wrapper at the path the manager points to."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        info = zipfile.ZipInfo(f"{protocol.LAYER_DIR}/wrapper")
+        info = zipfile.ZipInfo(f"{naming.LAYER_DIR}/wrapper")
         info.external_attr = 0o755 << 16
         archive.writestr(info, _WRAPPER)
     return buffer.getvalue()
@@ -94,7 +94,7 @@ def layer_zip() -> bytes:
 def publish_layer(lambda_client: Any, content: bytes | None = None) -> str:
     """Publish the plldb layer in moto; returns its LayerVersionArn."""
     result = lambda_client.publish_layer_version(
-        LayerName=protocol.LAYER_NAME,
+        LayerName=naming.LAYER_NAME,
         Content={"ZipFile": content or layer_zip()},
         CompatibleRuntimes=["python3.10", "python3.11", "python3.12", "python3.13"],
     )
@@ -123,8 +123,8 @@ def provision(session: boto3.Session | None = None) -> HelperResources:
     create_shim_policy(session.client("iam"))
     session.client("s3").create_bucket(Bucket=PAYLOAD_BUCKET)
     return HelperResources(
-        sessions_table=protocol.SESSIONS_TABLE,
-        debugger_table=protocol.DEBUGGER_TABLE,
+        sessions_table=naming.SESSIONS_TABLE,
+        debugger_table=naming.DEBUGGER_TABLE,
         payload_bucket=PAYLOAD_BUCKET,
         layer_arn=publish_layer(session.client("lambda")),
     )
@@ -133,8 +133,8 @@ def provision(session: boto3.Session | None = None) -> HelperResources:
 def put_session(
     stack_name: str,
     *,
-    status: str = protocol.PENDING,
-    ttl_in: int = protocol.CONNECT_WINDOW_SECONDS,
+    status: str = naming.PENDING,
+    ttl_in: int = limits.CONNECT_WINDOW_SECONDS,
     functions: list[str] | None = None,
     timeout: int | None = None,
     session_id: str | None = None,
@@ -150,21 +150,21 @@ def put_session(
     session_id = session_id or str(uuid.uuid4())
     created_by = created_by or caller_arn()
     if claim:
-        claim_stack(stack_name, protocol.claim_value(created_by, session_id))
+        claim_stack(stack_name, naming.claim_value(created_by, session_id))
     item: dict[str, Any] = {
-        protocol.A_SESSION_ID: {"S": session_id},
-        protocol.A_KIND: {"S": protocol.KIND_SESSION},
-        protocol.A_STACK_NAME: {"S": stack_name},
-        protocol.A_STATUS: {"S": status},
-        protocol.A_TTL: {"N": str(int(time.time()) + ttl_in)},
-        protocol.A_CREATED_AT: {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-        protocol.A_CREATED_BY: {"S": created_by},
+        naming.A_SESSION_ID: {"S": session_id},
+        naming.A_KIND: {"S": naming.KIND_SESSION},
+        naming.A_STACK_NAME: {"S": stack_name},
+        naming.A_STATUS: {"S": status},
+        naming.A_TTL: {"N": str(int(time.time()) + ttl_in)},
+        naming.A_CREATED_AT: {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        naming.A_CREATED_BY: {"S": created_by},
     }
     if functions is not None:
-        item[protocol.A_FUNCTIONS] = {"L": [{"S": f} for f in functions]}
+        item[naming.A_FUNCTIONS] = {"L": [{"S": f} for f in functions]}
     if timeout is not None:
-        item[protocol.A_TIMEOUT] = {"N": str(timeout)}
-    boto3.client("dynamodb").put_item(TableName=protocol.SESSIONS_TABLE, Item=item)
+        item[naming.A_TIMEOUT] = {"N": str(timeout)}
+    boto3.client("dynamodb").put_item(TableName=naming.SESSIONS_TABLE, Item=item)
     return session_id
 
 
@@ -181,17 +181,17 @@ def claim_stack(stack_name: str, value: str) -> None:
             claim_stack(physical, value)
         elif resource["ResourceType"] == "AWS::Lambda::Function":
             arn = lambda_.get_function_configuration(FunctionName=physical)["FunctionArn"]
-            lambda_.tag_resource(Resource=arn, Tags={protocol.CLAIM_TAG: value})
+            lambda_.tag_resource(Resource=arn, Tags={naming.CLAIM_TAG: value})
 
 
 def close_session(session_id: str) -> None:
     """CLOSED, as the manager marks a session on detach."""
     boto3.client("dynamodb").update_item(
-        TableName=protocol.SESSIONS_TABLE,
-        Key={protocol.A_SESSION_ID: {"S": session_id}},
+        TableName=naming.SESSIONS_TABLE,
+        Key={naming.A_SESSION_ID: {"S": session_id}},
         UpdateExpression="SET #s = :closed",
-        ExpressionAttributeNames={"#s": protocol.A_STATUS},
-        ExpressionAttributeValues={":closed": {"S": protocol.CLOSED}},
+        ExpressionAttributeNames={"#s": naming.A_STATUS},
+        ExpressionAttributeValues={":closed": {"S": naming.CLOSED}},
     )
 
 
@@ -201,12 +201,12 @@ def put_pending_request(session_id: str, dynamodb: Any = None) -> str:
     ``dynamodb``: the client to write with (default: this process's environment)."""
     request_id = str(uuid.uuid4())
     (dynamodb or boto3.client("dynamodb")).put_item(
-        TableName=protocol.DEBUGGER_TABLE,
+        TableName=naming.DEBUGGER_TABLE,
         Item={
-            protocol.A_REQUEST_ID: {"S": request_id},
-            protocol.A_SESSION_ID: {"S": session_id},
-            protocol.A_STATUS: {"S": protocol.REQUEST_PENDING},
-            protocol.A_REQUEST: {"S": "{}"},
+            naming.A_REQUEST_ID: {"S": request_id},
+            naming.A_SESSION_ID: {"S": session_id},
+            naming.A_STATUS: {"S": naming.REQUEST_PENDING},
+            naming.A_REQUEST: {"S": "{}"},
         },
     )
     return request_id
@@ -216,8 +216,8 @@ def get_session(session_id: str) -> dict[str, Any]:
     return (
         boto3.client("dynamodb")
         .get_item(
-            TableName=protocol.SESSIONS_TABLE,
-            Key={protocol.A_SESSION_ID: {"S": session_id}},
+            TableName=naming.SESSIONS_TABLE,
+            Key={naming.A_SESSION_ID: {"S": session_id}},
             ConsistentRead=True,
         )
         .get("Item", {})

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plldb import protocol
+from plldb import naming
 from tests.harness import iam_policy
 from tests.harness.call_recorder import ENV_RECORD_DIR, HARNESS
 from tests.harness.localcloud_stacks import LOCAL_API_ID, helper_template, translate_sam
@@ -251,7 +251,7 @@ def policies_of(
     stack = principal.get("stack")
     if not stack:
         return None
-    if stack["name"] == protocol.HELPER_STACK_NAME:
+    if stack["name"] == naming.HELPER_STACK_NAME:
         return helper_role_policies(stack, principal["logical_id"])
     return snapshot
 

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 from websockets.sync.client import ClientConnection, connect
 
-from plldb import protocol
+from plldb import naming
 from plldb.cloud.aws import AwsContext
 from plldb.session.identity import identity_proof
 
@@ -25,7 +25,7 @@ NO_RIGHTS = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action":
 def proof_headers(session_id: str, session: boto3.Session | None = None) -> dict[str, str]:
     """The upgrade headers that prove the caller's identity for ``session_id``."""
     ctx = AwsContext(_session=session or boto3.Session())
-    return {protocol.IDENTITY_HEADER: identity_proof(ctx, session_id)}
+    return {naming.IDENTITY_HEADER: identity_proof(ctx, session_id)}
 
 
 def caller_arn(session: boto3.Session | None = None) -> str:

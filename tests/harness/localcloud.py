@@ -56,7 +56,7 @@ from typing import Any
 
 import psutil
 
-from plldb import protocol
+from plldb import limits, naming
 from plldb.cloud.aws import AwsContext
 from tests.harness import localcloud_stacks as stacks
 from tests.harness import localcloud_templates, principals
@@ -83,8 +83,8 @@ class LocalCloudError(stacks.LocalCloudError):
 class LocalCloudSettings:
     """What to start. Short grace periods make disconnect tests fast."""
 
-    grace_seconds: float = float(protocol.DEFAULT_GRACE_SECONDS)
-    max_lifetime: float = float(protocol.CONNECTION_LIFETIME_SECONDS)  # API Gateway's 2 hours
+    grace_seconds: float = float(limits.DEFAULT_GRACE_SECONDS)
+    max_lifetime: float = float(limits.CONNECTION_LIFETIME_SECONDS)  # API Gateway's 2 hours
     app_dir: Path | None = TEST_STACK_DIR  # None: no app deployed
     app_stack_name: str = TEST_STACK_NAME
     # Or a ready CloudFormation template (a CDK app's or Serverless service's), deployed as
@@ -217,7 +217,7 @@ class LocalCloud:
             self.functions = stacks.deploy_sam_app(
                 ctx, self.settings.app_dir, self.settings.app_stack_name, store, progress
             )
-        helpers = stacks.stack_functions(ctx, protocol.HELPER_STACK_NAME)
+        helpers = stacks.stack_functions(ctx, naming.HELPER_STACK_NAME)
         front = self._spawn(
             "lambda",
             [
@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["start", "stop", "env", "watch"])
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument(
-        "--grace-seconds", type=float, default=float(protocol.DEFAULT_GRACE_SECONDS)
+        "--grace-seconds", type=float, default=float(limits.DEFAULT_GRACE_SECONDS)
     )
     parser.add_argument("--app-dir", type=Path, default=TEST_STACK_DIR)
     parser.add_argument("--no-app", action="store_true", help="deploy no SAM app")

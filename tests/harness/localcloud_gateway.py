@@ -22,7 +22,7 @@ import urllib.parse
 
 import boto3
 
-from plldb import protocol
+from plldb import limits, naming
 from plldb.lambdas import common
 from tests.harness import gateway
 from tests.harness.localcloud_credentials import RoleCredentials
@@ -43,7 +43,7 @@ def helper_functions(moto_url: str) -> dict[str, dict]:
     )
     cf = session.client("cloudformation", endpoint_url=moto_url)
     lam = session.client("lambda", endpoint_url=moto_url)
-    resources = cf.describe_stack_resources(StackName=protocol.HELPER_STACK_NAME)["StackResources"]
+    resources = cf.describe_stack_resources(StackName=naming.HELPER_STACK_NAME)["StackResources"]
     names = [
         r["PhysicalResourceId"] for r in resources if r["ResourceType"] == "AWS::Lambda::Function"
     ]
@@ -64,21 +64,21 @@ def settings_from_stack(moto_url: str, ws_port: int, http_port: int) -> gateway.
             module, int(config["Timeout"]), int(config["MemorySize"]), config["Role"]
         )
     env = {k: str(v) for k, v in configs[gateway.MANAGER]["Environment"]["Variables"].items()}
-    management = urllib.parse.urlsplit(env[protocol.ENV_MANAGEMENT_URL])
+    management = urllib.parse.urlsplit(env[naming.ENV_MANAGEMENT_URL])
     # arn:aws:execute-api:<region>:<account>:<api id>/<stage>/POST/@connections/*
-    api_id = env[protocol.ENV_CONNECTIONS_ARN].split(":")[5].split("/")[0]
+    api_id = env[naming.ENV_CONNECTIONS_ARN].split(":")[5].split("/")[0]
     return gateway.GatewaySettings(
         moto_url=moto_url,
-        layer_arn=env[protocol.ENV_LAYER_ARN],
-        payload_bucket=env[protocol.ENV_PAYLOAD_BUCKET],
-        sessions_table=env[protocol.ENV_SESSIONS_TABLE],
-        debugger_table=env[protocol.ENV_DEBUGGER_TABLE],
+        layer_arn=env[naming.ENV_LAYER_ARN],
+        payload_bucket=env[naming.ENV_PAYLOAD_BUCKET],
+        sessions_table=env[naming.ENV_SESSIONS_TABLE],
+        debugger_table=env[naming.ENV_DEBUGGER_TABLE],
         stage=management.path.strip("/"),
         api_id=api_id,
         ws_port=ws_port,
         http_port=http_port,
-        grace_seconds=float(env[protocol.ENV_GRACE_SECONDS]),
-        default_timeout=int(env[protocol.ENV_DEFAULT_TIMEOUT]),
+        grace_seconds=float(env[naming.ENV_GRACE_SECONDS]),
+        default_timeout=int(env[naming.ENV_DEFAULT_TIMEOUT]),
         shim_policy_arn=env[common.ENV_SHIM_POLICY_ARN],
         functions=functions,
         credentials=RoleCredentials(moto_url).environment,
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-lifetime",
         type=float,
-        default=float(protocol.CONNECTION_LIFETIME_SECONDS),
+        default=float(limits.CONNECTION_LIFETIME_SECONDS),
         help="seconds before a connection is closed (API Gateway: 2 hours)",
     )
     parser.add_argument(

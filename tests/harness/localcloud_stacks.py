@@ -37,7 +37,7 @@ from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 from samtranslator.yaml_helper import yaml_parse
 
-from plldb import protocol
+from plldb import naming
 from plldb.cloud import bootstrap, packaging
 from plldb.cloud.aws import AwsContext
 
@@ -206,9 +206,9 @@ def local_helper_template(
             variables = (
                 resource["Properties"].setdefault("Environment", {}).setdefault("Variables", {})
             )
-            variables[protocol.ENV_MANAGEMENT_URL] = management_url
-    template["Outputs"][protocol.OUTPUT_WEBSOCKET_URL]["Value"] = websocket_url
-    template["Outputs"][protocol.OUTPUT_MANAGEMENT_URL]["Value"] = management_url
+            variables[naming.ENV_MANAGEMENT_URL] = management_url
+    template["Outputs"][naming.OUTPUT_WEBSOCKET_URL]["Value"] = websocket_url
+    template["Outputs"][naming.OUTPUT_MANAGEMENT_URL]["Value"] = management_url
     template["Parameters"]["GraceSeconds"]["Default"] = grace_seconds
     return template
 
@@ -259,7 +259,7 @@ def provision_helper_stack(
     )
     plan = dataclasses.replace(plan, template_body=json.dumps(template))
     bootstrap.execute_setup(ctx, plan, progress, poll_seconds=POLL_SECONDS)
-    return register_outputs(ctx, protocol.HELPER_STACK_NAME, plan.template_body, plan.parameters)
+    return register_outputs(ctx, naming.HELPER_STACK_NAME, plan.template_body, plan.parameters)
 
 
 def register_outputs(

@@ -14,7 +14,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from plldb import protocol
+from plldb import naming
 from plldb.lambdas import common
 from plldb.lambdas.common import log
 
@@ -142,12 +142,12 @@ class Grants:
         """
         paginator = self.iam.get_paginator("list_role_policies")
         names = [n for page in paginator.paginate(RoleName=role_name) for n in page["PolicyNames"]]
-        if protocol.SHIM_POLICY_NAME in names:
+        if naming.SHIM_POLICY_NAME in names:
             log.warning(
                 "role %s still has the inline policy %s from an older plldb: delete it with "
                 "aws iam delete-role-policy --role-name %s --policy-name %s",
                 role_name,
-                protocol.SHIM_POLICY_NAME,
+                naming.SHIM_POLICY_NAME,
                 role_name,
-                protocol.SHIM_POLICY_NAME,
+                naming.SHIM_POLICY_NAME,
             )

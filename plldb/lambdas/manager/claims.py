@@ -14,7 +14,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from plldb import protocol
+from plldb import naming
 from plldb.lambdas import common
 from plldb.lambdas.common import log
 
@@ -28,7 +28,7 @@ class Claims:
     def tag(self, function_arn: str) -> str | None:
         """The function's claim tag value, or None when it has none."""
         tags = self.lambda_.list_tags(Resource=function_arn).get("Tags", {})
-        return tags.get(protocol.CLAIM_TAG)
+        return tags.get(naming.CLAIM_TAG)
 
     def unclaimed(
         self, function_arn: str, session: dict[str, Any] | None, session_id: str
@@ -39,10 +39,10 @@ class Claims:
             return (
                 f"session {session_id} names no creator: plldb instruments only claimed functions"
             )
-        if self.tag(function_arn) != protocol.claim_value(creator, session_id):
+        if self.tag(function_arn) != naming.claim_value(creator, session_id):
             return (
                 f"not claimed by {creator} for this session: plldb debugs only functions your "
-                f"own credentials could tag ({protocol.CLAIM_TAG}, lambda:TagResource); "
+                f"own credentials could tag ({naming.CLAIM_TAG}, lambda:TagResource); "
                 "see docs/security.md"
             )
         return None
@@ -64,12 +64,12 @@ class Claims:
             if common.error_code(exc) == "ResourceNotFoundException":
                 return
             raise
-        if value is None or value != protocol.claim_value(creator, session_id):
+        if value is None or value != naming.claim_value(creator, session_id):
             log.info("%s: claim is not session %s's any more: left", function_arn, session_id)
             return
-        self.lambda_.untag_resource(Resource=function_arn, TagKeys=[protocol.CLAIM_TAG])
+        self.lambda_.untag_resource(Resource=function_arn, TagKeys=[naming.CLAIM_TAG])
 
 
 def _creator(session: dict[str, Any] | None) -> str:
     """The session's CreatedBy: the caller the authorizer authenticated."""
-    return (session or {}).get(protocol.A_CREATED_BY, {}).get("S", "")
+    return (session or {}).get(naming.A_CREATED_BY, {}).get("S", "")

@@ -27,7 +27,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from plldb import protocol
+from plldb import limits, naming, protocol
 from plldb.lambdas import common
 from plldb.lambdas.common import log
 from plldb.lambdas.manager import plan as manager_plan
@@ -88,7 +88,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
 def _remaining_seconds(context: Any) -> float:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
-    return remaining() / 1000.0 if callable(remaining) else float(protocol.MAX_TIMEOUT)
+    return remaining() / 1000.0 if callable(remaining) else float(limits.MAX_TIMEOUT)
 
 
 class Manager:
@@ -131,7 +131,7 @@ class Manager:
         for outcome in outcomes:
             self.report(phase, outcome)
         self.targets.read_queues()
-        timeout = min(request.timeout or self.config.default_timeout, protocol.MAX_TIMEOUT)
+        timeout = min(request.timeout or self.config.default_timeout, limits.MAX_TIMEOUT)
         plans: list[Plan] = []
         for item in self.in_parallel(
             lambda name: self.plan(name, request, timeout, session), functions
@@ -171,7 +171,7 @@ class Manager:
             # (an attacker's session, with no claim, would otherwise do just that).
             log.info("session %s instrumented nothing: closing it", request.session_id)
             self.records.close_session(request.session_id, None)
-        if self.records.session_status(request.session_id) == protocol.CLOSED:
+        if self.records.session_status(request.session_id) == naming.CLOSED:
             log.info("session %s closed while instrumenting: restoring", request.session_id)
             self.deinstrument(request.session_id, reply=False)
         return summary
@@ -184,9 +184,9 @@ class Manager:
         connection, nor at a session that is not active.
         """
         session = self.records.session(request.session_id)
-        if self.records.session_status(request.session_id) != protocol.ACTIVE or session is None:
+        if self.records.session_status(request.session_id) != naming.ACTIVE or session is None:
             return f"session {request.session_id} is not active: nothing instrumented"
-        connection = session.get(protocol.A_CONNECTION_ID, {}).get("S")
+        connection = session.get(naming.A_CONNECTION_ID, {}).get("S")
         if connection != request.connection_id:
             return f"session {request.session_id} is not on this connection: nothing instrumented"
         return None
@@ -232,7 +232,7 @@ class Manager:
             self.post(phase, f"{len(records)} function(s) to restore")
         outcomes = []
         for outcome in self.in_parallel(
-            self.restore, records, name_of=lambda r: r[protocol.A_FUNCTION_NAME]["S"]
+            self.restore, records, name_of=lambda r: r[naming.A_FUNCTION_NAME]["S"]
         ):
             outcomes.append(outcome)
             if reply:
@@ -240,7 +240,7 @@ class Manager:
             else:
                 log.info("%s: %s (%s)", outcome.function, outcome.status, outcome.message)
         self.revoke(
-            {r[protocol.A_ROLE_NAME]["S"] for r in records if r[protocol.A_GRANT_ADDED]["BOOL"]}
+            {r[naming.A_ROLE_NAME]["S"] for r in records if r[naming.A_GRANT_ADDED]["BOOL"]}
         )
         restored = [o.function for o in outcomes if o.status in (OK, WARNING, KEPT_DEPLOY, GONE)]
         failed = [
@@ -283,9 +283,9 @@ class Manager:
         concurrent manager rewrote the record meanwhile: the function is left untouched).
         """
         owned_roles = {
-            r[protocol.A_ROLE_NAME]["S"]
+            r[naming.A_ROLE_NAME]["S"]
             for r in self.records.all()
-            if r[protocol.A_GRANT_ADDED]["BOOL"]
+            if r[naming.A_GRANT_ADDED]["BOOL"]
         }
         roles = sorted({plan.role_name for plan in plans} - owned_roles)
         lacking = parallel_map(lambda role: not self.grants.has_policy(role), roles)
@@ -326,7 +326,7 @@ class Manager:
         The record only names the function: what is set comes from the function itself
         (:func:`manager_plan.restoration`), never from the record.
         """
-        name = record[protocol.A_FUNCTION_NAME]["S"]
+        name = record[naming.A_FUNCTION_NAME]["S"]
         try:
             configuration = self.lambda_.get_function_configuration(FunctionName=name)
         except botocore.exceptions.ClientError as exc:
@@ -335,7 +335,7 @@ class Manager:
             self.records.delete(name)
             return Outcome(name, GONE, "function no longer exists")
         current = config_subset(configuration)
-        instrumented = record.get(protocol.A_STATUS, {}).get("S") == protocol.INSTRUMENTED
+        instrumented = record.get(naming.A_STATUS, {}).get("S") == naming.INSTRUMENTED
         target, outcome = manager_plan.restoration(name, current, instrumented)
         if target is not None and target != current:
             self.functions.update(name, target)
@@ -346,7 +346,7 @@ class Manager:
 
     def revoke(self, roles: set[str]) -> None:
         """Remove our policy from roles we granted that no remaining record still uses."""
-        in_use = {r[protocol.A_ROLE_NAME]["S"] for r in self.records.all()}
+        in_use = {r[naming.A_ROLE_NAME]["S"] for r in self.records.all()}
         self.grants.revoke(roles - in_use)
 
     def owned_by_finished(self, record: dict[str, Any], session_id: str) -> bool:
@@ -355,7 +355,7 @@ class Manager:
         A record of another live session (a ``--force`` takeover) is left alone.
         """
         owner = _owner(record)
-        return owner == session_id or self.records.session_status(owner) in (None, protocol.CLOSED)
+        return owner == session_id or self.records.session_status(owner) in (None, naming.CLOSED)
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -388,7 +388,7 @@ class Manager:
 
 def _owner(record: dict[str, Any]) -> str:
     """The session that instrumented this record's function."""
-    return record.get(protocol.A_INSTRUMENTED_BY, {}).get("S", "")
+    return record.get(naming.A_INSTRUMENTED_BY, {}).get("S", "")
 
 
 def _reason(exc: Exception) -> str:

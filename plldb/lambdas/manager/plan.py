@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from plldb import protocol
+from plldb import limits, naming
 from plldb.lambdas import common
 
 # Outcome statuses, reported as the ``status`` of a progress message.
@@ -31,12 +31,12 @@ GONE = "gone"  # the function no longer exists
 
 # The variables plldb sets on every function it instruments (besides the exec wrapper).
 SET_WHEN_INSTRUMENTING = (
-    protocol.ENV_SESSION_ID,
-    protocol.ENV_SESSIONS_TABLE,
-    protocol.ENV_DEBUGGER_TABLE,
-    protocol.ENV_MANAGEMENT_URL,
-    protocol.ENV_PAYLOAD_BUCKET,
-    protocol.ENV_GRACE_SECONDS,
+    naming.ENV_SESSION_ID,
+    naming.ENV_SESSIONS_TABLE,
+    naming.ENV_DEBUGGER_TABLE,
+    naming.ENV_MANAGEMENT_URL,
+    naming.ENV_PAYLOAD_BUCKET,
+    naming.ENV_GRACE_SECONDS,
 )
 
 
@@ -85,15 +85,15 @@ def config_subset(configuration: dict[str, Any]) -> dict[str, Any]:
 def is_plldb_layer(arn: str) -> bool:
     """Any version of the plldb layer (a bootstrap upgrade publishes a new version)."""
     parts = arn.split(":")
-    return len(parts) >= 7 and parts[5] == "layer" and parts[6] == protocol.LAYER_NAME
+    return len(parts) >= 7 and parts[5] == "layer" and parts[6] == naming.LAYER_NAME
 
 
 def has_traces(subset: dict[str, Any]) -> bool:
     env = subset["Environment"]
     return (
         any(is_plldb_layer(arn) for arn in subset["Layers"])
-        or any(name in env for name in protocol.SHIM_ENV_VARS)
-        or env.get(protocol.ENV_EXEC_WRAPPER) == protocol.WRAPPER_PATH
+        or any(name in env for name in naming.SHIM_ENV_VARS)
+        or env.get(naming.ENV_EXEC_WRAPPER) == naming.WRAPPER_PATH
     )
 
 
@@ -102,7 +102,7 @@ def has_all_traces(subset: dict[str, Any]) -> bool:
     env = subset["Environment"]
     return (
         any(is_plldb_layer(arn) for arn in subset["Layers"])
-        and env.get(protocol.ENV_EXEC_WRAPPER) == protocol.WRAPPER_PATH
+        and env.get(naming.ENV_EXEC_WRAPPER) == naming.WRAPPER_PATH
         and all(name in env for name in SET_WHEN_INSTRUMENTING)
     )
 
@@ -113,11 +113,11 @@ def recorded_timeout(env: dict[str, str]) -> int | None:
     Anyone allowed to update the function may have changed the variable: anything but a
     plain number of seconds Lambda accepts is not applied.
     """
-    value = env.get(protocol.ENV_ORIGINAL_TIMEOUT, "")
+    value = env.get(naming.ENV_ORIGINAL_TIMEOUT, "")
     if not re.fullmatch(r"[0-9]{1,4}", value):
         return None
     seconds = int(value)
-    return seconds if 1 <= seconds <= protocol.MAX_TIMEOUT else None
+    return seconds if 1 <= seconds <= limits.MAX_TIMEOUT else None
 
 
 def own_timeout(subset: dict[str, Any]) -> int | None:
@@ -132,13 +132,13 @@ def strip_traces(subset: dict[str, Any]) -> dict[str, Any]:
 
     The timeout goes back to the recorded one; without a valid record it stays as it is.
     """
-    env = {k: v for k, v in subset["Environment"].items() if k not in protocol.SHIM_ENV_VARS}
-    if env.get(protocol.ENV_EXEC_WRAPPER) == protocol.WRAPPER_PATH:
-        original_wrapper = subset["Environment"].get(protocol.ENV_ORIGINAL_WRAPPER)
+    env = {k: v for k, v in subset["Environment"].items() if k not in naming.SHIM_ENV_VARS}
+    if env.get(naming.ENV_EXEC_WRAPPER) == naming.WRAPPER_PATH:
+        original_wrapper = subset["Environment"].get(naming.ENV_ORIGINAL_WRAPPER)
         if original_wrapper:
-            env[protocol.ENV_EXEC_WRAPPER] = original_wrapper
+            env[naming.ENV_EXEC_WRAPPER] = original_wrapper
         else:
-            del env[protocol.ENV_EXEC_WRAPPER]
+            del env[naming.ENV_EXEC_WRAPPER]
     layers = [arn for arn in subset["Layers"] if not is_plldb_layer(arn)]
     timeout = own_timeout(subset)
     return {"Environment": env, "Layers": layers, "Timeout": timeout or subset["Timeout"]}
@@ -166,10 +166,10 @@ def restoration(
     timeout_kept = own_timeout(current) is None
     note = ""
     if timeout_kept:
-        value = current["Environment"].get(protocol.ENV_ORIGINAL_TIMEOUT)
-        bounds = f"is not 1 to {protocol.MAX_TIMEOUT} s"
+        value = current["Environment"].get(naming.ENV_ORIGINAL_TIMEOUT)
+        bounds = f"is not 1 to {limits.MAX_TIMEOUT} s"
         why = "is missing" if value is None else f"{value[:40]!r} {bounds}"
-        note = f"; timeout left at {current['Timeout']} s: {protocol.ENV_ORIGINAL_TIMEOUT} {why}"
+        note = f"; timeout left at {current['Timeout']} s: {naming.ENV_ORIGINAL_TIMEOUT} {why}"
     if not has_all_traces(current):
         return target, Outcome(
             name,
@@ -252,20 +252,20 @@ def applied(
     """
     original = strip_traces(current)
     env = dict(original["Environment"])
-    if protocol.ENV_EXEC_WRAPPER in env:
-        env[protocol.ENV_ORIGINAL_WRAPPER] = env[protocol.ENV_EXEC_WRAPPER]
+    if naming.ENV_EXEC_WRAPPER in env:
+        env[naming.ENV_ORIGINAL_WRAPPER] = env[naming.ENV_EXEC_WRAPPER]
     own = own_timeout(current)
     if own is not None:
-        env[protocol.ENV_ORIGINAL_TIMEOUT] = str(own)
+        env[naming.ENV_ORIGINAL_TIMEOUT] = str(own)
     env.update(
         {
-            protocol.ENV_EXEC_WRAPPER: protocol.WRAPPER_PATH,
-            protocol.ENV_SESSION_ID: session_id,
-            protocol.ENV_SESSIONS_TABLE: config.sessions_table,
-            protocol.ENV_DEBUGGER_TABLE: config.debugger_table,
-            protocol.ENV_MANAGEMENT_URL: config.management_url,
-            protocol.ENV_PAYLOAD_BUCKET: config.payload_bucket,
-            protocol.ENV_GRACE_SECONDS: f"{config.grace_seconds:g}",
+            naming.ENV_EXEC_WRAPPER: naming.WRAPPER_PATH,
+            naming.ENV_SESSION_ID: session_id,
+            naming.ENV_SESSIONS_TABLE: config.sessions_table,
+            naming.ENV_DEBUGGER_TABLE: config.debugger_table,
+            naming.ENV_MANAGEMENT_URL: config.management_url,
+            naming.ENV_PAYLOAD_BUCKET: config.payload_bucket,
+            naming.ENV_GRACE_SECONDS: f"{config.grace_seconds:g}",
         }
     )
     return {
@@ -290,21 +290,21 @@ def plan(
         return Outcome(name, SKIPPED, reason)
     current = config_subset(configuration)
     own_layers = strip_traces(current)["Layers"]
-    if len(own_layers) >= protocol.MAX_LAYERS:
+    if len(own_layers) >= limits.MAX_LAYERS:
         return Outcome(
             name,
             SKIPPED,
             f"already has {len(own_layers)} layers, the maximum is "
-            f"{protocol.MAX_LAYERS}: no room for the plldb layer",
+            f"{limits.MAX_LAYERS}: no room for the plldb layer",
         )
     target = applied(current, config, session_id, timeout)
     size = environment_size(target["Environment"])
-    if size > protocol.ENV_LIMIT:
+    if size > limits.ENV_LIMIT:
         return Outcome(
             name,
             SKIPPED,
             f"environment would be {size} bytes with the plldb variables, over the "
-            f"{protocol.ENV_LIMIT} byte limit",
+            f"{limits.ENV_LIMIT} byte limit",
         )
     return Plan(
         name=name,

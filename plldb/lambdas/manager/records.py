@@ -12,7 +12,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from plldb import protocol
+from plldb import naming
 from plldb.lambdas import common
 from plldb.lambdas.common import log
 from plldb.lambdas.manager.plan import Plan
@@ -33,8 +33,8 @@ class Records:
             TableName=self.table,
             ConsistentRead=True,
             FilterExpression="#kind = :kind",
-            ExpressionAttributeNames={"#kind": protocol.A_KIND},
-            ExpressionAttributeValues={":kind": {"S": protocol.KIND_INSTRUMENTATION}},
+            ExpressionAttributeNames={"#kind": naming.A_KIND},
+            ExpressionAttributeValues={":kind": {"S": naming.KIND_INSTRUMENTATION}},
         ):
             items.extend(page["Items"])
         return items
@@ -42,14 +42,14 @@ class Records:
     def get(self, name: str) -> dict[str, Any] | None:
         return self.dynamodb.get_item(
             TableName=self.table,
-            Key={protocol.A_SESSION_ID: {"S": protocol.function_key(name)}},
+            Key={naming.A_SESSION_ID: {"S": naming.function_key(name)}},
             ConsistentRead=True,
         ).get("Item")
 
     def delete(self, name: str) -> None:
         self.dynamodb.delete_item(
             TableName=self.table,
-            Key={protocol.A_SESSION_ID: {"S": protocol.function_key(name)}},
+            Key={naming.A_SESSION_ID: {"S": naming.function_key(name)}},
         )
 
     def write(self, plan: Plan, stack_name: str, session_id: str) -> None:
@@ -59,28 +59,28 @@ class Records:
         overwriting its record could leave the shim's policy on a role for good. Raises
         ClientError ConditionalCheckFailedException when the record changed meanwhile.
         """
-        key = {protocol.A_SESSION_ID: {"S": protocol.function_key(plan.name)}}
+        key = {naming.A_SESSION_ID: {"S": naming.function_key(plan.name)}}
         values = {
-            protocol.A_KIND: {"S": protocol.KIND_INSTRUMENTATION},
-            protocol.A_STACK_NAME: {"S": stack_name},
-            protocol.A_FUNCTION_NAME: {"S": plan.name},
-            protocol.A_FUNCTION_ARN: {"S": plan.arn},
-            protocol.A_ROLE_NAME: {"S": plan.role_name},
-            protocol.A_GRANT_ADDED: {"BOOL": plan.grant_added},
-            protocol.A_STATUS: {"S": protocol.INSTRUMENTING},
-            protocol.A_INSTRUMENTED_BY: {"S": session_id},
-            protocol.A_CREATED_AT: {"S": common.iso_now()},
+            naming.A_KIND: {"S": naming.KIND_INSTRUMENTATION},
+            naming.A_STACK_NAME: {"S": stack_name},
+            naming.A_FUNCTION_NAME: {"S": plan.name},
+            naming.A_FUNCTION_ARN: {"S": plan.arn},
+            naming.A_ROLE_NAME: {"S": plan.role_name},
+            naming.A_GRANT_ADDED: {"BOOL": plan.grant_added},
+            naming.A_STATUS: {"S": naming.INSTRUMENTING},
+            naming.A_INSTRUMENTED_BY: {"S": session_id},
+            naming.A_CREATED_AT: {"S": common.iso_now()},
         }
         names = {f"#a{i}": name for i, name in enumerate(values)}
         placeholders = {name: f"#a{i}" for i, name in enumerate(values)}
         arguments: dict[str, Any] = {f":v{i}": value for i, value in enumerate(values.values())}
         if plan.record is None:
-            condition = f"attribute_not_exists({placeholders[protocol.A_KIND]})"
+            condition = f"attribute_not_exists({placeholders[naming.A_KIND]})"
         else:  # the record as it was read: same writer, same time
-            by, at = placeholders[protocol.A_INSTRUMENTED_BY], placeholders[protocol.A_CREATED_AT]
+            by, at = placeholders[naming.A_INSTRUMENTED_BY], placeholders[naming.A_CREATED_AT]
             condition = f"{by} = :read_by AND {at} = :read_at"
-            arguments[":read_by"] = plan.record.get(protocol.A_INSTRUMENTED_BY, {"S": ""})
-            arguments[":read_at"] = plan.record.get(protocol.A_CREATED_AT, {"S": ""})
+            arguments[":read_by"] = plan.record.get(naming.A_INSTRUMENTED_BY, {"S": ""})
+            arguments[":read_at"] = plan.record.get(naming.A_CREATED_AT, {"S": ""})
         self.dynamodb.update_item(
             TableName=self.table,
             Key=key,
@@ -93,10 +93,10 @@ class Records:
     def mark_instrumented(self, name: str) -> None:
         self.dynamodb.update_item(
             TableName=self.table,
-            Key={protocol.A_SESSION_ID: {"S": protocol.function_key(name)}},
+            Key={naming.A_SESSION_ID: {"S": naming.function_key(name)}},
             UpdateExpression="SET #status = :instrumented",
-            ExpressionAttributeNames={"#status": protocol.A_STATUS},
-            ExpressionAttributeValues={":instrumented": {"S": protocol.INSTRUMENTED}},
+            ExpressionAttributeNames={"#status": naming.A_STATUS},
+            ExpressionAttributeValues={":instrumented": {"S": naming.INSTRUMENTED}},
         )
 
     # --- sessions -----------------------------------------------------------------------
@@ -105,19 +105,19 @@ class Records:
         """The session item, or None when there is none (or the key is not a session)."""
         item = self.dynamodb.get_item(
             TableName=self.table,
-            Key={protocol.A_SESSION_ID: {"S": session_id}},
+            Key={naming.A_SESSION_ID: {"S": session_id}},
             ConsistentRead=True,
         ).get("Item")
-        if not item or item.get(protocol.A_KIND, {}).get("S") != protocol.KIND_SESSION:
+        if not item or item.get(naming.A_KIND, {}).get("S") != naming.KIND_SESSION:
             return None
         return item
 
     def session_status(self, session_id: str) -> str | None:
         """The session's status; None when it is gone (no item, or its TTL has passed)."""
         item = self.session(session_id)
-        if item is None or protocol.ttl_expired(item.get(protocol.A_TTL, {}).get("N"), common.now()):
+        if item is None or naming.ttl_expired(item.get(naming.A_TTL, {}).get("N"), common.now()):
             return None
-        return item.get(protocol.A_STATUS, {}).get("S")
+        return item.get(naming.A_STATUS, {}).get("S")
 
     def session_over(self, session_id: str, config: common.Config) -> str | None:
         """Why no debugger can come back for this session, or None while one still may.
@@ -130,40 +130,40 @@ class Records:
         item = self.session(session_id)
         if item is None:
             return "no session item"
-        status = item.get(protocol.A_STATUS, {}).get("S", "")
+        status = item.get(naming.A_STATUS, {}).get("S", "")
         now = common.now()
-        if protocol.ttl_expired(item.get(protocol.A_TTL, {}).get("N"), now):
+        if naming.ttl_expired(item.get(naming.A_TTL, {}).get("N"), now):
             return f"{status} session past its TTL"
-        if status == protocol.CLOSED:
+        if status == naming.CLOSED:
             return "closed"
-        if status == protocol.DISCONNECTED:
-            since = protocol.iso_epoch(item.get(protocol.A_DISCONNECTED_AT, {}).get("S"))
+        if status == naming.DISCONNECTED:
+            since = naming.iso_epoch(item.get(naming.A_DISCONNECTED_AT, {}).get("S"))
             away = now - since if since is not None else float("inf")
             if away >= config.grace_seconds:
                 return f"disconnected for {away:.0f} s, past the {config.grace_seconds:.0f} s grace period"
-        connection_id = item.get(protocol.A_CONNECTION_ID, {}).get("S", "")
-        if status == protocol.ACTIVE and not connection_alive(connection_id, config.management_url):
+        connection_id = item.get(naming.A_CONNECTION_ID, {}).get("S", "")
+        if status == naming.ACTIVE and not connection_alive(connection_id, config.management_url):
             log.info("sweep: session %s lost its $disconnect: now DISCONNECTED", session_id)
             common.mark_disconnected(config, session_id, connection_id)
         return None
 
     def close_session(self, session_id: str, connection_id: str | None) -> bool:
         """CLOSED; for the grace path only if that connection was not replaced by a new one."""
-        names = {"#kind": protocol.A_KIND, "#status": protocol.A_STATUS}
-        values = {":session": {"S": protocol.KIND_SESSION}, ":closed": {"S": protocol.CLOSED}}
+        names = {"#kind": naming.A_KIND, "#status": naming.A_STATUS}
+        values = {":session": {"S": naming.KIND_SESSION}, ":closed": {"S": naming.CLOSED}}
         condition = "#kind = :session"
         if connection_id is not None:
             # PENDING with the old connection id: the tool re-opened its session to reconnect
             # but never got through (network down, then killed); restore as for DISCONNECTED.
             condition += " AND #status IN (:disconnected, :pending) AND #conn = :conn"
-            names["#conn"] = protocol.A_CONNECTION_ID
-            values[":disconnected"] = {"S": protocol.DISCONNECTED}
-            values[":pending"] = {"S": protocol.PENDING}
+            names["#conn"] = naming.A_CONNECTION_ID
+            values[":disconnected"] = {"S": naming.DISCONNECTED}
+            values[":pending"] = {"S": naming.PENDING}
             values[":conn"] = {"S": connection_id}
         try:
             self.dynamodb.update_item(
                 TableName=self.table,
-                Key={protocol.A_SESSION_ID: {"S": session_id}},
+                Key={naming.A_SESSION_ID: {"S": session_id}},
                 ConditionExpression=condition,
                 UpdateExpression="SET #status = :closed",
                 ExpressionAttributeNames=names,

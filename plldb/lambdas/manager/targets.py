@@ -14,7 +14,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from plldb import protocol
+from plldb import naming
 from plldb.lambdas import common
 from plldb.lambdas.common import log
 from plldb.lambdas.manager.plan import SKIPPED, Outcome, Surroundings, matches
@@ -42,7 +42,7 @@ class Targets:
         that does not exist is skipped with why. Otherwise they are the stack's functions
         that match ``filters``.
         """
-        names = [v["S"] for v in (session or {}).get(protocol.A_NAMES, {}).get("L", [])]
+        names = [v["S"] for v in (session or {}).get(naming.A_NAMES, {}).get("L", [])]
         if not names:
             functions = [name for logical, path, name in self.stack_functions(stack_name)
                          if matches(filters, logical, path, name)]
