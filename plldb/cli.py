@@ -41,7 +41,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from plldb.cloud.helper_stack import HelperStackMissing, HelperStackOutdated
     from plldb.local import debuggers
     from plldb.project.templates import DiscoveryError
-    from plldb.session import admin, attach, claims
+    from plldb.session import admin, claims, plan
     from plldb.session.connection import ConnectionRefused
     from plldb.session.sessions import SessionConflict, SessionLost
 
@@ -51,8 +51,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
         HelperStackMissing,
         HelperStackOutdated,
         DiscoveryError,
-        attach.StackNotFound,
-        attach.NothingToDebug,
+        plan.StackNotFound,
+        plan.NothingToDebug,
         SessionConflict,
         SessionLost,
         ConnectionRefused,

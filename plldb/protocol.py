@@ -47,12 +47,6 @@ class ProtocolError(ValueError):
     """A message or value that does not follow the protocol; the text is the reason."""
 
 
-
-
-
-
-
-
 def is_session_id(value: Any) -> bool:
     """Session ids are UUIDs: anything else is refused before touching a table."""
     return isinstance(value, str) and bool(_UUID.match(value))
@@ -60,12 +54,6 @@ def is_session_id(value: Any) -> bool:
 
 def is_request_id(value: Any) -> bool:
     return isinstance(value, str) and bool(_REQUEST_ID.match(value))
-
-
-
-
-
-
 
 
 def encode(message: dict[str, Any]) -> str:

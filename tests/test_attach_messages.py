@@ -16,7 +16,8 @@ from plldb import protocol as p
 from plldb.cloud.aws import AwsContext
 from plldb.cloud.helper_stack import HelperStack
 from plldb.project.model import LocalFunction
-from plldb.session.attach import Attachment, AttachOptions, AttachPlan
+from plldb.session.attach import Attachment
+from plldb.session.plan import AttachOptions, AttachPlan
 
 NODE = "shop-NodeFunction-1A2B"
 HELLO = "shop-HelloFunction-3C4D"

@@ -84,13 +84,14 @@ def attach_command(
     from plldb.cloud.helper_stack import HelperStackMissing, HelperStackOutdated
     from plldb.local import debuggers
     from plldb.session import attach
+    from plldb.session.plan import AttachOptions, plan_attach
 
     if (wait_for_client or debugpy_host != "127.0.0.1" or debugpy_port != 5678) and not use_debugpy:
         raise click.UsageError("--wait-for-client, --debugpy-host and --debugpy-port need --debugpy")
     named = named_functions(stack_name, functions, function_names, codes, handlers)
     stack, project = (naming.by_name_key([n.name for n in named]), None) if named else \
         project_stack(stack_name, template, stage, cdk_out)
-    options = attach.AttachOptions(
+    options = AttachOptions(
         stack_name=stack,
         named=tuple(named),
         template=template,
@@ -105,11 +106,11 @@ def attach_command(
         credentials=credentials,
     )
     try:
-        plan = attach.plan_attach(aws, options, project)
+        plan = plan_attach(aws, options, project)
     except (HelperStackMissing, HelperStackOutdated) as exc:
         if not _offer_bootstrap(aws, exc):
             raise
-        plan = attach.plan_attach(aws, options, project)
+        plan = plan_attach(aws, options, project)
     if named:
         console.info(escape(f"functions by name (session key {options.stack_name})"))
     elif plan.project:

@@ -28,7 +28,6 @@ def bootstrap_group(ctx: click.Context) -> None:
         ctx.invoke(setup)
 
 
-
 @bootstrap_group.command()
 @pass_aws
 def setup(aws: AwsContext) -> None:

@@ -46,7 +46,6 @@ def discover(
     return discover_sam(given, python_version)
 
 
-
 def project_found(template: Path | str) -> bool:
     """Whether ``template`` names something :func:`discover` reads: an existing template, or
     (a template that need not exist in) a CDK app or a Serverless service folder."""

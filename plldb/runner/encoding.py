@@ -21,7 +21,6 @@ _UNESCAPED_UNICODE_RUNTIMES = frozenset(
 )
 
 
-
 # --- JSON encoding (awslambdaric's simplejson encoder, reproduced) ----------------------------
 
 _FLOAT_SPECIALS = {math.inf: "Infinity", -math.inf: "-Infinity"}

@@ -15,7 +15,7 @@ from typing import Any
 from plldb import __version__, naming
 from plldb.cloud.aws import AwsContext, caller_identity
 from plldb.cloud.helper_stack import HelperStack, find_helper_stack
-from plldb.session.attach import list_stack_resources
+from plldb.session.plan import list_stack_resources
 from plldb.session.sessions import SessionStore
 
 log = logging.getLogger(__name__)

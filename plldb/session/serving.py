@@ -1,0 +1,153 @@
+"""Serving invocations: run each one on the executor, answer it, print one line for it.
+
+:class:`InvocationServing` is the part of :class:`~plldb.session.attach.Attachment` that
+handles ``invocation`` messages: events and results over the inline limit travel through the
+presigned URLs of :mod:`plldb.session.payloads`, and every answer is kept for a while, to be
+resent when the shim reposts an invocation after a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+
+from rich.markup import escape
+
+from plldb import console, limits
+from plldb import protocol as p
+from plldb.capture import records
+from plldb.local.executor import Executor
+from plldb.session import payloads
+from plldb.session.connection import Connection
+from plldb.session.plan import AttachOptions, AttachPlan
+
+log = logging.getLogger(__name__)
+
+ANSWER_CACHE = 1000  # answers kept to resend when the shim reposts after a reconnect
+GATE_POLL_SECONDS = 0.1
+BINARY_RESULT_ERROR = {
+    "errorMessage": "the handler returned bytes that are not UTF-8 text; plldb carries JSON "
+    "and text results only (return base64 text, as API Gateway integrations expect)",
+    "errorType": "PLLDB.BinaryResult",
+    "stackTrace": [],
+}
+
+
+def payload_error(exc: Exception) -> dict[str, Any]:
+    """What the function answers when its event or result could not travel through the bucket."""
+    return {"errorMessage": str(exc), "errorType": "PLLDB.PayloadError", "stackTrace": []}
+
+
+class InvocationServing:
+    """Handles invocation messages for an attach (mixed into :class:`Attachment`)."""
+
+    connection: Connection | None
+    executor: Executor
+    plan: AttachPlan
+    options: AttachOptions
+    gate: threading.Event
+    answers: OrderedDict[str, dict[str, Any]]
+    running: set[str]
+
+    async def on_invocation(self, message: dict[str, Any]) -> None:
+        request_id = message["request_id"]
+        assert self.connection is not None
+        if request_id in self.answers:  # reposted after a reconnect: the answer may be lost
+            await self.connection.send(self.answers[request_id])
+            return
+        if request_id in self.running:
+            return
+        self.running.add(request_id)
+        if "event_ref" in message:
+            try:
+                event = await asyncio.to_thread(payloads.fetch, message["event_ref"])
+            except payloads.PayloadError as exc:
+                await self.send_payload_failure(request_id, exc)
+                return
+            message = {**message, "event": event.decode()}
+            del message["event_ref"]
+        if not self.gate.is_set():  # --wait-for-client: hold it, not the connection
+            self.print_held(message)
+        while not self.gate.is_set():
+            await asyncio.sleep(GATE_POLL_SECONDS)
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+
+        def done(_request_id: str, outcome: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(
+                    lambda: loop.create_task(self.answer(message, outcome, started))
+                )
+            except RuntimeError:  # loop closed: plldb detached while this handler ran
+                log.debug("%s finished after plldb detached; not answered", request_id)
+
+        self.executor.submit(message, done)
+
+    async def answer(self, invocation: dict[str, Any], outcome: Any, started: float) -> None:
+        request_id = invocation["request_id"]
+        if outcome.ok:
+            reply = await self.result_message(invocation, outcome.body)
+        else:
+            reply = p.error_message(request_id, outcome.error)
+        self.answers[request_id] = reply
+        while len(self.answers) > ANSWER_CACHE:
+            self.answers.popitem(last=False)
+        self.running.discard(request_id)
+        assert self.connection is not None
+        await self.connection.send(reply)
+        self.print_invocation(invocation, outcome, time.monotonic() - started)
+
+    async def send_payload_failure(self, request_id: str, exc: payloads.PayloadError) -> None:
+        """The event could not be downloaded: the function answers with the reason at once."""
+        console.error(f"request {request_id}: {exc}")
+        self.running.discard(request_id)
+        assert self.connection is not None
+        await self.connection.send(p.error_message(request_id, payload_error(exc)))
+
+    async def result_message(self, invocation: dict[str, Any], body: bytes) -> dict[str, Any]:
+        request_id = invocation["request_id"]
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            return p.error_message(request_id, BINARY_RESULT_ERROR)
+        inline = p.response_message(request_id, result=text)
+        if len(body) <= limits.INLINE_PAYLOAD_LIMIT and len(p.encode(inline).encode()) <= limits.MESSAGE_SIZE:
+            return inline  # measured encoded: JSON escaping can make a result grow sixfold
+        try:
+            ref = await asyncio.to_thread(payloads.upload, invocation.get("result_upload"), body)
+        except payloads.PayloadError as exc:
+            console.error(f"request {request_id}: {exc}")
+            return p.error_message(request_id, payload_error(exc))
+        return p.response_message(request_id, result_ref=ref)
+
+    def logical_id(self, invocation: dict[str, Any]) -> str:
+        local = self.plan.functions.get(invocation["function_name"])
+        return local.logical_id if local else invocation["function_name"]
+
+    def print_held(self, invocation: dict[str, Any]) -> None:
+        debugpy = self.options.debugpy
+        where = f" on {debugpy.host}:{debugpy.port}" if debugpy else ""
+        console.info(
+            f"{self.logical_id(invocation)}  {invocation['request_id']}  waiting for a debugger "
+            f"to attach{where} (--wait-for-client)"
+        )
+
+    def print_invocation(self, invocation: dict[str, Any], outcome: Any, seconds: float) -> None:
+        """One line per invocation; an error is shown whole (it is what the caller got)."""
+        when = datetime.now().strftime("%H:%M:%S")
+        result = (
+            "[green]ok[/green]"
+            if outcome.ok
+            else f"[red]{escape(str(outcome.error.get('errorType', 'error')))}[/red]: "
+            f"{escape(str(outcome.error.get('errorMessage', '')))}"
+        )
+        console.info(
+            f"{when}  {self.logical_id(invocation)}  {invocation['request_id']}  "
+            f"{seconds * 1000:.0f} ms  {result}"
+        )
+        records.keep(self.plan.functions.get(invocation["function_name"]), invocation, outcome, seconds)
