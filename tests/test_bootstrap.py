@@ -19,18 +19,13 @@ import pytest
 from plldb import __version__
 from plldb.cloud import packaging
 from plldb.cloud.aws import AwsContext, partition_of
-from plldb.cloud.bootstrap import (
+from plldb.cloud.bootstrap import BootstrapError, destroy, execute_setup, plan_setup, setup
+from plldb.cloud.bucket import (
     LIFECYCLE_RULE_ID,
     TLS_POLICY,
-    BootstrapError,
     Bucket,
     _tls_only_policy,
     bucket_name,
-    destroy,
-    execute_setup,
-    plan_setup,
-    setup,
-    stack_status,
     wanted_settings,
 )
 from plldb.cloud.helper_stack import (
@@ -40,6 +35,7 @@ from plldb.cloud.helper_stack import (
     check_version,
     find_helper_stack,
 )
+from plldb.cloud.stacks import stack_status
 from plldb.naming import HELPER_STACK_NAME, OUTPUT_VERSION, SESSIONS_TABLE
 from tests.test_template import transformed_template
 

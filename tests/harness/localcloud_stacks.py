@@ -1,7 +1,7 @@
 """The local cloud's stacks: the helper stack ``plldb`` and SAM apps, deployed into moto.
 
 Both go through plldb's own bootstrap code (:func:`plldb.cloud.bootstrap.plan_setup`,
-:func:`~plldb.cloud.bootstrap.execute_setup`, :func:`~plldb.cloud.bootstrap.deploy_stack`: bucket,
+:func:`~plldb.cloud.bootstrap.execute_setup`, :func:`~plldb.cloud.stacks.deploy_stack`: bucket,
 content-addressed uploads, change set, event stream), with one difference forced by moto:
 the template is translated here with aws-sam-translator (moto cannot expand the SAM
 transform) and the resources moto cannot create are taken out and replaced by literals:
@@ -38,7 +38,7 @@ from samtranslator.translator.translator import Translator
 from samtranslator.yaml_helper import yaml_parse
 
 from plldb import naming
-from plldb.cloud import bootstrap, packaging
+from plldb.cloud import bootstrap, packaging, stacks
 from plldb.cloud.aws import AwsContext
 
 log = logging.getLogger(__name__)
@@ -277,9 +277,9 @@ def register_outputs(
         StackName=stack_name,
         TemplateBody=template_body,
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-        Capabilities=bootstrap.CAPABILITIES,
+        Capabilities=stacks.CAPABILITIES,
     )
-    outputs = bootstrap.stack_outputs(cf, stack_name)
+    outputs = stacks.stack_outputs(cf, stack_name)
     if not outputs:
         raise LocalCloudError(f"stack {stack_name} has no outputs after UpdateStack")
     return outputs
@@ -373,9 +373,9 @@ def create_stack(ctx: AwsContext, stack_name: str, template_body: str, progress:
     """CreateStack (not a change set, whose stacks get no outputs in moto) and check it."""
     cf = ctx.client("cloudformation")
     cf.create_stack(
-        StackName=stack_name, TemplateBody=template_body, Capabilities=bootstrap.CAPABILITIES
+        StackName=stack_name, TemplateBody=template_body, Capabilities=stacks.CAPABILITIES
     )
-    status = bootstrap.stack_status(cf, stack_name)
+    status = stacks.stack_status(cf, stack_name)
     if status != "CREATE_COMPLETE":
         raise LocalCloudError(f"stack {stack_name} ended {status}")
     progress(f"created stack {stack_name}")
