@@ -108,11 +108,10 @@ INSTRUMENTED = "INSTRUMENTED"
 # --- PLLDBDebugger items ------------------------------------------------------------------
 
 A_REQUEST_ID = "RequestId"
-A_REQUEST = "Request"
-A_ENVIRONMENT = "Environment"
 A_RESPONSE = "Response"
 A_ERROR = "Error"
 A_PAYLOAD_REF = "PayloadRef"
+A_OWNER = "Owner"  # the function's aws:userid, which owns the request's payload prefix
 
 # Request states
 REQUEST_PENDING = "PENDING"
@@ -207,9 +206,22 @@ def function_key(function_name: str) -> str:
     return f"{FUNCTION_KEY_PREFIX}{function_name}"
 
 
-def payload_key(session_id: str, request_id: str, direction: str) -> str:
-    """Bucket key of an offloaded payload; ``direction`` is 'event' or 'response'."""
-    return f"{PAYLOAD_PREFIX}{session_id}/{request_id}/{direction}.json"
+def payload_key(owner: str, session_id: str, request_id: str, direction: str) -> str:
+    """Bucket key of an offloaded payload; ``direction`` is 'event' or 'response'.
+
+    ``owner`` is the function's ``aws:userid``: the shim policy opens a function's own
+    prefix to presigned URLs, and no other (docs/security.md).
+    """
+    return f"{PAYLOAD_PREFIX}{owner}/{session_id}/{request_id}/{direction}.json"
+
+
+def payload_owner(key: str, session_id: str, request_id: str, direction: str) -> str | None:
+    """The owner of a payload key of this request, or None when the key is not one."""
+    suffix = f"/{session_id}/{request_id}/{direction}.json"
+    if not key.startswith(PAYLOAD_PREFIX) or not key.endswith(suffix):
+        return None
+    owner = key[len(PAYLOAD_PREFIX) : -len(suffix)]
+    return owner if owner and "/" not in owner else None
 
 
 def without_secrets(environment: dict[str, str]) -> dict[str, str]:

@@ -22,6 +22,9 @@ from tests.harness.identity_proof import connect_session
 pytest_plugins = ["tests.harness.gateway_fixtures"]
 
 
+OWNER = "AROAEXAMPLEFUNCTIONROLE:shop-fn"  # the function's aws:userid
+
+
 def _request(session_id: str, status: str = naming.REQUEST_PENDING) -> str:
     """A request item as the shim writes it."""
     request_id = str(uuid.uuid4())
@@ -30,8 +33,8 @@ def _request(session_id: str, status: str = naming.REQUEST_PENDING) -> str:
         Item={
             naming.A_REQUEST_ID: {"S": request_id},
             naming.A_SESSION_ID: {"S": session_id},
+            naming.A_OWNER: {"S": OWNER},
             naming.A_STATUS: {"S": status},
-            naming.A_REQUEST: {"S": '{"hello": 1}'},
             naming.A_TTL: {"N": str(int(time.time()) + 3600)},
         },
     )
@@ -77,7 +80,7 @@ def test_results_of_own_pending_requests_are_recorded(gateway: Gateway) -> None:
     answered, failed, offloaded = (_request(session_id) for _ in range(3))
     ref = {
         "bucket": gateway.settings.payload_bucket,
-        "key": naming.payload_key(session_id, offloaded, "response"),
+        "key": naming.payload_key(OWNER, session_id, offloaded, "response"),
         "size": 200_000,
     }
     with ws:
@@ -105,7 +108,12 @@ def test_answers_for_other_sessions_late_or_forged_are_rejected(gateway: Gateway
     before = scan(naming.DEBUGGER_TABLE)
     foreign_ref = {
         "bucket": gateway.settings.payload_bucket,
-        "key": naming.payload_key(str(uuid.uuid4()), mine, "response"),
+        "key": naming.payload_key(OWNER, str(uuid.uuid4()), mine, "response"),
+        "size": 10,
+    }
+    other_owner = {  # this request's key, under another function's prefix
+        "bucket": gateway.settings.payload_bucket,
+        "key": naming.payload_key("AROAOTHERROLE:other-fn", session_id, mine, "response"),
         "size": 10,
     }
     with ws:
@@ -116,6 +124,7 @@ def test_answers_for_other_sessions_late_or_forged_are_rejected(gateway: Gateway
             ),
             "an unknown request": protocol.response_message("no-such-request", "1"),
             "another session's payload": protocol.response_message(mine, result_ref=foreign_ref),
+            "another function's payload": protocol.response_message(mine, result_ref=other_owner),
         }
         replies = {case: _ask(gateway, ws, message) for case, message in cases.items()}
         invalid = {
@@ -125,7 +134,10 @@ def test_answers_for_other_sessions_late_or_forged_are_rejected(gateway: Gateway
         }
     for case, reply in replies.items():
         assert reply is not None and reply["type"] == "rejected", case
-    assert replies["another session's payload"]["reason"].startswith("result_ref must be s3://")
+    assert replies["another session's payload"]["reason"].startswith("result_ref must name this request's")
+    assert replies["another function's payload"]["reason"] == (
+        f"request {mine} is not a pending request of this session"
+    )
     assert invalid == {
         "not json": {"type": "rejected", "reason": "message is not valid JSON"},
         "unknown action": {"type": "rejected", "reason": "unknown action 'dance'"},

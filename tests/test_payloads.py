@@ -15,7 +15,7 @@ from plldb.session import payloads
 from tests.harness.moto_server import MotoServer
 
 BUCKET = "plldb-payloads-test"
-EVENT_KEY = naming.payload_key("0f8fad5b-d9cb-469f-a165-70867728950e", "req-1", "event")
+EVENT_KEY = naming.payload_key("AROAEXAMPLE:fn", "0f8fad5b-d9cb-469f-a165-70867728950e", "req-1", "event")
 RESULT_KEY = EVENT_KEY.replace("event.json", "response.json")
 
 

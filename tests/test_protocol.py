@@ -148,4 +148,10 @@ def test_ids_and_secrets():
     assert not p.is_session_id(None)
     env = {"AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t", "AWS_ACCESS_KEY_ID": "k", "A": "1"}
     assert naming.without_secrets(env) == {"A": "1"}
-    assert naming.payload_key(SESSION, "r1", "event") == f"payloads/{SESSION}/r1/event.json"
+    owner = "AROAEXAMPLE:fn"
+    key = naming.payload_key(owner, SESSION, "r1", "event")
+    assert key == f"payloads/{owner}/{SESSION}/r1/event.json"
+    assert naming.payload_owner(key, SESSION, "r1", "event") == owner
+    assert naming.payload_owner(key, SESSION, "r2", "event") is None, "another request"
+    assert naming.payload_owner(f"payloads/a/b/{SESSION}/r1/event.json", SESSION, "r1", "event") is None
+    assert naming.payload_owner(f"other/{owner}/{SESSION}/r1/event.json", SESSION, "r1", "event") is None

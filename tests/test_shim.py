@@ -29,7 +29,13 @@ from plldb import limits, naming, protocol, runner
 from plldb.session import payloads
 from tests.harness.container import Container
 from tests.harness.gateway import Gateway
-from tests.harness.gateway_setup import HelperResources, get_session, put_session, wait_until
+from tests.harness.gateway_setup import (
+    PAYLOAD_BUCKET,
+    HelperResources,
+    get_session,
+    put_session,
+    wait_until,
+)
 from tests.harness.identity_proof import connect_session
 from tests.harness.moto_server import FAKE_CREDENTIALS, MotoServer
 from tests.harness.runtime_api import ERROR, SUCCESS, RuntimeApiEmulator
@@ -54,6 +60,7 @@ class StandIn:
         self.session_id = session_id
         self.policy = policy
         self.invocations: list[dict[str, Any]] = []
+        self.items: list[dict[str, Any]] = []  # each request's item, as it was when sent
         self.events: list[str] = []
         self.connections: list[str] = []
         self.rejections: list[str] = []
@@ -83,6 +90,7 @@ class StandIn:
             if message["type"] != protocol.TYPE_INVOCATION:
                 continue
             self.invocations.append(message)
+            self.items.append(request_item(message["request_id"]))
             if "event_ref" in message:  # through its presigned URL, as the tool does
                 event = payloads.fetch(message["event_ref"])
             else:
@@ -200,10 +208,29 @@ def debugged(aws: MotoServer, gateway: Gateway, helper: HelperResources, session
 
 
 def request_item(request_id: str) -> dict[str, Any]:
+    """The request's item in PLLDBDebugger ({} once deleted)."""
     return boto3.client("dynamodb").get_item(
         TableName=naming.DEBUGGER_TABLE, Key={naming.A_REQUEST_ID: {"S": request_id}},
         ConsistentRead=True,
-    )["Item"]
+    ).get("Item", {})
+
+
+# What a request item may hold: whose request it is, never the event, environment or result
+# for longer than the answer's way back (docs/security.md, "Nothing sensitive at rest").
+ITEM_ATTRIBUTES = {
+    naming.A_REQUEST_ID, naming.A_SESSION_ID, naming.A_FUNCTION_NAME, naming.A_OWNER,
+    naming.A_STATUS, naming.A_TTL, naming.A_CREATED_AT,
+}
+
+
+def assert_forgotten(request_id: str, *keys: str) -> None:
+    """The answered request's item and payload objects are deleted (off the caller's path,
+    so within a bound)."""
+    wait_until(lambda: request_item(request_id) == {}, timeout=20)
+    s3 = boto3.client("s3")
+    for key in keys:
+        listed = s3.list_objects_v2(Bucket=PAYLOAD_BUCKET, Prefix=key).get("Contents", [])
+        assert listed == [], key
 
 
 def test_invocation_is_answered_by_the_local_tool(
@@ -228,13 +255,12 @@ def test_invocation_is_answered_by_the_local_tool(
     assert message["tenant_id"] == "tenant-7"
     assert message["environment"]["AWS_SECRET_ACCESS_KEY"] == "testing"  # connection only
     assert message["environment"]["_HANDLER"] == "app.handler"
-    item = request_item("req-ok")
-    assert item[naming.A_STATUS]["S"] == naming.REQUEST_RESPONDED
-    assert item[naming.A_REQUEST]["S"] == '{"stand_in": "echo", "n": 1}'
-    stored = json.loads(item[naming.A_ENVIRONMENT]["S"])
-    assert not naming.SECRET_ENV_VARS & stored.keys()
-    assert stored["_HANDLER"] == "app.handler"
+    [item] = stand_in.items
+    assert set(item) == ITEM_ATTRIBUTES, "no event, environment or result at rest"
+    assert item[naming.A_STATUS]["S"] == naming.REQUEST_PENDING
+    assert item[naming.A_OWNER]["S"] == boto3.client("sts").get_caller_identity()["UserId"]
     assert 0 < int(item[naming.A_TTL]["N"]) - time.time() <= limits.REQUEST_TTL_SECONDS
+    assert_forgotten("req-ok")
 
 
 def test_round_trip_latency(debugged: Container, emulator: RuntimeApiEmulator) -> None:
@@ -261,7 +287,7 @@ def test_local_handler_error_arrives_in_the_runtime_format(
     assert error["errorType"] == "KeyError"
     assert error["requestId"] == "req-fail"
     assert error["stackTrace"] and error["stackTrace"][0].startswith('  File "')
-    assert request_item("req-fail")[naming.A_STATUS]["S"] == naming.REQUEST_FAILED
+    assert_forgotten("req-fail")
 
 
 def test_no_answer_before_the_deadline_gives_a_clear_error_in_time(
@@ -276,8 +302,9 @@ def test_no_answer_before_the_deadline_gives_a_clear_error_in_time(
     )
     assert result.answered_epoch_ms is not None and result.deadline_ms is not None
     assert 0 < result.deadline_ms - result.answered_epoch_ms < 1000
-    assert request_item("req-late")[naming.A_STATUS]["S"] == naming.REQUEST_EXPIRED
-    # the late answer is refused by $default, and the function serves the next one
+    assert_forgotten("req-late")
+    # the late answer is refused by $default (no pending request is left to accept it),
+    # and the function serves the next one
     wait_until(lambda: stand_in.rejections, timeout=10)
     assert "req-late is not a pending request of this session" in stand_in.rejections[0]
     assert emulator.invoke('{"stand_in": "echo"}').status == SUCCESS
@@ -358,18 +385,19 @@ def test_payload_sizes(
     assert len(protocol.encode(message).encode()) <= limits.POST_SIZE
     offloaded = size > 20 * KB
     assert ("event_ref" in message) == offloaded
-    item = request_item(f"req-{size}")
-    assert (naming.A_REQUEST in item) != offloaded
+    [item] = stand_in.items
+    assert set(item) == ITEM_ATTRIBUTES  # the event is never stored, nor its URLs
     # every invocation carries a presigned PUT URL for its own result object
+    owner = item[naming.A_OWNER]["S"]
     upload = message["result_upload"]
-    assert upload["key"] == naming.payload_key(stand_in.session_id, f"req-{size}", "response")
+    assert upload["key"] == naming.payload_key(owner, stand_in.session_id, f"req-{size}", "response")
     assert upload["key"] in urllib.parse.unquote(upload["url"])
     if offloaded:
-        key = naming.payload_key(stand_in.session_id, f"req-{size}", "event")
+        key = naming.payload_key(owner, stand_in.session_id, f"req-{size}", "event")
         assert message["event_ref"]["key"] == key
         assert message["event_ref"]["size"] == size
         assert "X-Amz-Signature=" in message["event_ref"]["url"]
-    assert "X-Amz-Signature" not in json.dumps(item)  # URLs travel in the message only
+    assert_forgotten(f"req-{size}", f"{naming.PAYLOAD_PREFIX}{owner}/{stand_in.session_id}/req-{size}/")
 
 
 def test_session_closed_before_the_invocation_passes_through(

@@ -65,6 +65,7 @@ def _handle(event: Any, config: common.Config, connection: common.Connection) ->
 def _record_result(message: dict[str, Any], session_id: str, config: common.Config) -> dict | None:
     """Write a ``response``/``error`` to its PLLDBDebugger item if it is ours and pending."""
     names = {"#session": naming.A_SESSION_ID, "#status": naming.A_STATUS}
+    condition = "#session = :session AND #status = :pending"
     values: dict[str, Any] = {
         ":session": {"S": session_id},
         ":pending": {"S": naming.REQUEST_PENDING},
@@ -74,9 +75,14 @@ def _record_result(message: dict[str, Any], session_id: str, config: common.Conf
         values[":out"] = {"S": protocol.encode(message["error"])}
         values[":done"] = {"S": naming.REQUEST_FAILED}
     elif "result_ref" in message:
-        reason = _foreign_ref(message["result_ref"], session_id, message["request_id"], config)
-        if reason:
-            return protocol.rejected_message(reason)
+        owner = _owner_of_ref(message["result_ref"], session_id, message["request_id"], config)
+        if owner is None:
+            return protocol.rejected_message(
+                f"result_ref must name this request's response object in s3://{config.payload_bucket}"
+            )
+        names["#owner"] = naming.A_OWNER
+        values[":owner"] = {"S": owner}
+        condition += " AND #owner = :owner"
         names["#out"] = naming.A_PAYLOAD_REF
         values[":out"] = {"S": protocol.encode(message["result_ref"])}
         values[":done"] = {"S": naming.REQUEST_RESPONDED}
@@ -88,7 +94,7 @@ def _record_result(message: dict[str, Any], session_id: str, config: common.Conf
         common.client("dynamodb").update_item(
             TableName=config.debugger_table,
             Key={naming.A_REQUEST_ID: {"S": message["request_id"]}},
-            ConditionExpression="#session = :session AND #status = :pending",
+            ConditionExpression=condition,
             UpdateExpression="SET #status = :done, #out = :out",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
@@ -103,15 +109,15 @@ def _record_result(message: dict[str, Any], session_id: str, config: common.Conf
     return None
 
 
-def _foreign_ref(
+def _owner_of_ref(
     ref: dict[str, Any], session_id: str, request_id: str, config: common.Config
-) -> str:
-    """Why a result reference is not this request's own object ("" when it is).
+) -> str | None:
+    """The owner (function ``aws:userid``) of a result reference that names this request's
+    own response object, or None.
 
     The shim fetches whatever the reference names, so it must not name another session's
-    payload or another bucket.
+    payload or another bucket; the owner must also be the request's (checked in the write).
     """
-    expected = naming.payload_key(session_id, request_id, "response")
-    if ref["bucket"] != config.payload_bucket or ref["key"] != expected:
-        return f"result_ref must be s3://{config.payload_bucket}/{expected}"
-    return ""
+    if ref["bucket"] != config.payload_bucket:
+        return None
+    return naming.payload_owner(ref["key"], session_id, request_id, "response")

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -26,7 +25,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from plldb import limits, naming, protocol
+from plldb import limits, naming
 
 log = logging.getLogger("plldb.shim")
 
@@ -147,9 +146,27 @@ class Cloud:
         self.management = boto3.client(
             "apigatewaymanagementapi", endpoint_url=config.management_url, config=_CLIENT_CONFIG
         )
+        self.sts = boto3.client("sts", config=_CLIENT_CONFIG)
+        self._owner: str | None = None
         # reads of the request item and of the session, for the per-invocation log line
         self.reads = 0
         self.session_reads = 0
+
+    @property
+    def owner(self) -> str:
+        """This function's ``aws:userid`` (``<role id>:<function name>``), asked once.
+
+        The shim policy lets a function's credentials reach, from outside its execution
+        environment (a presigned URL on a laptop), only payload objects under its own
+        ``payloads/<aws:userid>/`` prefix (docs/security.md). GetCallerIdentity needs no
+        permission.
+        """
+        if self._owner is None:
+            self._owner = self.sts.get_caller_identity()["UserId"]
+        return self._owner
+
+    def payload_key(self, request_id: str, direction: str) -> str:
+        return naming.payload_key(self.owner, self.config.session_id, request_id, direction)
 
     # --- session ------------------------------------------------------------------------
 
@@ -176,31 +193,39 @@ class Cloud:
 
     # --- request item -------------------------------------------------------------------
 
-    def put_request(
-        self,
-        request_id: str,
-        request: str | None,
-        ref: dict | None,
-        environment: Mapping[str, str],
-    ) -> None:
+    def put_request(self, request_id: str) -> None:
         """Record a PENDING request: the ``$default`` route accepts answers only for these.
 
-        The environment is stored without its credentials (they travel in the message only).
+        The item says whose request it is and nothing else: the event, the environment and
+        the credentials travel in the message only, and the item is deleted once answered
+        (:meth:`forget`), so nothing sensitive rests in a table others may read.
         """
         item: dict[str, Any] = {
             naming.A_REQUEST_ID: {"S": request_id},
             naming.A_SESSION_ID: {"S": self.config.session_id},
             naming.A_FUNCTION_NAME: {"S": self.config.function_name},
+            naming.A_OWNER: {"S": self.owner},
             naming.A_STATUS: {"S": naming.REQUEST_PENDING},
-            naming.A_ENVIRONMENT: {"S": json.dumps(naming.without_secrets(dict(environment)))},
             naming.A_TTL: {"N": str(int(time.time()) + limits.REQUEST_TTL_SECONDS)},
             naming.A_CREATED_AT: {"S": _iso_now()},
         }
-        if ref is not None:
-            item[naming.A_PAYLOAD_REF] = {"S": protocol.encode(ref)}
-        else:
-            item[naming.A_REQUEST] = {"S": request or ""}
         self.dynamodb.put_item(TableName=self.config.debugger_table, Item=item)
+
+    def forget(self, request_id: str, event_ref: dict[str, Any] | None) -> None:
+        """Delete what an answered (or expired) request left: its item and payload objects.
+
+        Run after the answer went to the Runtime API, off the caller's path.
+        """
+        self.dynamodb.delete_item(
+            TableName=self.config.debugger_table, Key={naming.A_REQUEST_ID: {"S": request_id}}
+        )
+        if not self.config.payload_bucket:
+            return
+        keys = [self.payload_key(request_id, "response")]
+        if event_ref is not None:
+            keys.append(event_ref["key"])
+        for key in keys:  # deleting a missing object succeeds
+            self.s3.delete_object(Bucket=self.config.payload_bucket, Key=key)
 
     def read_answer(self, request_id: str) -> Answer | None:
         """The answer to ``request_id``, or None while it is still pending."""
@@ -261,7 +286,7 @@ class Cloud:
                 f"{direction} of {len(body)} bytes needs the payload bucket, but "
                 f"{naming.ENV_PAYLOAD_BUCKET} is not set"
             )
-        key = naming.payload_key(self.config.session_id, request_id, direction)
+        key = self.payload_key(request_id, direction)
         self.s3.put_object(Bucket=self.config.payload_bucket, Key=key, Body=body)
         return {"bucket": self.config.payload_bucket, "key": key, "size": len(body)}
 
@@ -282,12 +307,12 @@ class Cloud:
         """Where the local tool may upload this request's result (None without a bucket)."""
         if not self.config.payload_bucket:
             return None
-        key = naming.payload_key(self.config.session_id, request_id, "response")
+        key = self.payload_key(request_id, "response")
         return {"bucket": self.config.payload_bucket, "key": key, "url": self.presign("put", key, seconds)}
 
     def get_payload(self, request_id: str, ref: Any) -> bytes:
         """Download an offloaded response; only this request's own response object is read."""
-        key = naming.payload_key(self.config.session_id, request_id, "response")
+        key = self.payload_key(request_id, "response")
         if not isinstance(ref, dict) or ref.get("bucket") != self.config.payload_bucket or ref.get("key") != key:
             raise PayloadError(f"response reference {ref!r} does not point to {key} in the payload bucket")
         found = self.s3.get_object(Bucket=ref["bucket"], Key=ref["key"])

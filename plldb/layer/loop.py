@@ -136,19 +136,21 @@ class Shim:
 
     def _debug(self, invocation: Invocation) -> bool:
         # The session read and the request write overlap: one DynamoDB round trip less per
-        # invocation. If the session turns out to be gone, the PENDING item written for
-        # nothing expires with its TTL (no answer can be accepted for it).
+        # invocation. If the session turns out to be gone, the item written for nothing is
+        # deleted like an answered one.
         reading = self._background.submit(self.cloud.read_session)
-        message, request, ref = self._message(invocation)
-        self.cloud.put_request(invocation.request_id, request, ref, self.environ)
+        message, ref = self._message(invocation)
+        self.cloud.put_request(invocation.request_id)
         session = reading.result()
         started = self.clock()
         over = self.over(session, started)
         if over:
+            self._background.submit(self._forget, invocation.request_id, ref)
             self.pass_through(invocation, over)
             return False
         self.cloud.reads = self.cloud.session_reads = 0
         answer = self._wait(invocation, session, protocol.encode(message).encode(), started)
+        self._background.submit(self._forget, invocation.request_id, ref)
         if isinstance(answer, str):
             self.pass_through(invocation, f"{answer} while waiting")
             return False
@@ -165,8 +167,15 @@ class Shim:
             self.api.post_response(invocation, answer.body or b"")
         return True
 
-    def _message(self, invocation: Invocation) -> tuple[dict[str, Any], str | None, dict | None]:
-        """The ``invocation`` message, plus the event as stored in the item (text or ref).
+    def _forget(self, request_id: str, event_ref: dict[str, Any] | None) -> None:
+        """Delete the request's item and payloads once answered (off the caller's path)."""
+        try:
+            self.cloud.forget(request_id, event_ref)
+        except Exception:  # noqa: BLE001 - the TTL and the bucket's lifecycle rule remain
+            log.exception("could not delete what request %s left behind", request_id)
+
+    def _message(self, invocation: Invocation) -> tuple[dict[str, Any], dict | None]:
+        """The ``invocation`` message, and the event's reference when it went to the bucket.
 
         The event travels inline when the whole message fits in one post to the connection
         (``POST_SIZE``: API Gateway's 32 KB frame quota applies to @connections), else
@@ -198,11 +207,11 @@ class Shim:
         if upload is not None:  # sent always: any result may turn out too large for a message
             message["result_upload"] = upload
         if len(protocol.encode(message).encode()) <= limits.POST_SIZE:
-            return message, event, None
+            return message, None
         ref = self.cloud.put_payload(invocation.request_id, "event", invocation.body)
         del message["event"]
         message["event_ref"] = {**ref, "url": self.cloud.presign("get", ref["key"], seconds)}
-        return message, None, ref
+        return message, ref
 
     def reachable(self, session: Session) -> bool:
         """ACTIVE on a connection that has not answered 410 Gone."""

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.harness import execution_egress
 from tests.harness.call_resources import derive
 
 ENV_RECORD_DIR = "PLLDB_CALL_RECORD_DIR"
@@ -85,7 +86,7 @@ def record_call(authorization: str, action: str, resource: str, request: str) ->
         if directory not in _emulator_recorders:
             path = Path(directory) / f"calls-{os.getpid()}.jsonl"
             _emulator_recorders[directory] = Recorder(path)
-    credential = _credential(authorization)
+    credential = credential_of(authorization)
     line = {
         "type": "call",
         "key": credential[0] if credential else "",
@@ -110,7 +111,7 @@ class Recorder:
 
     def record(self, handler: Any, moto_resource: str) -> None:
         """Everything moto is about to authorise; a failure to derive is itself recorded."""
-        credential = _credential(handler.headers.get("Authorization", ""))
+        credential = credential_of(handler.headers.get("Authorization", ""))
         key = credential[0] if credential else ""
         service = credential[3] if credential else "unsigned"
         request = f"{handler.method} {handler.path}"
@@ -118,7 +119,11 @@ class Recorder:
             principal = self._principal(handler, key)
             digest = self._policies(handler, principal)
             for action, resource, extra in derive(handler, service, moto_resource):
-                context = {**_global_context(handler, principal), **extra}
+                context = {
+                    **global_context(handler, principal),
+                    **execution_egress.condition_context(handler.headers, principal),
+                    **extra,
+                }
                 self.write(
                     {
                         "type": "call",
@@ -144,7 +149,7 @@ class Recorder:
         """The principal's identity policies as moto holds them now (roles change at attach)."""
         if principal["kind"] not in ("role", "user"):
             return None
-        documents = _moto_policies(handler, principal)
+        documents = moto_policies(handler, principal)
         text = json.dumps(documents, sort_keys=True)
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         self.write({"type": "policies", "digest": digest, "documents": documents})
@@ -161,7 +166,7 @@ class Recorder:
                 out.write(json.dumps({**line, "time": round(time.time(), 3)}) + "\n")
 
 
-def _credential(authorization: str) -> list[str] | None:
+def credential_of(authorization: str) -> list[str] | None:
     """SigV4's ``Credential=KEY/DATE/REGION/SERVICE/aws4_request`` as its parts."""
     match = re.search(r"Credential=([^,\s]+)", authorization)
     return match.group(1).split("/") if match else None
@@ -182,6 +187,7 @@ def identify(handler: Any, key: str) -> dict[str, Any]:
             "kind": "role",
             "arn": assumed.role_arn,
             "session_arn": assumed.arn,
+            "user_id": assumed.user_id,  # aws:userid: "<role id>:<session name>"
             **_stack_of_role(handler, assumed.role_arn.rsplit("/", 1)[-1]),
         }
     user = iam_backends[account][partition].get_user_from_access_key_id(key)
@@ -232,7 +238,7 @@ def _text(value: Any) -> Any:
     return value
 
 
-def _moto_policies(handler: Any, principal: dict[str, Any]) -> list[Any]:
+def moto_policies(handler: Any, principal: dict[str, Any]) -> list[Any]:
     from moto.iam.models import iam_backends
 
     backend = iam_backends[handler.current_account][handler.partition]
@@ -252,7 +258,7 @@ def _moto_policies(handler: Any, principal: dict[str, Any]) -> list[Any]:
     return [json.loads(d) if isinstance(d, str) else d for d in documents]
 
 
-def _global_context(handler: Any, principal: dict[str, Any]) -> dict[str, Any]:
+def global_context(handler: Any, principal: dict[str, Any]) -> dict[str, Any]:
     """The global condition keys the local cloud can know."""
     context = {
         "aws:PrincipalArn": principal["arn"],

@@ -79,6 +79,10 @@ def lambda_environment(
         "LAMBDA_TASK_ROOT": str(task_root),
         "LAMBDA_RUNTIME_DIR": str(FAKE_RUNTIME_DIR),
         "AWS_LAMBDA_RUNTIME_API": runtime_api,
+        # The Runtime API is local to the execution environment: never through an egress
+        # proxy (tests/harness/execution_egress.py), whatever HTTP_PROXY says.
+        "NO_PROXY": runtime_api,
+        "no_proxy": runtime_api,
         "_HANDLER": handler,
         "AWS_LAMBDA_FUNCTION_NAME": function_name,
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",

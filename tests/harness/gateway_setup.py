@@ -206,7 +206,6 @@ def put_pending_request(session_id: str, dynamodb: Any = None) -> str:
             naming.A_REQUEST_ID: {"S": request_id},
             naming.A_SESSION_ID: {"S": session_id},
             naming.A_STATUS: {"S": naming.REQUEST_PENDING},
-            naming.A_REQUEST: {"S": "{}"},
         },
     )
     return request_id

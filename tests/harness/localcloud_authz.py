@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import datetime
 import urllib.parse
+from types import SimpleNamespace
 from typing import Any
 
 from moto import settings
@@ -33,7 +34,7 @@ from moto.core.utils import utcnow
 from moto.iam import access_control
 from werkzeug.datastructures import Headers
 
-from tests.harness import call_resources
+from tests.harness import call_recorder, call_resources, execution_egress
 
 # AWS refuses a signature whose X-Amz-Date is further than this from its clock.
 SIGNATURE_SKEW = datetime.timedelta(minutes=15)
@@ -139,14 +140,36 @@ def _check(request: dict[str, Any]) -> str:
         signed.check_signature()
     except _RESTError as exc:
         raise Refused(SIGNATURE_MISMATCH, exc.message, principal) from exc
+    message = f"User: {principal} is not authorized to perform: {action} on resource: {resource}"
     try:
         signed.check_action_permitted(resource)
     except _RESTError as exc:
-        message = (
-            f"User: {principal} is not authorized to perform: {action} on resource: {resource}"
-        )
         raise Refused(ACCESS_DENIED, message, principal) from exc
+    if _breaks_conditions(headers, credential_key(headers), action, resource):
+        raise Refused(ACCESS_DENIED, message, principal)
     return principal
+
+
+def credential_key(headers: Headers) -> str:
+    """The access key id of a SigV4 ``Authorization`` header."""
+    credential = call_recorder.credential_of(headers.get("Authorization", ""))
+    return credential[0] if credential else ""
+
+
+def _breaks_conditions(headers: Headers, key: str, action: str, resource: str) -> bool:
+    """A function role's request held to its policies' conditions, as moto's own requests
+    are (execution_egress.refusal): moto's check above ignores them."""
+    where = SimpleNamespace(current_account=resource.split(":")[4], partition="aws",
+                            region=resource.split(":")[3])
+    principal = call_recorder.identify(where, key)
+    if principal["kind"] != "role":
+        return False
+    documents = execution_egress.as_documents(call_recorder.moto_policies(where, principal))
+    context = {
+        **call_recorder.global_context(where, principal),
+        **execution_egress.condition_context(headers, principal),
+    }
+    return execution_egress.refusal(principal, documents, [(action, resource, {})], context) is not None
 
 
 def _check_date(stamp: str) -> None:

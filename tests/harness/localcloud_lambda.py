@@ -56,11 +56,11 @@ import botocore.exceptions
 
 from tests.harness import container as containers
 from tests.harness import runtime_api
-from tests.harness.gateway import function_name
+from tests.harness.gateway import ACCOUNT_ID, function_name
 from tests.harness.http_relay import BusyHTTPServer, relay
 from tests.harness.localcloud_credentials import SESSION_SECONDS, RoleCredentials, fresh
 from tests.harness.localcloud_stacks import ContentStore
-from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
+from tests.harness.moto_server import FAKE_CREDENTIALS, REGION, MotoServer
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +240,7 @@ class Invoker:
             "AWS_ENDPOINT_URL_LAMBDA": lambda_url,
         }
         self._role_credentials = RoleCredentials(moto_url, role_session_seconds)
+        self._moto = MotoServer(port=urllib.parse.urlsplit(moto_url).port)
         self._pools: dict[str, FunctionPool] = {}
         self._layer_shas: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -300,9 +301,15 @@ class Invoker:
             self._code_dir(spec.code_sha256),
             layers,
             workdir,
-            {**self._extra_env, **credentials},
+            {**self._extra_env, **self._egress(spec.name), **credentials},
             credentials_expire=expires,
         )
+
+    def _egress(self, name: str) -> dict[str, str]:
+        """The execution environment reaches AWS through its function's egress proxy, as in
+        AWS, where its requests (and only those) carry lambda:SourceFunctionArn."""
+        proxy = self._moto.egress(f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}")
+        return {"HTTP_PROXY": proxy, "http_proxy": proxy}
 
     def _acquire(self, pool: FunctionPool, wait_s: float) -> Slot:
         """An environment whose role credentials outlast the invocation (else a new one).

@@ -33,6 +33,10 @@ What the launcher changes in moto, in its own process only:
   looks an access key up in the IAM backend of every partition on every request, and
   ``/moto-api/reset`` rebuilds each of them: parsing ~1,600 managed policies six times made
   a reset cost about a second of CPU, that a loaded machine stretched past ten seconds.
+* **Where a request comes from.** Each function's execution environment reaches AWS through
+  an egress proxy of its own (``POST /plldb-localcloud/egress``), so that its requests, and
+  only those, carry ``lambda:SourceFunctionArn``; requests of function roles are evaluated
+  with conditions and policy variables, which moto ignores (tests/harness/execution_egress.py).
 * **A hook for the call audit**: if ``tests.harness.call_recorder`` exists, its
   ``install()`` runs before the server starts.
 
@@ -56,7 +60,7 @@ from typing import Any
 
 from moto import settings
 from moto.core.authorization import ActionAuthenticatorMixin
-from moto.core.exceptions import JsonRESTError, _RESTError
+from moto.core.exceptions import AccessDeniedError, JsonRESTError, _RESTError
 from moto.core.utils import utcnow
 from moto.dynamodb.responses import DynamoHandler
 from moto.iam import access_control
@@ -67,13 +71,19 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
-from moto.s3.exceptions import S3ClientError
+from moto.s3.exceptions import S3AccessDeniedError, S3ClientError
 from moto.sts.models import STSBackend, sts_backends
 from moto.utilities.utils import get_partition
 from werkzeug.serving import run_simple
 from werkzeug.wrappers import Request, Response
 
-from tests.harness import localcloud_authz, moto_presigned
+from tests.harness import (
+    call_recorder,
+    call_resources,
+    execution_egress,
+    localcloud_authz,
+    moto_presigned,
+)
 
 CONTROL_PREFIX = "/plldb-localcloud/"
 DEFAULT_ACCOUNT = "123456789012"  # moto's
@@ -359,6 +369,46 @@ def _json_refusals(original: Callable[..., None]) -> Callable[..., None]:
     return authorize
 
 
+def _conditions_enforced(original: Callable[..., None]) -> Callable[..., None]:
+    """After moto's own check, a function role's request is also held to the conditions and
+    policy variables of its policies (execution_egress.refusal), as AWS holds it."""
+
+    @functools.wraps(original)
+    def authorize(self: Any, iam_request_cls: type, resource: str = "*") -> None:
+        original(self, iam_request_cls, resource)
+        if not localcloud_authz.enforcing():
+            return
+        why = function_role_refusal(self, resource)
+        if why is None:
+            return
+        if iam_request_cls is access_control.S3IAMRequest:
+            raise S3AccessDeniedError()
+        raise AccessDeniedError(user_arn=why[0], action=why[1])
+
+    return authorize
+
+
+def function_role_refusal(handler: Any, resource: str) -> tuple[str, str] | None:
+    """(principal ARN, refusal) when a function role's request breaks a condition."""
+    credential = call_recorder.credential_of(handler.headers.get("Authorization", ""))
+    if not credential:
+        return None
+    principal = call_recorder.identify(handler, credential[0])
+    if principal["kind"] != "role":
+        return None
+    documents = execution_egress.as_documents(call_recorder.moto_policies(handler, principal))
+    try:
+        calls = call_resources.derive(handler, credential[3], resource)
+    except (LookupError, ValueError):
+        return None
+    context = {
+        **call_recorder.global_context(handler, principal),
+        **execution_egress.condition_context(handler.headers, principal),
+    }
+    why = execution_egress.refusal(principal, documents, calls, context)
+    return (principal["session_arn"], why) if why else None
+
+
 def json_error_code(code: str) -> str:
     """AWS's JSON-protocol name for a query-protocol error code."""
     if code == "InvalidClientTokenId":
@@ -426,6 +476,9 @@ def patch_moto() -> None:
     STSBackend.assume_role = _capped_assume_role(STSBackend.assume_role)  # type: ignore[method-assign]
     localcloud_authz.install()
     mixin = ActionAuthenticatorMixin
+    mixin._authenticate_and_authorize_action = _conditions_enforced(  # type: ignore[method-assign]
+        mixin._authenticate_and_authorize_action
+    )
     mixin._authenticate_and_authorize_normal_action = _json_refusals(  # type: ignore[method-assign]
         mixin._authenticate_and_authorize_normal_action
     )
@@ -448,6 +501,8 @@ def control(path: str, body: dict[str, Any]) -> dict[str, Any]:
         }
     if path == "authorize":
         return localcloud_authz.authorize(body)
+    if path == "egress":
+        return {"proxy_url": execution_egress.proxy_url(body["function_arn"])}
     if path == "service-credentials":
         return issue_service_credentials(
             body["service"], body["role_arn"], body["session_name"], int(body["duration_seconds"])

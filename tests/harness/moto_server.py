@@ -123,6 +123,11 @@ class MotoServer:
         }
         return self._post("/plldb-localcloud/service-credentials", body)
 
+    def egress(self, function_arn: str) -> str:
+        """The HTTP proxy through which ``function_arn``'s execution environments reach AWS
+        (their requests carry ``lambda:SourceFunctionArn``: tests/harness/execution_egress.py)."""
+        return self._post("/plldb-localcloud/egress", {"function_arn": function_arn})["proxy_url"]
+
     def _post(self, path: str, body: dict | None) -> dict:
         data = json.dumps(body).encode() if body is not None else b""
         request = urllib.request.Request(f"{self.url}{path}", data=data, method="POST")
