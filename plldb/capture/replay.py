@@ -169,7 +169,7 @@ def test_captured_outcome(capture):
 '''
 
 
-def export_pytest(records: list[dict[str, Any]], target: Path, template: Path) -> Path:
+def export_pytest(captures: list[dict[str, Any]], target: Path, template: Path) -> Path:
     """Write ``target`` (a pytest module) and the captures beside it as ``<stem>.json``;
     returns the JSON file. The template is found relative to the module, so it can be committed."""
     if target.suffix != ".py":
@@ -177,8 +177,8 @@ def export_pytest(records: list[dict[str, Any]], target: Path, template: Path) -
     data = target.with_suffix(".json")
     target.parent.mkdir(parents=True, exist_ok=True)
     relative = _relative(Path(template).resolve(), target.parent.resolve())
-    data.write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    functions = ", ".join(sorted({r["function"] for r in records}))
+    data.write_text(json.dumps(captures, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    functions = ", ".join(sorted({r["function"] for r in captures}))
     target.write_text(TEST_MODULE.format(functions=functions, data=data.name, template=relative), encoding="utf-8")
     return data
 
