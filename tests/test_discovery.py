@@ -309,8 +309,9 @@ def test_python_version_mismatch_is_a_returned_warning(tmp_path: Path) -> None:
     found = discover(tmp_path / "template.yaml", python_version=(3, 11))
     assert found.warnings == [
         "function Hello: runtime python3.9 but plldb runs handlers on Python 3.11; version-specific "
-        "behaviour may differ. To match, run plldb under Python 3.9: pipx install --python python3.9 plldb "
-        "(or uv tool install --python 3.9 plldb)"
+        "behaviour may differ. plldb runs on Python 3.10 and newer, not 3.9; AWS blocks updates to "
+        "python3.9 functions since 2026-03-09: upgrade the function's runtime (to python3.13) and "
+        "test it with plldb"
     ]
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from plldb.project.function_code import (
+    ASSET_PATH,
     CFN_STACK,
     LAMBDA_FUNCTION,
     LAMBDA_LAYER,
@@ -28,7 +29,8 @@ from plldb.project.function_code import (
     handler_module_candidates,
     unique,
 )
-from plldb.project.model import Discovery, version_warnings
+from plldb.project.model import Discovery
+from plldb.project.python_version import version_warnings
 from plldb.project.sam import discover_document
 from plldb.project.templates import DiscoveryError
 
@@ -36,7 +38,6 @@ CDK_JSON = "cdk.json"
 CDK_OUT = "cdk.out"
 MANIFEST = "manifest.json"
 STACK_ARTIFACT = "aws:cloudformation:stack"
-ASSET_PATH = "aws:asset:path"
 SYNTH = "cdk synth"
 _NOT_SOURCE = {CDK_OUT, "node_modules", "__pycache__", "venv", "env", "site-packages"}
 

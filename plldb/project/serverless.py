@@ -19,7 +19,8 @@ from typing import Any
 import yaml
 
 from plldb.project.function_code import LAMBDA_FUNCTION
-from plldb.project.model import Discovery, version_warnings
+from plldb.project.model import Discovery
+from plldb.project.python_version import version_warnings
 from plldb.project.sam import discover_document
 from plldb.project.templates import DiscoveryError
 
