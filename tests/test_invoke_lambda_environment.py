@@ -166,3 +166,14 @@ def test_a_multi_stack_cdk_app_without_a_stack_asks_for_the_option_invoke_has(tm
     result = plldb(["invoke", "CleanupFunction"], app)
     assert_error(result, "several stacks", "pass --stack-name with one of them")
     assert "--stack-name" in plldb(["invoke", "--help"], app).stdout
+
+
+def test_a_missing_module_names_where_plldb_looked_and_the_build_command(tmp_path: Path) -> None:
+    """Deliver 4: the error stays Lambda's; a warning says where and how."""
+    root = project(tmp_path, "", {"src/app.py": "import faunadb\n\ndef handler(e, c):\n    return 1\n",
+                                  "src/requirements.txt": "faunadb\n"})
+    result = plldb(["invoke", "Orders", "--credentials", "none"], root)
+    assert json.loads(result.stdout)["errorMessage"] == "Unable to import module 'app': No module named 'faunadb'"
+    assert (f"warning: Orders: no module named 'faunadb' in {root.resolve() / 'src'} or plldb's own Python; install the "
+            "dependencies with `sam build` (it installs requirements.txt into .aws-sam/build/Orders), or "
+            "pip install it where plldb runs") in " ".join(result.stderr.split())

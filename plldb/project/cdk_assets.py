@@ -96,7 +96,9 @@ def run_from_source(function: LocalFunction, source: Path, asset: Path) -> Local
     extra = asset if bundled_extra(source, asset) else None
     package_dirs = unique((*function.package_dirs, extra)) if extra else function.package_dirs
     import_path = unique((source, *function.import_path[1:], *([extra] if extra else [])))
-    return replace(function, code_dir=source, import_path=import_path, package_dirs=package_dirs)
+    hint = f"`{SYNTH}` (a PythonFunction bundles requirements.txt into its asset)" \
+        if (source / "requirements.txt").is_file() else None
+    return replace(function, code_dir=source, import_path=import_path, package_dirs=package_dirs, build_hint=hint)
 
 
 def with_bundled_layers(function: LocalFunction, bundled: dict[Path, Path]) -> LocalFunction:

@@ -295,4 +295,6 @@ def _local_function(
         environment=variables,
         remote_layers=tuple(found.remote),
         layers=tuple(found.mappings),
+        build_hint=(f"`sam build` (it installs requirements.txt into {BUILD_DIR / logical_id})"
+                    if (code_dir / "requirements.txt").is_file() else None),
     )
