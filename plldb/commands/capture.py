@@ -45,7 +45,7 @@ def _debugpy_choice(use_debugpy: bool, host: str, port: int, wait: bool) -> debu
     return debuggers.DebugpyOptions(host, port, wait) if use_debugpy else None
 
 
-_TEMPLATE_OPTION = click.option(
+TEMPLATE_OPTION = click.option(
     "--template", type=click.Path(path_type=Path), default=Path("template.yaml"), show_default=True,
     help="SAM/CFN template of the project (also .aws-sam/build/template.yaml).",
 )
@@ -67,7 +67,7 @@ _RUN_OPTIONS = (
 
 
 def _run_flags(command: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed((_TEMPLATE_OPTION, *PROJECT_OPTIONS, _STACK_OPTION, *_RUN_OPTIONS)):
+    for option in reversed((TEMPLATE_OPTION, *PROJECT_OPTIONS, _STACK_OPTION, *_RUN_OPTIONS)):
         command = option(command)
     return _debugpy_flags(command)
 
@@ -147,7 +147,7 @@ def events_group() -> None:
 
 @events_group.command("list")
 @click.argument("function", required=False)
-@_TEMPLATE_OPTION
+@TEMPLATE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def events_list(function: str | None, template: Path, as_json: bool) -> None:
     """List captured invocations (of FUNCTION, a logical id), oldest first."""
@@ -171,7 +171,7 @@ def events_list(function: str | None, template: Path, as_json: bool) -> None:
 
 @events_group.command("show")
 @click.argument("capture_id", metavar="ID")
-@_TEMPLATE_OPTION
+@TEMPLATE_OPTION
 def events_show(capture_id: str, template: Path) -> None:
     """Print one captured invocation (the whole record, as JSON)."""
     import json
@@ -186,7 +186,7 @@ def events_show(capture_id: str, template: Path) -> None:
 @click.argument("capture_ids", metavar="ID...", nargs=-1, required=True)
 @click.option("--pytest", "target", type=click.Path(path_type=Path), required=True, metavar="FILE",
               help="The test module to write (the captures go beside it as FILE's name .json).")
-@_TEMPLATE_OPTION
+@TEMPLATE_OPTION
 def events_export(capture_ids: tuple[str, ...], target: Path, template: Path) -> None:
     """Write captured invocations as a pytest module that checks their outcome stays the same."""
     from plldb.capture import records, replay
