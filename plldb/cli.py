@@ -24,6 +24,7 @@ from plldb.commands import admin as admin_commands
 from plldb.commands import attach as attach_commands
 from plldb.commands import bootstrap as bootstrap_commands
 from plldb.commands import capture as capture_commands
+from plldb.commands import functions as functions_commands
 from plldb.commands.common import escape
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def main() -> None:
 
 for _command in (bootstrap_commands.bootstrap_group, attach_commands.attach_command,
                  admin_commands.detach_command, admin_commands.status_command,
-                 *capture_commands.COMMANDS):
+                 *capture_commands.COMMANDS, *functions_commands.COMMANDS):
     cli.add_command(_command)
 
 

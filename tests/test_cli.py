@@ -260,7 +260,7 @@ def attach_in(folder: Path, *args: str) -> Any:
 
 @pytest.mark.parametrize("packaged, expected", [
     (False, "Serverless service shop-api: "),  # no .serverless: nothing packaged yet
-    (True, "was packaged for another stage (function shop-api-dev-hello), not stage prod: "),
+    (True, "was packaged for stage dev (S3 key serverless/shop-api/dev/"),
 ])
 def test_attach_names_the_stage_to_package(tmp_path: Path, packaged: bool, expected: str) -> None:
     service = tmp_path / "service"
@@ -294,7 +294,8 @@ def prod_service(tmp_path: Path) -> Path:
     service = tmp_path / "service"
     shutil.copytree(FIXTURES / "serverless_service", service)
     template = service / ".serverless" / "cloudformation-template-update-stack.json"
-    template.write_text(template.read_text().replace("shop-api-dev-", "shop-api-prod-"))
+    text = template.read_text().replace("shop-api-dev-", "shop-api-prod-")
+    template.write_text(text.replace("/shop-api/dev/", "/shop-api/prod/"))
     return service
 
 

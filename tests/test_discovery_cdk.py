@@ -15,6 +15,7 @@ from plldb.project.templates import DiscoveryError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cdk_app"
 ORDERS_ASSET = "asset.c27576a4c7b98e4837873ff376508397e361cc06a243ed0eb216cb38cf0da632"
+PLAIN_ASSET = "asset.1e06eb72874d6808548f7645b0f55f25179ce73bff9b0daf25a804cfd99dacdf"
 GENERATED_ASSET = "asset.ef8e01943514691871b403582c9e35cf5faa89add2e9213dfdefd9eb5930b87d"
 pytestmark = pytest.mark.timeout(30)
 
@@ -97,7 +98,21 @@ def test_stale_cdk_out_warns_with_the_command(app: Path) -> None:
     os.utime(app / "lambda" / "index.py", (3_000_000, 3_000_000))
     warnings = discover(app).warnings
     assert f"{app / 'cdk.out'} is older than the source (lambda/index.py changed after the last synth): " \
-        "plldb may map functions to outdated templates; run `cdk synth`" in warnings
+        "plldb may map functions to outdated templates and run the copies in cdk.out; run `cdk synth`" in warnings
+
+
+def test_a_stale_cdk_out_is_named_first_as_the_cause(app: Path) -> None:
+    """Issue 22, bug 7: an edit after the synth, not a missing folder, is why the asset matches
+    no source; the advice is to synthesize again, not to set breakpoints in cdk.out."""
+    (app / "lambda" / "index.py").write_text("def handler(event, context):\n    return 'edited'\n")
+    os.utime(app / "lambda" / "index.py", (3_000_000, 3_000_000))
+    first, second = discover(app).warnings[:2]
+    assert first.startswith(f"{app / 'cdk.out'} is older than the source (lambda/index.py changed")
+    assert second == (
+        f"PlainFunction82E70C5A: its code in cdk.out/{PLAIN_ASSET} matches no folder of {app}, most likely "
+        "because the source changed after the last synth: run `cdk synth` (until then plldb runs "
+        f"cdk.out/{PLAIN_ASSET}, and breakpoints set in the source do not bind)"
+    )
 
 
 def test_fresh_cdk_out_has_no_stale_warning(app: Path) -> None:

@@ -109,8 +109,8 @@ def test_invoke_error_in_lambda_format_exits_1(shop: Path) -> None:
 
 def test_invoke_unknown_function_lists_the_template_s_functions() -> None:
     result = plldb(["invoke", "NoSuchFunction"], TEST_STACK)
-    assert_error(result, "no function 'NoSuchFunction' in template.yaml",
-                 "EchoFunction, HelloFunction", "--template")
+    assert_error(result, "no function 'NoSuchFunction' in the SAM/CloudFormation template (read template.yaml, samconfig.toml)",
+                 "Python functions there: EchoFunction, HelloFunction", "--template")
 
 
 @pytest.mark.parametrize("event, message", [

@@ -135,7 +135,8 @@ def test_replay_of_a_function_no_longer_in_the_template(shop: Path, captured: tu
     [path] = (shop / ".plldb" / "captures" / "ShopFunction").glob(f"*-{order['id'][:8]}.json")
     path.write_text(json.dumps({**order, "function": "GoneFunction"}))
     assert_error(plldb(["replay", order["id"][:8]], shop),
-                 "no function 'GoneFunction' in template.yaml (Python functions there: ShopFunction)")
+                 "no function 'GoneFunction' in the SAM/CloudFormation template (read template.yaml); "
+                 "Python functions there: ShopFunction")
     assert_error(plldb(["replay", "--all", "GoneFunction"], shop), "no function 'GoneFunction'")
 
 

@@ -26,6 +26,7 @@ RUNTIME_PYTHON = "python3.12"
 pytestmark = pytest.mark.timeout(PACKAGE_SECONDS + 60)
 
 INSTALL = "npm install -g serverless@3 serverless-python-requirements"
+PLUGIN = "serverless-python-requirements"
 
 
 def missing_serverless() -> str | None:
@@ -44,6 +45,23 @@ def missing_serverless() -> str | None:
             f"`serverless` on PATH is not v3 (v4 needs an account login): `{INSTALL}`; it said: "
             f"{(version.stdout + version.stderr).strip()[:200]}"
         )
+    if plugin_folder() is None:
+        return (f"the fixture's plugin {PLUGIN} is not installed next to `serverless` "
+                f"({framework_modules()}): `npm install -g {PLUGIN}`")
+    return None
+
+
+def framework_modules() -> Path:
+    """The node_modules folder the Framework on PATH is installed in (where a global install
+    puts plugins too): ``.../node_modules/serverless/bin/serverless.js``."""
+    return Path(os.path.realpath(shutil.which("serverless") or "")).parents[2]
+
+
+def plugin_folder() -> Path | None:
+    """The plugin, where the Framework finds it: the fixture's own node_modules, or beside it."""
+    for modules in (FIXTURE / "node_modules", framework_modules()):
+        if (modules / PLUGIN / "package.json").is_file():
+            return modules / PLUGIN
     return None
 
 
@@ -64,23 +82,35 @@ def runtime_python_path(tmp_path: Path) -> str:
     """PATH with a ``python3.12``: the real one, else one standing for this machine's python3
     (the fixture's only requirement, requests, is pure Python)."""
     path = os.environ.get("PATH", "")
-    if shutil.which(RUNTIME_PYTHON) is not None:
+    if runs_pip(shutil.which(RUNTIME_PYTHON)):
         return path
     python = shutil.which("python3")
-    if python is None:
+    if not runs_pip(python):
         pytest.skip(
-            f"real `serverless package` not run: neither {RUNTIME_PYTHON} nor python3 is on PATH"
+            f"real `serverless package` not run: neither {RUNTIME_PYTHON} nor python3 on PATH runs "
+            f"pip (the plugin installs requirements.txt with it): install Python {RUNTIME_PYTHON[6:]} with pip"
         )
     shim = tmp_path / "bin"
     shim.mkdir()
-    (shim / RUNTIME_PYTHON).symlink_to(python)
+    # the interpreter itself: a pyenv shim linked under another name would run that name
+    real = subprocess.run([python, "-c", "import sys; print(sys.executable)"], capture_output=True,
+                          text=True, timeout=60).stdout.strip()
+    (shim / RUNTIME_PYTHON).symlink_to(real)
     return f"{shim}{os.pathsep}{path}"
 
 
+def runs_pip(python: str | None) -> bool:
+    """Whether ``python`` runs, with pip (a pyenv shim for a version not selected does not)."""
+    if python is None:
+        return False
+    return subprocess.run([python, "-m", "pip", "--version"], capture_output=True, timeout=60).returncode == 0
+
+
 def folders(discovery: Discovery, service: Path) -> dict[str, tuple[str, ...]]:
-    """Each function's import path relative to the service folder."""
+    """Each function's import path relative to the service folder, without the folders the
+    plugin installs requirements into (the committed fixture leaves them out)."""
     return {
-        k: tuple(p.relative_to(service).as_posix() for p in f.import_path)
+        k: tuple(p.relative_to(service).as_posix() for p in f.import_path if p not in f.package_dirs)
         for k, f in discovery.functions.items()
     }
 
@@ -112,5 +142,8 @@ def test_real_package_maps_the_functions_like_the_committed_template(tmp_path: P
     assert {k: f.handler for k, f in fresh.functions.items()} == {
         k: f.handler for k, f in committed.functions.items()
     }
+    orders = fresh.functions["OrdersUnderscoresyncLambdaFunction"]
+    assert orders.package_dirs == (service / ".serverless" / "orders_module" / "requirements",)
+    assert (orders.package_dirs[0] / "requests").is_dir(), "the plugin installed requirements.txt there"
     assert fresh.stack_name == committed.stack_name == "shop-api-dev"
     assert [p.name for p in fresh.files_read] == [p.name for p in committed.files_read]

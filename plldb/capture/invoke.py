@@ -21,17 +21,26 @@ from pathlib import Path
 from typing import Any
 
 from plldb import console, runner
+from plldb.capture.deployed import NotDeployed
+from plldb.capture.lambda_environment import (
+    DEFAULT_REGION,
+    Deployed,
+    Region,
+    dropped_warning,
+    function_arn,
+    reserved_variables,
+    template_variables,
+)
 from plldb.local import debuggers, lambda_logging
 from plldb.local.executor import CREDENTIALS_FUNCTION, CREDENTIALS_LOCAL, Executor
 from plldb.project.discovery import discover
-from plldb.project.model import LocalFunction
+from plldb.project.model import Discovery, LocalFunction
+from plldb.project.names import FunctionNotFound, function_named, project_description
 
 CREDENTIALS_NONE = "none"
 INVOKE_CREDENTIALS = (CREDENTIALS_LOCAL, CREDENTIALS_NONE)
 DEFAULT_TIMEOUT_SECONDS = 3  # Lambda's default when the template sets none
 DEBUGGER_TIMEOUT_SECONDS = 900  # under a debugger, time to look around at a breakpoint
-LOCAL_ACCOUNT = "123456789012"
-LOCAL_REGION = "us-east-1"
 # With --credentials none, boto3 in the handler finds nothing: no variables, no files, no IMDS.
 NO_CREDENTIALS_ENV = {
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
@@ -58,26 +67,65 @@ class InvocationFields:
     environment: dict[str, str] = field(default_factory=dict)  # over the template's
 
 
-def find_function(template: Path, logical_id: str, warn: Callable[[str], None] | None = None, *,
-                  stage: str | None = None, cdk_out: Path | None = None) -> LocalFunction:
-    """The function ``logical_id`` of ``template``, or an error listing the ones there are;
-    ``warn`` gets what discovery warns about (as attach shows it: a build copy run, a Python
-    version other than the template's). ``stage`` and ``cdk_out`` are attach's --stage
-    (Serverless) and --cdk-out (CDK)."""
-    discovery = discover(template, stage=stage, cdk_out=cdk_out)
+def find_function(template: Path, name: str, warn: Callable[[str], None] | None = None, *,
+                  stage: str | None = None, cdk_out: Path | None = None,
+                  stack_name: str | None = None) -> LocalFunction:
+    """The function ``name`` of the project (its logical id, physical name, serverless.yml key
+    or CDK construct path or id), or an error listing the ones there are; ``warn`` gets what
+    discovery warns about (as attach shows it). ``stage``, ``cdk_out`` and ``stack_name`` are
+    attach's --stage (Serverless), --cdk-out and --stack-name (which CDK stack)."""
+    return find_in_project(template, name, warn, stage=stage, cdk_out=cdk_out, stack_name=stack_name)[0]
+
+
+def find_in_project(template: Path, name: str, warn: Callable[[str], None] | None = None, *,
+                    stage: str | None = None, cdk_out: Path | None = None,
+                    stack_name: str | None = None) -> tuple[LocalFunction, Discovery]:
+    """:func:`find_function`, with the project read (for its stack name)."""
+    discovery = discover(template, stage=stage, cdk_out=cdk_out, stack_name=stack_name)
+    try:
+        logical_id = function_named(discovery, name)
+    except FunctionNotFound as exc:
+        raise InvokeError(str(exc)) from None
     function = discovery.functions.get(logical_id)
     if function is not None:
         for warning in discovery.warnings if warn else ():
             warn(warning)
-        return function
-    why = discovery.skipped.get(logical_id)
-    if why:
-        raise InvokeError(f"function {logical_id} of {template} cannot run locally: {why}")
-    known = ", ".join(sorted(discovery.functions)) or "none"
+        return function, discovery
     raise InvokeError(
-        f"no function {logical_id!r} in {template} (Python functions there: {known}): "
-        "give a logical id from the template, or pass --template"
+        f"function {logical_id} of {project_description(discovery)} cannot run locally: "
+        f"{discovery.skipped[logical_id]}"
     )
+
+
+@dataclass
+class RunSetting:
+    """Where the function is told it runs: the region, and the deployed function when read."""
+
+    region: Region = field(default_factory=lambda: Region(DEFAULT_REGION))
+    deployed: Deployed | None = None
+
+
+def run_setting(function: LocalFunction, region: Region, stack_name: str | None, explicit: bool,
+                reader: Callable[[str, str], Deployed], warn: Callable[[str], None]) -> RunSetting:
+    """The region, and the deployed function when it is worth reading: when --stack-name was
+    given (``explicit``), or when template variables need the deployed stack. What cannot be
+    known is warned about: the region guessed, the variables dropped."""
+    if region.note:
+        warn(region.note)
+    _, dropped = template_variables(function)
+    deployed, why = None, None
+    if stack_name and (explicit or dropped):
+        try:
+            deployed = reader(stack_name, function.logical_id)
+        except NotDeployed as exc:
+            why = str(exc)
+            if explicit and not dropped:
+                warn(f"{function.logical_id}: the deployed function was not read ({why}): running with "
+                     "the template's values")
+    still = template_variables(function, deployed)[1]
+    if still:
+        warn(dropped_warning(function, still, why if stack_name else "no stack name: pass --stack-name"))
+    return RunSetting(region, deployed)
 
 
 def read_event(source: str | None) -> str:
@@ -107,23 +155,16 @@ def read_event(source: str | None) -> str:
     return text
 
 
-def local_arn(function: LocalFunction) -> str:
-    """The ARN a context shows when none was captured: the function's name in a local account."""
-    name = function.physical_name or function.logical_id.replace("/", "-")
-    return f"arn:aws:lambda:{LOCAL_REGION}:{LOCAL_ACCOUNT}:function:{name}"
-
-
-def template_environment(function: LocalFunction) -> dict[str, str]:
-    """The template's variables that have a value here (a !Ref to a resource has none)."""
-    return {k: str(v) for k, v in function.environment.items() if isinstance(v, (str, int, float, bool))}
-
-
 def build_invocation(function: LocalFunction, fields: InvocationFields, credentials: str,
-                     timeout: int | None) -> dict[str, Any]:
-    """The invocation message for the executor (the shape the shim sends attach)."""
+                     timeout: int | None, setting: RunSetting | None = None) -> dict[str, Any]:
+    """The invocation message for the executor (the shape the shim sends attach), with what
+    Lambda sets: the function's variables, the reserved ones, the context's fields."""
+    setting = setting or RunSetting()
+    region = setting.region.name
     seconds = timeout or function.timeout or DEFAULT_TIMEOUT_SECONDS
     left_ms = fields.deadline_left_ms if fields.deadline_left_ms and not timeout else seconds * 1000
-    environment = {**template_environment(function), **fields.environment}
+    variables, _ = template_variables(function, setting.deployed)
+    environment = {**variables, **reserved_variables(function, region, setting.deployed), **fields.environment}
     if credentials == CREDENTIALS_NONE:
         environment.update(NO_CREDENTIALS_ENV)
     return {
@@ -131,7 +172,7 @@ def build_invocation(function: LocalFunction, fields: InvocationFields, credenti
         "function_name": function.logical_id,
         "event": fields.event,
         "deadline_ms": int(time.time() * 1000) + int(left_ms),
-        "invoked_function_arn": fields.invoked_function_arn or local_arn(function),
+        "invoked_function_arn": fields.invoked_function_arn or function_arn(function, region, setting.deployed),
         "client_context": fields.client_context,
         "cognito_identity": fields.cognito_identity,
         "tenant_id": fields.tenant_id,
@@ -152,7 +193,8 @@ def function_output_stderr(function: str, line: str) -> None:
 
 def run_invocation(function: LocalFunction, fields: InvocationFields, credentials: str = CREDENTIALS_LOCAL,
                    timeout: int | None = None,
-                   output: lambda_logging.Output = function_output_stderr) -> tuple[runner.Outcome, float]:
+                   output: lambda_logging.Output = function_output_stderr,
+                   setting: RunSetting | None = None) -> tuple[runner.Outcome, float]:
     """Run one invocation through the executor; returns the outcome and its duration (s).
 
     ``credentials`` ``local`` gives the handler your profile's credentials, ``none`` none at
@@ -161,7 +203,7 @@ def run_invocation(function: LocalFunction, fields: InvocationFields, credential
     if credentials not in INVOKE_CREDENTIALS:
         raise InvokeError(f"--credentials must be one of {', '.join(INVOKE_CREDENTIALS)}, not {credentials!r}")
     mode = CREDENTIALS_LOCAL if credentials == CREDENTIALS_LOCAL else CREDENTIALS_FUNCTION
-    invocation = build_invocation(function, fields, credentials, timeout)
+    invocation = build_invocation(function, fields, credentials, timeout, setting)
     executor = Executor({function.logical_id: function}, credentials=mode, max_workers=1, output=output)
     answered = threading.Event()
     outcomes: list[runner.Outcome] = []

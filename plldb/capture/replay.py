@@ -19,7 +19,13 @@ from typing import Any
 
 from plldb import runner
 from plldb.capture import records
-from plldb.capture.invoke import CREDENTIALS_LOCAL, InvocationFields, find_function, run_invocation
+from plldb.capture.invoke import (
+    CREDENTIALS_LOCAL,
+    InvocationFields,
+    RunSetting,
+    find_function,
+    run_invocation,
+)
 from plldb.naming import SECRET_ENV_VARS
 
 COMPARED_ERROR_KEYS = ("errorType", "errorMessage")
@@ -39,14 +45,16 @@ class Replayed:
 
 
 def chosen(template: Path, capture_id: str | None, all_of: str | None, *,
-           stage: str | None = None, cdk_out: Path | None = None) -> list[dict[str, Any]]:
-    """The capture ``capture_id``, or every capture of the function ``all_of`` (which must be
-    in the template, and have captures); ``stage``/``cdk_out`` as for :func:`find_function`."""
+           stage: str | None = None, cdk_out: Path | None = None,
+           stack_name: str | None = None) -> list[dict[str, Any]]:
+    """The capture ``capture_id``, or every capture of the function ``all_of`` (any of its
+    names; it must be in the project, and have captures); ``stage``/``cdk_out``/``stack_name``
+    as for :func:`find_function`."""
     folder = records.capture_dir(template)
     if capture_id:
         return [records.find_record(folder, capture_id)]
-    find_function(template, all_of or "", stage=stage, cdk_out=cdk_out)
-    kept = records.load_records(folder, all_of)
+    function = find_function(template, all_of or "", stage=stage, cdk_out=cdk_out, stack_name=stack_name)
+    kept = records.load_records(folder, function.logical_id)
     if not kept:
         raise records.CaptureError(f"no captured invocation of {all_of} in {folder}: plldb attach captures them")
     return kept
@@ -101,11 +109,13 @@ def _lines(value: dict[str, Any]) -> list[str]:
 
 
 def replay(record: dict[str, Any], template: Path, credentials: str = CREDENTIALS_LOCAL,
-           timeout: int | None = None, *, stage: str | None = None, cdk_out: Path | None = None) -> Replayed:
-    """Run ``record`` again with the function as it is in ``template`` now (``stage``/``cdk_out``
-    as for :func:`find_function`)."""
-    function = find_function(template, record["function"], stage=stage, cdk_out=cdk_out)
-    outcome, seconds = run_invocation(function, fields_of(record), credentials, timeout)
+           timeout: int | None = None, *, stage: str | None = None, cdk_out: Path | None = None,
+           stack_name: str | None = None, setting: RunSetting | None = None) -> Replayed:
+    """Run ``record`` again with the function as it is in ``template`` now (``stage``/``cdk_out``/
+    ``stack_name`` as for :func:`find_function`); the captured environment, reserved variables
+    included, is the function's, over ``setting``'s defaults."""
+    function = find_function(template, record["function"], stage=stage, cdk_out=cdk_out, stack_name=stack_name)
+    outcome, seconds = run_invocation(function, fields_of(record), credentials, timeout, setting=setting)
     return Replayed(
         record=record,
         outcome=outcome,
@@ -169,7 +179,7 @@ def test_captured_outcome(capture):
 '''
 
 
-def export_pytest(chosen: list[dict[str, Any]], target: Path, template: Path) -> Path:
+def export_pytest(captures: list[dict[str, Any]], target: Path, template: Path) -> Path:
     """Write ``target`` (a pytest module) and the captures beside it as ``<stem>.json``;
     returns the JSON file. The template is found relative to the module, so it can be committed."""
     if target.suffix != ".py":
@@ -177,8 +187,8 @@ def export_pytest(chosen: list[dict[str, Any]], target: Path, template: Path) ->
     data = target.with_suffix(".json")
     target.parent.mkdir(parents=True, exist_ok=True)
     relative = _relative(Path(template).resolve(), target.parent.resolve())
-    data.write_text(json.dumps(chosen, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    functions = ", ".join(sorted({r["function"] for r in chosen}))
+    data.write_text(json.dumps(captures, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    functions = ", ".join(sorted({r["function"] for r in captures}))
     target.write_text(TEST_MODULE.format(functions=functions, data=data.name, template=relative), encoding="utf-8")
     return data
 

@@ -45,7 +45,7 @@ def _debugpy_choice(use_debugpy: bool, host: str, port: int, wait: bool) -> debu
     return debuggers.DebugpyOptions(host, port, wait) if use_debugpy else None
 
 
-_TEMPLATE_OPTION = click.option(
+TEMPLATE_OPTION = click.option(
     "--template", type=click.Path(path_type=Path), default=Path("template.yaml"), show_default=True,
     help="SAM/CFN template of the project (also .aws-sam/build/template.yaml).",
 )
@@ -55,6 +55,9 @@ PROJECT_OPTIONS = (
                  help="A CDK app's synthesized folder (cdk synth --output; default cdk.out)."),
     click.option("--stage", help="Serverless Framework stage (default: provider.stage, else dev)."),
 )
+_STACK_OPTION = click.option(
+    "--stack-name", help="Which stack of a multi-stack CDK app; and the deployed stack whose function "
+    "gives the values of variables the template cannot (default: the project's stack).")
 _RUN_OPTIONS = (
     click.option("--credentials", type=click.Choice(["local", "none"]), default="local",
                  show_default=True, help="Your local profile's credentials, or none at all."),
@@ -64,7 +67,7 @@ _RUN_OPTIONS = (
 
 
 def _run_flags(command: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed((_TEMPLATE_OPTION, *PROJECT_OPTIONS, *_RUN_OPTIONS)):
+    for option in reversed((TEMPLATE_OPTION, *PROJECT_OPTIONS, _STACK_OPTION, *_RUN_OPTIONS)):
         command = option(command)
     return _debugpy_flags(command)
 
@@ -106,16 +109,24 @@ def add_capture_options(command: click.Command) -> None:
 @click.option("--event", metavar="FILE|-|JSON", help="The event: a JSON file, - for stdin, or JSON text (default {}).")
 @_run_flags
 def invoke_command(function: str, event: str | None, template: Path, cdk_out: Path | None, stage: str | None,
-                   credentials: str, timeout: int | None, use_debugpy: bool, debugpy_host: str,
-                   debugpy_port: int, wait_for_client: bool) -> None:
-    """Run one function of the local template here, once; print its result (exit 0) or error (exit 1)."""
-    from plldb.capture import invoke
+                   stack_name: str | None, credentials: str, timeout: int | None, use_debugpy: bool,
+                   debugpy_host: str, debugpy_port: int, wait_for_client: bool) -> None:
+    """Run one function of the local project here, once; print its result (exit 0) or error (exit 1).
+
+    FUNCTION is any of its names: logical id, physical name, serverless.yml key, CDK construct
+    path or id (`plldb functions` lists them)."""
+    from plldb.capture import deployed, invoke
 
     debugpy = _debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client)
-    local = invoke.find_function(template, function, _warn, stage=stage, cdk_out=cdk_out)
+    local, project = invoke.find_in_project(template, function, _warn, stage=stage, cdk_out=cdk_out,
+                                            stack_name=stack_name)
     fields = invoke.InvocationFields(event=invoke.read_event(event))
+    profile, region = _region()
+    setting = invoke.run_setting(local, region, stack_name or project.stack_name, bool(stack_name),
+                                 deployed.deployed_reader(profile, region.name), _warn)
     invoke.start_debugger(debugpy)
-    outcome, _ = invoke.run_invocation(local, fields, credentials, invoke.time_allowed(timeout, bool(debugpy)))
+    outcome, _ = invoke.run_invocation(local, fields, credentials, invoke.time_allowed(timeout, bool(debugpy)),
+                                       setting=setting)
     click.echo(invoke.outcome_text(outcome))
     raise click.exceptions.Exit(0 if outcome.ok else 1)
 
@@ -136,7 +147,7 @@ def events_group() -> None:
 
 @events_group.command("list")
 @click.argument("function", required=False)
-@_TEMPLATE_OPTION
+@TEMPLATE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def events_list(function: str | None, template: Path, as_json: bool) -> None:
     """List captured invocations (of FUNCTION, a logical id), oldest first."""
@@ -160,7 +171,7 @@ def events_list(function: str | None, template: Path, as_json: bool) -> None:
 
 @events_group.command("show")
 @click.argument("capture_id", metavar="ID")
-@_TEMPLATE_OPTION
+@TEMPLATE_OPTION
 def events_show(capture_id: str, template: Path) -> None:
     """Print one captured invocation (the whole record, as JSON)."""
     import json
@@ -175,7 +186,7 @@ def events_show(capture_id: str, template: Path) -> None:
 @click.argument("capture_ids", metavar="ID...", nargs=-1, required=True)
 @click.option("--pytest", "target", type=click.Path(path_type=Path), required=True, metavar="FILE",
               help="The test module to write (the captures go beside it as FILE's name .json).")
-@_TEMPLATE_OPTION
+@TEMPLATE_OPTION
 def events_export(capture_ids: tuple[str, ...], target: Path, template: Path) -> None:
     """Write captured invocations as a pytest module that checks their outcome stays the same."""
     from plldb.capture import records, replay
@@ -192,8 +203,9 @@ def events_export(capture_ids: tuple[str, ...], target: Path, template: Path) ->
 @click.option("--edit", is_flag=True, help="Open the event in $EDITOR first, and replay what you save.")
 @_run_flags
 def replay_command(capture_id: str | None, all_of: str | None, edit: bool, template: Path,
-                   cdk_out: Path | None, stage: str | None, credentials: str, timeout: int | None,
-                   use_debugpy: bool, debugpy_host: str, debugpy_port: int, wait_for_client: bool) -> None:
+                   cdk_out: Path | None, stage: str | None, stack_name: str | None, credentials: str,
+                   timeout: int | None, use_debugpy: bool, debugpy_host: str, debugpy_port: int,
+                   wait_for_client: bool) -> None:
     """Run a captured invocation again and show whether its outcome changed (exit 1 if so)."""
     from plldb.capture import invoke, replay
 
@@ -202,14 +214,16 @@ def replay_command(capture_id: str | None, all_of: str | None, edit: bool, templ
     debugpy = _debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client)
     if edit and all_of:
         raise click.UsageError("--edit replays one capture: give its ID, not --all")
-    chosen = replay.chosen(template, capture_id, all_of, stage=stage, cdk_out=cdk_out)
+    chosen = replay.chosen(template, capture_id, all_of, stage=stage, cdk_out=cdk_out, stack_name=stack_name)
     if edit:
         chosen = [_edited(chosen[0])]
     for name in sorted({name for record in chosen for name in replay.not_replayed(record)}):
         console.warn(f"{escape(name)} was not captured (secret): the handler gets your local value, if any")
     invoke.start_debugger(debugpy)
     allowed = invoke.time_allowed(timeout, bool(debugpy))
-    results = [replay.replay(r, template, credentials, allowed, stage=stage, cdk_out=cdk_out) for r in chosen]
+    setting = invoke.RunSetting(_region()[1])
+    results = [replay.replay(r, template, credentials, allowed, stage=stage, cdk_out=cdk_out,
+                             stack_name=stack_name, setting=setting) for r in chosen]
     for result in results:
         _print_replayed(result)
     if all_of:
@@ -219,6 +233,15 @@ def replay_command(capture_id: str | None, all_of: str | None, edit: bool, templ
 
 def _warn(text: str) -> None:
     console.warn(escape(text))
+
+
+def _region() -> tuple[str | None, Any]:
+    """--profile, and the region the function runs in (--region, else the profile's, else a
+    default with a note; a :class:`plldb.capture.lambda_environment.Region`)."""
+    from plldb.capture.lambda_environment import local_region
+
+    settings = click.get_current_context().find_root().obj or {}
+    return settings.get("profile"), local_region(settings.get("profile"), settings.get("region"))
 
 
 def _edited(record: dict[str, Any]) -> dict[str, Any]:

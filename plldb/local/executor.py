@@ -106,6 +106,9 @@ class FunctionRuntime:
                 except runner.HandlerLoadError as fault:
                     fault.error = without_plldb_frames(fault.error)
                     output.log_error(fault.error, init=True)
+                    missing = getattr(fault.__cause__, "name", None)
+                    if isinstance(fault.__cause__, ModuleNotFoundError) and missing:
+                        console.warn(missing_module_hint(self.function, missing))
                     raise
             return self._handler
 
@@ -325,6 +328,16 @@ def layer_site_packages(function: LocalFunction) -> list[Path]:
                 found.append(site)
                 break
     return found
+
+
+def missing_module_hint(function: LocalFunction, module: str) -> str:
+    """Where plldb looked for a module the handler's code imports, and how to get it there
+    (the error itself stays the runtime's)."""
+    looked = ", ".join(str(p) for p in function.import_path)  # whole: the working folder is the code's
+    install = (f"install the dependencies with {function.build_hint}" if function.build_hint else
+               "install it into the code folder or a layer (pip install -r requirements.txt -t FOLDER)")
+    return (f"{function.logical_id}: no module named '{module}' in {looked} or plldb's own Python; "
+            f"{install}, or pip install it where plldb runs")
 
 
 def answer_deadline(deadline: float, now: float) -> float:

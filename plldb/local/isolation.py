@@ -37,7 +37,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from plldb.local import binding, public_names
+from plldb.local import binding, meta_importers, public_names
 
 ROOT_PREFIX = "_plldb_"
 
@@ -126,12 +126,20 @@ class FunctionNamespace:
         self._ensure_root()
         top = name.partition(".")[0]
         if not top or not self.provides(top):  # as in Lambda: "" is a ValueError, json the stdlib's
+            self.refuse_other_functions(top)
             with self.active():
                 return _original_import_module(name)
         try:
             return _original_import_module(f"{self.root}.{name}")
         except ImportError as exc:
             raise self.public_error(exc) from exc.__cause__
+
+    def refuse_other_functions(self, top: str) -> None:
+        """``top`` is not in this function's folders: if only another function's folders hold
+        it (its Lambda name is listed for lookups by name), this function cannot import it,
+        as in Lambda, where the other function's layer is not in its process."""
+        if isinstance(sys.modules.get(top), public_names.PublicModule):
+            raise ModuleNotFoundError(f"No module named '{top}'", name=top)
 
     def public_name(self, name: str) -> str:
         """``_plldb_Fn.pkg.mod`` -> ``pkg.mod`` (other names unchanged)."""
@@ -201,10 +209,13 @@ class FunctionNamespace:
         """``import name`` / ``from name import ...`` executed by one of this function's modules."""
         top = name.partition(".")[0]
         if level == 0 and (top == self.root or not self.provides(top)):
+            self.refuse_other_functions(top)
             with self.active():
                 return _original_import(name, globals_, locals_, fromlist, 0)
         if level == 0:
             private = f"{self.root}.{name}"
+        elif globals_.get("__package__") == self.root:  # a top-level module: Lambda's has no package
+            raise ImportError("attempted relative import with no known parent package")
         else:
             private = importlib.util.resolve_name("." * level + name, globals_.get("__package__"))
         try:
@@ -261,12 +272,11 @@ def _bound_namespace() -> FunctionNamespace | None:
 
 
 def _public_module(name: str) -> ModuleType | None:
-    """The module a Lambda name stands for: that of the function bound to this thread, else
-    of the only function that has loaded one."""
+    """The module a Lambda name stands for: that of the function bound to this thread; on a
+    thread bound to none, that of the only function that has loaded one."""
     namespace = _bound_namespace()
-    module = sys.modules.get(namespace.module_name(name)) if namespace is not None else None
-    if module is not None:
-        return module
+    if namespace is not None:  # never another function's module, for a thread bound to one
+        return sys.modules.get(namespace.module_name(name))
     found = [m for ns in list(_namespaces.values()) if (m := sys.modules.get(ns.module_name(name))) is not None]
     return found[0] if len(found) == 1 else None
 
@@ -346,7 +356,12 @@ class _NamespaceFinder:
     def find_spec(fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         root = fullname.partition(".")[0]
         namespace = _namespaces.get(root) if root != fullname else None
-        return namespace.find_spec(fullname, path) if namespace else None
+        if namespace is None:
+            return None
+        spec = namespace.find_spec(fullname, path)
+        if spec is None:  # six.moves & co: a meta-path importer the function's own code installed
+            spec = meta_importers.foreign_spec(namespace.source_dirs, fullname, namespace.public_name(fullname), path)
+        return spec
 
     @staticmethod
     def invalidate_caches() -> None:

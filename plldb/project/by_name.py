@@ -17,7 +17,8 @@ from typing import Any
 
 from plldb.cloud.aws import AwsContext, error_code
 from plldb.project.function_code import NotLocal, check_handler_file
-from plldb.project.model import Discovery, LocalFunction, version_warnings
+from plldb.project.model import Discovery, LocalFunction
+from plldb.project.python_version import version_warnings
 from plldb.project.templates import DiscoveryError
 
 KIND = "functions by name"

@@ -14,31 +14,36 @@ asset that matches no folder is run as it is, with a warning that breakpoints go
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plldb.project.cdk_assets import (
+    CDK_OUT,
+    SYNTH,
+    bundled_extra,
+    layer_source_of,
+    run_from_source,
+    source_of,
+    stale_files,
+    stale_warning,
+    with_bundled_layers,
+)
 from plldb.project.function_code import (
+    ASSET_PATH,
     CFN_STACK,
     LAMBDA_FUNCTION,
     LAMBDA_LAYER,
     NESTED_SEPARATOR,
-    handler_module_candidates,
-    unique,
 )
-from plldb.project.model import Discovery, version_warnings
+from plldb.project.model import Discovery
+from plldb.project.python_version import version_warnings
 from plldb.project.sam import discover_document
 from plldb.project.templates import DiscoveryError
 
 CDK_JSON = "cdk.json"
-CDK_OUT = "cdk.out"
 MANIFEST = "manifest.json"
 STACK_ARTIFACT = "aws:cloudformation:stack"
-ASSET_PATH = "aws:asset:path"
-SYNTH = "cdk synth"
-_NOT_SOURCE = {CDK_OUT, "node_modules", "__pycache__", "venv", "env", "site-packages"}
 
 
 def in_cdk_out(path: Path) -> bool:
@@ -61,39 +66,57 @@ def discover_cdk(
     template, name = _stack_template(cdk_out, manifest, path, stack_name)
     result = Discovery(template=template, functions={}, kind="AWS CDK app", stack_name=name,
                        files_read=[manifest])
-    sources: dict[str, Path] = {}
-    assets: dict[str, Path] = {}
-    _read_stack(result, project, cdk_out, template, "", sources, assets)
-    for logical_id, asset in assets.items():
+    assets = _Assets()
+    _read_stack(result, project, cdk_out, template, "", assets)
+    newer = stale_files(project, manifest)
+    if newer:
+        result.warnings.append(stale_warning(project, manifest, newer))
+    for logical_id, asset in assets.functions.items():
         function = result.functions.get(logical_id)
-        if function is None:
-            continue
-        source = sources.get(logical_id)
-        if source is None:
-            result.warnings.append(
-                f"{logical_id}: no folder of {project} holds the code of asset {asset.relative_to(project)}; "
-                f"running the asset folder itself: set breakpoints in {asset.relative_to(project)} "
-                f"(or run `{SYNTH} --no-staging` so the template names the source folder)"
-            )
-        else:
-            result.functions[logical_id] = _run_from_source(function, source, asset)
-    result.warnings += _stale_warnings(project, manifest)
+        source = assets.sources.get(logical_id)
+        if function is not None and source is not None:
+            result.functions[logical_id] = run_from_source(function, source, asset)
+        elif function is not None:
+            result.warnings.append(_unmapped(logical_id, project, asset, bool(newer)))
+    for logical_id, asset in assets.unmapped_layers.items():
+        result.warnings.append(_unmapped(f"layer {logical_id}", project, asset / "python", bool(newer)))
+    result.functions = {k: with_bundled_layers(f, assets.bundled_layers) for k, f in result.functions.items()}
     result.warnings += version_warnings(list(result.functions.values()), python_version)
     return result
 
 
+@dataclass
+class _Assets:
+    """What the app's assets map to, by function or layer name (nested: ``Nested/Name``)."""
+
+    functions: dict[str, Path] = field(default_factory=dict)  # staged asset of each function
+    sources: dict[str, Path] = field(default_factory=dict)  # the source folder it copied, if any
+    unmapped_layers: dict[str, Path] = field(default_factory=dict)  # layer asset with no source
+    bundled_layers: dict[Path, Path] = field(default_factory=dict)  # source python -> asset python
+
+
+def _unmapped(what: str, project: Path, asset: Path, stale: bool) -> str:
+    """Why an asset runs as it is. When the source changed after the synth, that is the
+    likely cause (the asset no longer matches it), and synthesizing again is the fix."""
+    shown = asset.relative_to(project) if asset.is_relative_to(project) else asset
+    if stale:
+        return (f"{what}: its code in {shown} matches no folder of {project}, most likely because the "
+                f"source changed after the last synth: run `{SYNTH}` (until then plldb runs {shown}, "
+                "and breakpoints set in the source do not bind)")
+    return (f"{what}: no folder of {project} holds the code of asset {shown}; running the asset folder "
+            f"itself: set breakpoints in {shown} (or run `{SYNTH} --no-staging` so the template names "
+            "the source folder)")
+
+
 def _read_stack(
-    result: Discovery, project: Path, cdk_out: Path, template: Path, prefix: str,
-    sources: dict[str, Path], assets: dict[str, Path],
+    result: Discovery, project: Path, cdk_out: Path, template: Path, prefix: str, assets: _Assets
 ) -> None:
     """Add one synthesized template's functions, and those of its nested stacks (CDK writes
     each as ``<id>.nested.template.json``, named by the stack resource's asset path), named
     ``Nested/Function`` as :func:`plldb.project.stack_mapping.map_stack_functions` expects."""
     result.files_read.append(template)
     document = json.loads(template.read_text())
-    found_sources, found_assets = _map_assets(project, cdk_out, document)
-    sources.update({f"{prefix}{k}": v for k, v in found_sources.items()})
-    assets.update({f"{prefix}{k}": v for k, v in found_assets.items()})
+    _map_assets(project, cdk_out, document, prefix, assets)
     resources = document.get("Resources") or {}
     nested = {k: child for k, r in resources.items() if (child := _nested_template(cdk_out, r)) is not None}
     for logical_id in nested:
@@ -101,7 +124,7 @@ def _read_stack(
     discover_document(result, document, template, cdk_out / "no-build", prefix)
     for logical_id, child in nested.items():
         if child.is_file():
-            _read_stack(result, project, cdk_out, child, f"{prefix}{logical_id}{NESTED_SEPARATOR}", sources, assets)
+            _read_stack(result, project, cdk_out, child, f"{prefix}{logical_id}{NESTED_SEPARATOR}", assets)
         else:
             result.skipped[f"{prefix}{logical_id}"] = f"nested stack: template {child} not found: run `{SYNTH}`"
 
@@ -164,11 +187,9 @@ def _stack_template(cdk_out: Path, manifest: Path, path: Path, stack_name: str |
     return template, chosen[0]
 
 
-def _map_assets(project: Path, cdk_out: Path, document: dict[str, Any]) -> tuple[dict[str, Path], dict[str, Path]]:
-    """Point each Python function's ``Code`` at its asset folder (in place) and find the
-    source folder of each asset; returns (sources, assets) by logical id."""
-    sources: dict[str, Path] = {}
-    assets: dict[str, Path] = {}
+def _map_assets(project: Path, cdk_out: Path, document: dict[str, Any], prefix: str, assets: _Assets) -> None:
+    """Point each function's ``Code`` at its asset folder and each layer's ``Content`` at its
+    source folder, else its asset (in place); record what each asset maps to in ``assets``."""
     for logical_id, resource in (document.get("Resources") or {}).items():
         kind = resource.get("Type") if isinstance(resource, dict) else None
         if kind not in (LAMBDA_FUNCTION, LAMBDA_LAYER):
@@ -178,77 +199,26 @@ def _map_assets(project: Path, cdk_out: Path, document: dict[str, Any]) -> tuple
         if not isinstance(asset_path, str) or not isinstance(properties, dict):
             continue
         folder = (cdk_out / asset_path).resolve()  # --no-staging: an absolute source path
-        properties["Code" if kind == LAMBDA_FUNCTION else "Content"] = str(folder)
-        if kind == LAMBDA_LAYER or not folder.is_relative_to(cdk_out):
+        staged = folder.is_relative_to(cdk_out)
+        if kind == LAMBDA_LAYER:
+            properties["Content"] = str(_layer_folder(project, folder, f"{prefix}{logical_id}", assets)
+                                        if staged else folder)
             continue
-        assets[logical_id] = folder
-        source = _source_of(project, folder, properties.get("Handler"))
-        if source is not None:
-            sources[logical_id] = source
-    return sources, assets
+        properties["Code"] = str(folder)
+        if staged:
+            assets.functions[f"{prefix}{logical_id}"] = folder
+            source = source_of(project, folder, properties.get("Handler"))
+            if source is not None:
+                assets.sources[f"{prefix}{logical_id}"] = source
 
 
-def _source_of(project: Path, asset: Path, handler: Any) -> Path | None:
-    """The project folder whose files the asset copied: it holds the handler module with the
-    same bytes, and every one of its files is in the asset unchanged."""
-    if not isinstance(handler, str) or not asset.is_dir():
-        return None
-    _, parts = handler_module_candidates(handler)
-    module = Path(*parts).with_suffix(".py")
-    copied = asset / module
-    if not copied.is_file():
-        return None
-    for folder in _source_folders(project):
-        candidate = folder / module
-        if candidate.is_file() and candidate.read_bytes() == copied.read_bytes() and _all_copied(folder, asset):
-            return folder
-    return None
-
-
-def _all_copied(folder: Path, asset: Path) -> bool:
-    for file in _source_files(folder):
-        copy = asset / file.relative_to(folder)
-        if not copy.is_file() or copy.read_bytes() != file.read_bytes():
-            return False
-    return True
-
-
-def _source_folders(project: Path) -> Iterator[Path]:
-    for root, dirs, _ in os.walk(project):
-        dirs[:] = sorted(d for d in dirs if _is_source_dir(Path(root) / d))
-        yield Path(root)
-
-
-def _source_files(folder: Path) -> Iterator[Path]:
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if _is_source_dir(Path(root) / d)]
-        yield from (Path(root) / f for f in files if not f.startswith("."))
-
-
-def _is_source_dir(folder: Path) -> bool:
-    """Not a synthesized folder (it holds a ``cdk.out`` version file, whatever its name), a
-    virtualenv, installed packages or a hidden/tool folder."""
-    name = folder.name
-    return not (name.startswith(".") or name in _NOT_SOURCE or (folder / "pyvenv.cfg").exists()
-                or (folder / CDK_OUT).is_file())
-
-
-def _run_from_source(function: Any, source: Path, asset: Path) -> Any:
-    """Source first; the asset stays behind it for the requirements bundling installed."""
-    extra = asset if any(p.is_dir() and not (source / p.name).exists() for p in asset.iterdir()) else None
-    package_dirs = unique((*function.package_dirs, extra)) if extra else function.package_dirs
-    import_path = unique((source, *function.import_path[1:], *([extra] if extra else [])))
-    return replace(function, code_dir=source, import_path=import_path, package_dirs=package_dirs)
-
-
-def _stale_warnings(project: Path, manifest: Path) -> list[str]:
-    """A warning when a source file changed after the last synth."""
-    synthesized = manifest.stat().st_mtime
-    newer = [f for f in _source_files(project) if f.stat().st_mtime > synthesized]
-    if not newer:
-        return []
-    shown = ", ".join(str(f.relative_to(project)) for f in newer[:3]) + (" ..." if len(newer) > 3 else "")
-    return [
-        f"{manifest.parent} is older than the source ({shown} changed after the last synth): "
-        f"plldb may map functions to outdated templates; run `{SYNTH}`"
-    ]
+def _layer_folder(project: Path, asset: Path, name: str, assets: _Assets) -> Path:
+    """The source folder of a layer's staged asset (its bundled requirements kept behind it),
+    else the asset itself, recorded as unmapped."""
+    source = layer_source_of(project, asset)
+    if source is None:
+        assets.unmapped_layers[name] = asset
+        return asset
+    if bundled_extra(source / "python", asset / "python"):
+        assets.bundled_layers[source / "python"] = asset / "python"
+    return source

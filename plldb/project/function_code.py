@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from plldb.project.model import LayerMapping
 from plldb.project.templates import Resolver, Unresolved
 
 SERVERLESS_FUNCTION = "AWS::Serverless::Function"
@@ -26,6 +27,7 @@ CFN_STACK = "AWS::CloudFormation::Stack"
 NESTED_SEPARATOR = "/"
 WEB_ADAPTER_WRAPPER = "/opt/bootstrap"
 S3_KEYS = {"Bucket", "S3Bucket"}
+ASSET_PATH = "aws:asset:path"  # CDK's metadata: the folder (in cdk.out) the code was staged to
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Scope:
     resolver: Resolver
     resources: dict[str, Any]
     sources: dict[str, Path] | None  # build.toml's source folders when reading a built template
+    ancestors: tuple[Path, ...] = ()  # the templates being read, outermost first (this one last)
 
     def name(self, logical_id: str) -> str:
         return f"{self.prefix}{logical_id}"
@@ -105,6 +108,21 @@ def code_location(scope: Scope, kind: str, properties: dict[str, Any]) -> tuple[
     return location, None
 
 
+def use_asset_folders(resources: dict[str, Any], base: Path) -> None:
+    """Point S3 code at the staged asset folder its ``aws:asset:path`` names, when that folder
+    is here (in place), as ``sam local invoke -t`` does with a CDK template: the template's
+    S3 location is where ``cdk deploy`` uploads that same folder."""
+    for resource in resources.values():
+        kind = resource.get("Type") if isinstance(resource, dict) else None
+        key = {LAMBDA_FUNCTION: "Code", LAMBDA_LAYER: "Content"}.get(kind or "")
+        properties = resource.get("Properties") if key else None
+        if not isinstance(properties, dict) or not isinstance(properties.get(key), dict):
+            continue
+        asset = (resource.get("Metadata") or {}).get(ASSET_PATH)
+        if isinstance(asset, str) and S3_KEYS & properties[key].keys() and (base / asset).is_dir():
+            properties[key] = asset
+
+
 def s3_uri(scope: Scope, code: dict[str, Any]) -> str:
     """``s3://bucket/key`` with the parts resolved where they can be, as written otherwise."""
     parts = []
@@ -123,10 +141,24 @@ def architecture(scope: Scope, properties: dict[str, Any]) -> str:
     return "x86_64"
 
 
-def environment(properties: dict[str, Any]) -> dict[str, Any]:
+def environment(properties: dict[str, Any], resolver: Resolver | None = None) -> dict[str, Any]:
+    """The function's variables; with a ``resolver``, each one that can be known here is
+    resolved to its text (``!Sub``, ``!Ref Param``), the others stay as written (a mapping)."""
     environment = properties.get("Environment")
     variables = environment.get("Variables") if isinstance(environment, dict) else None
-    return dict(variables) if isinstance(variables, dict) else {}
+    if not isinstance(variables, dict):
+        return {}
+    if resolver is None:
+        return dict(variables)
+    return {name: _resolved_or_written(resolver, value) for name, value in variables.items()}
+
+
+def _resolved_or_written(resolver: Resolver, value: Any) -> Any:
+    try:
+        resolved_value = resolver.resolve(value)
+    except Unresolved:
+        return value
+    return resolved_value if isinstance(resolved_value, (str, int, float, bool)) else value
 
 
 def int_or_none(value: Any) -> int | None:
@@ -137,7 +169,18 @@ def unique(paths: Iterable[Path]) -> tuple[Path, ...]:
     return tuple(dict.fromkeys(paths))
 
 
-def layers(scope: Scope, layers: Any) -> tuple[list[Path], list[Path], list[str]]:
+@dataclass
+class FunctionLayers:
+    """A function's layers split by where they are: local source ``python`` folders, ``sam
+    build`` output folders, and the rest (text); ``mappings`` has every layer in order."""
+
+    source_dirs: list[Path]
+    built_dirs: list[Path]
+    remote: list[str]
+    mappings: list[LayerMapping]
+
+
+def layers(scope: Scope, layers: Any) -> FunctionLayers:
     """Split a function's layers into local source dirs, local built dirs, and the rest.
 
     A layer referenced with ``!Ref`` to a LayerVersion of this template is local: its
@@ -146,32 +189,35 @@ def layers(scope: Scope, layers: Any) -> tuple[list[Path], list[Path], list[str]
     layer's source folder is the one build.toml records. ARNs and parameters are returned
     as text: they are not available locally.
     """
-    source_dirs: list[Path] = []
-    built_dirs: list[Path] = []
-    remote: list[str] = []
+    found = FunctionLayers([], [], [], [])
     for layer in layers if isinstance(layers, list) else [layers]:
         ref = layer.get("Ref") if isinstance(layer, dict) else None
         resource = scope.resources.get(ref) if isinstance(ref, str) else None
         if not isinstance(resource, dict) or resource.get("Type") not in (SERVERLESS_LAYER, LAMBDA_LAYER):
-            remote.append(describe(layer))
+            found.remote.append(describe(layer))
+            found.mappings.append(LayerMapping(describe(layer), None, "not in the template: runs only in AWS"))
             continue
         properties = resource.get("Properties") or {}
         content = properties.get("ContentUri" if resource["Type"] == SERVERLESS_LAYER else "Content")
         if not isinstance(content, str):
-            remote.append(f"{ref} (content not local)")
+            found.remote.append(f"{ref} (content not local)")
+            found.mappings.append(LayerMapping(ref, None, "content not local"))
             continue
         folder = (scope.sources or {}).get(scope.name(ref)) or (scope.base / content).resolve()
         build_method = str((resource.get("Metadata") or {}).get("BuildMethod", ""))
         if (folder / "python").is_dir():
-            source_dirs.append(folder / "python")
+            found.source_dirs.append(folder / "python")
+            found.mappings.append(LayerMapping(ref, folder / "python"))
         elif build_method.startswith("python") and folder.is_dir():
-            source_dirs.append(folder)
+            found.source_dirs.append(folder)
+            found.mappings.append(LayerMapping(ref, folder))
         else:
-            remote.append(f"{ref} (no python/ folder in {content})")
+            found.remote.append(f"{ref} (no python/ folder in {content})")
+            found.mappings.append(LayerMapping(ref, None, f"no python/ folder in {content}"))
         built = scope.build_dir / ref / "python"
         if built.is_dir():
-            built_dirs.append(built)
-    return source_dirs, built_dirs, remote
+            found.built_dirs.append(built)
+    return found
 
 
 def describe(value: Any) -> str:

@@ -8,7 +8,6 @@ never on the dispatcher.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,18 @@ class LocalFunction:
     timeout: int | None = None
     environment: dict[str, Any] = field(default_factory=dict)
     remote_layers: tuple[str, ...] = ()
+    layers: tuple[LayerMapping, ...] = ()  # every layer of the function and where it maps here
+    build_hint: str | None = None  # the build command that installs its dependencies
+
+
+@dataclass(frozen=True)
+class LayerMapping:
+    """One layer of a function, as ``plldb functions`` shows it: its name in the template (or
+    ARN) and the folder it runs from here (None: not on this machine, ``note`` says why)."""
+
+    name: str
+    folder: Path | None
+    note: str = ""
 
 
 @dataclass
@@ -54,27 +65,11 @@ class Discovery:
     kind: str = "SAM/CloudFormation template"  # the kind of project found, for messages
     files_read: list[Path] = field(default_factory=list)  # what discovery read, for messages
     stack_name: str | None = None  # the stack the project's tool deploys (CDK, Serverless, samconfig)
+    # Other names a user may type for a function (physical name, serverless.yml key, CDK
+    # construct path and id), by logical id; skipped functions included.
+    names: dict[str, list[str]] = field(default_factory=dict)
 
-
-def version_warnings(functions: list[LocalFunction], python_version: tuple[int, int]) -> list[str]:
-    """One warning per template runtime that differs from the Python plldb runs on.
-
-    Handlers run inside the plldb process, so its interpreter is the one they get; the
-    warning says how to install plldb under the runtime's Python.
-    """
-    by_runtime: dict[str, list[str]] = {}
-    for function in functions:
-        match = re.fullmatch(r"python(\d+)\.(\d+)", function.runtime)
-        if match and (int(match[1]), int(match[2])) != tuple(python_version):
-            by_runtime.setdefault(function.runtime, []).append(function.logical_id)
-    warnings = []
-    for runtime, names in by_runtime.items():
-        version = runtime.removeprefix("python")
-        who = "all functions" if len(names) == len(functions) > 1 else "function " + ", ".join(names)
-        warnings.append(
-            f"{who}: runtime {runtime} but plldb runs handlers on Python "
-            f"{python_version[0]}.{python_version[1]}; version-specific behaviour may differ. To match, "
-            f"run plldb under Python {version}: pipx install --python python{version} plldb "
-            f"(or uv tool install --python {version} plldb)"
-        )
-    return warnings
+    def add_name(self, logical_id: str, name: str | None) -> None:
+        """Record ``name`` as another name of ``logical_id`` (once; the logical id itself is implied)."""
+        if name and name != logical_id and name not in self.names.setdefault(logical_id, []):
+            self.names[logical_id].append(name)

@@ -35,8 +35,12 @@ from plldb.project.function_code import (
     layers,
     resolved,
     unique,
+    use_asset_folders,
 )
-from plldb.project.model import BUILD_DIR, Discovery, LocalFunction, version_warnings
+from plldb.project.model import BUILD_DIR, Discovery, LocalFunction
+from plldb.project.names import record_template_names
+from plldb.project.python_version import version_warnings
+from plldb.project.pythonpath import map_pythonpath
 from plldb.project.samconfig import (
     build_sources,
     config_files,
@@ -97,8 +101,9 @@ def _discover_into(
     prefix: str,
     parameters: dict[str, Any],
     sources: dict[str, Path] | None,
+    ancestors: tuple[Path, ...] = (),
 ) -> None:
-    discover_document(result, load_template(path), path, build_dir, prefix, parameters, sources)
+    discover_document(result, load_template(path), path, build_dir, prefix, parameters, sources, ancestors)
 
 
 def discover_document(
@@ -109,6 +114,7 @@ def discover_document(
     prefix: str = "",
     parameters: dict[str, Any] | None = None,
     sources: dict[str, Path] | None = None,
+    ancestors: tuple[Path, ...] = (),
 ) -> None:
     """Add the functions of an already loaded template to ``result``.
 
@@ -121,7 +127,8 @@ def discover_document(
     result.warnings += [f"{path.name}: {problem}" for problem in problems]
     globals_ = (document.get("Globals") or {}).get("Function") or {}
     globals_ = globals_ if isinstance(globals_, dict) else {}
-    scope = Scope(path.parent, build_dir, prefix, resolver, resources, sources)
+    scope = Scope(path.parent, build_dir, prefix, resolver, resources, sources, (*ancestors, path.resolve()))
+    use_asset_folders(resources, path.parent)
     for logical_id, resource in resources.items():
         if not isinstance(resource, dict):
             continue
@@ -130,6 +137,8 @@ def discover_document(
         name = scope.name(logical_id)
         if kind not in (SERVERLESS_FUNCTION, LAMBDA_FUNCTION, SERVERLESS_APPLICATION, CFN_STACK):
             continue
+        if kind in (SERVERLESS_FUNCTION, LAMBDA_FUNCTION):
+            record_template_names(result, name, resource, resolver)
         try:
             properties = _properties(scope, properties)
         except NotLocal as reason:
@@ -165,10 +174,32 @@ def _discover_nested(result: Discovery, scope: Scope, logical_id: str, kind: str
     location = properties.get("Location" if kind == SERVERLESS_APPLICATION else "TemplateURL")
     try:
         child = _nested_template(scope, location)
+        _refuse_cycle(scope, name, location, child)
         overrides = _known_values(scope.resolver, properties.get("Parameters"))
-        _discover_into(result, child, scope.build_dir / logical_id, f"{name}{NESTED_SEPARATOR}", overrides, scope.sources)
+        _discover_into(result, child, scope.build_dir / logical_id, f"{name}{NESTED_SEPARATOR}", overrides,
+                       scope.sources, scope.ancestors)
+    except NestingCycle:
+        raise
     except (NotLocal, DiscoveryError) as reason:
         result.skipped[name] = f"nested stack: {reason}"
+
+
+class NestingCycle(DiscoveryError):
+    """A nested stack whose template is one of the templates that contain it."""
+
+
+def _refuse_cycle(scope: Scope, name: str, location: Any, child: Path) -> None:
+    """A template that nests itself (directly or through others) cannot be deployed; reading
+    it would never end."""
+    if child not in scope.ancestors:
+        return
+    chain = " -> ".join(p.name for p in scope.ancestors[scope.ancestors.index(child):])
+    itself = "the template itself" if child == scope.ancestors[-1] else "a template that contains it"
+    raise NestingCycle(
+        f"nested stack {name}: its template {describe(location)} is {itself} ({chain} -> {child.name}), "
+        "so it would nest without end (CloudFormation cannot deploy that): point it at the "
+        "child application's own template"
+    )
 
 
 def _nested_template(scope: Scope, location: Any) -> Path:
@@ -197,13 +228,19 @@ def _known_values(resolver: Resolver, values: Any) -> dict[str, Any]:
     return known
 
 
+# Lists the function's own value replaces (one architecture per function, not the sum).
+_REPLACED_LISTS = frozenset({"Architectures"})
+
+
 def _merge_globals(globals_: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
     """SAM's Globals rules: maps merge (function wins), lists add up (globals first),
     scalars are overridden by the function."""
     merged = copy.deepcopy(globals_)
     for key, value in properties.items():
         current = merged.get(key)
-        if isinstance(current, dict) and isinstance(value, dict):
+        if key in _REPLACED_LISTS:
+            merged[key] = value
+        elif isinstance(current, dict) and isinstance(value, dict):
             merged[key] = _merge_globals(current, value)
         elif isinstance(current, list) and isinstance(value, list):
             merged[key] = current + value
@@ -232,10 +269,18 @@ def _local_function(
         else:
             result.build_copies.append(name)
 
-    layer_dirs, layer_packages, remote = layers(scope, properties.get("Layers") or [])
-    package_dirs = tuple(d for d in (scope.build_dir / logical_id, *layer_packages) if d.is_dir() and d != code_dir)
-    import_path = (code_dir, *layer_dirs, *package_dirs)
+    found = layers(scope, properties.get("Layers") or [])
+    variables = environment(properties, scope.resolver)
+    package_dirs = tuple(d for d in (scope.build_dir / logical_id, *found.built_dirs) if d.is_dir() and d != code_dir)
+    mapped = map_pythonpath(variables.get("PYTHONPATH"), code_dir, found.source_dirs)
+    if mapped.unmapped:
+        result.warnings.append(
+            f"{name}: PYTHONPATH entries {', '.join(mapped.unmapped)} name no folder of its code or "
+            "layers here; plldb searches only the ones under /var/task and /opt"
+        )
+    import_path = (code_dir, *mapped.folders, *found.source_dirs, *package_dirs)
     check_handler_file(handler, module_file or code_dir, import_path if module_file is None else (code_dir,))
+    physical = resolved(scope, properties, "FunctionName", None)
     return LocalFunction(
         logical_id=name,
         handler=handler,
@@ -243,9 +288,13 @@ def _local_function(
         code_dir=code_dir,
         import_path=unique(import_path),
         package_dirs=unique(package_dirs),
+        physical_name=physical if isinstance(physical, str) else None,
         architecture=architecture(scope, properties),
         memory_size=int_or_none(resolved(scope, properties, "MemorySize", None)),
         timeout=int_or_none(resolved(scope, properties, "Timeout", None)),
-        environment=environment(properties),
-        remote_layers=tuple(remote),
+        environment=variables,
+        remote_layers=tuple(found.remote),
+        layers=tuple(found.mappings),
+        build_hint=(f"`sam build` (it installs requirements.txt into {BUILD_DIR / logical_id})"
+                    if (code_dir / "requirements.txt").is_file() else None),
     )

@@ -61,7 +61,7 @@ def read_config(path: Path) -> dict[str, Any]:
     text = path.read_text(encoding="utf-8")
     try:
         data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else _parse_toml(text)
-    except (yaml.YAMLError, ValueError) as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
         raise DiscoveryError(f"{path} cannot be parsed: {first_line(exc)}") from exc
     return data if isinstance(data, dict) else {}
 
@@ -92,56 +92,12 @@ def build_sources(project_dir: Path) -> dict[str, Path]:
 
 
 def _parse_toml(text: str) -> dict[str, Any]:
+    """TOML with the standard library's reader (3.11+), else its backport ``tomli`` (a
+    dependency on Python 3.10): samconfig files use all of TOML (multi-line arrays, inline
+    tables), not a subset a hand-written reader could follow."""
     if sys.version_info >= (3, 11):
         import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10
+        import tomli as tomllib
 
-        return tomllib.loads(text)
-    return parse_simple_toml(text)
-
-
-def parse_simple_toml(text: str) -> dict[str, Any]:
-    """Enough TOML for samconfig and build.toml on Python 3.10 (no tomllib): tables, string
-    and boolean keys, one-line arrays of strings."""
-    data: dict[str, Any] = {}
-    table = data
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("["):
-            table = data
-            for part in _table_name(line).split("."):
-                table = table.setdefault(part.strip().strip('"'), {})
-            continue
-        key, separator, value = line.partition("=")
-        if not separator:
-            raise ValueError(f"expected key = value: {line}")
-        table[key.strip().strip('"')] = _toml_value(value.strip())
-    return data
-
-
-def _table_name(line: str) -> str:
-    if not line.endswith("]") and "]" not in line:
-        raise ValueError(f"unterminated table header: {line}")
-    return line[1 : line.index("]")]
-
-
-def _toml_value(text: str) -> Any:
-    """A TOML string, boolean, number, or one-line array of those (comments dropped)."""
-    tokens = shlex.shlex(text, posix=True, punctuation_chars="[],")
-    tokens.commenters = "#"
-    tokens.escapedquotes = '"'
-    parts = list(tokens)
-    if text.startswith("["):
-        return [part for part in parts if part.strip("[],")]
-    value = " ".join(parts)
-    if text.startswith(('"', "'")):
-        return value
-    return {"true": True, "false": False}.get(value, _number_or_text(value))
-
-
-def _number_or_text(value: str) -> Any:
-    try:
-        return float(value) if "." in value else int(value)
-    except ValueError:
-        return value
+    return tomllib.loads(text)
