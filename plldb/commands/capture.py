@@ -32,17 +32,37 @@ def _debugpy_flags(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--debugpy-port", type=click.IntRange(1, 65535), default=5678, show_default=True),
         click.option("--wait-for-client", is_flag=True,
                      help="Run the function only once a debugger has attached (with --debugpy)."),
+        ALLOW_REMOTE_OPTION,
     )):
         command = option(command)
     return command
 
 
-def _debugpy_choice(use_debugpy: bool, host: str, port: int, wait: bool) -> debuggers.DebugpyOptions | None:
+ALLOW_REMOTE_OPTION = click.option(
+    "--debugpy-allow-remote", "allow_remote", is_flag=True,
+    help="Let --debugpy-host be an address other machines reach (anyone who connects runs code here).",
+)
+
+
+def debugpy_choice(use_debugpy: bool, host: str, port: int, wait: bool,
+                   allow_remote: bool) -> debuggers.DebugpyOptions | None:
+    """The debugpy options of the command line, checked: debugpy reachable from other machines
+    only with --debugpy-allow-remote, and then with a warning."""
     from plldb.local import debuggers
 
     if (wait or host != "127.0.0.1" or port != 5678) and not use_debugpy:
         raise click.UsageError("--wait-for-client, --debugpy-host and --debugpy-port need --debugpy")
-    return debuggers.DebugpyOptions(host, port, wait) if use_debugpy else None
+    if not use_debugpy:
+        return None
+    if not debuggers.is_loopback(host):
+        if not allow_remote:
+            raise click.UsageError(
+                f"--debugpy-host {host} is not a loopback address: anyone who reaches it could run "
+                "code in plldb, with the functions' credentials. Use 127.0.0.1 (and an SSH tunnel "
+                "to reach it from elsewhere), or add --debugpy-allow-remote if you mean it"
+            )
+        console.warn(escape(debuggers.remote_debugpy_warning(host)))
+    return debuggers.DebugpyOptions(host, port, wait)
 
 
 _TEMPLATE_OPTION = click.option(
@@ -107,11 +127,11 @@ def add_capture_options(command: click.Command) -> None:
 @_run_flags
 def invoke_command(function: str, event: str | None, template: Path, cdk_out: Path | None, stage: str | None,
                    credentials: str, timeout: int | None, use_debugpy: bool, debugpy_host: str,
-                   debugpy_port: int, wait_for_client: bool) -> None:
+                   debugpy_port: int, wait_for_client: bool, allow_remote: bool) -> None:
     """Run one function of the local template here, once; print its result (exit 0) or error (exit 1)."""
     from plldb.capture import invoke
 
-    debugpy = _debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client)
+    debugpy = debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client, allow_remote)
     local = invoke.find_function(template, function, _warn, stage=stage, cdk_out=cdk_out)
     fields = invoke.InvocationFields(event=invoke.read_event(event))
     invoke.start_debugger(debugpy)
@@ -193,13 +213,14 @@ def events_export(capture_ids: tuple[str, ...], target: Path, template: Path) ->
 @_run_flags
 def replay_command(capture_id: str | None, all_of: str | None, edit: bool, template: Path,
                    cdk_out: Path | None, stage: str | None, credentials: str, timeout: int | None,
-                   use_debugpy: bool, debugpy_host: str, debugpy_port: int, wait_for_client: bool) -> None:
+                   use_debugpy: bool, debugpy_host: str, debugpy_port: int, wait_for_client: bool,
+                   allow_remote: bool) -> None:
     """Run a captured invocation again and show whether its outcome changed (exit 1 if so)."""
     from plldb.capture import invoke, replay
 
     if bool(capture_id) == bool(all_of):
         raise click.UsageError("give a capture ID, or --all FUNCTION")
-    debugpy = _debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client)
+    debugpy = debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client, allow_remote)
     if edit and all_of:
         raise click.UsageError("--edit replays one capture: give its ID, not --all")
     chosen = replay.chosen(template, capture_id, all_of, stage=stage, cdk_out=cdk_out)
