@@ -23,6 +23,7 @@ import botocore.config
 import pytest
 
 from plldb import naming
+from plldb.capture import invoke, records, replay
 from plldb.cloud.aws import AwsContext
 from plldb.cloud.helper_stack import HelperStack
 from plldb.project.model import LocalFunction
@@ -286,3 +287,32 @@ def test_redirecting_variables_are_dropped_and_named_once(
                "would send the handler's AWS calls elsewhere or choose other credentials): your own "
                "values, if any, apply")
     assert err.count(warning) == 1, err
+
+
+# --- captures and replays never carry a forged environment --------------------------------
+
+
+def test_captures_are_written_for_this_sessions_invocations_only_without_redirects(
+    aws: MotoServer, tmp_path: Path, marks: Path
+) -> None:
+    folder = tmp_path / ".plldb"
+    records.start(records.CaptureOptions(folder))
+    try:
+        forged = {**CREDENTIALS, "AWS_ENDPOINT_URL": "https://evil.example", "TABLE": "t"}
+        serve(attachment(tmp_path), invocation("req-0", session_id=OTHER_SESSION),
+              invocation("req-1", environment=forged))
+    finally:
+        records.stop()
+    (record,) = records.load_records(folder)
+    assert record["context"]["request_id"] == "req-1"
+    assert record["environment"] == {"TABLE": "t"}
+
+
+def test_a_replay_never_takes_a_redirect_from_a_capture(aws: MotoServer, tmp_path: Path, marks: Path) -> None:
+    """A capture written by an older plldb, or edited, may hold AWS_ENDPOINT_URL: not used."""
+    attached = attachment(tmp_path)
+    function = attached.plan.functions[FUNCTION]
+    record = {"event": {"n": 3}, "context": {"request_id": "req-9"},
+              "environment": {"AWS_ENDPOINT_URL": "https://evil.example", "HTTPS_PROXY": "http://evil.example"}}
+    outcome, _ = invoke.run_invocation(function, replay.fields_of(record), invoke.CREDENTIALS_NONE)
+    assert json.loads(outcome.body) == {"endpoint": aws.url, "proxy": None, "key": None}

@@ -1,5 +1,5 @@
 """The commands of capture and replay (issue 14): `plldb invoke`, `events`, `replay`, and
-attach's --no-capture, --capture-max and --capture-redact.
+attach's --no-capture, --capture-max, --capture-redact and --capture-keep-secrets.
 
 Parsing and printing only (:mod:`plldb.cli` registers these commands); the work
 is in :mod:`plldb.capture.invoke`, :mod:`plldb.capture.records` and :mod:`plldb.capture.replay`, imported when a
@@ -99,20 +99,24 @@ def add_capture_options(command: click.Command) -> None:
         click.Option(["--capture-redact"], multiple=True, metavar="PATH",
                      help="Blank this field of events and results before writing, e.g. "
                      "headers.Authorization or Records[*].body; repeatable."),
+        click.Option(["--capture-keep-secrets"], is_flag=True,
+                     help="Keep Authorization, cookies, tokens and passwords in captures "
+                     "(blanked by default)."),
     ]
     attach = command.callback
     assert attach is not None
 
     @functools.wraps(attach)
     def with_capture(*args: Any, no_capture: bool, capture_max: int, capture_redact: tuple[str, ...],
-                     **kwargs: Any) -> Any:
+                     capture_keep_secrets: bool, **kwargs: Any) -> Any:
         from plldb.capture import records
         from plldb.project.discovery import project_found
 
         if no_capture or not project_found(kwargs["template"]):  # attach reports a missing project
             return attach(*args, **kwargs)
         paths = tuple(records.parse_path(path) for path in capture_redact)
-        records.start(records.CaptureOptions(records.capture_dir(kwargs["template"]), capture_max, paths))
+        folder = records.capture_dir(kwargs["template"])
+        records.start(records.CaptureOptions(folder, capture_max, paths, capture_keep_secrets))
         try:
             return attach(*args, **kwargs)
         finally:
@@ -204,6 +208,11 @@ def events_export(capture_ids: tuple[str, ...], target: Path, template: Path) ->
     chosen = [records.find_record(folder, capture_id) for capture_id in capture_ids]
     data = replay.export_pytest(chosen, target, template)
     console.success(f"wrote {escape(str(target))} and {escape(str(data))} ({len(chosen)} capture(s))")
+    console.warn(escape(
+        f"{data} holds captured events, results and environments (well-known secrets blanked "
+        "unless attach ran with --capture-keep-secrets; credentials never kept): both files are "
+        "readable by you only; read them before you commit or share them"
+    ))
 
 
 @click.command("replay")
