@@ -4,15 +4,13 @@ A real :class:`Attachment` (its boto3 clients point at a real moto server) with 
 executor runs a handler that leaves a mark when it runs; messages are fed as the connection
 would hand them over, and what attach sends back is recorded where the connection would
 send it. Payload URLs go to real HTTP servers: moto's S3, and one that records whatever
-reaches it (nothing must).
+reaches it (nothing must, tests/harness/recording_host.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +29,7 @@ from plldb.session import payloads
 from plldb.session.attach import Attachment
 from plldb.session.plan import AttachOptions, AttachPlan
 from tests.harness.moto_server import MotoServer
+from tests.harness.recording_host import recording_host
 
 SESSION = "0f8fad5b-d9cb-469f-a165-70867728950e"
 OTHER_SESSION = "6ec0bd7f-11c0-43da-975e-2a8ad9ebae0b"
@@ -57,29 +56,10 @@ class Sent:
         self.messages.append(message)
 
 
-class Recorder(http.server.BaseHTTPRequestHandler):
-    """A host that is not S3: records every request that reaches it."""
-
-    seen: list[str] = []
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        self.seen.append(f"GET {self.path}")
-        self.send_response(200)
-        self.end_headers()
-
-    do_PUT = do_GET  # noqa: N815
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def elsewhere() -> Iterator[tuple[str, list[str]]]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    Recorder.seen = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", Recorder.seen
-    server.shutdown()
+    with recording_host() as host:
+        yield host
 
 
 @pytest.fixture
