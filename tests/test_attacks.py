@@ -298,6 +298,8 @@ def test_developer_cannot_claim_another_stack(cloud: LocalCloud, admin: boto3.Se
     """A developer allowed to change another stack's functions only (by name) is refused."""
     policy = developer_policy.narrowed(["another-stack-*"])  # as the README says
     other = create_user(_client(cloud, admin, "iam"), "another-stacks-developer", policy)
+    expect_refusal("lambda:TagResource", "*:user/another-stacks-developer",
+                   why="a developer of another stack tries to claim this one")
     before = _state(cloud, admin)
     code, text = _run_attach(cloud, other)
     assert code == 1, text
