@@ -6,11 +6,11 @@ session. Each test attempts one attack and checks that nothing of the victim cha
 function configurations and tags, roles' policies, the sessions and request tables.
 
 Principals:
-- the developer: ``plldb-developer`` with docs/iam/plldb-developer-policy.json (the local
-  cloud's own user);
+- the developer: ``plldb-developer`` with docs/iam/plldb-developer-policy.json narrowed to
+  the test stack as the README says (the local cloud's own user);
 - the attacker: read-only Lambda and CloudFormation access, plus what any account principal
   may do: assume the debugger role;
-- a developer of another stack: the documented policy with claims allowed only on
+- a developer of another stack: the documented policy narrowed to
   ``function:another-stack-*``.
 """
 
@@ -27,11 +27,11 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from plldb import naming, protocol
+from tests.harness import developer_policy
 from tests.harness.gateway_setup import put_pending_request
 from tests.harness.iam_audit import expect_refusal
 from tests.harness.identity_proof import connect_session
 from tests.harness.localcloud import (
-    DEVELOPER_POLICY,
     DEVELOPER_USER,
     TEST_STACK_DIR,
     TEST_STACK_NAME,
@@ -296,11 +296,10 @@ def test_attacker_cannot_answer_another_session(
 
 def test_developer_cannot_claim_another_stack(cloud: LocalCloud, admin: boto3.Session) -> None:
     """A developer allowed to change another stack's functions only (by name) is refused."""
-    policy = json.loads(DEVELOPER_POLICY.read_text())
-    for statement in policy["Statement"]:
-        if statement["Sid"] == "ClaimFunctionsToDebug":
-            statement["Resource"] = "arn:aws:lambda:*:*:function:another-stack-*"
+    policy = developer_policy.narrowed(["another-stack-*"])  # as the README says
     other = create_user(_client(cloud, admin, "iam"), "another-stacks-developer", policy)
+    expect_refusal("lambda:TagResource", "*:user/another-stacks-developer",
+                   why="a developer of another stack tries to claim this one")
     before = _state(cloud, admin)
     code, text = _run_attach(cloud, other)
     assert code == 1, text

@@ -69,8 +69,8 @@ def written(folder: Path) -> list[Path]:
 def test_record_holds_event_context_outcome_and_no_secret(function: LocalFunction) -> None:
     record = records.build_record(function, invocation(), ok({"total": 6}), 0.25, time.time())
     assert record["format"] == 1 and record["function"] == "ShopFunction"
-    assert record["event"] == EVENT and record["outcome"] == {"ok": True, "result": {"total": 6},
-                                                              "result_is_text": False}
+    assert record["event"] == {**EVENT, "headers": {"Authorization": "[redacted]", "Host": "shop"}}
+    assert record["outcome"] == {"ok": True, "result": {"total": 6}, "result_is_text": False}
     assert record["duration_ms"] == 250.0
     context = record["context"]
     assert context["request_id"] == REQUEST_ID and context["tenant_id"] == "tenant-7"
@@ -98,6 +98,28 @@ def test_redaction_blanks_fields_of_event_and_result(function: LocalFunction) ->
                                "Records": [{"body": "[redacted]"}, {"body": "[redacted]"}]}
     assert record["outcome"]["result"] == {"token": "[redacted]", "n": 1}
     assert record["redacted"] == ["headers.Authorization", "Records.*.body", "token"]
+
+
+def test_well_known_secrets_are_blanked_by_default(function: LocalFunction) -> None:
+    """Headers in any case and in multiValueHeaders, tokens and passwords at any depth, in the
+    event and in the result; lists keep their length (a replay hands the same shape)."""
+    event = {"headers": {"authorization": "Bearer abc", "X-Api-Key": "k1", "Host": "shop"},
+             "multiValueHeaders": {"Cookie": ["a=1", "b=2"], "Accept": ["*/*"]},
+             "cookies": ["sid=1"], "body": {"user": "ada", "password": "pw", "nested": [{"client_secret": "cs"}]}}
+    result = {"access_token": "at", "refresh_token": "rt", "id_token": "it", "name": "ada",
+              "headers": {"Set-Cookie": "sid=2"}}
+    record = records.build_record(function, invocation(event), ok(result), 0.1, time.time())
+    assert record["event"] == {
+        "headers": {"authorization": "[redacted]", "X-Api-Key": "[redacted]", "Host": "shop"},
+        "multiValueHeaders": {"Cookie": ["[redacted]", "[redacted]"], "Accept": ["*/*"]},
+        "cookies": ["[redacted]"],
+        "body": {"user": "ada", "password": "[redacted]", "nested": [{"client_secret": "[redacted]"}]}}
+    assert record["outcome"]["result"] == {"access_token": "[redacted]", "refresh_token": "[redacted]",
+                                           "id_token": "[redacted]", "name": "ada",
+                                           "headers": {"Set-Cookie": "[redacted]"}}
+    assert record["secrets_redacted"] is True
+    kept = records.build_record(function, invocation(event), ok(result), 0.1, time.time(), keep_secrets=True)
+    assert (kept["event"], kept["outcome"]["result"], kept["secrets_redacted"]) == (event, result, False)
 
 
 def test_redact_path_forms() -> None:

@@ -21,6 +21,7 @@ import boto3
 import pytest
 
 from plldb import naming
+from tests.harness import developer_policy
 from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
 from tests.harness.localcloud_stacks import ContentStore
@@ -30,7 +31,6 @@ pytestmark = pytest.mark.e2e
 
 FIXTURE = Path(__file__).parent / "fixtures" / "by_name"
 TEST_STACK = Path(__file__).parent / "test_stack"
-DEVELOPER_POLICY = Path(__file__).resolve().parents[1] / "docs" / "iam" / "plldb-developer-policy.json"
 FUNCTION = "plldb-by-name-orders"  # as tests/fixtures/by_name/main.tf names it
 OTHER = "plldb-by-name-other"
 CONFIG_KEYS = ("Handler", "Runtime", "Timeout", "MemorySize", "Role", "Environment", "Layers")
@@ -148,7 +148,7 @@ def test_bad_input_is_refused_before_anything_changes(cloud: LocalCloud, args: l
 
 
 def test_a_developer_who_cannot_read_the_function_is_told_which_statement_is_missing(cloud: LocalCloud) -> None:
-    policy = json.loads(DEVELOPER_POLICY.read_text())
+    policy = developer_policy.narrowed(cloud.debuggable())
     policy["Statement"] = [s for s in policy["Statement"] if s["Sid"] != "ReadFunctionsByName"]
     user = create_user(boto3.client("iam"), "by-name-no-read", policy)
     plldb = PlldbProcess(["attach", "--function-name", FUNCTION, "--code", "src"], FIXTURE,

@@ -461,3 +461,19 @@ def test_dotted_imports_namespace_packages_and_path_handlers(tmp_path: Path, ans
     with make_executor({"f": local_function("Dotted", "handlers/main.handler", code)}) as executor:
         outcome = run(executor, answers, invocation("stack-Dotted"))
         assert json.loads(outcome.body) == ["leaf", "leaf", ["handlers", "main"]]
+
+
+def test_variables_that_redirect_the_sdk_are_never_taken_from_the_message() -> None:
+    """A message's AWS_ENDPOINT_URL, profile, CA bundle or proxy would send the handler's
+    calls (with the function's credentials) elsewhere: dropped; the developer's own stay."""
+    local = {"AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "HOME": "/home/dev"}
+    remote = {"AWS_ENDPOINT_URL": "https://evil.example", "AWS_ENDPOINT_URL_S3": "https://evil.example",
+              "AWS_CA_BUNDLE": "/tmp/evil.pem", "https_proxy": "http://evil.example:3128",
+              "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://evil.example/creds", "AWS_PROFILE": "other",
+              "AWS_SHARED_CREDENTIALS_FILE": "/tmp/evil", "AWS_ACCESS_KEY_ID": "FN", "TABLE": "t"}
+    for mode in (CREDENTIALS_FUNCTION, CREDENTIALS_LOCAL):
+        env = function_environment(local, remote, mode, "/code")
+        assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5000"
+        assert not {"AWS_ENDPOINT_URL_S3", "AWS_CA_BUNDLE", "https_proxy", "AWS_PROFILE",
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_SHARED_CREDENTIALS_FILE"} & set(env)
+        assert env["TABLE"] == "t"

@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from plldb import naming
-from tests.harness import call_recorder, iam_audit
+from tests.harness import call_recorder, developer_policy, iam_audit
 from tests.harness.iam_policy import Decision, PolicyError, Request, evaluate
 from tests.harness.moto_server import REGION, MotoServer
 
@@ -359,6 +359,24 @@ def test_the_report_names_every_call_not_allowed_and_exempts_only_the_harness(
     assert report.out_of_scope == {"arn:aws:iam::1:role/by-hand": 2}
     assert f"NOT ALLOWED {debugger_arn}: dynamodb:DeleteTable on {TABLE}" in report.text()
     assert "(POST / at 00:02:30 UTC during tests/test_x.py::test_y)" in report.text()
+
+
+def test_a_user_holding_the_documented_policy_narrowed_is_held_to_it(tmp_path: Path) -> None:
+    """Administrators narrow the shipped policy to their functions (README): a user holding
+    it narrowed is in scope, and its claim on a function it was not given is a violation."""
+    narrowed = developer_policy.narrowed(["my-stack-*"])
+    mine, theirs = (f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{n}-Fn-1" for n in ("my-stack", "other"))
+    tag = {"context": {"aws:TagKeys": [naming.CLAIM_TAG]}}
+    _write(
+        tmp_path / "calls-5.jsonl",
+        {"type": "principal", "key": "K", "kind": "user", "arn": "arn:aws:iam::1:user/d", "name": "d"},
+        {"type": "policies", "digest": "d", "documents": [narrowed]},
+        {**_call("K", "lambda:TagResource", mine, "d"), **tag},
+        {**_call("K", "lambda:TagResource", theirs, "d"), **tag},
+    )
+    report = iam_audit.audit(tmp_path)
+    assert report.audited == {"arn:aws:iam::1:user/d": 2}
+    assert [(v.action, v.resource) for v in report.violations] == [("lambda:TagResource", theirs)]
 
 
 def test_refusals_a_test_provokes_on_purpose_are_set_aside(

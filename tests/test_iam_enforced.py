@@ -23,9 +23,9 @@ import botocore.exceptions
 import pytest
 
 from plldb import limits, naming
+from tests.harness import developer_policy
 from tests.harness.iam_audit import expect_refusal
 from tests.harness.localcloud import (
-    DEVELOPER_POLICY,
     DEVELOPER_USER,
     TEST_STACK_DIR,
     LocalCloud,
@@ -75,7 +75,7 @@ def test_plldb_runs_as_the_user_with_exactly_the_documented_policy(cloud: LocalC
     iam = _client(cloud, "iam", cloud.harness_environment)
     (name,) = iam.list_user_policies(UserName=DEVELOPER_USER)["PolicyNames"]
     document = iam.get_user_policy(UserName=DEVELOPER_USER, PolicyName=name)["PolicyDocument"]
-    assert document == json.loads(DEVELOPER_POLICY.read_text())
+    assert document == developer_policy.narrowed(cloud.debuggable())  # as the README says
     assert iam.list_attached_user_policies(UserName=DEVELOPER_USER)["AttachedPolicies"] == []
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -172,6 +173,23 @@ def test_exported_pytest_module_passes_then_fails_after_a_change(shop: Path, cap
     assert failing.returncode == 1
     assert "1 failed, 1 passed" in failing.stdout
     assert "outcome changed since the capture" in failing.stdout and '+    "total": 8' in failing.stdout
+
+
+def test_exported_files_are_private_and_the_export_says_what_they_hold(
+    shop: Path, captured: tuple[dict, dict]
+) -> None:
+    target = shop / "tests" / "test_captured.py"
+    target.parent.mkdir()
+    target.write_text("# an older export, readable by everyone\n")
+    target.chmod(0o644)
+    result = plldb(["events", "export", captured[0]["id"][:8], "--pytest", "tests/test_captured.py"], shop)
+    assert result.returncode == 0, result.stderr
+    for path in (target, target.with_suffix(".json")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert ("warning: tests/test_captured.json holds captured events, results and environments "
+            "(well-known secrets blanked unless attach ran with --capture-keep-secrets; credentials "
+            "never kept): both files are readable by you only; read them before you commit or share "
+            "them") in " ".join(result.stderr.split())
 
 
 def test_export_needs_a_python_file(shop: Path, captured: tuple[dict, dict]) -> None:

@@ -469,3 +469,14 @@ def test_the_unbounded_write_check_finds_what_it_is_for(template: dict) -> None:
         f"ManagerRole ManagerRole/{statements['PolicyName']} S: iam:PutRolePolicy",
         f"ManagerRole ManagerRole/{statements['PolicyName']} I: lambda:UntagResource",
     ]
+
+
+def test_abuse_of_the_public_endpoint_is_bounded(template: dict) -> None:
+    """Anyone can reach the WebSocket API: a flood of connects runs at most a few authorizers
+    at once, and a flood of messages is throttled before it runs helper Lambdas."""
+    resources = template["Resources"]
+    authorizer = resources["AuthorizerFunction"]["Properties"]
+    assert 1 <= authorizer["ReservedConcurrentExecutions"] <= 20
+    (stage,) = _of_type(template, "AWS::ApiGatewayV2::Stage").values()
+    throttling = stage["Properties"]["DefaultRouteSettings"]
+    assert 0 < throttling["ThrottlingRateLimit"] <= throttling["ThrottlingBurstLimit"] <= 1000

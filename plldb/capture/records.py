@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from plldb.capture import secrets
 from plldb.local.debuggers import plldb_thread
 from plldb.local.executor import CONTAINER_ONLY_ENV
 from plldb.naming import without_secrets
@@ -58,6 +59,7 @@ class CaptureOptions:
     folder: Path  # the .plldb folder
     max_records: int = DEFAULT_MAX_RECORDS
     redact: tuple[tuple[str, ...], ...] = ()  # parsed --capture-redact paths
+    keep_secrets: bool = False  # --capture-keep-secrets: no default redaction (secrets.py)
 
 
 # --- Where ----------------------------------------------------------------------------------
@@ -95,11 +97,19 @@ def prepare_folder(folder: Path) -> None:
         ) from exc
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (created 0600, never another mode first)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _write_private(path: Path, text: str, replace: bool = False) -> None:
+    """Write a file only its owner can read (created 0600, never another mode first); with
+    ``replace``, an existing file is overwritten and made 0600 before anything is written."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as stream:
         stream.write(text)
+
+
+def write_owner_only(path: Path, text: str) -> None:
+    """Write (or overwrite) ``path`` readable by its owner only: for files holding captured data."""
+    _write_private(path, text, replace=True)
 
 
 # --- What -----------------------------------------------------------------------------------
@@ -166,8 +176,10 @@ def _json_or_text(text: str) -> tuple[Any, bool]:
 
 
 def build_record(function: LocalFunction, invocation: dict[str, Any], outcome: Any, seconds: float,
-                 finished_at: float, redact_paths: tuple[tuple[str, ...], ...] = ()) -> dict[str, Any]:
-    """The record of one answered invocation (format 1), redacted."""
+                 finished_at: float, redact_paths: tuple[tuple[str, ...], ...] = (),
+                 keep_secrets: bool = False) -> dict[str, Any]:
+    """The record of one answered invocation (format 1), redacted: the well-known secret
+    fields unless ``keep_secrets`` (:mod:`plldb.capture.secrets`), and ``redact_paths``."""
     event, event_is_text = _json_or_text(invocation["event"])
     environment, dropped = safe_environment(invocation.get("environment") or {})
     received_ms = (finished_at - seconds) * 1000
@@ -176,6 +188,10 @@ def build_record(function: LocalFunction, invocation: dict[str, Any], outcome: A
         answer = {"ok": True, "result": result, "result_is_text": result_is_text}
     else:
         answer = {"ok": False, "error": outcome.error}
+    if not keep_secrets:
+        event = secrets.redact_secrets(event)
+        if answer["ok"]:
+            answer["result"] = secrets.redact_secrets(answer["result"])
     for path in redact_paths:
         event = redact(event, path)
         if answer["ok"]:
@@ -203,6 +219,7 @@ def build_record(function: LocalFunction, invocation: dict[str, Any], outcome: A
         "outcome": answer,
         "duration_ms": round(seconds * 1000, 1),
         "redacted": [".".join(path) for path in redact_paths],
+        "secrets_redacted": not keep_secrets,
     }
 
 
@@ -264,7 +281,8 @@ class CaptureWriter:
         while (item := self._queue.get()) is not None:
             function, invocation, outcome, seconds, finished_at = item
             try:
-                record = build_record(function, invocation, outcome, seconds, finished_at, self.options.redact)
+                record = build_record(function, invocation, outcome, seconds, finished_at,
+                                      self.options.redact, self.options.keep_secrets)
                 write_record(self.options.folder, record, self.options.max_records)
                 self.written += 1
             except Exception as exc:  # noqa: BLE001 - a lost capture must never stop the others

@@ -179,17 +179,18 @@ def test_captured_outcome(capture):
 '''
 
 
-def export_pytest(captures: list[dict[str, Any]], target: Path, template: Path) -> Path:
-    """Write ``target`` (a pytest module) and the captures beside it as ``<stem>.json``;
-    returns the JSON file. The template is found relative to the module, so it can be committed."""
+def export_pytest(chosen: list[dict[str, Any]], target: Path, template: Path) -> Path:
+    """Write ``target`` (a pytest module) and the captures beside it as ``<stem>.json``, both
+    readable by their owner only (they hold captured data); returns the JSON file. The
+    template is found relative to the module, so it can be committed once reviewed."""
     if target.suffix != ".py":
         raise records.CaptureError(f"--pytest {target}: give a Python file name, such as tests/test_captured.py")
     data = target.with_suffix(".json")
     target.parent.mkdir(parents=True, exist_ok=True)
     relative = _relative(Path(template).resolve(), target.parent.resolve())
-    data.write_text(json.dumps(captures, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    functions = ", ".join(sorted({r["function"] for r in captures}))
-    target.write_text(TEST_MODULE.format(functions=functions, data=data.name, template=relative), encoding="utf-8")
+    records.write_owner_only(data, json.dumps(chosen, indent=1, ensure_ascii=False) + "\n")
+    functions = ", ".join(sorted({r["function"] for r in chosen}))
+    records.write_owner_only(target, TEST_MODULE.format(functions=functions, data=data.name, template=relative))
     return data
 
 

@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING
 import click
 
 from plldb import console
-from plldb.commands.capture import PROJECT_OPTIONS, add_capture_options
+from plldb.commands.capture import (
+    ALLOW_REMOTE_OPTION,
+    PROJECT_OPTIONS,
+    add_capture_options,
+    debugpy_choice,
+)
 from plldb.commands.common import escape, pass_aws, progress
 from plldb.commands.project import named_functions, print_project, project_stack
 
@@ -47,6 +52,7 @@ if TYPE_CHECKING:
 @click.option("--debugpy-port", type=click.IntRange(1, 65535), default=5678, show_default=True)
 @click.option("--wait-for-client", is_flag=True,
               help="Hold invocations until a debugger has attached (with --debugpy).")
+@ALLOW_REMOTE_OPTION
 @click.option("--pycharm-port", type=click.IntRange(1, 65535),
               help="Connect to PyCharm's \"Python Debug Server\" on this port (needs pydevd-pycharm).")
 @click.option("--force", is_flag=True, help="Take over a stack attached by someone else.")
@@ -73,6 +79,7 @@ def attach_command(
     debugpy_host: str,
     debugpy_port: int,
     wait_for_client: bool,
+    allow_remote: bool,
     pycharm_port: int | None,
     force: bool,
     credentials: str,
@@ -82,12 +89,10 @@ def attach_command(
 
     from plldb import naming
     from plldb.cloud.helper_stack import HelperStackMissing, HelperStackOutdated
-    from plldb.local import debuggers
     from plldb.session import attach
     from plldb.session.plan import AttachOptions, plan_attach
 
-    if (wait_for_client or debugpy_host != "127.0.0.1" or debugpy_port != 5678) and not use_debugpy:
-        raise click.UsageError("--wait-for-client, --debugpy-host and --debugpy-port need --debugpy")
+    debugpy = debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client, allow_remote)
     named = named_functions(stack_name, functions, function_names, codes, handlers)
     stack, project = (naming.by_name_key([n.name for n in named]), None) if named else \
         project_stack(stack_name, template, stage, cdk_out)
@@ -99,8 +104,7 @@ def attach_command(
         cdk_out=cdk_out,
         functions=functions,
         timeout=timeout,
-        debugpy=debuggers.DebugpyOptions(debugpy_host, debugpy_port, wait_for_client)
-        if use_debugpy else None,
+        debugpy=debugpy,
         pycharm=("localhost", pycharm_port) if pycharm_port else None,
         force=force,
         credentials=credentials,

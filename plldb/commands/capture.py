@@ -1,5 +1,5 @@
 """The commands of capture and replay (issue 14): `plldb invoke`, `events`, `replay`, and
-attach's --no-capture, --capture-max and --capture-redact.
+attach's --no-capture, --capture-max, --capture-redact and --capture-keep-secrets.
 
 Parsing and printing only (:mod:`plldb.cli` registers these commands); the work
 is in :mod:`plldb.capture.invoke`, :mod:`plldb.capture.records` and :mod:`plldb.capture.replay`, imported when a
@@ -32,17 +32,37 @@ def _debugpy_flags(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--debugpy-port", type=click.IntRange(1, 65535), default=5678, show_default=True),
         click.option("--wait-for-client", is_flag=True,
                      help="Run the function only once a debugger has attached (with --debugpy)."),
+        ALLOW_REMOTE_OPTION,
     )):
         command = option(command)
     return command
 
 
-def _debugpy_choice(use_debugpy: bool, host: str, port: int, wait: bool) -> debuggers.DebugpyOptions | None:
+ALLOW_REMOTE_OPTION = click.option(
+    "--debugpy-allow-remote", "allow_remote", is_flag=True,
+    help="Let --debugpy-host be an address other machines reach (anyone who connects runs code here).",
+)
+
+
+def debugpy_choice(use_debugpy: bool, host: str, port: int, wait: bool,
+                   allow_remote: bool) -> debuggers.DebugpyOptions | None:
+    """The debugpy options of the command line, checked: debugpy reachable from other machines
+    only with --debugpy-allow-remote, and then with a warning."""
     from plldb.local import debuggers
 
     if (wait or host != "127.0.0.1" or port != 5678) and not use_debugpy:
         raise click.UsageError("--wait-for-client, --debugpy-host and --debugpy-port need --debugpy")
-    return debuggers.DebugpyOptions(host, port, wait) if use_debugpy else None
+    if not use_debugpy:
+        return None
+    if not debuggers.is_loopback(host):
+        if not allow_remote:
+            raise click.UsageError(
+                f"--debugpy-host {host} is not a loopback address: anyone who reaches it could run "
+                "code in plldb, with the functions' credentials. Use 127.0.0.1 (and an SSH tunnel "
+                "to reach it from elsewhere), or add --debugpy-allow-remote if you mean it"
+            )
+        console.warn(escape(debuggers.remote_debugpy_warning(host)))
+    return debuggers.DebugpyOptions(host, port, wait)
 
 
 TEMPLATE_OPTION = click.option(
@@ -82,20 +102,24 @@ def add_capture_options(command: click.Command) -> None:
         click.Option(["--capture-redact"], multiple=True, metavar="PATH",
                      help="Blank this field of events and results before writing, e.g. "
                      "headers.Authorization or Records[*].body; repeatable."),
+        click.Option(["--capture-keep-secrets"], is_flag=True,
+                     help="Keep Authorization, cookies, tokens and passwords in captures "
+                     "(blanked by default)."),
     ]
     attach = command.callback
     assert attach is not None
 
     @functools.wraps(attach)
     def with_capture(*args: Any, no_capture: bool, capture_max: int, capture_redact: tuple[str, ...],
-                     **kwargs: Any) -> Any:
+                     capture_keep_secrets: bool, **kwargs: Any) -> Any:
         from plldb.capture import records
         from plldb.project.discovery import project_found
 
         if no_capture or not project_found(kwargs["template"]):  # attach reports a missing project
             return attach(*args, **kwargs)
         paths = tuple(records.parse_path(path) for path in capture_redact)
-        records.start(records.CaptureOptions(records.capture_dir(kwargs["template"]), capture_max, paths))
+        folder = records.capture_dir(kwargs["template"])
+        records.start(records.CaptureOptions(folder, capture_max, paths, capture_keep_secrets))
         try:
             return attach(*args, **kwargs)
         finally:
@@ -110,14 +134,15 @@ def add_capture_options(command: click.Command) -> None:
 @_run_flags
 def invoke_command(function: str, event: str | None, template: Path, cdk_out: Path | None, stage: str | None,
                    stack_name: str | None, credentials: str, timeout: int | None, use_debugpy: bool,
-                   debugpy_host: str, debugpy_port: int, wait_for_client: bool) -> None:
+                   debugpy_host: str, debugpy_port: int, wait_for_client: bool,
+                   allow_remote: bool) -> None:
     """Run one function of the local project here, once; print its result (exit 0) or error (exit 1).
 
     FUNCTION is any of its names: logical id, physical name, serverless.yml key, CDK construct
     path or id (`plldb functions` lists them)."""
     from plldb.capture import deployed, invoke
 
-    debugpy = _debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client)
+    debugpy = debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client, allow_remote)
     local, project = invoke.find_in_project(template, function, _warn, stage=stage, cdk_out=cdk_out,
                                             stack_name=stack_name)
     fields = invoke.InvocationFields(event=invoke.read_event(event))
@@ -195,6 +220,11 @@ def events_export(capture_ids: tuple[str, ...], target: Path, template: Path) ->
     chosen = [records.find_record(folder, capture_id) for capture_id in capture_ids]
     data = replay.export_pytest(chosen, target, template)
     console.success(f"wrote {escape(str(target))} and {escape(str(data))} ({len(chosen)} capture(s))")
+    console.warn(escape(
+        f"{data} holds captured events, results and environments (well-known secrets blanked "
+        "unless attach ran with --capture-keep-secrets; credentials never kept): both files are "
+        "readable by you only; read them before you commit or share them"
+    ))
 
 
 @click.command("replay")
@@ -205,13 +235,13 @@ def events_export(capture_ids: tuple[str, ...], target: Path, template: Path) ->
 def replay_command(capture_id: str | None, all_of: str | None, edit: bool, template: Path,
                    cdk_out: Path | None, stage: str | None, stack_name: str | None, credentials: str,
                    timeout: int | None, use_debugpy: bool, debugpy_host: str, debugpy_port: int,
-                   wait_for_client: bool) -> None:
+                   wait_for_client: bool, allow_remote: bool) -> None:
     """Run a captured invocation again and show whether its outcome changed (exit 1 if so)."""
     from plldb.capture import invoke, replay
 
     if bool(capture_id) == bool(all_of):
         raise click.UsageError("give a capture ID, or --all FUNCTION")
-    debugpy = _debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client)
+    debugpy = debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client, allow_remote)
     if edit and all_of:
         raise click.UsageError("--edit replays one capture: give its ID, not --all")
     chosen = replay.chosen(template, capture_id, all_of, stage=stage, cdk_out=cdk_out, stack_name=stack_name)

@@ -17,6 +17,7 @@ case between invocations.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -40,6 +41,24 @@ class DebugpyOptions:
     host: str = "127.0.0.1"
     port: int = 5678
     wait_for_client: bool = False
+
+
+def is_loopback(host: str) -> bool:
+    """Whether debugpy on ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
+def remote_debugpy_warning(host: str) -> str:
+    """What to say when debugpy listens beyond this machine (--debugpy-allow-remote)."""
+    return (
+        f"debugpy listens on {host}, not only on this machine: whoever reaches that address "
+        "can run code in plldb, with the debugged functions' credentials and events"
+    )
 
 
 def vscode_configuration(host: str, port: int) -> dict:

@@ -24,7 +24,7 @@ from typing import Any
 
 from plldb import console, runner
 from plldb.layer import polling
-from plldb.local import binding, isolation, lambda_logging, public_names
+from plldb.local import binding, isolation, lambda_logging, public_names, redirects
 from plldb.local.debuggers import keep_running
 from plldb.naming import ENV_EXEC_WRAPPER, SECRET_ENV_VARS, SHIM_ENV_VARS
 from plldb.project.model import LocalFunction
@@ -57,13 +57,15 @@ def function_environment(
     local: Mapping[str, str], remote: Mapping[str, str], credentials: str, code_dir: str
 ) -> dict[str, str]:
     """What ``os.environ`` holds for the function: the developer's environment overlaid with
-    the function's cloud environment (minus container-only variables), with the credentials
-    chosen by ``credentials``, and ``LAMBDA_TASK_ROOT`` pointing at the local code folder."""
+    the function's cloud environment (minus container-only variables, and minus any that
+    would redirect the SDK: :mod:`plldb.local.redirects`), with the credentials chosen by
+    ``credentials``, and ``LAMBDA_TASK_ROOT`` pointing at the local code folder."""
     if credentials == CREDENTIALS_FUNCTION:
         hidden_local, hidden_remote = SECRET_ENV_VARS | PROFILE_ENV, CONTAINER_ONLY_ENV
     else:
         hidden_local, hidden_remote = frozenset(), CONTAINER_ONLY_ENV | SECRET_ENV_VARS
     env = {k: v for k, v in local.items() if k not in hidden_local}
+    remote = redirects.without_redirects(remote)
     env.update({k: str(v) for k, v in remote.items() if k not in hidden_remote})
     env["LAMBDA_TASK_ROOT"] = code_dir
     return env

@@ -36,6 +36,7 @@ from plldb.local.debuggers import (
     start_debugpy,
 )
 from plldb.local.executor import Executor
+from plldb.session import payloads
 from plldb.session.claims import claim_functions, release_claims
 from plldb.session.connection import Connection
 from plldb.session.identity import identity_proof
@@ -73,6 +74,8 @@ class Attachment(InvocationServing):
         self.store = SessionStore(plan.debugger_ctx, plan.helper.sessions_table)
         self.executor = Executor(plan.functions, credentials=options.credentials)
         self.session_id = ""
+        self.payload_place = payloads.place_of(ctx, plan.helper.payload_bucket)
+        self.redirects_named: set[tuple[str, tuple[str, ...]]] = set()
         self.connection: Connection | None = None
         self.answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.running: set[str] = set()

@@ -13,15 +13,89 @@ from __future__ import annotations
 import re
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from plldb import limits
+from plldb.cloud.aws import AwsContext
 
 TRANSFER_TIMEOUT_SECONDS = 60  # per blocking socket operation, not for the whole transfer
+GLOBAL_S3_REGION = "us-east-1"  # botocore presigns for s3.amazonaws.com there
 
 
 class PayloadError(RuntimeError):
     """A payload could not be downloaded or uploaded; the text says which and why."""
+
+
+@dataclass(frozen=True)
+class PayloadPlace:
+    """Where payload URLs may point: the helper stack's bucket, on S3's endpoint.
+
+    A message's URL is fetched or uploaded to with a plain HTTP request, so a URL naming any
+    other host would make this machine fetch from, or send a result to, wherever the message
+    says. Accepted: ``https`` on the region's S3 endpoint (virtual-hosted or path-style), and
+    the S3 endpoint the developer's own AWS configuration names (``AWS_ENDPOINT_URL_S3`` or
+    ``AWS_ENDPOINT_URL``: the local cloud's), compared by scheme, host and port exactly.
+    """
+
+    bucket: str
+    region: str
+    configured_endpoint: str  # the endpoint URL of the developer's boto3 S3 client
+
+    def origins(self) -> list[tuple[str, str, int | None]]:
+        """(scheme, host, port) of every accepted S3 endpoint; port None: the scheme's."""
+        suffix = "amazonaws.com.cn" if self.region.startswith("cn-") else "amazonaws.com"
+        found: list[tuple[str, str, int | None]] = [("https", f"s3.{self.region}.{suffix}", None)]
+        if self.region == GLOBAL_S3_REGION:
+            found.append(("https", f"s3.{suffix}", None))
+        configured = urlsplit(self.configured_endpoint)
+        if configured.hostname:
+            found.append((configured.scheme, configured.hostname, _port(configured)))
+        return found
+
+    def problem(self, url: str, key: str) -> str | None:
+        """Why ``url`` is not the URL of object ``key`` of the bucket, or None."""
+        parts = urlsplit(url)
+        path = unquote(parts.path)
+        for scheme, host, port in self.origins():
+            if (parts.scheme, _port(parts)) != (scheme, port):
+                continue
+            if parts.hostname == f"{self.bucket}.{host}" and path == f"/{key}":
+                return None
+            if parts.hostname == host and path == f"/{self.bucket}/{key}":
+                return None
+        accepted = ", ".join(f"{s}://{h}{f':{p}' if p else ''}" for s, h, p in self.origins())
+        return (f"{parts.scheme}://{parts.netloc}{parts.path} is not object {key} of the helper "
+                f"stack's bucket {self.bucket} on S3 (accepted endpoints: {accepted})")
+
+
+def _port(parts: Any) -> int | None:
+    """The URL's port, None when it is the scheme's default (or the URL has none)."""
+    try:
+        port = parts.port
+    except ValueError:  # not a number: never an accepted endpoint
+        return -1
+    return None if port == {"https": 443, "http": 80}.get(parts.scheme) else port
+
+
+def place_of(ctx: AwsContext, bucket: str) -> PayloadPlace:
+    """The helper bucket as this machine's AWS configuration reaches it (no AWS call)."""
+    return PayloadPlace(bucket, ctx.region_name, ctx.client("s3").meta.endpoint_url)
+
+
+def check_url(place: PayloadPlace, ref: dict[str, Any], field: str, expected_key: str) -> None:
+    """PayloadError, before any request, unless ``ref`` (an ``event_ref`` or ``result_upload``)
+    names this request's object of the helper bucket and its URL is that object's."""
+    if ref.get("bucket") != place.bucket or ref["key"] != expected_key:
+        raise PayloadError(
+            f"{field} names object {ref['key']} of bucket {ref.get('bucket')}, not this "
+            f"request's {expected_key} of the helper stack's bucket {place.bucket}: nothing "
+            "was transferred"
+        )
+    problem = place.problem(ref["url"], ref["key"])
+    if problem:
+        raise PayloadError(f"{field} refused: {problem}; nothing was transferred")
 
 
 def fetch(ref: dict[str, Any]) -> bytes:

@@ -22,7 +22,7 @@ from plldb import console, limits
 from plldb import protocol as p
 from plldb.capture import records
 from plldb.local.executor import Executor
-from plldb.session import payloads
+from plldb.session import checks, payloads
 from plldb.session.connection import Connection
 from plldb.session.plan import AttachOptions, AttachPlan
 
@@ -47,6 +47,9 @@ class InvocationServing:
     """Handles invocation messages for an attach (mixed into :class:`Attachment`)."""
 
     connection: Connection | None
+    session_id: str
+    payload_place: payloads.PayloadPlace
+    redirects_named: set[tuple[str, tuple[str, ...]]]
     executor: Executor
     plan: AttachPlan
     options: AttachOptions
@@ -57,17 +60,26 @@ class InvocationServing:
     async def on_invocation(self, message: dict[str, Any]) -> None:
         request_id = message["request_id"]
         assert self.connection is not None
+        foreign = checks.foreign_session(message, self.session_id)
+        if foreign:
+            console.warn(escape(foreign))
+            return
         if request_id in self.answers:  # reposted after a reconnect: the answer may be lost
             await self.connection.send(self.answers[request_id])
             return
         if request_id in self.running:
             return
         self.running.add(request_id)
+        refusal = self.refusal(message)
+        if refusal is not None:
+            await self.send_refusal(request_id, refusal)
+            return
+        message = self.without_redirects(message)
         if "event_ref" in message:
             try:
                 event = await asyncio.to_thread(payloads.fetch, message["event_ref"])
             except payloads.PayloadError as exc:
-                await self.send_payload_failure(request_id, exc)
+                await self.send_refusal(request_id, payload_error(exc))
                 return
             message = {**message, "event": event.decode()}
             del message["event_ref"]
@@ -102,12 +114,32 @@ class InvocationServing:
         await self.connection.send(reply)
         self.print_invocation(invocation, outcome, time.monotonic() - started)
 
-    async def send_payload_failure(self, request_id: str, exc: payloads.PayloadError) -> None:
-        """The event could not be downloaded: the function answers with the reason at once."""
-        console.error(f"request {request_id}: {exc}")
+    def refusal(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """The error to answer instead of running this session's ``message`` (checks.py)."""
+        problem = checks.payload_problem(message, self.payload_place, self.session_id)
+        if problem is not None:
+            return payload_error(problem)
+        return checks.credentials_problem(message, self.options.credentials)
+
+    async def send_refusal(self, request_id: str, error: dict[str, Any]) -> None:
+        """Answer with ``error`` at once (nothing ran), and say why."""
+        console.error(escape(f"request {request_id}: {error['errorMessage']}"))
         self.running.discard(request_id)
         assert self.connection is not None
-        await self.connection.send(p.error_message(request_id, payload_error(exc)))
+        await self.connection.send(p.error_message(request_id, error))
+
+    def without_redirects(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The message without variables that would redirect the SDK; named once per function."""
+        message, dropped = checks.without_redirects(message)
+        named = (message["function_name"], tuple(dropped))
+        if dropped and named not in self.redirects_named:
+            self.redirects_named.add(named)
+            console.warn(escape(
+                f"{self.logical_id(message)}: its environment sets {', '.join(dropped)}; not used "
+                "here (they would send the handler's AWS calls elsewhere or choose other "
+                "credentials): your own values, if any, apply"
+            ))
+        return message
 
     async def result_message(self, invocation: dict[str, Any], body: bytes) -> dict[str, Any]:
         request_id = invocation["request_id"]

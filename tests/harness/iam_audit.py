@@ -8,7 +8,8 @@ tests/harness/iam_policy.py. Whose policies:
   policies and ``AWS::IAM::Policy`` resources in plldb/infra/template.yaml expanded by the
   SAM translator, with the deployed stack's values (parameters, table names, the layer's
   ARN, the local API id) substituted: the template is what is being tested, not moto's copy;
-* the IAM user ``plldb`` runs as: the documented policy, docs/iam/plldb-developer-policy.json;
+* IAM users holding the documented policy, docs/iam/plldb-developer-policy.json, narrowed to
+  their functions as the README says (tests/harness/developer_policy.py): that document;
 * any other role (the debugged functions' roles, with the shim's policy the manager puts
   on them): the policies moto held for it at the time of the call;
 * the harness's own fake credentials (set-up and assertions of the tests): exempt, counted;
@@ -33,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from plldb import naming
+from tests.harness import developer_policy as developer_policies
 from tests.harness import iam_policy
 from tests.harness.call_recorder import ENV_RECORD_DIR, HARNESS
 from tests.harness.localcloud_stacks import LOCAL_API_ID, helper_template, translate_sam
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEVELOPER_POLICY = REPO_ROOT / "docs" / "iam" / "plldb-developer-policy.json"
+DEVELOPER_POLICY = developer_policies.SHIPPED
 ALWAYS_ALLOWED = {"sts:GetCallerIdentity"}  # AWS: no permission is needed
 
 
@@ -244,8 +245,8 @@ def policies_of(
     if principal["kind"] == "user":
         if not developer_policy.exists():
             raise LookupError(f"the documented developer policy {developer_policy} is missing")
-        documented = json.loads(developer_policy.read_text())
-        return [documented] if documented in snapshot else None
+        held = [p for p in snapshot if developer_policies.is_narrowed(p, developer_policy)]
+        return held[:1] or None
     if principal["kind"] != "role":
         raise LookupError(f"credentials moto does not know ({principal['arn']})")
     stack = principal.get("stack")

@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,8 +58,8 @@ import psutil
 
 from plldb import limits, naming
 from plldb.cloud.aws import AwsContext
+from tests.harness import developer_policy, localcloud_templates, principals
 from tests.harness import localcloud_stacks as stacks
-from tests.harness import localcloud_templates, principals
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION, MotoServer, free_port
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,10 @@ TEST_STACK_DIR = REPO_ROOT / "tests" / "test_stack"
 TEST_STACK_NAME = "plldb-test-stack"
 STATE_FILE = "state.json"
 DEVELOPER_USER = "plldb-developer"
-DEVELOPER_POLICY = REPO_ROOT / "docs" / "iam" / "plldb-developer-policy.json"
+DEVELOPER_POLICY = developer_policy.SHIPPED
+# Functions tests create after the cloud started (by name, drills' and benchmarks' stacks):
+# the developer may debug them too, as an administrator would list a team's stacks.
+TEST_FUNCTIONS = ("plldb-by-name-*", "plldb-drill-*", "plldb-bench-*")
 READY_TIMEOUT_S = 120.0  # a bound against a hung process only: a loaded machine is slow
 STOP_GRACE_S = 10.0
 WATCH_INTERVAL_S = 0.5
@@ -94,7 +97,8 @@ class LocalCloudSettings:
     app_code: dict[str, Path] = field(default_factory=dict)
     max_containers: int = 8  # execution environments per function
     # IAM enforced once the stacks are deployed: plldb runs as the IAM user DEVELOPER_USER
-    # with docs/iam/plldb-developer-policy.json, every function with its execution role.
+    # with docs/iam/plldb-developer-policy.json narrowed to its functions (debuggable()),
+    # every function with its execution role.
     enforce_iam: bool = True
     # Lifetime cap of every sts:AssumeRole's credentials (plldb's debugger role): None, AWS's
     # default; a few seconds make refresh paths run in a test.
@@ -242,8 +246,13 @@ class LocalCloud:
         self.harness_environment = {**FAKE_CREDENTIALS, **endpoints}
         self.environment = self.harness_environment
         if self.settings.enforce_iam:
-            self.environment = {**developer_credentials(ctx), **endpoints}
+            self.environment = {**developer_credentials(ctx, self.debuggable()), **endpoints}
             moto.enforce_iam(max_session_seconds=self.settings.session_seconds)
+
+    def debuggable(self) -> list[str]:
+        """The functions the developer may debug: the app stack's, and those tests create
+        after start (every such stack or function name starts with a prefix listed here)."""
+        return [f"{self.settings.app_stack_name}-*", *TEST_FUNCTIONS]
 
     def stop(self) -> list[str]:
         """End every started process (and its children) by PID; remove temporary folders."""
@@ -390,12 +399,13 @@ class LocalCloud:
         raise LocalCloudError(f"{name} not ready after {READY_TIMEOUT_S:.0f}s")
 
 
-def developer_credentials(ctx: AwsContext) -> dict[str, str]:
-    """The IAM user plldb runs as: exactly the policy users attach (docs/iam/), a fresh key."""
+def developer_credentials(ctx: AwsContext, functions: Iterable[str]) -> dict[str, str]:
+    """The IAM user plldb runs as: the policy users attach (docs/iam/), narrowed to
+    ``functions`` as the README tells an administrator to, and a fresh key."""
     developer = principals.create_user(
         ctx.client("iam"),
         DEVELOPER_USER,
-        DEVELOPER_POLICY.read_text(),
+        developer_policy.narrowed(functions),
         policy_name="plldb-developer",
     )
     return developer.credentials
