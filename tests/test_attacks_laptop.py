@@ -4,9 +4,10 @@
 Developer A attaches the test stack with plldb. Developer B holds the shipped developer
 policy narrowed to B's own stack (``another-stack-*``), as the README tells an
 administrator. B reads A's connection id through the debugger role (any developer may), and
-posts forged invocation messages to it with the rights the shim holds (code in an
-instrumented function, such as B's own, runs with them; here the test stack's function role
-while A is attached). Each forged message is refused by A's plldb, which says why; nothing
+posts forged invocation messages to it with the rights the shim holds, from inside an
+instrumented function's execution environment: code B deploys into a function B may change
+runs with them there (from a laptop, the same credentials are refused:
+tests/test_attacks_team.py). Each forged message is refused by A's plldb, which says why; nothing
 reaches the host the message names, and nothing in the cloud changes.
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.config
 import pytest
 
 from plldb import naming
@@ -93,7 +95,9 @@ def post_as_the_shim(cloud: LocalCloud, b: Principal, a_session: str, message: d
     role = function.get_function_configuration(FunctionName=cloud.functions["EchoFunction"])["Role"]
     moto = MotoServer(port=urllib.parse.urlsplit(cloud.urls["moto"]).port)
     shim = moto.service_credentials(role, "b-function", 900)
-    api = boto3.client("apigatewaymanagementapi", endpoint_url=cloud.urls["management"], **_keys(shim))
+    inside = moto.egress("arn:aws:lambda:us-east-1:123456789012:function:b-function")
+    api = boto3.client("apigatewaymanagementapi", endpoint_url=cloud.urls["management"],
+                       config=botocore.config.Config(proxies={"http": inside}), **_keys(shim))
     api.post_to_connection(ConnectionId=connection_id, Data=json.dumps(message).encode())
 
 
@@ -147,7 +151,7 @@ def test_a_payload_url_to_another_host_is_not_fetched(
     attacker_host: tuple[str, list[str]],
 ) -> None:
     origin, seen = attacker_host
-    key = naming.payload_key(developer_a[1], "forged-url", "event")
+    key = naming.payload_key("AROAEXAMPLE:fn", developer_a[1], "forged-url", "event")
     bucket = cloud.helper_outputs[naming.OUTPUT_PAYLOAD_BUCKET]
     ref = {"bucket": bucket, "key": key, "size": 2, "url": f"{origin}/{bucket}/{key}"}
     message = forged(cloud, developer_a[1], "forged-url", event_ref=ref)

@@ -1,6 +1,6 @@
 """Attack: read or write another session's payload objects (docs/security.md, promise 5).
 
-Large events and results travel through ``payloads/<session>/<request>/`` of the helper
+Large events and results travel through ``payloads/<function aws:userid>/<session>/<request>/`` of the helper
 stack's bucket. Clients hold no S3 rights: a payload object is reachable only through the
 URLs the shim presigns and sends over the session's own connection. Each test acts as a
 real principal in the IAM-enforcing local cloud and checks that nothing changed.
@@ -139,6 +139,11 @@ def _refusal(call: Any) -> str:
     return caught.value.response["Error"]["Code"]
 
 
+def _in_url(key: str) -> str:
+    """A key as a presigned URL's path holds it (the owner's colon is percent-encoded)."""
+    return urllib.parse.quote(key)
+
+
 def _http(url: str, method: str, data: bytes | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(
         url, data=data, method=method, headers={"Content-Type": "application/octet-stream"}
@@ -156,7 +161,7 @@ def test_attacker_cannot_read_payloads(
     """As the debugger role (any account principal may assume it), another session's event
     and result objects can be neither read nor overwritten."""
     event = shim.put_payload("req-victim", "event", EVENT)
-    result_key = naming.payload_key(VICTIM_SESSION, "req-victim", "response")
+    result_key = shim.payload_key("req-victim", "response")
     _client(cloud, harness, "s3").put_object(Bucket=bucket, Key=result_key, Body=RESULT)
     for action in ("s3:GetObject", "s3:PutObject"):
         expect_refusal(
@@ -180,7 +185,7 @@ def test_a_presigned_url_opens_only_its_own_object(
 ) -> None:
     """The signature covers the method and the key: a URL the shim sent for one request's
     object cannot read or write another request's or another session's object."""
-    other_session = naming.payload_key(str(uuid.uuid4()), "req-other", "event")
+    other_session = naming.payload_key(shim.owner, str(uuid.uuid4()), "req-other", "event")
     other_request = shim.put_payload("req-other", "event", EVENT)["key"]
     _client(cloud, harness, "s3").put_object(Bucket=bucket, Key=other_session, Body=EVENT)
     mine = shim.put_payload("req-mine", "event", b'{"mine": 1}')
@@ -191,13 +196,13 @@ def test_a_presigned_url_opens_only_its_own_object(
     # what the session's own connection may do: fetch its event, upload its result
     assert payloads.fetch({**mine, "url": get_url}) == b'{"mine": 1}'
     ref = payloads.upload(upload, RESULT)
-    assert ref["key"] == naming.payload_key(VICTIM_SESSION, "req-mine", "response")
+    assert ref["key"] == naming.payload_key(shim.owner, VICTIM_SESSION, "req-mine", "response")
     assert shim.get_payload("req-mine", ref) == RESULT
 
     for victim in (other_request, other_session):
-        status, body = _http(get_url.replace(mine["key"], victim), "GET")
+        status, body = _http(get_url.replace(_in_url(mine["key"]), _in_url(victim)), "GET")
         assert (status, b"SignatureDoesNotMatch" in body) == (403, True), body
-        put_url = upload["url"].replace(upload["key"], victim)
+        put_url = upload["url"].replace(_in_url(upload["key"]), _in_url(victim))
         status, body = _http(put_url, "PUT", b'{"forged": true}')
         assert (status, b"SignatureDoesNotMatch" in body) == (403, True), body
         assert _object(cloud, harness, bucket, victim) == EVENT

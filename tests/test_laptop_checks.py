@@ -114,7 +114,7 @@ def url(origin: str, key: str) -> str:
 
 
 def key(direction: str, session_id: str = SESSION, request_id: str = "req-1") -> str:
-    return naming.payload_key(session_id, request_id, direction)
+    return naming.payload_key("AROAEXAMPLE:fn", session_id, request_id, direction)
 
 
 # --- the message's session is its own ------------------------------------------------------

@@ -72,11 +72,21 @@ def payload_problem(
     try:
         for field, direction in wanted:
             if field in message:
-                expected = naming.payload_key(session_id, request_id, direction)
+                expected = _expected_key(message[field], session_id, request_id, direction)
                 payloads.check_url(place, message[field], field, expected)
     except payloads.PayloadError as exc:
         return exc
     return None
+
+
+def _expected_key(ref: Any, session_id: str, request_id: str, direction: str) -> str:
+    """This request's object under the function's own prefix (``payloads/<its aws:userid>/``,
+    the only one its presigned URLs may open); the prefix is taken from the reference."""
+    key = ref.get("key") if isinstance(ref, dict) else None
+    owner = "<function aws:userid>"
+    if isinstance(key, str) and key.startswith(naming.PAYLOAD_PREFIX):
+        owner = key[len(naming.PAYLOAD_PREFIX):].split("/", 1)[0] or owner
+    return naming.payload_key(owner, session_id, request_id, direction)
 
 
 def without_redirects(message: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
