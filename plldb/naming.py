@@ -47,8 +47,38 @@ IDENTITY_HEADER = "X-PLLDB-Identity"
 IDENTITY_SESSION_HEADER = "X-PLLDB-Session"
 IDENTITY_BODY = "Action=GetCallerIdentity&Version=2011-06-15"
 IDENTITY_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
+IDENTITY_AUDIENCE_HEADER = "X-PLLDB-Audience"  # signed: the helper stack's management URL
+IDENTITY_NONCE_HEADER = "X-PLLDB-Nonce"  # signed: two proofs made in one second still differ
 IDENTITY_MAX_AGE_SECONDS = 300  # a signed proof older than this is refused
+IDENTITY_MAX_FUTURE_SECONDS = 30  # ... and one dated further ahead (clock skew)
 IDENTITY_PROOF_LIMIT = 6 * 1024  # base64 text; session tokens make most of it
+# A proof is used once: the authorizer records its signature's digest under this key prefix
+# (an item of kind "proof", with a TTL past the proof's validity) in one conditional write.
+PROOF_KEY_PREFIX = "PROOF#"
+# botocore names the sessions of a role_arn profile itself, anew in every process; the owner
+# of a session drops such a name, so that a restarted plldb is still its session's owner.
+_GENERATED_SESSION_NAME = re.compile(r"^botocore-session-\d+$")
+
+
+def sts_url(region: str, dns_suffix: str) -> str:
+    """The regional STS endpoint a proof is signed for and replayed to (never the global
+    one: since 2025 the SDKs default to regional endpoints, and a signature covers the host)."""
+    return f"https://sts.{region}.{dns_suffix}"
+
+
+def session_owner(caller_arn: str) -> str:
+    """Who owns a session: the caller's ARN as STS gives it, except that an assumed role's
+    session name is dropped when botocore generated it (the role's ARN then), as
+    aws-iam-authenticator canonicalises assumed roles. A name the user set (SSO, a profile's
+    role_session_name) stays part of the owner."""
+    parts = caller_arn.split(":", 5)
+    resource = parts[5].split("/") if len(parts) == 6 and parts[2] == "sts" else []
+    if len(resource) != 3 or resource[0] != "assumed-role":
+        return caller_arn
+    _, role, name = resource
+    if not _GENERATED_SESSION_NAME.match(name):
+        return caller_arn
+    return f"arn:{parts[1]}:iam::{parts[4]}:role/{role}"
 
 # $connect query parameters (besides sessionId)
 Q_STACK_NAME = "stackName"
@@ -83,9 +113,11 @@ A_FUNCTIONS = "Functions"
 A_NAMES = "Names"  # a by-name session's exact function names (its targets)
 A_TIMEOUT = "Timeout"
 A_DISCONNECTED_AT = "DisconnectedAt"
+A_PROOF_AT = "ProofAt"  # epoch seconds of the newest proof the session was opened or resumed with
 
 KIND_SESSION = "session"
 KIND_INSTRUMENTATION = "instrumentation"
+KIND_PROOF = "proof"  # a used identity proof (single use)
 FUNCTION_KEY_PREFIX = "FUNCTION#"
 
 A_FUNCTION_NAME = "FunctionName"

@@ -28,7 +28,7 @@ from websockets.exceptions import InvalidStatus
 
 from plldb import naming, protocol
 from tests.harness import developer_policy
-from tests.harness.gateway_setup import put_pending_request
+from tests.harness.gateway_setup import is_spent_proof, put_pending_request
 from tests.harness.iam_audit import expect_refusal
 from tests.harness.identity_proof import connect_session
 from tests.harness.localcloud import (
@@ -114,7 +114,8 @@ def _state(cloud: LocalCloud, admin: boto3.Session) -> dict[str, Any]:
         }
     tables = {
         table: sorted(
-            json.dumps(item, sort_keys=True) for item in dynamodb.scan(TableName=table)["Items"]
+            json.dumps(item, sort_keys=True)
+            for item in dynamodb.scan(TableName=table)["Items"] if not is_spent_proof(item)
         )
         for table in (naming.SESSIONS_TABLE, naming.DEBUGGER_TABLE)
     }

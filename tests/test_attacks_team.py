@@ -26,6 +26,7 @@ import botocore.exceptions
 import pytest
 
 from plldb import naming, protocol
+from tests.harness.gateway_setup import is_spent_proof
 from tests.harness.localcloud import TEST_STACK_DIR, LocalCloud, LocalCloudSettings
 from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
 from tests.harness.moto_server import LAMBDA, REGION, MotoServer
@@ -109,7 +110,8 @@ def _refused(call: Any) -> str:
 def _tables(admin: boto3.Session, cloud: LocalCloud) -> dict[str, list[str]]:
     dynamodb = admin.client("dynamodb", endpoint_url=cloud.urls["moto"])
     return {
-        table: sorted(json.dumps(i, sort_keys=True) for i in dynamodb.scan(TableName=table)["Items"])
+        table: sorted(json.dumps(i, sort_keys=True)
+                      for i in dynamodb.scan(TableName=table)["Items"] if not is_spent_proof(i))
         for table in (naming.SESSIONS_TABLE, naming.DEBUGGER_TABLE)
     }
 

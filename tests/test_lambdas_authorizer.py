@@ -237,3 +237,94 @@ def test_random_events_are_denied_and_change_nothing(
     assert result["policyDocument"]["Statement"][0]["Effect"] == "Deny"
     assert result["context"] == {}
     assert scan(naming.SESSIONS_TABLE) == before
+
+
+# --- a proof is single-use, addressed to this API, signed for this region's STS ----------------
+# AWS: "The host header must be included as a signed header" for SigV4, and a signature covers
+# the credential scope's region and service (AWS General Reference, "Create a signed AWS API
+# request"); STS answers SignatureDoesNotMatch when a request signed for one endpoint is sent
+# to another. Since boto3 1.40 the SDK's STS default is the regional endpoint.
+
+
+def _signed(
+    session_id: str, *, url: str | None = None, region: str = "us-east-1",
+    audience: str | None = None, when: float | None = None, host: bool = True,
+) -> dict[str, str]:
+    """A proof signed as plldb signs it, with one thing changed."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    from tests.harness.identity_proof import audience_for
+
+    url = url or boto3.client("sts").meta.endpoint_url
+    headers = {
+        "Content-Type": naming.IDENTITY_CONTENT_TYPE,
+        naming.IDENTITY_SESSION_HEADER: session_id,
+        naming.IDENTITY_AUDIENCE_HEADER: audience if audience is not None else audience_for(),
+        naming.IDENTITY_NONCE_HEADER: uuid.uuid4().hex,
+    }
+    if host:
+        headers["Host"] = url.split("://", 1)[1].rstrip("/")
+    request = AWSRequest(method="POST", url=url, data=naming.IDENTITY_BODY, headers=headers)
+    credentials = boto3.Session().get_credentials().get_frozen_credentials()
+    signer = SigV4Auth(credentials, "sts", region)
+    # SigV4Auth.add_auth, at the time ``when`` instead of now
+    request.context["timestamp"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when or time.time()))
+    request.headers["X-Amz-Date"] = request.context["timestamp"]
+    canonical = signer.canonical_request(request)
+    signature = signer.signature(signer.string_to_sign(request, canonical), request)
+    signer._inject_signature_to_request(request, signature)
+    return _header({name: str(value) for name, value in request.headers.items()})
+
+
+def test_a_replayed_proof_is_refused(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    session_id = str(uuid.uuid4())
+    proof = proof_headers(session_id)
+    assert _effect(authorizer.handler(_event(session_id, proof, stackName="s1"), None)) == "Allow"
+    replayed = _event(session_id, proof, "conn9=", stackName="s1")
+    _denied(replayed, caplog, "was already used")
+    assert get_session(session_id)[naming.A_CONNECTION_ID]["S"] == "conn1="  # not moved
+
+
+def test_a_proof_addressed_to_another_api_is_refused(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    session_id = str(uuid.uuid4())
+    elsewhere = "https://other.execute-api.us-east-1.amazonaws.com/live"
+    _denied(_event(session_id, _signed(session_id, audience=elsewhere), stackName="s"), caplog,
+            f"the proof is addressed to '{elsewhere}', not to this helper stack")
+
+
+def test_a_proof_for_another_sts_endpoint_names_the_mismatch(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What older boto3 (global endpoint) or AWS_STS_REGIONAL_ENDPOINTS=legacy would sign."""
+    session_id = str(uuid.uuid4())
+    own = boto3.client("sts").meta.endpoint_url.split("://", 1)[1]
+    global_sts = _signed(session_id, url="https://sts.amazonaws.com")
+    _denied(_event(session_id, global_sts, stackName="s"), caplog,
+            f"the proof is signed for STS host 'sts.amazonaws.com', but this helper stack "
+            f"verifies proofs with '{own}'")
+    other_region = _signed(session_id, region="eu-west-1")
+    _denied(_event(session_id, other_region, stackName="s"), caplog,
+            "the proof's credential scope is 'eu-west-1/sts', not us-east-1/sts")
+    without_host = _signed(session_id, host=False)
+    _denied(_event(session_id, without_host, stackName="s"), caplog,
+            "host is not among the signed headers")
+
+
+def test_a_proof_dated_ahead_is_refused(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    session_id = str(uuid.uuid4())
+    ahead = _signed(session_id, when=time.time() + 240)  # was accepted up to 300 s ahead
+    _denied(_event(session_id, ahead, stackName="s"), caplog,
+            re.compile(r"the proof is dated 2[34]\d s in the future"))
+
+
+def test_a_session_is_resumed_only_with_a_newer_proof(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    session_id = str(uuid.uuid4())
+    older = _signed(session_id, when=time.time() - 60)  # made earlier, never used
+    assert _effect(authorizer.handler(_event(session_id, stackName="s2"), None)) == "Allow"
+    _denied(_event(session_id, older, "conn2="), caplog, "resumed with a newer proof")
+    assert _effect(authorizer.handler(_event(session_id, connection_id="conn3="), None)) == "Allow"

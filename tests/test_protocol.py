@@ -155,3 +155,20 @@ def test_ids_and_secrets():
     assert naming.payload_owner(key, SESSION, "r2", "event") is None, "another request"
     assert naming.payload_owner(f"payloads/a/b/{SESSION}/r1/event.json", SESSION, "r1", "event") is None
     assert naming.payload_owner(f"other/{owner}/{SESSION}/r1/event.json", SESSION, "r1", "event") is None
+
+
+def test_a_session_owner_is_stable_across_processes_of_one_role_profile() -> None:
+    """botocore names a role_arn profile's sessions itself, anew in every process
+    (botocore-session-<epoch>): the owner drops such a name, so a restarted plldb still owns
+    its session; a name the user controls (SSO's, a profile's role_session_name) stays."""
+    generated = "arn:aws:sts::123456789012:assumed-role/Developer/botocore-session-1733500000"
+    assert naming.session_owner(generated) == "arn:aws:iam::123456789012:role/Developer"
+    again = generated.replace("1733500000", "1733509999")
+    assert naming.session_owner(again) == naming.session_owner(generated)
+    chosen = "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Dev_1a2b/alice@example.com"
+    assert naming.session_owner(chosen) == chosen
+    user = "arn:aws-cn:iam::123456789012:user/bob"
+    assert naming.session_owner(user) == user
+    assert naming.session_owner("arn:aws:sts::123456789012:assumed-role/R/botocore-session-x") == (
+        "arn:aws:sts::123456789012:assumed-role/R/botocore-session-x"
+    )

@@ -14,7 +14,7 @@ from plldb import naming, protocol
 from plldb.lambdas import common
 from plldb.lambdas.caller import NotAuthenticated, authenticate
 from plldb.lambdas.common import log
-from plldb.lambdas.session_gate import Refused, open_session
+from plldb.lambdas.session_gate import Refused, open_session, spend_proof
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
@@ -47,10 +47,12 @@ def _authorize(event: Any) -> tuple[str, str, str]:
     if connection_id is None:
         raise Refused("request without a connectionId")
     config = common.Config.from_environ()
-    caller = authenticate(_header(event, naming.IDENTITY_HEADER), session_id, common.now())
+    proof = _header(event, naming.IDENTITY_HEADER)
+    caller = authenticate(proof, session_id, common.now(), config.management_url)
     account = config.connections_arn.split(":")[4] if config.connections_arn else ""
     if caller.account != account:
         raise Refused(f"{caller.arn} is not of this helper stack's account")
+    spend_proof(config, caller)
     stack_name = open_session(config, caller, session_id, query, connection_id)
     log.info("allow: session %s (stack %s) on %s for %s", session_id, stack_name,
              connection_id, caller.arn)

@@ -6,17 +6,24 @@ credentials, the session id among the signed headers. Replaying that request to 
 who signed it: STS checks the signature and the credentials' validity and answers with
 their ARN. The same scheme authenticates AWS principals to HashiCorp Vault and to EKS.
 
-What the replay trusts from the client is only its headers. The URL is this Lambda's own
-STS endpoint and the body a constant, so a client can neither make the authorizer call
-something else nor ask STS anything but "who signed this?". A proof is bound to one
-session (a signed header) and is refused after IDENTITY_MAX_AGE_SECONDS.
+What the replay trusts from the client is only its headers. The URL is built here (the
+regional STS endpoint of this Lambda's region, or the custom endpoint a local cloud sets) and
+the body is a constant, so a client can neither make the authorizer call something else nor
+ask STS anything but "who signed this?". Before STS is asked, the proof must be signed for
+that very host (``host`` among the signed headers: a mismatch would only come back from STS
+as SignatureDoesNotMatch), with a credential scope of this region and ``sts``, for one
+session and for this API (signed headers), dated no more than IDENTITY_MAX_AGE_SECONDS ago
+nor IDENTITY_MAX_FUTURE_SECONDS ahead. Each mismatch is named in the Deny's log line. That
+a proof is used once is recorded by the session gate (plldb/lambdas/session_gate.py).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,7 +36,7 @@ from plldb.lambdas import common
 from plldb.lambdas.common import log
 
 STS_TIMEOUT_SECONDS = 5
-_FORWARDED = ("authorization", "x-amz-date", "x-amz-security-token")
+_REQUIRED_SIGNED = ("host", "x-amz-date")
 
 
 class NotAuthenticated(Exception):
@@ -38,19 +45,78 @@ class NotAuthenticated(Exception):
 
 @dataclass(frozen=True)
 class Caller:
-    arn: str
+    arn: str  # the session's owner (naming.session_owner of STS's answer)
     account: str
+    signed_at: float = 0.0  # epoch seconds of the proof's X-Amz-Date
+    proof_digest: str = ""  # identifies the proof, to use it once
 
 
-def authenticate(proof: str | None, session_id: str, now: float) -> Caller:
-    """The principal that signed ``proof`` for ``session_id``; NotAuthenticated otherwise."""
+def authenticate(proof: str | None, session_id: str, now: float, audience: str) -> Caller:
+    """The principal that signed ``proof`` for ``session_id`` and this API (``audience``, the
+    helper stack's management URL); NotAuthenticated otherwise."""
     headers = _proof_headers(proof)
-    _check_bound_to(headers, session_id, now)
-    endpoint = common.client("sts").meta.endpoint_url
-    host = urllib.parse.urlsplit(endpoint).netloc
-    if headers.get("host", host) != host:
-        raise NotAuthenticated(f"signed for host {headers['host']!r}, not this region's STS")
-    return _ask_sts(endpoint, headers)
+    signed = _signed_headers(headers)
+    _check_bound_to(headers, signed, session_id, audience)
+    signed_at = _check_date(headers, now)
+    endpoint = verifier_url()
+    _check_signed_for(headers, endpoint)
+    caller = _ask_sts(endpoint, headers, signed)
+    digest = hashlib.sha256(headers["authorization"].encode()).hexdigest()
+    return Caller(caller.arn, caller.account, signed_at, digest)
+
+
+def verifier_url() -> str:
+    """Where proofs are replayed: a custom STS endpoint when one is configured (a local
+    cloud), else the regional endpoint of this Lambda's region."""
+    custom = os.environ.get("AWS_ENDPOINT_URL_STS") or os.environ.get("AWS_ENDPOINT_URL")
+    if custom:
+        return custom.rstrip("/")
+    sts = common.client("sts")
+    region = os.environ.get("AWS_REGION") or sts.meta.region_name
+    return naming.sts_url(region, _dns_suffix(sts.meta.partition))
+
+
+def _dns_suffix(partition: str) -> str:
+    import botocore.session  # the runtime's botocore: its partition data
+
+    resolver = botocore.session.get_session().get_component("endpoint_resolver")
+    return resolver.get_partition_dns_suffix(partition)
+
+
+def _signed_headers(headers: dict[str, str]) -> list[str]:
+    for part in headers.get("authorization", "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "SignedHeaders":
+            return value.split(";")
+    return []
+
+
+def _credential_scope(headers: dict[str, str]) -> list[str]:
+    """``[key id, date, region, service, "aws4_request"]`` of the signature."""
+    authorization = headers.get("authorization", "")
+    credential = authorization.split("Credential=", 1)[1].split(",", 1)[0] if "Credential=" in authorization else ""
+    return credential.split("/")
+
+
+def _check_signed_for(headers: dict[str, str], endpoint: str) -> None:
+    """The proof names this verifier's STS host and region: otherwise STS would only answer
+    SignatureDoesNotMatch, without saying why."""
+    own = urllib.parse.urlsplit(endpoint)
+    host = headers.get("host")
+    if host != own.netloc:
+        raise NotAuthenticated(
+            f"the proof is signed for STS host {host!r}, but this helper stack verifies proofs "
+            f"with {own.netloc!r}: attach with the helper stack's region (--region), with a plldb "
+            "that signs for the regional STS endpoint, and without a custom STS endpoint"
+        )
+    scope = _credential_scope(headers)
+    region = os.environ.get("AWS_REGION", "")
+    if len(scope) != 5 or scope[3] != "sts" or scope[2] != region:
+        found = "/".join(scope[2:4]) if len(scope) == 5 else "none"
+        raise NotAuthenticated(
+            f"the proof's credential scope is {found!r}, not {region}/sts: sign it for STS in "
+            f"the helper stack's region {region} (--region {region})"
+        )
 
 
 def _proof_headers(proof: str | None) -> dict[str, str]:
@@ -67,33 +133,46 @@ def _proof_headers(proof: str | None) -> dict[str, str]:
     return {name.lower(): value for name, value in decoded.items()}
 
 
-def _check_bound_to(headers: dict[str, str], session_id: str, now: float) -> None:
-    """The session header is signed and names this session; the signature is fresh."""
-    authorization = headers.get("authorization", "")
-    signed = ""
-    for part in authorization.split(","):
-        name, _, value = part.strip().partition("=")
-        if name == "SignedHeaders":
-            signed = value
+def _check_bound_to(headers: dict[str, str], signed: list[str], session_id: str, audience: str) -> None:
+    """The host, date, session and audience headers are signed, and name this session and
+    this API."""
     session_header = naming.IDENTITY_SESSION_HEADER.lower()
-    if session_header not in signed.split(";"):
-        raise NotAuthenticated(f"{naming.IDENTITY_SESSION_HEADER} is not among the signed headers")
-    if headers.get(session_header) != session_id:
+    audience_header = naming.IDENTITY_AUDIENCE_HEADER.lower()
+    for name, shown in ((session_header, naming.IDENTITY_SESSION_HEADER),
+                        (audience_header, naming.IDENTITY_AUDIENCE_HEADER),
+                        *((h, h) for h in _REQUIRED_SIGNED)):
+        if name not in signed or name not in headers:
+            raise NotAuthenticated(f"{shown} is not among the signed headers")
+    if headers[session_header] != session_id:
         raise NotAuthenticated("the proof was signed for another session")
+    if headers[audience_header] != audience:
+        raise NotAuthenticated(
+            f"the proof is addressed to {headers[audience_header]!r}, not to this helper stack "
+            f"({audience!r})"
+        )
+
+
+def _check_date(headers: dict[str, str], now: float) -> float:
+    """The proof's signing time; refused when too old, or dated too far ahead."""
     try:
         signed_at = datetime.strptime(headers.get("x-amz-date", ""), "%Y%m%dT%H%M%SZ")
     except ValueError as exc:
         raise NotAuthenticated("the proof has no valid X-Amz-Date") from exc
-    age = now - signed_at.replace(tzinfo=timezone.utc).timestamp()
-    if abs(age) > naming.IDENTITY_MAX_AGE_SECONDS:
+    epoch = signed_at.replace(tzinfo=timezone.utc).timestamp()
+    age = now - epoch
+    if age > naming.IDENTITY_MAX_AGE_SECONDS:
         raise NotAuthenticated(f"the proof was signed {age:.0f} s ago")
+    if -age > naming.IDENTITY_MAX_FUTURE_SECONDS:
+        raise NotAuthenticated(f"the proof is dated {-age:.0f} s in the future (check the clock)")
+    return epoch
 
 
-def _ask_sts(endpoint: str, headers: dict[str, str]) -> Caller:
-    forwarded = {name: headers[name] for name in _FORWARDED if name in headers}
-    forwarded[naming.IDENTITY_SESSION_HEADER.lower()] = headers[
-        naming.IDENTITY_SESSION_HEADER.lower()
-    ]
+def _ask_sts(endpoint: str, headers: dict[str, str], signed: list[str]) -> Caller:
+    """Replay the signed request (its signed headers, the constant body) to ``endpoint``."""
+    forwarded = {name: headers[name] for name in signed if name in headers and name != "host"}
+    forwarded["authorization"] = headers["authorization"]
+    if "x-amz-security-token" in headers:
+        forwarded["x-amz-security-token"] = headers["x-amz-security-token"]
     forwarded["content-type"] = naming.IDENTITY_CONTENT_TYPE
     request = urllib.request.Request(
         endpoint, data=naming.IDENTITY_BODY.encode(), headers=forwarded, method="POST"
@@ -116,4 +195,4 @@ def _caller_of(body: bytes) -> Caller:
     if not values.get("Arn") or not values.get("Account"):
         raise NotAuthenticated("STS answered without an Arn")
     log.info("caller authenticated as %s", values["Arn"])
-    return Caller(arn=values["Arn"], account=values["Account"])
+    return Caller(arn=naming.session_owner(values["Arn"]), account=values["Account"])

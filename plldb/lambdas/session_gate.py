@@ -77,6 +77,27 @@ def _by_name_key(names: list[str], stack_name: Any, functions: Any) -> str:
     return key
 
 
+def spend_proof(config: common.Config, caller: Caller) -> None:
+    """Use an identity proof once: a conditional write of its digest (kept until the proof
+    would be refused as too old anyway). A replayed proof is refused here."""
+    expires = int(caller.signed_at) + naming.IDENTITY_MAX_AGE_SECONDS + 60
+    try:
+        common.client("dynamodb").put_item(
+            TableName=config.sessions_table,
+            Item={
+                naming.A_SESSION_ID: {"S": f"{naming.PROOF_KEY_PREFIX}{caller.proof_digest}"},
+                naming.A_KIND: {"S": naming.KIND_PROOF},
+                naming.A_TTL: {"N": str(expires)},
+            },
+            ConditionExpression="attribute_not_exists(#id)",
+            ExpressionAttributeNames={"#id": naming.A_SESSION_ID},
+        )
+    except botocore.exceptions.ClientError as exc:
+        if common.error_code(exc) == "ConditionalCheckFailedException":
+            raise Refused(f"the identity proof of {caller.arn} was already used") from exc
+        raise
+
+
 def open_session(
     config: common.Config,
     caller: Caller,
@@ -108,18 +129,21 @@ def _resume(config: common.Config, caller: Caller, session_id: str, connection_i
             Key={naming.A_SESSION_ID: {"S": session_id}},
             ConditionExpression=(
                 "#kind = :session AND #by = :caller AND #status IN (:p, :a, :d) AND #ttl > :now"
+                " AND (attribute_not_exists(#proof_at) OR #proof_at <= :signed_at)"
             ),
-            UpdateExpression="SET #status = :a, #conn = :conn, #ttl = :ttl",
+            UpdateExpression="SET #status = :a, #conn = :conn, #ttl = :ttl, #proof_at = :signed_at",
             ExpressionAttributeNames={
                 "#kind": naming.A_KIND,
                 "#by": naming.A_CREATED_BY,
                 "#status": naming.A_STATUS,
                 "#ttl": naming.A_TTL,
                 "#conn": naming.A_CONNECTION_ID,
+                "#proof_at": naming.A_PROOF_AT,
             },
             ExpressionAttributeValues={
                 ":session": {"S": naming.KIND_SESSION},
                 ":caller": {"S": caller.arn},
+                ":signed_at": {"N": str(int(caller.signed_at))},
                 ":p": {"S": naming.PENDING},
                 ":a": {"S": naming.ACTIVE},
                 ":d": {"S": naming.DISCONNECTED},
@@ -132,7 +156,8 @@ def _resume(config: common.Config, caller: Caller, session_id: str, connection_i
     except botocore.exceptions.ClientError as exc:
         if common.error_code(exc) == "ConditionalCheckFailedException":
             raise Refused(
-                f"session {session_id} is over, or was not created by {caller.arn}"
+                f"session {session_id} is over, was not created by {caller.arn}, or was "
+                "resumed with a newer proof"
             ) from exc
         raise
     return result["Attributes"].get(naming.A_STACK_NAME, {}).get("S", "")
@@ -224,6 +249,7 @@ def _create(
         naming.A_TTL: {"N": str(now + limits.SESSION_TTL_SECONDS)},
         naming.A_CREATED_AT: {"S": common.iso_now()},
         naming.A_CREATED_BY: {"S": caller.arn},
+        naming.A_PROOF_AT: {"N": str(int(caller.signed_at))},
     }
     if options.functions:
         item[naming.A_FUNCTIONS] = {"L": [{"S": glob} for glob in options.functions]}

@@ -137,7 +137,7 @@ class Attachment(InvocationServing):
             self.plan.helper.websocket_url,
             self.connect_query(),
             self.on_message,
-            headers=lambda: {naming.IDENTITY_HEADER: identity_proof(self.ctx, self.session_id)},
+            headers=self.identity_headers,
             check_live=lambda: self.store.ensure_live(self.session_id),
         )
         await asyncio.to_thread(
@@ -148,6 +148,11 @@ class Attachment(InvocationServing):
         except BaseException:
             await asyncio.to_thread(release_claims, self.ctx, self.plan.caller_arn, functions)
             raise
+
+    def identity_headers(self) -> dict[str, str]:
+        """A fresh proof for every connect (each is single-use, and valid for minutes)."""
+        proof = identity_proof(self.ctx, self.session_id, self.plan.helper.management_url)
+        return {naming.IDENTITY_HEADER: proof}
 
     def connect_query(self) -> dict[str, str]:
         """The session and what it asks for; the authorizer creates it from this."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plldb import naming
 from plldb.cloud.aws import AwsContext, caller_identity, error_code
 from plldb.cloud.helper_stack import HelperStack, find_helper_stack
 from plldb.local.debuggers import (
@@ -68,7 +69,7 @@ def plan_attach(ctx: AwsContext, options: AttachOptions, project: Discovery | No
     printed or started; :meth:`SessionStore.create` checks again against a race. ``project``
     is the discovery already read (to find the stack name), else it is read here.
     """
-    caller_arn = caller_identity(ctx)["Arn"]
+    caller_arn = naming.session_owner(caller_identity(ctx)["Arn"])  # as the authorizer names it
     helper = find_helper_stack(ctx)
     debugger_ctx = ctx.assumed(helper.debugger_role_arn, "plldb-attach")
     if not options.force:

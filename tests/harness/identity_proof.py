@@ -7,6 +7,7 @@ the process has (the harness's, or a principal's), through the product's own sig
 
 from __future__ import annotations
 
+import os
 import urllib.parse
 from typing import Any
 
@@ -22,10 +23,28 @@ from plldb.session.identity import identity_proof
 NO_RIGHTS = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}
 
 
-def proof_headers(session_id: str, session: boto3.Session | None = None) -> dict[str, str]:
-    """The upgrade headers that prove the caller's identity for ``session_id``."""
+# The proof's audience is the helper stack's management URL (plldb/session/identity.py):
+# a local cloud registers its own; an in-process gateway sets PLLDB_MANAGEMENT_URL.
+_audiences: dict[str, str] = {}  # websocket URL -> management URL
+
+
+def register_audience(websocket_url: str, management_url: str) -> None:
+    """Proofs for connects to ``websocket_url`` are addressed to ``management_url``."""
+    _audiences[websocket_url] = management_url
+
+
+def audience_for(websocket_url: str | None = None) -> str:
+    return _audiences.get(websocket_url or "") or os.environ.get(naming.ENV_MANAGEMENT_URL, "")
+
+
+def proof_headers(
+    session_id: str, session: boto3.Session | None = None, audience: str | None = None
+) -> dict[str, str]:
+    """The upgrade headers that prove the caller's identity for ``session_id``, addressed to
+    ``audience`` (default: the in-process gateway's management URL)."""
     ctx = AwsContext(_session=session or boto3.Session())
-    return {naming.IDENTITY_HEADER: identity_proof(ctx, session_id)}
+    proof = identity_proof(ctx, session_id, audience if audience is not None else audience_for())
+    return {naming.IDENTITY_HEADER: proof}
 
 
 def caller_arn(session: boto3.Session | None = None) -> str:
@@ -47,6 +66,6 @@ def connect_session(
     parameters = urllib.parse.urlencode({"sessionId": session_id, **(query or {})})
     return connect(
         f"{websocket_url}?{parameters}",
-        additional_headers=proof_headers(session_id, session),
+        additional_headers=proof_headers(session_id, session, audience_for(websocket_url)),
         **kwargs,
     )

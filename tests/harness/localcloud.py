@@ -60,6 +60,7 @@ from plldb import limits, naming
 from plldb.cloud.aws import AwsContext
 from tests.harness import developer_policy, localcloud_templates, principals
 from tests.harness import localcloud_stacks as stacks
+from tests.harness.identity_proof import register_audience
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION, MotoServer, free_port
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ class LocalCloud:
             "management": f"http://127.0.0.1:{http_port}/{stage}",
             "gateway_lambda": f"http://127.0.0.1:{http_port}",
         }
+        register_audience(self.urls["websocket"], self.urls["management"])
         self.helper_outputs = stacks.provision_helper_stack(
             ctx,
             store,
