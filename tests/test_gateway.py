@@ -288,8 +288,8 @@ def test_standalone_process(aws: MotoServer, tmp_path: Path) -> None:
         session_id = put_session("no-such-stack")
         with connect(
             f"{announced['websocket_url']}?sessionId={session_id}",
-            open_timeout=WAIT_S,
-            additional_headers=proof_headers(session_id),
+            open_timeout=WAIT_S,  # the proof is addressed to that gateway's management URL
+            additional_headers=proof_headers(session_id, audience=announced["management_url"]),
         ) as ws:
             assert protocol.parse_server_message(ws.recv(timeout=WAIT_S))["status"] == "failed"
         assert get_session(session_id)[naming.A_STATUS]["S"] != naming.PENDING

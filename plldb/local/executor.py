@@ -110,7 +110,8 @@ class FunctionRuntime:
                     output.log_error(fault.error, init=True)
                     missing = getattr(fault.__cause__, "name", None)
                     if isinstance(fault.__cause__, ModuleNotFoundError) and missing:
-                        console.warn(missing_module_hint(self.function, missing))
+                        with binding.bound(None, None):  # plldb's own line, not the function's log
+                            console.warn(missing_module_hint(self.function, missing))
                     raise
             return self._handler
 
