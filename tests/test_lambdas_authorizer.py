@@ -78,8 +78,11 @@ def test_a_new_session_is_created_for_the_authenticated_caller(gateway: Gateway)
     assert _effect(result) == "Allow"
     me = caller_arn()
     assert result["principalId"] == me
+    nonce = result["context"].pop("instrumentNonce")
     assert result["context"] == {"sessionId": session_id, "stackName": "my-stack", "callerArn": me}
     item = get_session(session_id)
+    # the session keeps only the nonce's digest: the table is readable by the debugger role
+    assert item[naming.A_INSTRUMENT_NONCE]["S"] == naming.nonce_digest(nonce) != nonce
     assert item[naming.A_STATUS]["S"] == naming.ACTIVE
     assert item[naming.A_CREATED_BY]["S"] == me
     assert item[naming.A_CONNECTION_ID]["S"] == "conn1="

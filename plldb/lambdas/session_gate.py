@@ -104,8 +104,13 @@ def open_session(
     session_id: str,
     query: dict[str, Any],
     connection_id: str,
+    nonce: str,
 ) -> str:
-    """Create or resume ``session_id`` as ACTIVE on ``connection_id``; its stack name."""
+    """Create or resume ``session_id`` as ACTIVE on ``connection_id``; its stack name.
+
+    ``nonce`` is this connect's one-time permission to start instrumenting: the session
+    keeps its digest, ``$connect`` passes the nonce to the manager, which instruments only
+    with it (plldb/lambdas/manager/entry.py)."""
     table = common.client("dynamodb")
     existing = table.get_item(
         TableName=config.sessions_table,
@@ -113,14 +118,16 @@ def open_session(
         ConsistentRead=True,
     ).get("Item")
     if existing:
-        return _resume(config, caller, session_id, connection_id)
+        return _resume(config, caller, session_id, connection_id, nonce)
     options = Options.from_query(query)
     _make_room(config, caller, options)
-    _create(config, caller, session_id, options, connection_id)
+    _create(config, caller, session_id, options, connection_id, nonce)
     return options.stack_name
 
 
-def _resume(config: common.Config, caller: Caller, session_id: str, connection_id: str) -> str:
+def _resume(
+    config: common.Config, caller: Caller, session_id: str, connection_id: str, nonce: str
+) -> str:
     """A reconnect: only the creator, and only while the session is live."""
     now = common.now()
     try:
@@ -131,7 +138,10 @@ def _resume(config: common.Config, caller: Caller, session_id: str, connection_i
                 "#kind = :session AND #by = :caller AND #status IN (:p, :a, :d) AND #ttl > :now"
                 " AND (attribute_not_exists(#proof_at) OR #proof_at <= :signed_at)"
             ),
-            UpdateExpression="SET #status = :a, #conn = :conn, #ttl = :ttl, #proof_at = :signed_at",
+            UpdateExpression=(
+                "SET #status = :a, #conn = :conn, #ttl = :ttl, #proof_at = :signed_at, "
+                "#nonce = :nonce"
+            ),
             ExpressionAttributeNames={
                 "#kind": naming.A_KIND,
                 "#by": naming.A_CREATED_BY,
@@ -139,11 +149,13 @@ def _resume(config: common.Config, caller: Caller, session_id: str, connection_i
                 "#ttl": naming.A_TTL,
                 "#conn": naming.A_CONNECTION_ID,
                 "#proof_at": naming.A_PROOF_AT,
+                "#nonce": naming.A_INSTRUMENT_NONCE,
             },
             ExpressionAttributeValues={
                 ":session": {"S": naming.KIND_SESSION},
                 ":caller": {"S": caller.arn},
                 ":signed_at": {"N": str(int(caller.signed_at))},
+                ":nonce": {"S": naming.nonce_digest(nonce)},
                 ":p": {"S": naming.PENDING},
                 ":a": {"S": naming.ACTIVE},
                 ":d": {"S": naming.DISCONNECTED},
@@ -238,6 +250,7 @@ def _create(
     session_id: str,
     options: Options,
     connection_id: str,
+    nonce: str,
 ) -> None:
     now = common.now()
     item: dict[str, Any] = {
@@ -250,6 +263,7 @@ def _create(
         naming.A_CREATED_AT: {"S": common.iso_now()},
         naming.A_CREATED_BY: {"S": caller.arn},
         naming.A_PROOF_AT: {"N": str(int(caller.signed_at))},
+        naming.A_INSTRUMENT_NONCE: {"S": naming.nonce_digest(nonce)},
     }
     if options.functions:
         item[naming.A_FUNCTIONS] = {"L": [{"S": glob} for glob in options.functions]}
