@@ -126,6 +126,9 @@ A_PROOF_AT = "ProofAt"  # epoch seconds of the newest proof the session was open
 KIND_SESSION = "session"
 KIND_INSTRUMENTATION = "instrumentation"
 KIND_PROOF = "proof"  # a used identity proof (single use)
+KIND_STACK_LOCK = "stack"  # which session holds a stack (or a set of names): one per key
+STACK_LOCK_PREFIX = "STACK#"
+A_HOLDER = "Holder"  # the session id a stack lock names
 FUNCTION_KEY_PREFIX = "FUNCTION#"
 
 A_FUNCTION_NAME = "FunctionName"
