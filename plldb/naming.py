@@ -60,6 +60,13 @@ PROOF_KEY_PREFIX = "PROOF#"
 _GENERATED_SESSION_NAME = re.compile(r"^botocore-session-\d+$")
 
 
+def nonce_digest(nonce: str) -> str:
+    """What the session item keeps of a ``$connect``'s one-time instrument nonce: the table
+    is readable by the debugger role, the nonce itself travels in the authorizer's context
+    (to ``$connect``, then the manager) only."""
+    return hashlib.sha256(nonce.encode()).hexdigest()
+
+
 def sts_url(region: str, dns_suffix: str) -> str:
     """The regional STS endpoint a proof is signed for and replayed to (never the global
     one: since 2025 the SDKs default to regional endpoints, and a signature covers the host)."""
@@ -113,11 +120,15 @@ A_FUNCTIONS = "Functions"
 A_NAMES = "Names"  # a by-name session's exact function names (its targets)
 A_TIMEOUT = "Timeout"
 A_DISCONNECTED_AT = "DisconnectedAt"
+A_INSTRUMENT_NONCE = "InstrumentNonce"  # sha256 of the one-time nonce of the latest $connect
 A_PROOF_AT = "ProofAt"  # epoch seconds of the newest proof the session was opened or resumed with
 
 KIND_SESSION = "session"
 KIND_INSTRUMENTATION = "instrumentation"
 KIND_PROOF = "proof"  # a used identity proof (single use)
+KIND_STACK_LOCK = "stack"  # which session holds a stack (or a set of names): one per key
+STACK_LOCK_PREFIX = "STACK#"
+A_HOLDER = "Holder"  # the session id a stack lock names
 FUNCTION_KEY_PREFIX = "FUNCTION#"
 
 A_FUNCTION_NAME = "FunctionName"

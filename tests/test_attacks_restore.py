@@ -23,7 +23,7 @@ from plldb.lambdas import common
 from plldb.lambdas.manager import entry as manager
 from plldb.lambdas.manager import plan as manager_plan
 from tests.harness.gateway import Gateway
-from tests.harness.gateway_setup import layer_zip, put_session, scan
+from tests.harness.gateway_setup import instrument_nonce, layer_zip, put_session, scan
 from tests.harness.gateway_stack import (
     INSTRUMENTABLE,
     STACK_NAME,
@@ -45,7 +45,10 @@ INJECTED = {"INJECTED": "attacker", naming.ENV_EXEC_WRAPPER: "/opt/attacker/wrap
 
 
 def _manager(action: str, session_id: str, **fields: Any) -> dict[str, Any]:
+    """The manager invoked directly; an instrument run is armed as a ``$connect`` would."""
     event = {"action": action, "session_id": session_id, "connection_id": None, **fields}
+    if action == "instrument":
+        event["nonce"] = instrument_nonce(session_id)
     return manager.handler(event, None)
 
 
@@ -103,8 +106,8 @@ def test_forged_restore_record_changes_nothing_but_traces(gateway: Gateway) -> N
     names = create_stack()
     before = snapshot(names)
     attacker_layer = _attacker_layer()
-    session_id = put_session(STACK_NAME, status=naming.ACTIVE)
-    attached = _manager("instrument", session_id, stack_name=STACK_NAME, functions=["Plain"])
+    session_id = put_session(STACK_NAME, status=naming.ACTIVE, functions=["Plain"])
+    attached = _manager("instrument", session_id)
     assert attached["instrumented"] == [names["Plain"]]
 
     for logical in ("Plain", "NoEnv"):
@@ -135,8 +138,8 @@ def test_a_recorded_timeout_out_of_range_is_not_applied(
     as it is, says so, and the rest of plldb's traces still go."""
     names = create_stack()
     before = snapshot(names)
-    session_id = put_session(STACK_NAME, status=naming.ACTIVE)
-    _manager("instrument", session_id, stack_name=STACK_NAME, timeout=600)
+    session_id = put_session(STACK_NAME, status=naming.ACTIVE, timeout=600)
+    _manager("instrument", session_id)
     forged = dict(zip(INSTRUMENTABLE, ("100000", "abc", "0", "\uff13"), strict=True))
     lambda_ = boto3.client("lambda")
     for logical, value in forged.items():

@@ -24,7 +24,7 @@ from plldb.lambdas.manager import entry as manager
 from plldb.project.by_name import NamedCode, discover_by_name, pair_options
 from plldb.project.templates import DiscoveryError
 from tests.harness.gateway import Gateway
-from tests.harness.gateway_setup import get_session, put_session
+from tests.harness.gateway_setup import get_session, instrument_nonce, put_session
 from tests.harness.gateway_stack import INSTRUMENTABLE, configuration, create_stack
 from tests.harness.identity_proof import caller_arn, proof_headers
 from tests.harness.moto_server import MotoServer
@@ -211,7 +211,8 @@ def test_the_manager_instruments_exactly_the_named_functions_and_restores_them(
     key, session_id = _by_name_session([plain, "missing-fn"], [plain, wrapped])
 
     summary = manager.handler(
-        {"action": "instrument", "session_id": session_id, "stack_name": key}, None)
+        {"action": "instrument", "session_id": session_id, "nonce": instrument_nonce(session_id)},
+        None)
 
     assert summary["instrumented"] == [plain]  # not the stack's other (claimed) functions
     assert {s["function"]: s["reason"] for s in summary["skipped"]} == {

@@ -78,8 +78,11 @@ def test_a_new_session_is_created_for_the_authenticated_caller(gateway: Gateway)
     assert _effect(result) == "Allow"
     me = caller_arn()
     assert result["principalId"] == me
+    nonce = result["context"].pop("instrumentNonce")
     assert result["context"] == {"sessionId": session_id, "stackName": "my-stack", "callerArn": me}
     item = get_session(session_id)
+    # the session keeps only the nonce's digest: the table is readable by the debugger role
+    assert item[naming.A_INSTRUMENT_NONCE]["S"] == naming.nonce_digest(nonce) != nonce
     assert item[naming.A_STATUS]["S"] == naming.ACTIVE
     assert item[naming.A_CREATED_BY]["S"] == me
     assert item[naming.A_CONNECTION_ID]["S"] == "conn1="
@@ -328,3 +331,24 @@ def test_a_session_is_resumed_only_with_a_newer_proof(
     assert _effect(authorizer.handler(_event(session_id, stackName="s2"), None)) == "Allow"
     _denied(_event(session_id, older, "conn2="), caplog, "resumed with a newer proof")
     assert _effect(authorizer.handler(_event(session_id, connection_id="conn3="), None)) == "Allow"
+
+
+def test_two_attaches_racing_for_a_stack_open_one_session(
+    aws: MotoServer, gateway: Gateway, other: Principal, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One live session per stack rests on a strongly consistent write, not on a read of
+    StackNameIndex: a GSI is eventually consistent (Amazon DynamoDB Developer Guide, "Using
+    Global Secondary Indexes": changes propagate "within a fraction of a second, under normal
+    conditions"). The local cloud's index lags here, as it may in AWS, while two attaches of
+    one stack connect one after the other."""
+    aws.lag_indexes(60)
+    first = str(uuid.uuid4())
+    assert _effect(authorizer.handler(_event(first, stackName="raced"), None)) == "Allow"
+    second = str(uuid.uuid4())
+    as_other = proof_headers(second, other.session())
+    _denied(_event(second, as_other, "conn2=", stackName="raced"), caplog,
+            f"stack raced is attached by {caller_arn()} (no force)")
+    live = [i for i in scan(naming.SESSIONS_TABLE)
+            if i.get(naming.A_STACK_NAME, {}).get("S") == "raced"
+            and i.get(naming.A_KIND, {}).get("S") == naming.KIND_SESSION]
+    assert [i[naming.A_SESSION_ID]["S"] for i in live] == [first]

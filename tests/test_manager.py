@@ -20,7 +20,7 @@ from plldb.lambdas.manager import apply as manager_apply
 from plldb.lambdas.manager import entry as manager
 from plldb.lambdas.manager import plan as manager_plan
 from tests.harness.gateway import MANAGER, Gateway
-from tests.harness.gateway_setup import get_session, put_session, scan, wait_until
+from tests.harness.gateway_setup import get_session, instrument_nonce, put_session, scan, wait_until
 from tests.harness.gateway_stack import (
     EXISTING_WRAPPER,
     INSTRUMENTABLE,
@@ -291,14 +291,17 @@ RECORD_ATTRIBUTES = {
 
 
 def _run_manager(action: str, session_id: str, **fields: Any) -> dict[str, Any]:
+    """The manager invoked directly; an instrument run is armed as a ``$connect`` would."""
     event = {"action": action, "session_id": session_id, "connection_id": None, **fields}
+    if action == "instrument" and "nonce" not in fields:
+        event["nonce"] = instrument_nonce(session_id)
     return manager.handler(event, None)
 
 
 def test_crash_midway_then_rerun_keeps_the_original(gateway: Gateway) -> None:
     names = create_stack()
     before = snapshot(names)
-    session_id = put_session(STACK_NAME, status=naming.ACTIVE)
+    session_id = put_session(STACK_NAME, status=naming.ACTIVE, functions=list(INSTRUMENTABLE))
     real_update = manager_apply.Functions.update
     calls: list[str] = []
 
@@ -310,7 +313,7 @@ def test_crash_midway_then_rerun_keeps_the_original(gateway: Gateway) -> None:
             raise RuntimeError("manager killed")
         real_update(self, name, subset)
 
-    instrument = {"stack_name": STACK_NAME, "functions": list(INSTRUMENTABLE)}
+    instrument: dict[str, Any] = {}  # the stack and its filter are the session's own
     # The fault no real part can produce on cue: the manager killed right after its first
     # function update. One worker makes "first" deterministic.
     with (
@@ -344,7 +347,7 @@ def test_crash_midway_then_rerun_keeps_the_original(gateway: Gateway) -> None:
 
 def test_missing_stack_and_bad_requests_are_reported(gateway: Gateway) -> None:
     session_id = put_session("no-such-stack", status=naming.ACTIVE)
-    result = _run_manager("instrument", session_id, stack_name="no-such-stack")
+    result = _run_manager("instrument", session_id)
     assert result == {"error": "stack no-such-stack does not exist"}
     assert _run_manager("explode", session_id) == {
         "error": "manager request without a known action"
@@ -353,7 +356,7 @@ def test_missing_stack_and_bad_requests_are_reported(gateway: Gateway) -> None:
         "error": "manager request without a valid session_id"
     }
     closed = put_session(STACK_NAME, status=naming.CLOSED)
-    assert "is not active" in _run_manager("instrument", closed, stack_name=STACK_NAME)["error"]
+    assert "is not active" in _run_manager("instrument", closed)["error"]
 
 
 def test_container_image_functions_are_skipped() -> None:
@@ -394,8 +397,8 @@ def test_sweep_restores_a_killed_client_whose_disconnect_was_lost(make_gateway: 
 def test_sweep_restores_sessions_past_their_ttl_and_leaves_live_ones(gateway: Gateway) -> None:
     names = create_stack()
     before = snapshot(names)
-    expired = put_session(STACK_NAME, status=naming.ACTIVE)
-    _run_manager("instrument", expired, stack_name=STACK_NAME, functions=["Plain"])
+    expired = put_session(STACK_NAME, status=naming.ACTIVE, functions=["Plain"])
+    _run_manager("instrument", expired)
     boto3.client("dynamodb").update_item(  # its TTL passes; DynamoDB has not deleted it yet
         TableName=naming.SESSIONS_TABLE,
         Key={naming.A_SESSION_ID: {"S": expired}},
@@ -506,7 +509,7 @@ def test_a_customer_managed_kms_key_is_a_clear_skip(gateway: Gateway) -> None:
     config = common.Config.from_environ()
     planner = manager.Manager(config, common.Connection(None, ""))
     request = manager.Request.parse(
-        {"action": "instrument", "session_id": session_id, "stack_name": "s"})
+        {"action": "instrument", "session_id": session_id, "nonce": "n"})
 
     outcome = planner.plan("encrypted", request, 900, session)
 

@@ -10,7 +10,7 @@ import boto3
 from plldb import naming
 from plldb.lambdas.manager import entry as manager
 from tests.harness.gateway import Gateway
-from tests.harness.gateway_setup import get_session, put_session
+from tests.harness.gateway_setup import get_session, instrument_nonce, put_session
 from tests.harness.gateway_stack import INSTRUMENTABLE, STACK_NAME, configuration, create_stack
 
 pytest_plugins = ["tests.harness.gateway_fixtures"]
@@ -19,7 +19,11 @@ OTHER = "arn:aws:iam::123456789012:user/someone-else"
 
 
 def _run(action: str, session_id: str, **fields: Any) -> dict[str, Any]:
-    return manager.handler({"action": action, "session_id": session_id, **fields}, None)
+    """The manager invoked directly; an instrument run is armed as a ``$connect`` would."""
+    event = {"action": action, "session_id": session_id, **fields}
+    if action == "instrument" and "nonce" not in fields:
+        event["nonce"] = instrument_nonce(session_id)
+    return manager.handler(event, None)
 
 
 def _tags(name: str) -> dict[str, str]:
@@ -47,7 +51,7 @@ def test_only_functions_claimed_by_the_sessions_creator_are_instrumented(
     _tag(names["NoEnv"], naming.claim_value(OTHER, session_id))  # someone else's claim
     _tag(names["Wrapped"], naming.claim_value(creator, "another-session"))
 
-    summary = _run("instrument", session_id, stack_name=STACK_NAME)
+    summary = _run("instrument", session_id)
 
     assert summary["instrumented"] == [names["Plain"]]
     skipped = {s["function"]: s["reason"] for s in summary["skipped"]}
@@ -68,7 +72,7 @@ def test_a_session_without_a_creator_instruments_nothing(gateway: Gateway) -> No
         UpdateExpression="REMOVE #by",
         ExpressionAttributeNames={"#by": naming.A_CREATED_BY},
     )
-    summary = _run("instrument", session_id, stack_name=STACK_NAME)
+    summary = _run("instrument", session_id)
     assert summary["instrumented"] == []
     reasons = {s["function"]: s["reason"] for s in summary["skipped"]}
     assert reasons[names["Plain"]] == (
@@ -81,7 +85,7 @@ def test_restore_removes_the_claim_only_while_it_is_still_this_sessions(
 ) -> None:
     names = create_stack()
     session_id = put_session(STACK_NAME, status=naming.ACTIVE)
-    summary = _run("instrument", session_id, stack_name=STACK_NAME)
+    summary = _run("instrument", session_id)
     assert sorted(summary["instrumented"]) == sorted(names[n] for n in INSTRUMENTABLE)
     reclaimed = naming.claim_value(OTHER, "a-later-session")
     _tag(names["NoEnv"], reclaimed)  # a --force takeover re-claimed it meanwhile
@@ -101,7 +105,7 @@ def test_a_session_that_instruments_nothing_is_closed_and_holds_no_stack(
     """An attacker's session (no claim) must not keep the next developer's attach out."""
     create_stack()
     session_id = put_session(STACK_NAME, status=naming.ACTIVE, claim=False)
-    assert _run("instrument", session_id, stack_name=STACK_NAME)["instrumented"] == []
+    assert _run("instrument", session_id)["instrumented"] == []
     assert get_session(session_id)[naming.A_STATUS]["S"] == naming.CLOSED
 
 
@@ -117,9 +121,36 @@ def test_instrument_pointed_at_another_connection_is_refused(gateway: Gateway) -
         ExpressionAttributeNames={"#conn": naming.A_CONNECTION_ID},
         ExpressionAttributeValues={":conn": {"S": "the-developers="}},
     )
-    result = _run("instrument", session_id, stack_name=STACK_NAME, connection_id="attackers=")
+    result = _run("instrument", session_id, connection_id="attackers=")
     assert result == {
         "error": f"session {session_id} is not on this connection: nothing instrumented"
     }
     assert {logical: configuration(names[logical]) for logical in INSTRUMENTABLE} == before
     assert get_session(session_id)[naming.A_STATUS]["S"] == naming.ACTIVE
+
+
+def test_the_manager_takes_its_targets_from_the_session_only(gateway: Gateway) -> None:
+    """Anyone who may invoke the manager (plldb detach needs that) knows a live session's id
+    and connection (the debugger role reads them). Pointing an instrument request at it with
+    other targets, or running it without the nonce of the $connect that opened it, changes
+    nothing; the session's own run ignores whatever targets the request names."""
+    names = create_stack()
+    before = {logical: configuration(names[logical]) for logical in INSTRUMENTABLE}
+    session_id = put_session(STACK_NAME, status=naming.ACTIVE, functions=["Plain"], timeout=600)
+    forged = {"stack_name": "attackers-stack", "functions": [], "timeout": 1}
+    assert _run("instrument", session_id, nonce="", **forged) == {
+        "error": "instrument needs the nonce of the $connect that opened the session"
+    }
+    instrument_nonce(session_id)  # the developer's $connect armed it; the attacker guesses
+    assert _run("instrument", session_id, nonce="guessed", **forged) == {"error": (
+        f"session {session_id}: this request was not started by the $connect that opened it "
+        "(or was already run): nothing instrumented")}
+    assert {logical: configuration(names[logical]) for logical in INSTRUMENTABLE} == before
+    assert get_session(session_id)[naming.A_STATUS]["S"] == naming.ACTIVE
+
+    nonce = instrument_nonce(session_id)
+    summary = _run("instrument", session_id, nonce=nonce, **forged)
+    assert summary["instrumented"] == [names["Plain"]]  # the session's filter, not the request's
+    assert configuration(names["Plain"])["Timeout"] == 600  # the session's timeout
+    replayed = _run("instrument", session_id, nonce=nonce, **forged)
+    assert "was not started by the $connect" in replayed["error"]  # a nonce is used once

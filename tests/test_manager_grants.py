@@ -16,7 +16,7 @@ from plldb.lambdas import common
 from plldb.lambdas.manager import entry as manager
 from plldb.lambdas.manager.apply import Grants
 from tests.harness.gateway import Gateway
-from tests.harness.gateway_setup import put_session
+from tests.harness.gateway_setup import instrument_nonce, put_session
 from tests.harness.gateway_stack import INSTRUMENTABLE, STACK_NAME, configuration, create_stack
 
 pytest_plugins = ["tests.harness.gateway_fixtures"]
@@ -107,7 +107,8 @@ def test_functions_whose_role_is_at_its_quota_fail_with_why_and_stay_untouched(
     session_id = put_session(STACK_NAME, status="ACTIVE")
     with _at_quota(role):
         summary = manager.handler(
-            {"action": "instrument", "session_id": session_id, "stack_name": STACK_NAME}, None
+            {"action": "instrument", "session_id": session_id,
+             "nonce": instrument_nonce(session_id)}, None
         )
     failed = {f["function"]: f["reason"] for f in summary["failed"]}
     assert set(failed) == {names[logical] for logical in INSTRUMENTABLE}

@@ -8,6 +8,7 @@ reason; nothing here raises. Clients never write the sessions table themselves.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from plldb import naming, protocol
@@ -29,13 +30,19 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         session = None
     if session is None:
         return _policy("anonymous", "Deny", method_arn, {})
-    session_id, stack_name, caller_arn = session
-    context_out = {"sessionId": session_id, "stackName": stack_name, "callerArn": caller_arn}
+    session_id, stack_name, caller_arn, nonce = session
+    context_out = {
+        "sessionId": session_id,
+        "stackName": stack_name,
+        "callerArn": caller_arn,
+        "instrumentNonce": nonce,  # to $connect only: the context never reaches the client
+    }
     return _policy(caller_arn, "Allow", method_arn, context_out)
 
 
-def _authorize(event: Any) -> tuple[str, str, str]:
-    """(session id, stack name, caller ARN) the connection may use; Refused otherwise."""
+def _authorize(event: Any) -> tuple[str, str, str, str]:
+    """(session id, stack name, caller ARN, instrument nonce) the connection may use;
+    Refused otherwise."""
     if not isinstance(event, dict):
         raise Refused("event is not an object")
     query = event.get("queryStringParameters")
@@ -53,10 +60,11 @@ def _authorize(event: Any) -> tuple[str, str, str]:
     if caller.account != account:
         raise Refused(f"{caller.arn} is not of this helper stack's account")
     spend_proof(config, caller)
-    stack_name = open_session(config, caller, session_id, query, connection_id)
+    nonce = secrets.token_hex(16)
+    stack_name = open_session(config, caller, session_id, query, connection_id, nonce)
     log.info("allow: session %s (stack %s) on %s for %s", session_id, stack_name,
              connection_id, caller.arn)
-    return session_id, stack_name, caller.arn
+    return session_id, stack_name, caller.arn, nonce
 
 
 def _header(event: dict[str, Any], name: str) -> str | None:

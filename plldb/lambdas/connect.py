@@ -2,15 +2,16 @@
 
 Instrumentation waits for every function update, which can take longer than API Gateway's
 29 s integration timeout, so it runs in the manager, invoked asynchronously. The session
-was checked and consumed by the authorizer; its id and stack come from the authorizer's
-context, its options (function filter, timeout) from its item.
+was checked and opened by the authorizer; the manager is given its id, this connection and
+the authorizer's one-time nonce, and reads everything else (stack, functions, timeout) from
+the session item itself.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from plldb import naming, protocol
+from plldb import protocol
 from plldb.lambdas import common
 from plldb.lambdas.common import log
 
@@ -30,27 +31,17 @@ def _start_instrumentation(event: Any) -> None:
     connection_id = common.connection_id_of(event)
     if not protocol.is_session_id(session_id) or connection_id is None:
         raise ValueError("$connect without an authorized session")
+    nonce = authorizer.get("instrumentNonce")
+    if not nonce:
+        raise ValueError("$connect without the authorizer's instrument nonce")
     config = common.Config.from_environ()
-    item = (
-        common.client("dynamodb")
-        .get_item(
-            TableName=config.sessions_table,
-            Key={naming.A_SESSION_ID: {"S": session_id}},
-            ConsistentRead=True,
-        )
-        .get("Item", {})
-    )
-    functions = [value["S"] for value in item.get(naming.A_FUNCTIONS, {}).get("L", [])]
-    timeout = item.get(naming.A_TIMEOUT, {}).get("N")
     common.invoke_manager(
         config,
         {
             "action": "instrument",
             "session_id": session_id,
-            "stack_name": authorizer.get("stackName", ""),
             "connection_id": connection_id,
-            "functions": functions,
-            "timeout": int(timeout) if timeout is not None else None,
+            "nonce": nonce,
         },
     )
     log.info(

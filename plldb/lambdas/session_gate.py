@@ -104,8 +104,13 @@ def open_session(
     session_id: str,
     query: dict[str, Any],
     connection_id: str,
+    nonce: str,
 ) -> str:
-    """Create or resume ``session_id`` as ACTIVE on ``connection_id``; its stack name."""
+    """Create or resume ``session_id`` as ACTIVE on ``connection_id``; its stack name.
+
+    ``nonce`` is this connect's one-time permission to start instrumenting: the session
+    keeps its digest, ``$connect`` passes the nonce to the manager, which instruments only
+    with it (plldb/lambdas/manager/entry.py)."""
     table = common.client("dynamodb")
     existing = table.get_item(
         TableName=config.sessions_table,
@@ -113,14 +118,16 @@ def open_session(
         ConsistentRead=True,
     ).get("Item")
     if existing:
-        return _resume(config, caller, session_id, connection_id)
+        return _resume(config, caller, session_id, connection_id, nonce)
     options = Options.from_query(query)
-    _make_room(config, caller, options)
-    _create(config, caller, session_id, options, connection_id)
+    seen = _make_room(config, caller, options)
+    _create(config, caller, session_id, options, connection_id, nonce, seen)
     return options.stack_name
 
 
-def _resume(config: common.Config, caller: Caller, session_id: str, connection_id: str) -> str:
+def _resume(
+    config: common.Config, caller: Caller, session_id: str, connection_id: str, nonce: str
+) -> str:
     """A reconnect: only the creator, and only while the session is live."""
     now = common.now()
     try:
@@ -131,7 +138,10 @@ def _resume(config: common.Config, caller: Caller, session_id: str, connection_i
                 "#kind = :session AND #by = :caller AND #status IN (:p, :a, :d) AND #ttl > :now"
                 " AND (attribute_not_exists(#proof_at) OR #proof_at <= :signed_at)"
             ),
-            UpdateExpression="SET #status = :a, #conn = :conn, #ttl = :ttl, #proof_at = :signed_at",
+            UpdateExpression=(
+                "SET #status = :a, #conn = :conn, #ttl = :ttl, #proof_at = :signed_at, "
+                "#nonce = :nonce"
+            ),
             ExpressionAttributeNames={
                 "#kind": naming.A_KIND,
                 "#by": naming.A_CREATED_BY,
@@ -139,11 +149,13 @@ def _resume(config: common.Config, caller: Caller, session_id: str, connection_i
                 "#ttl": naming.A_TTL,
                 "#conn": naming.A_CONNECTION_ID,
                 "#proof_at": naming.A_PROOF_AT,
+                "#nonce": naming.A_INSTRUMENT_NONCE,
             },
             ExpressionAttributeValues={
                 ":session": {"S": naming.KIND_SESSION},
                 ":caller": {"S": caller.arn},
                 ":signed_at": {"N": str(int(caller.signed_at))},
+                ":nonce": {"S": naming.nonce_digest(nonce)},
                 ":p": {"S": naming.PENDING},
                 ":a": {"S": naming.ACTIVE},
                 ":d": {"S": naming.DISCONNECTED},
@@ -163,14 +175,24 @@ def _resume(config: common.Config, caller: Caller, session_id: str, connection_i
     return result["Attributes"].get(naming.A_STACK_NAME, {}).get("S", "")
 
 
-def _make_room(config: common.Config, caller: Caller, options: Options) -> None:
-    """Close the stack's live sessions that may be replaced; refuse if one may not.
+def _make_room(config: common.Config, caller: Caller, options: Options) -> str | None:
+    """Close the stack's live sessions that may be replaced; refuse if one may not. Returns
+    the session the stack's lock names (None: no lock yet), for :func:`_create`'s write.
 
-    For a by-name session, a live session that instrumented one of its functions counts too
-    (sets of names may overlap, and a stack's function may be named).
+    The lock item is read consistently: it is what keeps two racing attaches apart (the
+    StackNameIndex query may lag behind). For a by-name session, a live session that
+    instrumented one of its functions counts too (sets of names may overlap, and a stack's
+    function may be named).
     """
     holders = [(item, f"stack {options.stack_name}") for item in _live_sessions(config, options.stack_name)]
-    holders += _holders_of_names(config, options.names, {h[naming.A_SESSION_ID]["S"] for h, _ in holders})
+    seen = _lock_holder(config, options.stack_name)
+    known = {h[naming.A_SESSION_ID]["S"] for h, _ in holders}
+    if seen and seen not in known:
+        holder = _session_item(config, seen)
+        if holder and _is_live(holder, common.now()):
+            holders.append((holder, f"stack {options.stack_name}"))
+            known.add(seen)
+    holders += _holders_of_names(config, options.names, known)
     for item, what in holders:
         owner = item.get(naming.A_CREATED_BY, {}).get("S", "")
         if not options.force:
@@ -178,6 +200,26 @@ def _make_room(config: common.Config, caller: Caller, options: Options) -> None:
         session_id = item[naming.A_SESSION_ID]["S"]
         log.info("closing session %s of %s for %s", session_id, owner, caller.arn)
         Records(common.client("dynamodb"), config.sessions_table).close_session(session_id, None)
+    return seen
+
+
+def _lock_key(stack_name: str) -> dict[str, Any]:
+    return {naming.A_SESSION_ID: {"S": f"{naming.STACK_LOCK_PREFIX}{stack_name}"}}
+
+
+def _lock_holder(config: common.Config, stack_name: str) -> str | None:
+    """The session the stack's lock names (live or not), from a consistent read."""
+    item = common.client("dynamodb").get_item(
+        TableName=config.sessions_table, Key=_lock_key(stack_name), ConsistentRead=True
+    ).get("Item", {})
+    return item.get(naming.A_HOLDER, {}).get("S")
+
+
+def _session_item(config: common.Config, session_id: str) -> dict[str, Any] | None:
+    return common.client("dynamodb").get_item(
+        TableName=config.sessions_table, Key={naming.A_SESSION_ID: {"S": session_id}},
+        ConsistentRead=True,
+    ).get("Item")
 
 
 def _holders_of_names(
@@ -238,7 +280,12 @@ def _create(
     session_id: str,
     options: Options,
     connection_id: str,
+    nonce: str,
+    seen: str | None,
 ) -> None:
+    """Write the session and take the stack's lock in one transaction: the lock must still
+    name the session :func:`_make_room` saw (or be absent), so of two attaches racing for a
+    stack only one gets it."""
     now = common.now()
     item: dict[str, Any] = {
         naming.A_SESSION_ID: {"S": session_id},
@@ -250,6 +297,7 @@ def _create(
         naming.A_CREATED_AT: {"S": common.iso_now()},
         naming.A_CREATED_BY: {"S": caller.arn},
         naming.A_PROOF_AT: {"N": str(int(caller.signed_at))},
+        naming.A_INSTRUMENT_NONCE: {"S": naming.nonce_digest(nonce)},
     }
     if options.functions:
         item[naming.A_FUNCTIONS] = {"L": [{"S": glob} for glob in options.functions]}
@@ -257,15 +305,30 @@ def _create(
         item[naming.A_NAMES] = {"L": [{"S": name} for name in sorted(set(options.names))]}
     if options.timeout is not None:
         item[naming.A_TIMEOUT] = {"N": str(options.timeout)}
+    lock = {
+        **_lock_key(options.stack_name),
+        naming.A_KIND: {"S": naming.KIND_STACK_LOCK},
+        naming.A_HOLDER: {"S": session_id},
+        naming.A_TTL: item[naming.A_TTL],
+    }
+    lock_condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(#id)",
+                                      "ExpressionAttributeNames": {"#id": naming.A_SESSION_ID}}
+    if seen:
+        lock_condition = {"ConditionExpression": "#holder = :seen",
+                          "ExpressionAttributeNames": {"#holder": naming.A_HOLDER},
+                          "ExpressionAttributeValues": {":seen": {"S": seen}}}
     try:
-        common.client("dynamodb").put_item(
-            TableName=config.sessions_table,
-            Item=item,
-            ConditionExpression="attribute_not_exists(#id)",
-            ExpressionAttributeNames={"#id": naming.A_SESSION_ID},
-        )
+        common.client("dynamodb").transact_write_items(TransactItems=[
+            {"Put": {"TableName": config.sessions_table, "Item": item,
+                     "ConditionExpression": "attribute_not_exists(#id)",
+                     "ExpressionAttributeNames": {"#id": naming.A_SESSION_ID}}},
+            {"Put": {"TableName": config.sessions_table, "Item": lock, **lock_condition}},
+        ])
     except botocore.exceptions.ClientError as exc:
-        if common.error_code(exc) == "ConditionalCheckFailedException":
-            raise Refused(f"session {session_id} was created meanwhile") from exc
+        if common.error_code(exc) == "TransactionCanceledException":
+            raise Refused(
+                f"stack {options.stack_name}: another attach took it meanwhile (or session "
+                f"{session_id} exists): plldb status shows who"
+            ) from exc
         raise
     log.info("session %s of %s opened for %s", session_id, options.stack_name, caller.arn)

@@ -168,6 +168,20 @@ def put_session(
     return session_id
 
 
+def instrument_nonce(session_id: str) -> str:
+    """Arm ``session_id`` for one instrument run, as the authorizer does on ``$connect``: the
+    session keeps the digest of a fresh nonce, which the manager request must carry."""
+    nonce = uuid.uuid4().hex
+    boto3.client("dynamodb").update_item(
+        TableName=naming.SESSIONS_TABLE,
+        Key={naming.A_SESSION_ID: {"S": session_id}},
+        UpdateExpression="SET #nonce = :digest",
+        ExpressionAttributeNames={"#nonce": naming.A_INSTRUMENT_NONCE},
+        ExpressionAttributeValues={":digest": {"S": naming.nonce_digest(nonce)}},
+    )
+    return nonce
+
+
 def claim_stack(stack_name: str, value: str) -> None:
     """Tag every function of the stack (nested stacks too) with ``plldb:claim = value``."""
     cloudformation, lambda_ = boto3.client("cloudformation"), boto3.client("lambda")

@@ -33,6 +33,9 @@ What the launcher changes in moto, in its own process only:
   looks an access key up in the IAM backend of every partition on every request, and
   ``/moto-api/reset`` rebuilds each of them: parsing ~1,600 managed policies six times made
   a reset cost about a second of CPU, that a loaded machine stretched past ten seconds.
+* **Indexes that lag**: ``POST /plldb-localcloud/dynamodb {"index_lag_seconds": N}`` hides
+  recent writes from GSI queries, as DynamoDB's eventually consistent indexes may
+  (tests/harness/dynamodb_index_lag.py).
 * **Where a request comes from.** Each function's execution environment reaches AWS through
   an egress proxy of its own (``POST /plldb-localcloud/egress``), so that its requests, and
   only those, carry ``lambda:SourceFunctionArn``; requests of function roles are evaluated
@@ -80,6 +83,7 @@ from werkzeug.wrappers import Request, Response
 from tests.harness import (
     call_recorder,
     call_resources,
+    dynamodb_index_lag,
     execution_egress,
     localcloud_authz,
     moto_presigned,
@@ -449,7 +453,7 @@ def issue_service_credentials(
 
 def patch_moto() -> None:
     """Apply every change the module docstring lists (once per process)."""
-    DynamoHandler.call_action = make_atomic(DynamoHandler.call_action)  # type: ignore[method-assign]
+    DynamoHandler.call_action = make_atomic(dynamodb_index_lag.lagging(DynamoHandler.call_action))  # type: ignore[method-assign]
     statement = access_control.IAMPolicyStatement
     statement._check_principal = _check_principal  # type: ignore[method-assign]
     statement._check_element_matches = _element_matches(statement._check_element_matches)  # type: ignore[method-assign]
@@ -501,6 +505,8 @@ def control(path: str, body: dict[str, Any]) -> dict[str, Any]:
         }
     if path == "authorize":
         return localcloud_authz.authorize(body)
+    if path == "dynamodb":
+        return dynamodb_index_lag.configure(body)
     if path == "egress":
         return {"proxy_url": execution_egress.proxy_url(body["function_arn"])}
     if path == "service-credentials":

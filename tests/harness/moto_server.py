@@ -91,6 +91,7 @@ class MotoServer:
         """
         self._post("/moto-api/reset", None)
         self._post("/plldb-localcloud/iam", {"enforce": False, "max_session_seconds": None})
+        self.lag_indexes(0)
         self.configure()
 
     def enforce_iam(self, enforce: bool = True, max_session_seconds: float | None = None) -> None:
@@ -122,6 +123,10 @@ class MotoServer:
             "duration_seconds": duration_seconds,
         }
         return self._post("/plldb-localcloud/service-credentials", body)
+
+    def lag_indexes(self, seconds: float) -> None:
+        """From now on, DynamoDB index queries miss writes younger than ``seconds``."""
+        self._post("/plldb-localcloud/dynamodb", {"index_lag_seconds": seconds})
 
     def egress(self, function_arn: str) -> str:
         """The HTTP proxy through which ``function_arn``'s execution environments reach AWS

@@ -2,7 +2,8 @@
 
 Invoked asynchronously (``InvocationType=Event``) by the WebSocket routes with one of:
 
-* ``{"action": "instrument", "session_id", "stack_name", "connection_id", "functions", "timeout"}``
+* ``{"action": "instrument", "session_id", "connection_id", "nonce"}`` (``$connect``; the
+  stack, function filter and timeout are read from the session item)
 * ``{"action": "deinstrument", "session_id", "connection_id", "reply": true}`` (``detach``)
 * ``{"action": "deinstrument_after_grace", "session_id", "connection_id"}`` (``$disconnect``)
 * ``{"action": "sweep"}`` (a schedule, every few minutes): restores the functions of every
@@ -123,15 +124,18 @@ class Manager:
                 protocol.progress_message(phase, refusal, status=FAILED, done=True)
             )
             return {"error": refusal}
-        session = self.records.session(request.session_id)
+        session = self.records.session(request.session_id) or {}
+        stack_name = session.get(naming.A_STACK_NAME, {}).get("S", "")
+        filters = [value["S"] for value in session.get(naming.A_FUNCTIONS, {}).get("L", [])]
         functions, outcomes, described = self.targets.session_functions(
-            session, request.stack_name, request.functions
+            session, stack_name, filters
         )
         self.post(phase, f"{len(functions)} function(s) {described} to instrument")
         for outcome in outcomes:
             self.report(phase, outcome)
         self.targets.read_queues()
-        timeout = min(request.timeout or self.config.default_timeout, limits.MAX_TIMEOUT)
+        asked = session.get(naming.A_TIMEOUT, {}).get("N")
+        timeout = min(int(asked) if asked else self.config.default_timeout, limits.MAX_TIMEOUT)
         plans: list[Plan] = []
         for item in self.in_parallel(
             lambda name: self.plan(name, request, timeout, session), functions
@@ -141,7 +145,7 @@ class Manager:
             else:
                 outcomes.append(item)
                 self.report(phase, item)
-        plans, failures = self.record_plans(plans, request)
+        plans, failures = self.record_plans(plans, request, stack_name)
         for outcome in failures:
             outcomes.append(outcome)
             self.report(phase, outcome)
@@ -179,9 +183,10 @@ class Manager:
     def refusal(self, request: Request) -> str | None:
         """Why this instrument request is not the session's own, or None.
 
-        ``$connect`` starts it for the connection the authorizer just opened; anyone else who
-        may invoke the manager (``plldb detach`` needs that) cannot point it at another
-        connection, nor at a session that is not active.
+        ``$connect`` starts it for the connection the authorizer just opened, with that
+        connect's one-time nonce; anyone else who may invoke the manager (``plldb detach``
+        needs that) cannot point it at another connection, at a session that is not active,
+        or run it again.
         """
         session = self.records.session(request.session_id)
         if self.records.session_status(request.session_id) != naming.ACTIVE or session is None:
@@ -189,6 +194,9 @@ class Manager:
         connection = session.get(naming.A_CONNECTION_ID, {}).get("S")
         if connection != request.connection_id:
             return f"session {request.session_id} is not on this connection: nothing instrumented"
+        if not self.records.spend_nonce(request.session_id, naming.nonce_digest(request.nonce)):
+            return (f"session {request.session_id}: this request was not started by the $connect "
+                    "that opened it (or was already run): nothing instrumented")
         return None
 
     def detach(self, request: Request) -> dict[str, Any]:
@@ -276,7 +284,9 @@ class Manager:
             self.targets.surroundings(name),
         )
 
-    def record_plans(self, plans: list[Plan], request: Request) -> tuple[list[Plan], list[Outcome]]:
+    def record_plans(
+        self, plans: list[Plan], request: Request, stack_name: str
+    ) -> tuple[list[Plan], list[Outcome]]:
         """Write every record before any change; GrantAdded is decided per role.
 
         Returns the plans whose record is written, and a FAILED outcome for the others (a
@@ -295,7 +305,7 @@ class Manager:
         for plan in plans:
             plan.grant_added = plan.role_name in added
             try:
-                self.records.write(plan, request.stack_name, request.session_id)
+                self.records.write(plan, stack_name, request.session_id)
                 written.append(plan)
             except botocore.exceptions.ClientError as exc:
                 if common.error_code(exc) != "ConditionalCheckFailedException":

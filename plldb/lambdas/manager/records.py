@@ -112,6 +112,24 @@ class Records:
             return None
         return item
 
+    def spend_nonce(self, session_id: str, digest: str) -> bool:
+        """Consume the session's instrument nonce if ``digest`` is its digest (one
+        conditional write: a second run with the same nonce finds none)."""
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table,
+                Key={naming.A_SESSION_ID: {"S": session_id}},
+                ConditionExpression="#nonce = :digest",
+                UpdateExpression="REMOVE #nonce",
+                ExpressionAttributeNames={"#nonce": naming.A_INSTRUMENT_NONCE},
+                ExpressionAttributeValues={":digest": {"S": digest}},
+            )
+        except botocore.exceptions.ClientError as exc:
+            if common.error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
     def session_status(self, session_id: str) -> str | None:
         """The session's status; None when it is gone (no item, or its TTL has passed)."""
         item = self.session(session_id)

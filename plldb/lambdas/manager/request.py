@@ -6,7 +6,7 @@ The manager is invoked by the WebSocket routes, by the sweep schedule, and direc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from plldb import protocol
@@ -21,12 +21,15 @@ class InvalidRequest(ValueError):
 
 @dataclass
 class Request:
+    """What to do, for which session. An instrument request names nothing else: the stack,
+    its function filter and the timeout are the session's own (its item, written by the
+    authorizer), and ``nonce`` is the one-time permission of the ``$connect`` that opened
+    it (docs/security.md, "The manager trusts only the session item")."""
+
     action: str
     session_id: str
     connection_id: str | None
-    stack_name: str = ""
-    functions: list[str] = field(default_factory=list)
-    timeout: int | None = None
+    nonce: str = ""
     reply: bool = False
 
     @classmethod
@@ -40,23 +43,13 @@ class Request:
         connection_id = event.get("connection_id")
         if connection_id is not None and not isinstance(connection_id, str):
             raise InvalidRequest("connection_id must be a string")
-        functions = event.get("functions") or []
-        if not isinstance(functions, list) or not all(isinstance(f, str) for f in functions):
-            raise InvalidRequest("functions must be a list of names or globs")
-        timeout = event.get("timeout")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1
-        ):
-            raise InvalidRequest("timeout must be a positive number of seconds")
-        stack_name = event.get("stack_name") or ""
-        if event["action"] == "instrument" and (not isinstance(stack_name, str) or not stack_name):
-            raise InvalidRequest("instrument needs a stack_name")
+        nonce = event.get("nonce") or ""
+        if event["action"] == "instrument" and (not isinstance(nonce, str) or not nonce):
+            raise InvalidRequest("instrument needs the nonce of the $connect that opened the session")
         return cls(
             action=event["action"],
             session_id=event["session_id"],
             connection_id=connection_id,
-            stack_name=stack_name,
-            functions=functions,
-            timeout=timeout,
+            nonce=nonce,
             reply=bool(event.get("reply")),
         )
