@@ -352,3 +352,34 @@ def test_two_attaches_racing_for_a_stack_open_one_session(
             if i.get(naming.A_STACK_NAME, {}).get("S") == "raced"
             and i.get(naming.A_KIND, {}).get("S") == naming.KIND_SESSION]
     assert [i[naming.A_SESSION_ID]["S"] for i in live] == [first]
+
+
+def test_force_takes_a_session_over_only_for_a_caller_who_claimed_its_functions(
+    aws: MotoServer, gateway: Gateway, other: Principal, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A colleague connecting with force=1 without plldb (so without claiming first) cannot
+    push a developer's session away: force needs the right plldb attach exercises first,
+    tagging the live session's functions with the caller's own claim."""
+    from plldb.lambdas.manager import entry as manager
+    from tests.harness.gateway_setup import instrument_nonce
+    from tests.harness.gateway_stack import STACK_NAME, create_stack
+
+    names = create_stack()
+    holder = put_session(STACK_NAME, status=naming.ACTIVE, functions=["Plain"])
+    attached = manager.handler({"action": "instrument", "session_id": holder, "connection_id": None,
+                                "nonce": instrument_nonce(holder)}, None)
+    assert attached["instrumented"] == [names["Plain"]]
+    takeover = str(uuid.uuid4())
+    forced = _event(takeover, proof_headers(takeover, other.session()), "conn7=",
+                    stackName=STACK_NAME, force="1")
+    _denied(forced, caplog, f"--force takes stack {STACK_NAME} from {caller_arn()} only for a "
+            f"caller who claimed its functions first (plldb attach tags them): {names['Plain']} "
+            f"not claimed by {other.arn}")
+    assert get_session(holder)[naming.A_STATUS]["S"] == naming.ACTIVE
+    lambda_ = boto3.client("lambda")  # what plldb attach does first, with the caller's rights
+    arn = lambda_.get_function_configuration(FunctionName=names["Plain"])["FunctionArn"]
+    lambda_.tag_resource(Resource=arn, Tags={naming.CLAIM_TAG: naming.claim_value(other.arn, takeover)})
+    again = _event(takeover, proof_headers(takeover, other.session()), "conn8=",
+                   stackName=STACK_NAME, force="1")
+    assert _effect(authorizer.handler(again, None)) == "Allow"
+    assert get_session(holder)[naming.A_STATUS]["S"] == naming.CLOSED

@@ -120,7 +120,7 @@ def open_session(
     if existing:
         return _resume(config, caller, session_id, connection_id, nonce)
     options = Options.from_query(query)
-    seen = _make_room(config, caller, options)
+    seen = _make_room(config, caller, options, session_id)
     _create(config, caller, session_id, options, connection_id, nonce, seen)
     return options.stack_name
 
@@ -175,7 +175,9 @@ def _resume(
     return result["Attributes"].get(naming.A_STACK_NAME, {}).get("S", "")
 
 
-def _make_room(config: common.Config, caller: Caller, options: Options) -> str | None:
+def _make_room(
+    config: common.Config, caller: Caller, options: Options, new_session: str
+) -> str | None:
     """Close the stack's live sessions that may be replaced; refuse if one may not. Returns
     the session the stack's lock names (None: no lock yet), for :func:`_create`'s write.
 
@@ -198,9 +200,44 @@ def _make_room(config: common.Config, caller: Caller, options: Options) -> str |
         if not options.force:
             raise Refused(f"{what} is attached by {owner} (no force)")
         session_id = item[naming.A_SESSION_ID]["S"]
+        unclaimed = _not_claimed_by(config, caller, new_session, session_id)
+        if unclaimed:
+            raise Refused(
+                f"--force takes {what} from {owner} only for a caller who claimed its functions "
+                f"first (plldb attach tags them): {', '.join(unclaimed)} not claimed by {caller.arn}"
+            )
         log.info("closing session %s of %s for %s", session_id, owner, caller.arn)
         Records(common.client("dynamodb"), config.sessions_table).close_session(session_id, None)
     return seen
+
+
+def _not_claimed_by(
+    config: common.Config, caller: Caller, new_session: str, holder: str
+) -> list[str]:
+    """The functions ``holder`` instrumented that do not carry the caller's claim for
+    ``new_session``: taking a session over needs the right to claim what it debugs, which
+    ``plldb attach`` exercises (lambda:TagResource) before it connects (docs/security.md)."""
+    wanted = naming.claim_value(caller.arn, new_session)
+    lambda_ = common.client("lambda")
+    unclaimed = []
+    for record in _records_of(config, holder):
+        tags = lambda_.list_tags(Resource=record[naming.A_FUNCTION_ARN]["S"]).get("Tags", {})
+        if tags.get(naming.CLAIM_TAG) != wanted:
+            unclaimed.append(record[naming.A_FUNCTION_NAME]["S"])
+    return sorted(unclaimed)
+
+
+def _records_of(config: common.Config, session_id: str) -> list[dict[str, Any]]:
+    """The instrumentation records of a session (found by the stack they name)."""
+    session = _session_item(config, session_id) or {}
+    stack = session.get(naming.A_STACK_NAME, {}).get("S", "")
+    items = _query_stack(config, stack) if stack else []
+    return [
+        item for item in items
+        if item.get(naming.A_KIND, {}).get("S") == naming.KIND_INSTRUMENTATION
+        and item.get(naming.A_INSTRUMENTED_BY, {}).get("S") == session_id
+        and naming.A_FUNCTION_ARN in item
+    ]
 
 
 def _lock_key(stack_name: str) -> dict[str, Any]:
@@ -257,6 +294,11 @@ def _is_live(item: dict[str, Any], now: int) -> bool:
 
 def _live_sessions(config: common.Config, stack_name: str) -> list[dict[str, Any]]:
     now = common.now()
+    return [item for item in _query_stack(config, stack_name) if _is_live(item, now)]
+
+
+def _query_stack(config: common.Config, stack_name: str) -> list[dict[str, Any]]:
+    """Every item StackNameIndex holds for ``stack_name`` (sessions and their records)."""
     items: list[dict[str, Any]] = []
     arguments: dict[str, Any] = {
         "TableName": config.sessions_table,
@@ -269,9 +311,8 @@ def _live_sessions(config: common.Config, stack_name: str) -> list[dict[str, Any
         page = common.client("dynamodb").query(**arguments)
         items += page.get("Items", [])
         if "LastEvaluatedKey" not in page:
-            break
+            return items
         arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return [item for item in items if _is_live(item, now)]
 
 
 def _create(
