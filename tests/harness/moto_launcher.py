@@ -33,6 +33,8 @@ What the launcher changes in moto, in its own process only:
   looks an access key up in the IAM backend of every partition on every request, and
   ``/moto-api/reset`` rebuilds each of them: parsing ~1,600 managed policies six times made
   a reset cost about a second of CPU, that a loaded machine stretched past ten seconds.
+* **Lambda's own refusals** moto lacks (environment size, blocked runtimes) and the
+  configuration it drops (Managed Instances, durable functions): tests/harness/moto_lambda.py.
 * **A hook for the call audit**: if ``tests.harness.call_recorder`` exists, its
   ``install()`` runs before the server starts.
 
@@ -73,7 +75,7 @@ from moto.utilities.utils import get_partition
 from werkzeug.serving import run_simple
 from werkzeug.wrappers import Request, Response
 
-from tests.harness import localcloud_authz, moto_presigned
+from tests.harness import localcloud_authz, moto_lambda, moto_presigned
 
 CONTROL_PREFIX = "/plldb-localcloud/"
 DEFAULT_ACCOUNT = "123456789012"  # moto's
@@ -430,6 +432,7 @@ def patch_moto() -> None:
         mixin._authenticate_and_authorize_normal_action
     )
     moto_presigned.install()
+    moto_lambda.install()
 
 
 # --------------------------------------------------------------------------- control endpoint
