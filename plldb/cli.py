@@ -42,6 +42,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from plldb.local import debuggers
     from plldb.project.templates import DiscoveryError
     from plldb.session import admin, claims, plan
+    from plldb.session.connect_url import ConnectUrlTooLong
     from plldb.session.connection import ConnectionRefused
     from plldb.session.sessions import SessionConflict, SessionLost
 
@@ -56,6 +57,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         SessionConflict,
         SessionLost,
         ConnectionRefused,
+        ConnectUrlTooLong,
         claims.ClaimRefused,
         debuggers.DebuggerError,
         admin.DetachError,
