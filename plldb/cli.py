@@ -43,6 +43,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from plldb.local import debuggers
     from plldb.project.templates import DiscoveryError
     from plldb.session import admin, claims, plan
+    from plldb.session.connect_url import ConnectUrlTooLong
     from plldb.session.connection import ConnectionRefused
     from plldb.session.sessions import SessionConflict, SessionLost
 
@@ -57,6 +58,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
         SessionConflict,
         SessionLost,
         ConnectionRefused,
+        ConnectUrlTooLong,
         claims.ClaimRefused,
         debuggers.DebuggerError,
         admin.DetachError,

@@ -29,6 +29,11 @@ ENV_LIMIT = 4 * 1024
 MAX_LAYERS = 5
 MAX_TIMEOUT = 900
 DEFAULT_DEBUG_TIMEOUT = 900
+# API Gateway's integration timeout (29 s) bounds how long $connect can take: a connection
+# that does not exist this long after its $connect started never will.
+CONNECT_POST_WAIT_SECONDS = 30
+# The URL a WebSocket client opens (wss://host/stage?query), in characters.
+WEBSOCKET_URL_LIMIT = 4096
 CONNECT_WINDOW_SECONDS = 300  # a PENDING session must be connected within this
 SESSION_TTL_SECONDS = 24 * 3600
 REQUEST_TTL_SECONDS = 3600

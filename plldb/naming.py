@@ -136,6 +136,7 @@ A_FUNCTION_ARN = "FunctionArn"
 A_ROLE_NAME = "RoleName"
 A_GRANT_ADDED = "GrantAdded"
 A_INSTRUMENTED_BY = "InstrumentedBy"  # session id that instrumented the function
+A_RESTORING_UNTIL = "RestoringUntil"  # epoch seconds: a manager run holds the record to restore
 
 # Session states
 PENDING = "PENDING"

@@ -269,3 +269,46 @@ def test_version_compare_is_numeric() -> None:
 def test_missing_output_is_reported() -> None:
     with pytest.raises(HelperStackOutdated, match=f"lacks outputs .*{OUTPUT_VERSION}"):
         HelperStack.from_outputs({})
+
+
+# ------------------------------------------------------------------ the bucket's encryption
+
+
+def _default_encryption(algorithm: str, key: str | None = None) -> None:
+    default = {"SSEAlgorithm": algorithm, **({"KMSMasterKeyID": key} if key else {})}
+    boto3.client("s3").put_bucket_encryption(
+        Bucket=BUCKET,
+        ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": default}]},
+    )
+
+
+def test_a_bucket_encrypted_with_a_customer_managed_key_is_refused_with_what_to_do(
+    aws: Any,
+) -> None:
+    """With SSE-KMS, "you must have permission to use the AWS KMS key" to upload and download
+    (Using server-side encryption with AWS KMS keys, S3 user guide); plldb grants debugged
+    functions' roles no kms:* right, so their payload transfers would be refused."""
+    key = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    _default_encryption("aws:kms", key)
+    with pytest.raises(BootstrapError) as refused:
+        plan_setup(AwsContext())
+    assert str(refused.value) == (
+        f"bucket {BUCKET} encrypts new objects with the customer managed KMS key {key} by "
+        "default; the roles of debugged functions get no rights on it, so their event and "
+        "result transfers would be refused. Set its default encryption to SSE-S3 (aws s3api "
+        f"put-bucket-encryption --bucket {BUCKET} --server-side-encryption-configuration "
+        '\'{"Rules":[{"ApplyServerSideEncryptionByDefault":{"SSEAlgorithm":"AES256"}}]}\') '
+        "or to the AWS managed key (aws:kms without a key id), then run `plldb bootstrap "
+        "setup` again"
+    )
+
+
+@pytest.mark.parametrize("key", [None, "alias/aws/s3", f"arn:aws:kms:{REGION}:{ACCOUNT}:alias/aws/s3"])
+def test_sse_s3_and_the_aws_managed_key_are_kept(aws: Any, key: str | None) -> None:
+    """The AWS managed key's policy lets any principal of the account use it through S3."""
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    _default_encryption("aws:kms", key)
+    assert "default encryption" not in plan_setup(AwsContext()).bucket_fixes
+    _default_encryption("AES256")
+    assert "default encryption" not in plan_setup(AwsContext()).bucket_fixes

@@ -24,7 +24,12 @@ from plldb.lambdas.manager import entry as manager
 from plldb.project.by_name import NamedCode, discover_by_name, pair_options
 from plldb.project.templates import DiscoveryError
 from tests.harness.gateway import Gateway
-from tests.harness.gateway_setup import get_session, instrument_nonce, put_session
+from tests.harness.gateway_setup import (
+    get_session,
+    instrument_nonce,
+    put_named_session,
+    put_session,
+)
 from tests.harness.gateway_stack import INSTRUMENTABLE, configuration, create_stack
 from tests.harness.identity_proof import caller_arn, proof_headers
 from tests.harness.moto_server import MotoServer
@@ -184,31 +189,13 @@ def test_bad_names_are_refused(gateway: Gateway, caplog: pytest.LogCaptureFixtur
 # --- manager --------------------------------------------------------------------------------
 
 
-def _by_name_session(names: list[str], claimed: list[str]) -> tuple[str, str]:
-    key = naming.by_name_key(names)
-    session_id = put_session(key, status=naming.ACTIVE, claim=False)
-    boto3.client("dynamodb").update_item(
-        TableName=naming.SESSIONS_TABLE,
-        Key={naming.A_SESSION_ID: {"S": session_id}},
-        UpdateExpression="SET #names = :names",
-        ExpressionAttributeNames={"#names": naming.A_NAMES},
-        ExpressionAttributeValues={":names": {"L": [{"S": n} for n in names]}},
-    )
-    lambda_ = boto3.client("lambda")
-    for name in claimed:
-        arn = lambda_.get_function_configuration(FunctionName=name)["FunctionArn"]
-        lambda_.tag_resource(Resource=arn, Tags={
-            naming.CLAIM_TAG: naming.claim_value(caller_arn(), session_id)})
-    return key, session_id
-
-
 def test_the_manager_instruments_exactly_the_named_functions_and_restores_them(
     gateway: Gateway,
 ) -> None:
     names = create_stack()
     plain, wrapped = names["Plain"], names["Wrapped"]
     before = {name: configuration(names[name]) for name in INSTRUMENTABLE}
-    key, session_id = _by_name_session([plain, "missing-fn"], [plain, wrapped])
+    key, session_id = put_named_session([plain, "missing-fn"], [plain, wrapped])
 
     summary = manager.handler(
         {"action": "instrument", "session_id": session_id, "nonce": instrument_nonce(session_id)},

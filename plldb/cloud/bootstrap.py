@@ -26,6 +26,7 @@ from plldb.cloud.bucket import (
     bucket_name,
     create_bucket,
     empty_bucket,
+    kms_refusal,
     object_exists,
     wanted_settings,
 )
@@ -129,6 +130,9 @@ def plan_setup(ctx: AwsContext) -> SetupPlan:
     s3 = ctx.client("s3")
     with step(f"reading bucket {bucket}"):
         exists = bucket_exists(s3, bucket)
+        refusal = exists and kms_refusal(s3, Bucket(bucket, partition))
+        if refusal:
+            raise BootstrapError(refusal)
         wanted = wanted_settings(s3.meta.endpoint_url)
         fixes = tuple(
             name

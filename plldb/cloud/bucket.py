@@ -20,6 +20,7 @@ from plldb.naming import PAYLOAD_PREFIX
 
 BUCKET_PREFIX = "plldb-core-infrastructure"
 LIFECYCLE_RULE_ID = "plldb-expire-payloads"
+AWS_MANAGED_S3_KEY = "alias/aws/s3"
 
 
 def bucket_name(region: str, account_id: str) -> str:
@@ -88,14 +89,49 @@ def _public_access_ok(s3: Any, bucket: Bucket) -> bool:
     return bool(current) and current["PublicAccessBlockConfiguration"] == _PUBLIC_ACCESS_BLOCK
 
 
-def _encryption_ok(s3: Any, bucket: Bucket) -> bool:
-    """Any default encryption counts: a KMS key chosen by the account is kept."""
+def _encryption_defaults(s3: Any, bucket: Bucket) -> list[dict[str, Any]]:
+    """The bucket's default encryption rules (``ApplyServerSideEncryptionByDefault``)."""
     current = _read(
         lambda: s3.get_bucket_encryption(Bucket=bucket.name),
         {"ServerSideEncryptionConfigurationNotFoundError"},
     )
     rules = (current or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
-    return any(r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules)
+    return [r.get("ApplyServerSideEncryptionByDefault", {}) for r in rules]
+
+
+def _encryption_ok(s3: Any, bucket: Bucket) -> bool:
+    """Any default encryption counts (a customer managed key is refused before: kms_refusal)."""
+    return any(default.get("SSEAlgorithm") for default in _encryption_defaults(s3, bucket))
+
+
+def _aws_managed_key(key: str | None) -> bool:
+    """No key id (S3 then uses the AWS managed key ``aws/s3``) or that key's alias."""
+    return not key or key == AWS_MANAGED_S3_KEY or key.endswith(f":{AWS_MANAGED_S3_KEY}")
+
+
+def kms_refusal(s3: Any, bucket: Bucket) -> str | None:
+    """Why the bucket's default encryption would keep debugged functions out of it, or None.
+
+    With a customer managed KMS key, every upload and download (the shim's presigned
+    transfers of events and results) needs ``kms:GenerateDataKey``/``kms:Decrypt`` on that
+    key for the function's role, which plldb does not grant: plldb refuses the bucket
+    rather than let every large payload fail. SSE-S3 and the AWS managed key need no
+    grant.
+    """
+    for default in _encryption_defaults(s3, bucket):
+        key = default.get("KMSMasterKeyID")
+        if str(default.get("SSEAlgorithm", "")).startswith("aws:kms") and not _aws_managed_key(key):
+            return (
+                f"bucket {bucket.name} encrypts new objects with the customer managed KMS key "
+                f"{key} by default; the roles of debugged functions get no rights on it, so "
+                "their event and result transfers would be refused. Set its default "
+                f"encryption to SSE-S3 (aws s3api put-bucket-encryption --bucket {bucket.name} "
+                "--server-side-encryption-configuration "
+                "'{\"Rules\":[{\"ApplyServerSideEncryptionByDefault\":{\"SSEAlgorithm\":\"AES256\"}}]}') "
+                "or to the AWS managed key (aws:kms without a key id), then run "
+                "`plldb bootstrap setup` again"
+            )
+    return None
 
 
 def _policy_ok(s3: Any, bucket: Bucket) -> bool:

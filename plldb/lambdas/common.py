@@ -149,22 +149,61 @@ def connection_id_of(event: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+# Outcomes of one post to a connection.
+SENT, GONE, FAILED = "sent", "gone", "failed"
+CONNECT_RETRY_FIRST_SECONDS = 0.25  # a $connect integration usually completes within a second
+CONNECT_RETRY_MAX_SECONDS = 2.0
+
+
 class Connection:
     """Posts server messages to one WebSocket connection through the management API.
 
     A connection that has gone away (GoneException) is remembered, so a long run of progress
     messages stops trying; the work itself carries on.
+
+    ``connecting``: the run was started by ``$connect``, whose connection does not exist
+    until that route's integration has completed (API Gateway answers 410 until then). A
+    410 is then retried until the first post gets through, for at most
+    :data:`~plldb.limits.CONNECT_POST_WAIT_SECONDS` from the run's start; after that, or
+    after a first post got through, a 410 means the connection is gone.
     """
 
-    def __init__(self, connection_id: str | None, management_url: str) -> None:
+    def __init__(
+        self, connection_id: str | None, management_url: str, connecting: bool = False
+    ) -> None:
         self.connection_id = connection_id
         self.management_url = management_url
         self.gone = not connection_id or not management_url
+        self.wait_until = time.monotonic() + (limits.CONNECT_POST_WAIT_SECONDS if connecting else 0)
 
     def post(self, message: dict[str, Any]) -> bool:
         """Send one message; False when it could not be delivered."""
         if self.gone:
             return False
+        data = self.encoded(message)
+        if data is None:
+            return False
+        delay = CONNECT_RETRY_FIRST_SECONDS
+        while True:
+            result = self.send(data)
+            if result != GONE:
+                if result == SENT:
+                    self.wait_until = 0.0  # it exists: from now on a 410 means gone
+                return result == SENT
+            if time.monotonic() + delay > self.wait_until:
+                log.info("connection %s is gone", self.connection_id)
+                self.gone = True
+                return False
+            log.info(
+                "connection %s does not exist yet ($connect has not completed): retrying",
+                self.connection_id,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, CONNECT_RETRY_MAX_SECONDS)
+
+    @staticmethod
+    def encoded(message: dict[str, Any]) -> bytes | None:
+        """The message as posted, within one post's size (a summary loses its reasons)."""
         data = protocol.encode(message).encode()
         if len(data) > limits.POST_SIZE and "summary" in message:
             data = protocol.encode({**message, "summary": names_only(message["summary"])}).encode()
@@ -173,21 +212,22 @@ class Connection:
                 "not posting a %d byte %s message: over the %d byte limit of a post",
                 len(data), message.get("type"), limits.POST_SIZE,
             )
-            return False
+            return None
+        return data
+
+    def send(self, data: bytes) -> str:
+        """One PostToConnection: SENT, GONE (410) or FAILED (anything else, logged)."""
         api = client("apigatewaymanagementapi", endpoint_url=self.management_url)
         try:
             api.post_to_connection(ConnectionId=self.connection_id, Data=data)
-            return True
+            return SENT
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) == "GoneException":
-                log.info("connection %s is gone", self.connection_id)
-                self.gone = True
-            else:
-                log.error("posting to %s failed: %s", self.connection_id, exc)
-            return False
+                return GONE
+            log.error("posting to %s failed: %s", self.connection_id, exc)
         except botocore.exceptions.BotoCoreError as exc:
             log.error("posting to %s failed: %s", self.connection_id, exc)
-            return False
+        return FAILED
 
 
 def mark_disconnected(config: Config, session_id: str, connection_id: str) -> bool:

@@ -38,6 +38,7 @@ from plldb.local.debuggers import (
 from plldb.local.executor import Executor
 from plldb.session import payloads
 from plldb.session.claims import claim_functions, release_claims
+from plldb.session.connect_url import check_length
 from plldb.session.connection import Connection
 from plldb.session.identity import identity_proof
 from plldb.session.plan import AttachOptions, AttachPlan
@@ -133,6 +134,7 @@ class Attachment(InvocationServing):
         was (no session exists: the authorizer creates it only for a connect it allows).
         """
         functions = sorted(self.plan.functions)
+        check_length(self.plan.helper.websocket_url, self.connect_query())
         self.connection = Connection(
             self.plan.helper.websocket_url,
             self.connect_query(),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from plldb import limits
 from plldb import protocol as p
+from plldb.session.connect_url import connect_url
 from plldb.session.sessions import SessionLost
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Connection:
         """``headers`` gives each connect's upgrade headers (a fresh identity proof);
         ``check_live`` runs before each reconnect and raises SessionLost when the session is
         over."""
-        self.url = f"{url}{'&' if '?' in url else '?'}{urllib.parse.urlencode(query)}"
+        self.url = connect_url(url, query)
         self.on_message = on_message
         self.headers = headers
         self.check_live = check_live

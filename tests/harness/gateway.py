@@ -5,7 +5,9 @@ What it imitates (and where it stops):
 * WebSocket endpoint ``ws://127.0.0.1:<ws_port>/<stage>?sessionId=...``: on the HTTP upgrade
   the REQUEST authorizer runs with the event AWS sends (identity source: the ``sessionId``
   query parameter, missing -> 401 without calling it); Deny -> 403; then ``$connect`` runs
-  (non-2xx -> the upgrade is refused). Messages are routed on ``$request.body.action``
+  (non-2xx -> the upgrade is refused); the connection exists (posts to it succeed) only once
+  the upgrade completes, after ``connect_latency`` more seconds if set. A URL over 4,096
+  characters is refused (414) before the authorizer runs. Messages are routed on ``$request.body.action``
   (only ``$default`` exists) with ``requestContext.authorizer`` = the authorizer's context.
   ``$disconnect`` runs when the client goes away, cleanly or not. Frames over 32 KB and
   messages over 128 KB close the connection with 1009; the idle timeout (counted on
@@ -37,6 +39,7 @@ import argparse
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import importlib
 import json
 import logging
@@ -71,6 +74,7 @@ from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
 log = logging.getLogger(__name__)
 
 ACCOUNT_ID = "123456789012"
+URL_LIMIT = 4096  # API Gateway's quota on the length of a WebSocket API's URL, in characters
 HANDSHAKE_SECONDS = 10.0  # after $connect, the upgrade must have completed by then
 
 # The authorizer's identity sources, as in the template (tests/test_template.py checks):
@@ -131,6 +135,11 @@ class GatewaySettings:
     # (0: none, 1: all), drawn from a generator seeded with drop_seed.
     drop_disconnect: float = 0.0
     drop_seed: int | None = None
+    # Until the $connect integration has completed the connection does not exist (posts to
+    # it get 410). With connect_latency, the upgrade completes only after a first post to
+    # the new connection was refused (the adversarial order: the manager, started by
+    # $connect, posts first), or after that many seconds at most.
+    connect_latency: float = 0.0
 
 
 @dataclass
@@ -203,6 +212,7 @@ class Gateway:
         self.ws_port = settings.ws_port
         self.http_port = settings.http_port
         self.dropped_disconnects: list[str] = []  # connection ids whose $disconnect was lost
+        self.refused_early: dict[str, asyncio.Event] = {}  # connecting id -> a post got 410
         self._drops = random.Random(settings.drop_seed)
         if settings.credentials is not None:
             gateway_environ.install()
@@ -432,6 +442,8 @@ class Gateway:
     ) -> Response | None:
         """The upgrade: stage check, authorizer, ``$connect``; a Response refuses it."""
         url = urllib.parse.urlsplit(request.path)
+        if len(f"wss://{request.headers.get('Host', '')}{request.path}") > URL_LIMIT:
+            return websocket.respond(414, "Request-URI Too Long\n")
         if url.path.rstrip("/") != f"/{self.settings.stage}":
             return websocket.respond(403, "Forbidden\n")
         query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
@@ -469,6 +481,10 @@ class Gateway:
         status = connect.result.get("statusCode", 200) if isinstance(connect.result, dict) else 200
         if connect.error is not None or not 200 <= int(status) < 300:
             return websocket.respond(500 if connect.error else int(status), "Connection refused\n")
+        if s.connect_latency:
+            refused = self.refused_early.setdefault(connection_id, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(refused.wait(), s.connect_latency)
         websocket.plldb_client = ClientConnection(
             connection_id=connection_id,
             websocket=websocket,
@@ -701,6 +717,9 @@ class _HttpHandler(BaseHTTPRequestHandler):
         gateway = self.owner
         client = gateway.connections.get(connection_id)
         if client is None:
+            early = gateway.refused_early.get(connection_id)
+            if early is not None and gateway._loop is not None:
+                gateway._loop.call_soon_threadsafe(early.set)
             self._error(410, "GoneException", None)
             return
         if self.command == "POST":

@@ -182,6 +182,27 @@ def instrument_nonce(session_id: str) -> str:
     return nonce
 
 
+def put_named_session(names: list[str], claimed: list[str]) -> tuple[str, str]:
+    """An ACTIVE by-name session over ``names`` (its key, its id), with ``claimed`` tagged
+    with its claim as `plldb attach` tags them."""
+    key = naming.by_name_key(names)
+    session_id = put_session(key, status=naming.ACTIVE, claim=False)
+    boto3.client("dynamodb").update_item(
+        TableName=naming.SESSIONS_TABLE,
+        Key={naming.A_SESSION_ID: {"S": session_id}},
+        UpdateExpression="SET #names = :names",
+        ExpressionAttributeNames={"#names": naming.A_NAMES},
+        ExpressionAttributeValues={":names": {"L": [{"S": n} for n in names]}},
+    )
+    lambda_ = boto3.client("lambda")
+    for name in claimed:
+        arn = lambda_.get_function_configuration(FunctionName=name)["FunctionArn"]
+        lambda_.tag_resource(
+            Resource=arn, Tags={naming.CLAIM_TAG: naming.claim_value(caller_arn(), session_id)}
+        )
+    return key, session_id
+
+
 def claim_stack(stack_name: str, value: str) -> None:
     """Tag every function of the stack (nested stacks too) with ``plldb:claim = value``."""
     cloudformation, lambda_ = boto3.client("cloudformation"), boto3.client("lambda")

@@ -40,6 +40,8 @@ What the launcher changes in moto, in its own process only:
   an egress proxy of its own (``POST /plldb-localcloud/egress``), so that its requests, and
   only those, carry ``lambda:SourceFunctionArn``; requests of function roles are evaluated
   with conditions and policy variables, which moto ignores (tests/harness/execution_egress.py).
+* **Lambda's own refusals** moto lacks (environment size, blocked runtimes) and the
+  configuration it drops (Managed Instances, durable functions): tests/harness/moto_lambda.py.
 * **A hook for the call audit**: if ``tests.harness.call_recorder`` exists, its
   ``install()`` runs before the server starts.
 
@@ -86,6 +88,7 @@ from tests.harness import (
     dynamodb_index_lag,
     execution_egress,
     localcloud_authz,
+    moto_lambda,
     moto_presigned,
 )
 
@@ -487,6 +490,7 @@ def patch_moto() -> None:
         mixin._authenticate_and_authorize_normal_action
     )
     moto_presigned.install()
+    moto_lambda.install()
 
 
 # --------------------------------------------------------------------------- control endpoint

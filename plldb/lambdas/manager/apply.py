@@ -42,17 +42,22 @@ class Functions:
     def __init__(self, lambda_: Any) -> None:
         self.lambda_ = lambda_
 
-    def update(self, name: str, subset: dict[str, Any]) -> None:
-        """Apply a subset and wait for LastUpdateStatus Successful (retrying a busy function)."""
+    def update(self, name: str, subset: dict[str, Any], layers: bool = True) -> None:
+        """Apply a subset and wait for LastUpdateStatus Successful (retrying a busy function).
+
+        ``layers=False``: the function's layers are not sent, so they stay as they are.
+        """
+        arguments: dict[str, Any] = {
+            "FunctionName": name,
+            "Environment": {"Variables": subset["Environment"]},
+            "Timeout": subset["Timeout"],
+        }
+        if layers:
+            arguments["Layers"] = subset["Layers"]
         self.wait_updated(name)
         for attempt in range(6):
             try:
-                self.lambda_.update_function_configuration(
-                    FunctionName=name,
-                    Environment={"Variables": subset["Environment"]},
-                    Layers=subset["Layers"],
-                    Timeout=subset["Timeout"],
-                )
+                self.lambda_.update_function_configuration(**arguments)
                 break
             except botocore.exceptions.ClientError as exc:
                 if common.error_code(exc) != "ResourceConflictException" or attempt == 5:

@@ -62,7 +62,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     connection = common.Connection(request.connection_id, "")
     try:
         config = common.Config.from_environ()
-        connection = common.Connection(request.connection_id, config.management_url)
+        # $connect starts "instrument" before its own connection exists (see Connection).
+        connection = common.Connection(
+            request.connection_id, config.management_url, connecting=request.action == "instrument"
+        )
         manager = Manager(config, connection)
         if request.action == "instrument":
             return manager.instrument(request)
@@ -274,6 +277,7 @@ class Manager:
         unclaimed = self.claims.unclaimed(arn, session, request.session_id)
         if unclaimed:
             return Outcome(name, SKIPPED, unclaimed)
+        own_layers = manager_plan.strip_traces(config_subset(configuration))["Layers"]
         return manager_plan.plan(
             name,
             configuration,
@@ -281,7 +285,7 @@ class Manager:
             self.config,
             request.session_id,
             timeout,
-            self.targets.surroundings(name),
+            self.targets.surroundings(name, own_layers),
         )
 
     def record_plans(
@@ -334,9 +338,26 @@ class Manager:
         """Remove plldb's traces from the function's current configuration, then the record.
 
         The record only names the function: what is set comes from the function itself
-        (:func:`manager_plan.restoration`), never from the record.
+        (:func:`manager_plan.restoration`), never from the record. Only the run that holds
+        the record (:meth:`Records.hold_for_restore`) calls Lambda: a run restoring the same
+        function at the same time leaves it to that one.
         """
         name = record[naming.A_FUNCTION_NAME]["S"]
+        if not self.records.hold_for_restore(record):
+            return Outcome(name, OK, "restored by another plldb run at the same time")
+        try:
+            return self.restore_held(name, record)
+        except Exception:
+            self.records.release_hold(record)
+            raise
+
+    def restore_held(self, name: str, record: dict[str, Any]) -> Outcome:
+        """:meth:`restore`, once this run holds the record.
+
+        A layer version of the function that was deleted meanwhile cannot be sent again: the
+        layers are then left as they are (the plldb layer, inert without its variables,
+        with them) and everything else of plldb's is removed.
+        """
         try:
             configuration = self.lambda_.get_function_configuration(FunctionName=name)
         except botocore.exceptions.ClientError as exc:
@@ -348,7 +369,10 @@ class Manager:
         instrumented = record.get(naming.A_STATUS, {}).get("S") == naming.INSTRUMENTED
         target, outcome = manager_plan.restoration(name, current, instrumented)
         if target is not None and target != current:
-            self.functions.update(name, target)
+            refused = self.targets.unusable_layers(target["Layers"])
+            self.functions.update(name, target, layers=not refused)
+            if refused:
+                outcome = manager_plan.layers_left(outcome, refused)
         owner = _owner(record)
         self.claims.release(configuration["FunctionArn"], owner, self.records.session(owner))
         self.records.delete(name)

@@ -13,13 +13,16 @@ A "subset" is the part of a function configuration plldb changes:
 
 from __future__ import annotations
 
+import datetime
 import fnmatch
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from plldb import limits, naming
 from plldb.lambdas import common
+from plldb.lambdas.manager import features
 
 # Outcome statuses, reported as the ``status`` of a progress message.
 OK = "ok"
@@ -67,11 +70,13 @@ class Surroundings:
 
     ``aliases``: (alias name, version it points to); ``queues``: (SQS queue name, its
     visibility timeout in seconds, or None when it could not be read) of the function's
-    event source mappings.
+    event source mappings; ``unusable_layers``: (ARN, why) of its own layer versions that
+    Lambda would refuse in an update (deleted ones).
     """
 
     aliases: tuple[tuple[str, str], ...] = ()
     queues: tuple[tuple[str, int | None], ...] = ()
+    unusable_layers: tuple[tuple[str, str], ...] = ()
 
 
 def config_subset(configuration: dict[str, Any]) -> dict[str, Any]:
@@ -183,8 +188,13 @@ def restoration(
 
 
 def environment_size(variables: dict[str, str]) -> int:
-    """Lambda's 4 KB limit counts the bytes of every name and value."""
-    return sum(len(k.encode()) + len(v.encode()) for k, v in variables.items())
+    """The size Lambda holds to 4 KB: the variables as JSON text, quotes, separators and
+    escapes included (``{"NAME":"value",...}``), not only names and values.
+
+    Non-ASCII characters are counted as JSON's ``\\uXXXX`` escapes, the larger reading: a
+    function near the limit is skipped rather than failing at update.
+    """
+    return len(json.dumps(variables, separators=(",", ":")))
 
 
 def matches(filters: list[str], *names: str) -> bool:
@@ -192,14 +202,26 @@ def matches(filters: list[str], *names: str) -> bool:
 
 
 def unsupported(
-    configuration: dict[str, Any], surroundings: Surroundings = Surroundings()
+    configuration: dict[str, Any],
+    surroundings: Surroundings = Surroundings(),
+    today: datetime.date | None = None,
 ) -> str | None:
-    """Why this function cannot be debugged (with what the user can do), or None."""
+    """Why this function cannot be debugged (with what the user can do), or None.
+
+    ``today`` decides which deprecated runtimes AWS blocks (default: today, in UTC).
+    """
     if configuration.get("PackageType") == "Image":
         return "container image function: layers cannot be added to it"
     runtime = configuration.get("Runtime") or ""
-    if not runtime.startswith("python"):
+    if features.python_version(runtime) is None:
         return f"runtime {runtime or 'unknown'} is not Python"
+    reason = (
+        features.blocked_runtime(runtime, today or utc_today())
+        or features.managed_instances(configuration)
+        or features.durable(configuration)
+    )
+    if reason:
+        return reason
     key = configuration.get("KMSKeyArn")
     if key:
         return (
@@ -207,6 +229,8 @@ def unsupported(
             "plldb manager may not use: debug it without KmsKeyArn (AWS's default key), or "
             "debug another function"
         )
+    if surroundings.unusable_layers:
+        return layers_refused(surroundings.unusable_layers) + ", then attach again"
     published = [(alias, version) for alias, version in surroundings.aliases if version != "$LATEST"]
     if published:
         names = ", ".join(f"{alias} (version {version})" for alias, version in published)
@@ -216,6 +240,31 @@ def unsupported(
             "(e.g. deploy without AutoPublishAlias while debugging) or invoke $LATEST"
         )
     return None
+
+
+def utc_today() -> datetime.date:
+    return datetime.datetime.now(datetime.timezone.utc).date()
+
+
+def layers_refused(problems: tuple[tuple[str, str], ...]) -> str:
+    """Why Lambda refuses any update of a function with these layers, and what to do."""
+    described = "; ".join(f"{arn} ({why})" for arn, why in problems)
+    return (
+        f"its layer {described} can no longer be added to a function, and every update "
+        "re-sends all of a function's layers, so Lambda refuses it: deploy the function "
+        "with a layer version that exists"
+    )
+
+
+def layers_left(outcome: Outcome, problems: tuple[tuple[str, str], ...]) -> Outcome:
+    """A restore that could not set the layers: everything else of plldb's is gone."""
+    return Outcome(
+        outcome.function,
+        WARNING if outcome.status == OK else outcome.status,
+        f"{outcome.message}; but its layers are left as they were, the plldb layer included "
+        f"(inert: its variables are removed): {layers_refused(problems)}, which also drops "
+        "the plldb layer",
+    )
 
 
 def queue_warnings(surroundings: Surroundings, timeout: int) -> list[str]:
@@ -283,9 +332,11 @@ def plan(
     session_id: str,
     timeout: int,
     surroundings: Surroundings = Surroundings(),
+    today: datetime.date | None = None,
 ) -> Plan | Outcome:
     """Decide what to do with one function; an Outcome when it is skipped."""
-    reason = unsupported(configuration, surroundings)
+    today = today or utc_today()
+    reason = unsupported(configuration, surroundings, today)
     if reason:
         return Outcome(name, SKIPPED, reason)
     current = config_subset(configuration)
@@ -303,8 +354,8 @@ def plan(
         return Outcome(
             name,
             SKIPPED,
-            f"environment would be {size} bytes with the plldb variables, over the "
-            f"{limits.ENV_LIMIT} byte limit",
+            f"environment would be {size} bytes with the plldb variables (as JSON text, as "
+            f"Lambda measures it), over the {limits.ENV_LIMIT} byte limit",
         )
     return Plan(
         name=name,
@@ -313,5 +364,6 @@ def plan(
         applied=target,
         record=record,
         current=current,
-        warnings=queue_warnings(surroundings, timeout),
+        warnings=queue_warnings(surroundings, timeout)
+        + [w for w in [features.runtime_warning(configuration["Runtime"], today)] if w],
     )

@@ -17,6 +17,11 @@ from plldb.lambdas import common
 from plldb.lambdas.common import log
 from plldb.lambdas.manager.plan import Plan
 
+# How long one run holds a record while it restores the function: longer than the slowest
+# restore (an update waits up to 120 s to settle, retried), shorter than the sweep's period
+# plus the manager's timeout, so a run that crashed holding it is finished by a later one.
+RESTORE_HOLD_SECONDS = 600
+
 
 class Records:
     """Reads and conditional writes of the sessions table, for one manager run."""
@@ -50,6 +55,51 @@ class Records:
         self.dynamodb.delete_item(
             TableName=self.table,
             Key={naming.A_SESSION_ID: {"S": naming.function_key(name)}},
+        )
+
+    def hold_for_restore(self, record: dict[str, Any]) -> bool:
+        """Hold this record while this run restores its function; False when it is gone,
+        rewritten since it was read, or held by another run.
+
+        Two runs may restore the same function at once (``detach``, and the instrument run
+        of a reconnect that finds its session closed). The second one would change or
+        untag a function the first had already released, and the manager's role may do
+        neither once the claim tag is gone (AWS answers AccessDenied). Only the holder
+        calls Lambda. A hold lapses after :data:`RESTORE_HOLD_SECONDS`.
+        """
+        now = common.now()
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table,
+                Key={naming.A_SESSION_ID: {"S": naming.function_key(record_name(record))}},
+                ConditionExpression="#by = :by AND #at = :at AND "
+                "(attribute_not_exists(#hold) OR #hold < :now)",
+                UpdateExpression="SET #hold = :until",
+                ExpressionAttributeNames={
+                    "#by": naming.A_INSTRUMENTED_BY,
+                    "#at": naming.A_CREATED_AT,
+                    "#hold": naming.A_RESTORING_UNTIL,
+                },
+                ExpressionAttributeValues={
+                    ":by": record.get(naming.A_INSTRUMENTED_BY, {"S": ""}),
+                    ":at": record.get(naming.A_CREATED_AT, {"S": ""}),
+                    ":now": {"N": str(now)},
+                    ":until": {"N": str(now + RESTORE_HOLD_SECONDS)},
+                },
+            )
+        except botocore.exceptions.ClientError as exc:
+            if common.error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    def release_hold(self, record: dict[str, Any]) -> None:
+        """Let the next run restore at once (this run's restore failed)."""
+        self.dynamodb.update_item(
+            TableName=self.table,
+            Key={naming.A_SESSION_ID: {"S": naming.function_key(record_name(record))}},
+            UpdateExpression="REMOVE #hold",
+            ExpressionAttributeNames={"#hold": naming.A_RESTORING_UNTIL},
         )
 
     def write(self, plan: Plan, stack_name: str, session_id: str) -> None:
@@ -192,6 +242,11 @@ class Records:
             if common.error_code(exc) != "ConditionalCheckFailedException":
                 raise
             return False
+
+
+def record_name(record: dict[str, Any]) -> str:
+    """The function an instrumentation record is about."""
+    return str(record[naming.A_FUNCTION_NAME]["S"])
 
 
 def connection_alive(connection_id: str, management_url: str) -> bool:

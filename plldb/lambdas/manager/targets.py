@@ -32,6 +32,7 @@ class Targets:
         self.cloudformation = cloudformation
         self.mapping_ids: list[str] = []  # event source mappings seen by stack_functions
         self.queues: dict[str, list[tuple[str, int | None]]] = {}  # function name -> queues
+        self.layer_problems: dict[str, str | None] = {}  # layer version ARN -> why unusable
 
     def session_functions(
         self, session: dict[str, Any] | None, stack_name: str, filters: list[str]
@@ -89,14 +90,48 @@ class Targets:
                 found.extend(self.stack_functions(physical, f"{path}/"))
         return found
 
-    def surroundings(self, name: str) -> Surroundings:
-        """The function's aliases and the SQS queues that feed it."""
+    def surroundings(self, name: str, layers: list[str]) -> Surroundings:
+        """The function's aliases, the SQS queues that feed it, and which of its own
+        ``layers`` cannot be set on a function any more."""
         aliases = tuple(
             (alias["Name"], alias["FunctionVersion"])
             for page in self.lambda_.get_paginator("list_aliases").paginate(FunctionName=name)
             for alias in page["Aliases"]
         )
-        return Surroundings(aliases=aliases, queues=tuple(self.queues.get(name, ())))
+        return Surroundings(
+            aliases=aliases,
+            queues=tuple(self.queues.get(name, ())),
+            unusable_layers=self.unusable_layers(layers),
+        )
+
+    def unusable_layers(self, layers: list[str]) -> tuple[tuple[str, str], ...]:
+        """(ARN, why) of each layer version Lambda would refuse in an update.
+
+        Deleted versions "can no longer be viewed or added to functions", and every update
+        re-sends the function's whole layer list: one such version makes any update of the
+        function fail. Read once per run for each version (functions share layers).
+        """
+        problems = []
+        for arn in layers:
+            if arn not in self.layer_problems:
+                self.layer_problems[arn] = self.layer_problem(arn)
+            if self.layer_problems[arn]:
+                problems.append((arn, str(self.layer_problems[arn])))
+        return tuple(problems)
+
+    def layer_problem(self, arn: str) -> str | None:
+        """Why this layer version cannot be read (so not added), or None when it can."""
+        layer, _, version = arn.rpartition(":")
+        try:
+            self.lambda_.get_layer_version(LayerName=layer, VersionNumber=int(version))
+        except botocore.exceptions.ClientError as exc:
+            code = common.error_code(exc)
+            if code == "ResourceNotFoundException":
+                return "the version was deleted"
+            if code in ("AccessDeniedException", "AccessDenied"):
+                return "its owner no longer shares it with this account"
+            raise
+        return None
 
     def read_queues(self) -> None:
         """The SQS queues of the stack's event source mappings, by function (after
