@@ -37,12 +37,11 @@ from plldb.lambdas.manager import entry as manager
 from plldb.lambdas.manager import features
 from plldb.lambdas.manager import plan as manager_plan
 from tests.harness.gateway import Gateway
-from tests.harness.gateway_setup import put_named_session
+from tests.harness.gateway_setup import instrument_nonce, put_named_session
 
 pytest_plugins = ["tests.harness.gateway_fixtures"]
 
 PROVIDER = "arn:aws:lambda:us-east-1:123456789012:capacity-provider:fleet"
-SESSION_KEYS: dict[str, str] = {}  # session id -> its by-name key
 
 
 def _zip(files: dict[str, str]) -> bytes:
@@ -77,14 +76,14 @@ def _function(name: str, runtime: str = "python3.12", **extra: Any) -> str:
 
 def _by_name_session(names: list[str]) -> str:
     """An ACTIVE by-name session over ``names``, each claimed as `plldb attach` claims it."""
-    key, session_id = put_named_session(names, names)
-    SESSION_KEYS[session_id] = key
-    return session_id
+    return put_named_session(names, names)[1]
 
 
 def _run(action: str, session_id: str) -> dict[str, Any]:
-    event = {"action": action, "session_id": session_id, "connection_id": None,
-             "stack_name": SESSION_KEYS[session_id]}
+    """The manager invoked directly; an instrument run is armed as a ``$connect`` would."""
+    event = {"action": action, "session_id": session_id, "connection_id": None}
+    if action == "instrument":
+        event["nonce"] = instrument_nonce(session_id)
     return manager.handler(event, None)
 
 

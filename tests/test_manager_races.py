@@ -28,7 +28,7 @@ from plldb.lambdas import common
 from plldb.lambdas.manager import entry as manager
 from plldb.lambdas.manager.records import Records
 from tests.harness.gateway import MANAGER, Gateway
-from tests.harness.gateway_setup import get_session, put_session, wait_until
+from tests.harness.gateway_setup import get_session, instrument_nonce, put_session, wait_until
 from tests.harness.gateway_stack import STACK_NAME, create_stack, snapshot
 from tests.test_manager import _attach
 
@@ -91,9 +91,9 @@ def test_two_restores_of_one_function_never_act_without_its_claim(gateway: Gatew
     (after A's update, before its untag), restores the same records: B must leave it to A."""
     names = create_stack()
     before = snapshot(names)
-    session_id = put_session(STACK_NAME, status=naming.ACTIVE)
+    session_id = put_session(STACK_NAME, status=naming.ACTIVE, functions=["Plain"])
     manager.handler({"action": "instrument", "session_id": session_id, "connection_id": None,
-                     "stack_name": STACK_NAME, "functions": ["Plain"]}, None)
+                     "nonce": instrument_nonce(session_id)}, None)
     config = common.Config.from_environ()
     first = manager.Manager(config, common.Connection(None, ""))
     second = manager.Manager(config, common.Connection(None, ""))
