@@ -240,6 +240,32 @@ def _records_of(config: common.Config, session_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def _take_lock(
+    config: common.Config, stack_name: str, session_id: str, ttl: dict[str, str], seen: str | None
+) -> None:
+    """One conditional write: the lock is absent, or still names ``seen``."""
+    condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(#id)",
+                                 "ExpressionAttributeNames": {"#id": naming.A_SESSION_ID}}
+    if seen:
+        condition = {"ConditionExpression": "#holder = :seen",
+                     "ExpressionAttributeNames": {"#holder": naming.A_HOLDER},
+                     "ExpressionAttributeValues": {":seen": {"S": seen}}}
+    lock = {
+        **_lock_key(stack_name),
+        naming.A_KIND: {"S": naming.KIND_STACK_LOCK},
+        naming.A_HOLDER: {"S": session_id},
+        naming.A_TTL: ttl,
+    }
+    try:
+        common.client("dynamodb").put_item(TableName=config.sessions_table, Item=lock, **condition)
+    except botocore.exceptions.ClientError as exc:
+        if common.error_code(exc) == "ConditionalCheckFailedException":
+            raise Refused(
+                f"stack {stack_name}: another attach took it meanwhile: plldb status shows who"
+            ) from exc
+        raise
+
+
 def _lock_key(stack_name: str) -> dict[str, Any]:
     return {naming.A_SESSION_ID: {"S": f"{naming.STACK_LOCK_PREFIX}{stack_name}"}}
 
@@ -324,9 +350,10 @@ def _create(
     nonce: str,
     seen: str | None,
 ) -> None:
-    """Write the session and take the stack's lock in one transaction: the lock must still
-    name the session :func:`_make_room` saw (or be absent), so of two attaches racing for a
-    stack only one gets it."""
+    """Take the stack's lock, then write the session. The lock must still name the session
+    :func:`_make_room` saw (or be absent), so of two attaches racing for a stack only one
+    gets it; a lock left naming a session that was never written (a crash in between) is
+    taken over like one naming a session that is over."""
     now = common.now()
     item: dict[str, Any] = {
         naming.A_SESSION_ID: {"S": session_id},
@@ -346,30 +373,16 @@ def _create(
         item[naming.A_NAMES] = {"L": [{"S": name} for name in sorted(set(options.names))]}
     if options.timeout is not None:
         item[naming.A_TIMEOUT] = {"N": str(options.timeout)}
-    lock = {
-        **_lock_key(options.stack_name),
-        naming.A_KIND: {"S": naming.KIND_STACK_LOCK},
-        naming.A_HOLDER: {"S": session_id},
-        naming.A_TTL: item[naming.A_TTL],
-    }
-    lock_condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(#id)",
-                                      "ExpressionAttributeNames": {"#id": naming.A_SESSION_ID}}
-    if seen:
-        lock_condition = {"ConditionExpression": "#holder = :seen",
-                          "ExpressionAttributeNames": {"#holder": naming.A_HOLDER},
-                          "ExpressionAttributeValues": {":seen": {"S": seen}}}
+    _take_lock(config, options.stack_name, session_id, item[naming.A_TTL], seen)
     try:
-        common.client("dynamodb").transact_write_items(TransactItems=[
-            {"Put": {"TableName": config.sessions_table, "Item": item,
-                     "ConditionExpression": "attribute_not_exists(#id)",
-                     "ExpressionAttributeNames": {"#id": naming.A_SESSION_ID}}},
-            {"Put": {"TableName": config.sessions_table, "Item": lock, **lock_condition}},
-        ])
+        common.client("dynamodb").put_item(
+            TableName=config.sessions_table,
+            Item=item,
+            ConditionExpression="attribute_not_exists(#id)",
+            ExpressionAttributeNames={"#id": naming.A_SESSION_ID},
+        )
     except botocore.exceptions.ClientError as exc:
-        if common.error_code(exc) == "TransactionCanceledException":
-            raise Refused(
-                f"stack {options.stack_name}: another attach took it meanwhile (or session "
-                f"{session_id} exists): plldb status shows who"
-            ) from exc
+        if common.error_code(exc) == "ConditionalCheckFailedException":
+            raise Refused(f"session {session_id} was created meanwhile") from exc
         raise
     log.info("session %s of %s opened for %s", session_id, options.stack_name, caller.arn)
