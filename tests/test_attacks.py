@@ -39,7 +39,6 @@ from tests.harness.localcloud import (
     LocalCloudSettings,
 )
 from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
-from tests.harness.moto_server import REGION
 from tests.harness.principals import Principal, assume_role, create_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -71,13 +70,7 @@ def cloud() -> Iterator[LocalCloud]:
 
 @pytest.fixture(scope="module")
 def admin(cloud: LocalCloud) -> boto3.Session:
-    env = cloud.harness_environment
-    return boto3.Session(
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=env["AWS_SESSION_TOKEN"],
-        region_name=REGION,
-    )
+    return cloud.administrator()
 
 
 def _client(cloud: LocalCloud, session: boto3.Session, service: str) -> Any:

@@ -51,13 +51,7 @@ def cloud() -> Iterator[LocalCloud]:
 @pytest.fixture(scope="module")
 def harness(cloud: LocalCloud) -> boto3.Session:
     """The account administrator (the harness's credentials)."""
-    env = cloud.harness_environment
-    return boto3.Session(
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=env["AWS_SESSION_TOKEN"],
-        region_name=REGION,
-    )
+    return cloud.administrator()
 
 
 def _client(cloud: LocalCloud, session: boto3.Session, service: str) -> Any:

@@ -50,13 +50,7 @@ def cloud() -> Iterator[LocalCloud]:
 
 @pytest.fixture(scope="module")
 def admin(cloud: LocalCloud) -> boto3.Session:
-    env = cloud.harness_environment
-    return boto3.Session(
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=env["AWS_SESSION_TOKEN"],
-        region_name=REGION,
-    )
+    return cloud.administrator()
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,10 @@ _STACK_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,127}$")
 _FUNCTION_GLOB = re.compile(r"^[A-Za-z0-9_*?\[\]!.:-]{1,140}$")
 MAX_FUNCTION_GLOBS = 50
 LIVE = (naming.PENDING, naming.ACTIVE, naming.DISCONNECTED)
+_NEW_KEY: dict[str, Any] = {  # a conditional put that only creates
+    "ConditionExpression": "attribute_not_exists(#id)",
+    "ExpressionAttributeNames": {"#id": naming.A_SESSION_ID},
+}
 
 
 class Refused(Exception):
@@ -81,21 +85,12 @@ def spend_proof(config: common.Config, caller: Caller) -> None:
     """Use an identity proof once: a conditional write of its digest (kept until the proof
     would be refused as too old anyway). A replayed proof is refused here."""
     expires = int(caller.signed_at) + naming.IDENTITY_MAX_AGE_SECONDS + 60
-    try:
-        common.client("dynamodb").put_item(
-            TableName=config.sessions_table,
-            Item={
-                naming.A_SESSION_ID: {"S": f"{naming.PROOF_KEY_PREFIX}{caller.proof_digest}"},
-                naming.A_KIND: {"S": naming.KIND_PROOF},
-                naming.A_TTL: {"N": str(expires)},
-            },
-            ConditionExpression="attribute_not_exists(#id)",
-            ExpressionAttributeNames={"#id": naming.A_SESSION_ID},
-        )
-    except botocore.exceptions.ClientError as exc:
-        if common.error_code(exc) == "ConditionalCheckFailedException":
-            raise Refused(f"the identity proof of {caller.arn} was already used") from exc
-        raise
+    item = {
+        naming.A_SESSION_ID: {"S": f"{naming.PROOF_KEY_PREFIX}{caller.proof_digest}"},
+        naming.A_KIND: {"S": naming.KIND_PROOF},
+        naming.A_TTL: {"N": str(expires)},
+    }
+    _put_unless(config, item, _NEW_KEY, f"the identity proof of {caller.arn} was already used")
 
 
 def open_session(
@@ -244,8 +239,7 @@ def _take_lock(
     config: common.Config, stack_name: str, session_id: str, ttl: dict[str, str], seen: str | None
 ) -> None:
     """One conditional write: the lock is absent, or still names ``seen``."""
-    condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(#id)",
-                                 "ExpressionAttributeNames": {"#id": naming.A_SESSION_ID}}
+    condition = _NEW_KEY
     if seen:
         condition = {"ConditionExpression": "#holder = :seen",
                      "ExpressionAttributeNames": {"#holder": naming.A_HOLDER},
@@ -256,13 +250,18 @@ def _take_lock(
         naming.A_HOLDER: {"S": session_id},
         naming.A_TTL: ttl,
     }
+    _put_unless(config, lock, condition,
+                f"stack {stack_name}: another attach took it meanwhile: plldb status shows who")
+
+
+def _put_unless(config: common.Config, item: dict[str, Any], condition: dict[str, Any],
+                refusal: str) -> None:
+    """One conditional write to the sessions table; Refused(``refusal``) when it fails."""
     try:
-        common.client("dynamodb").put_item(TableName=config.sessions_table, Item=lock, **condition)
+        common.client("dynamodb").put_item(TableName=config.sessions_table, Item=item, **condition)
     except botocore.exceptions.ClientError as exc:
         if common.error_code(exc) == "ConditionalCheckFailedException":
-            raise Refused(
-                f"stack {stack_name}: another attach took it meanwhile: plldb status shows who"
-            ) from exc
+            raise Refused(refusal) from exc
         raise
 
 
@@ -374,15 +373,5 @@ def _create(
     if options.timeout is not None:
         item[naming.A_TIMEOUT] = {"N": str(options.timeout)}
     _take_lock(config, options.stack_name, session_id, item[naming.A_TTL], seen)
-    try:
-        common.client("dynamodb").put_item(
-            TableName=config.sessions_table,
-            Item=item,
-            ConditionExpression="attribute_not_exists(#id)",
-            ExpressionAttributeNames={"#id": naming.A_SESSION_ID},
-        )
-    except botocore.exceptions.ClientError as exc:
-        if common.error_code(exc) == "ConditionalCheckFailedException":
-            raise Refused(f"session {session_id} was created meanwhile") from exc
-        raise
+    _put_unless(config, item, _NEW_KEY, f"session {session_id} was created meanwhile")
     log.info("session %s of %s opened for %s", session_id, options.stack_name, caller.arn)

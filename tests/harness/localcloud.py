@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 import psutil
 
 from plldb import limits, naming
@@ -301,6 +302,16 @@ class LocalCloud:
         path = self.state_dir / STATE_FILE
         path.write_text(json.dumps(self.state(), indent=2) + "\n")
         return path
+
+    def administrator(self) -> boto3.Session:
+        """A boto3 session with the harness's credentials: the account's administrator."""
+        env = self.harness_environment
+        return boto3.Session(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=env["AWS_SESSION_TOKEN"],
+            region_name=REGION,
+        )
 
     @contextmanager
     def environ(self) -> Iterator[dict[str, str]]:
