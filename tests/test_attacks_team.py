@@ -26,11 +26,11 @@ import botocore.exceptions
 import pytest
 
 from plldb import naming, protocol
-from tests.harness.gateway_setup import is_spent_proof
+from tests.harness.gateway_setup import is_spent_proof, wait_until
 from tests.harness.localcloud import TEST_STACK_DIR, LocalCloud, LocalCloudSettings
 from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
 from tests.harness.moto_server import LAMBDA, REGION, MotoServer
-from tests.harness.principals import Principal
+from tests.harness.principals import Principal, create_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -163,3 +163,43 @@ def test_a_colleague_cannot_reach_another_session_with_their_function_credential
     assert _tables(admin, cloud) == before
     # the forged invocation never reached A: its plldb ran nothing
     assert forged_id not in attach.text()
+
+
+READ_ANYTHING = {  # what a generic read-only principal (ReadOnlyAccess) may do here
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
+        "dynamodb:Scan", "dynamodb:Query", "dynamodb:GetItem", "dynamodb:DescribeTable",
+        "s3:Get*", "s3:List*"]}],
+}
+
+
+def test_a_generic_reader_finds_no_event_result_or_environment(
+    cloud: LocalCloud, admin: boto3.Session, victim: tuple[str, PlldbProcess]
+) -> None:
+    """docs/security.md, promise 7: after invocations (one small, one whose event and result
+    travel through the bucket), a principal allowed to read every table and bucket finds no
+    event, result or environment of them: request items never held the event or environment,
+    and items and payload objects are deleted once answered."""
+    marker = f"card-{uuid.uuid4().hex}"
+    lam = admin.client("lambda", endpoint_url=cloud.urls["lambda"],
+                       config=botocore.config.Config(read_timeout=120))
+    invocations = [("EchoFunction", {"card": marker}),
+                   ("EchoFunction", {"card": marker, "pad": "x" * 40_000}),
+                   ("HelloFunction", {"name": marker})]  # its environment: GREETING
+    for logical, event in invocations:
+        response = lam.invoke(FunctionName=cloud.functions[logical], Payload=json.dumps(event))
+        assert marker in response["Payload"].read().decode()  # the result holds it too
+    reader = create_user(admin.client("iam", endpoint_url=cloud.urls["moto"]), "reader", READ_ANYTHING)
+    bucket = cloud.helper_outputs[naming.OUTPUT_PAYLOAD_BUCKET]
+
+    def readable() -> list[str]:
+        """Every table item and payload object the reader can see, as text."""
+        dynamodb, s3 = reader.client("dynamodb"), reader.client("s3")
+        texts = [json.dumps(item) for table in (naming.SESSIONS_TABLE, naming.DEBUGGER_TABLE)
+                 for item in dynamodb.scan(TableName=table)["Items"]]
+        for listed in s3.list_objects_v2(Bucket=bucket, Prefix=naming.PAYLOAD_PREFIX).get("Contents", []):
+            texts.append(s3.get_object(Bucket=bucket, Key=listed["Key"])["Body"].read().decode())
+        return texts
+
+    wait_until(lambda: not [t for t in readable() if marker in t or "hello-from-env" in t],
+               timeout=30)  # deletion runs off the caller's path: bounded, not instant
