@@ -125,6 +125,7 @@ class Answer:
 
     body: bytes | None = None
     error: dict[str, Any] | None = None
+    ref: dict[str, Any] | None = None  # the bucket object the body came from, if it did
 
 
 def _iso_now() -> str:
@@ -211,21 +212,17 @@ class Cloud:
         }
         self.dynamodb.put_item(TableName=self.config.debugger_table, Item=item)
 
-    def forget(self, request_id: str, event_ref: dict[str, Any] | None) -> None:
-        """Delete what an answered (or expired) request left: its item and payload objects.
+    def forget(self, request_id: str, refs: list[dict[str, Any]]) -> None:
+        """Delete what an answered (or expired) request left: its item, and the payload
+        objects ``refs`` name (its event's and result's, when they went through the bucket).
 
         Run after the answer went to the Runtime API, off the caller's path.
         """
         self.dynamodb.delete_item(
             TableName=self.config.debugger_table, Key={naming.A_REQUEST_ID: {"S": request_id}}
         )
-        if not self.config.payload_bucket:
-            return
-        keys = [self.payload_key(request_id, "response")]
-        if event_ref is not None:
-            keys.append(event_ref["key"])
-        for key in keys:  # deleting a missing object succeeds
-            self.s3.delete_object(Bucket=self.config.payload_bucket, Key=key)
+        for ref in refs:
+            self.s3.delete_object(Bucket=ref["bucket"], Key=ref["key"])
 
     def read_answer(self, request_id: str) -> Answer | None:
         """The answer to ``request_id``, or None while it is still pending."""
@@ -271,7 +268,7 @@ class Cloud:
             return Answer(body=inline.encode())
         # $default stores an offloaded result's reference where the event's was.
         ref = json.loads(_text(item, naming.A_PAYLOAD_REF) or "null")
-        return Answer(body=self.get_payload(request_id, ref))
+        return Answer(body=self.get_payload(request_id, ref), ref=ref)
 
     # --- payloads -----------------------------------------------------------------------
 

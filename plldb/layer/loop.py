@@ -145,12 +145,14 @@ class Shim:
         started = self.clock()
         over = self.over(session, started)
         if over:
-            self._background.submit(self._forget, invocation.request_id, ref)
+            self._background.submit(self._forget, invocation.request_id, [ref] if ref else [])
             self.pass_through(invocation, over)
             return False
         self.cloud.reads = self.cloud.session_reads = 0
         answer = self._wait(invocation, session, protocol.encode(message).encode(), started)
-        self._background.submit(self._forget, invocation.request_id, ref)
+        result_ref = answer.ref if isinstance(answer, Answer) else None
+        left = [r for r in (ref, result_ref) if r]
+        self._background.submit(self._forget, invocation.request_id, left)
         if isinstance(answer, str):
             self.pass_through(invocation, f"{answer} while waiting")
             return False
@@ -167,10 +169,10 @@ class Shim:
             self.api.post_response(invocation, answer.body or b"")
         return True
 
-    def _forget(self, request_id: str, event_ref: dict[str, Any] | None) -> None:
+    def _forget(self, request_id: str, refs: list[dict[str, Any]]) -> None:
         """Delete the request's item and payloads once answered (off the caller's path)."""
         try:
-            self.cloud.forget(request_id, event_ref)
+            self.cloud.forget(request_id, refs)
         except Exception:  # noqa: BLE001 - the TTL and the bucket's lifecycle rule remain
             log.exception("could not delete what request %s left behind", request_id)
 

@@ -103,21 +103,42 @@ class _EgressHandler(BaseHTTPRequestHandler):
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         headers[HEADER] = f"{_SECRET} {self.source}"
         path = target.path + (f"?{target.query}" if target.query else "")
-        upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=FORWARD_TIMEOUT_S)
-        try:
-            upstream.request(self.command, path or "/", body=body, headers=headers)
-            response = upstream.getresponse()
-            data = response.read()
-            self.send_response(response.status, response.reason)
-            for name, value in response.getheaders():
-                if name.lower() not in _HOP_BY_HOP:
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-        finally:
-            upstream.close()
+        response, data = self._upstream_call(target.hostname, target.port or 80, path or "/", body, headers)
+        self.send_response(response.status, response.reason)
+        for name, value in response.getheaders():
+            if name.lower() not in _HOP_BY_HOP:
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _upstream_call(self, host: str, port: int, path: str, body: bytes | None,
+                       headers: dict[str, str]) -> tuple[http.client.HTTPResponse, bytes]:
+        """One request upstream, on a connection kept for this client connection (a function
+        environment's SDK keeps its own alive: a new TCP connection per call would make the
+        local cloud, not plldb, the slow part); a stale one is replaced once."""
+        connections = self.__dict__.setdefault("_upstreams", {})
+        for attempt in (1, 2):
+            connection = connections.get((host, port))
+            if connection is None:
+                connection = http.client.HTTPConnection(host, port, timeout=FORWARD_TIMEOUT_S)
+                connections[(host, port)] = connection
+            try:
+                connection.request(self.command, path, body=body, headers=headers)
+                response = connection.getresponse()
+                return response, response.read()
+            except (http.client.HTTPException, OSError):
+                connection.close()
+                del connections[(host, port)]
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def finish(self) -> None:
+        for connection in self.__dict__.get("_upstreams", {}).values():
+            connection.close()
+        super().finish()
 
 
 # --------------------------------------------------------------------------- conditions

@@ -395,12 +395,25 @@ def _conditions_enforced(original: Callable[..., None]) -> Callable[..., None]:
     return authorize
 
 
+_principals: dict[str, dict[str, Any]] = {}  # access key -> who holds it (never changes)
+
+
+def _principal_of(handler: Any, key: str) -> dict[str, Any]:
+    """call_recorder.identify, once per access key: it scans the stacks for a role's."""
+    if key not in _principals:
+        principal = call_recorder.identify(handler, key)
+        if principal["kind"] == "unknown":
+            return principal  # not cached: the key may be issued in a moment
+        _principals[key] = principal
+    return _principals[key]
+
+
 def function_role_refusal(handler: Any, resource: str) -> tuple[str, str] | None:
     """(principal ARN, refusal) when a function role's request breaks a condition."""
     credential = call_recorder.credential_of(handler.headers.get("Authorization", ""))
     if not credential:
         return None
-    principal = call_recorder.identify(handler, credential[0])
+    principal = _principal_of(handler, credential[0])
     if principal["kind"] != "role":
         return None
     documents = execution_egress.as_documents(call_recorder.moto_policies(handler, principal))
