@@ -116,3 +116,17 @@ def test_invoke_the_module_function_imports_the_requirements_the_plugin_installe
     installed = service / ".serverless" / "notes_module" / "requirements"
     assert json.loads(result.stdout) == {
         "function": "notes", "slug": "shopping-list", "inflection": str(installed / "inflection" / "__init__.py")}
+
+
+def test_attach_asks_for_a_function_typed_by_its_service_name_by_logical_id(service: Path) -> None:
+    """`plldb attach --function hello` (the serverless.yml key) or `--function my-hello` (its
+    custom name) debugs that function: the session's filter names its logical id, which the
+    manager matches; globs and logical ids go as typed."""
+    from plldb.session.plan import typed_names
+
+    discovery = discover(service, stage="dev")
+    typed = ("hello", "my-hello", "jobsWorker", "notes*", "NotesLambdaFunction")
+    assert typed_names(typed, discovery) == (
+        "HelloLambdaFunction", "HelloLambdaFunction", "JobsWorkerLambdaFunction", "notes*",
+        "NotesLambdaFunction",
+    )

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 @PROJECT_OPTIONS[0]
 @PROJECT_OPTIONS[1]
 @click.option("--function", "functions", multiple=True, metavar="NAME",
-              help="Only these functions (logical id, physical name or glob); repeatable.")
+              help="Only these functions (logical id, physical name, serverless.yml key, CDK "
+              "construct path or id, or a glob; `plldb functions` lists them); repeatable.")
 @click.option("--function-name", "function_names", multiple=True, metavar="NAME",
               help="A function deployed without a stack (Terraform, Pulumi, console); repeatable.")
 @click.option("--code", "codes", multiple=True, type=click.Path(path_type=Path), metavar="DIR",

@@ -159,8 +159,8 @@ class Attachment(InvocationServing):
     def connect_query(self) -> dict[str, str]:
         """The session and what it asks for; the authorizer creates it from this."""
         query = {"sessionId": self.session_id, naming.Q_STACK_NAME: self.options.stack_name}
-        if self.options.functions:
-            query[naming.Q_FUNCTIONS] = ",".join(self.options.functions)
+        if self.plan.function_filters:
+            query[naming.Q_FUNCTIONS] = ",".join(self.plan.function_filters)
         if self.options.named:
             query[naming.Q_NAMES] = ",".join(sorted(self.plan.functions))
         if self.options.timeout is not None:

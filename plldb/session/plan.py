@@ -52,6 +52,8 @@ class AttachPlan:
     warnings: list[str] = field(default_factory=list)
     skipped: frozenset[str] = frozenset()  # physical names already warned about
     project: Discovery | None = None  # what discovery found (kind, files read), for messages
+    # --function as the session asks for it: a typed name turned into its logical id
+    function_filters: tuple[str, ...] = ()
 
 
 class StackNotFound(Exception):
@@ -88,7 +90,8 @@ def plan_attach(ctx: AwsContext, options: AttachOptions, project: Discovery | No
         lambda stack: list_stack_resources(ctx, stack), options.stack_name
     )
     mapping = map_stack_functions(discovery, resources)
-    functions = select_functions(mapping.functions, options.functions)
+    filters = typed_names(options.functions, discovery)
+    functions = select_functions(mapping.functions, filters)
     if not functions:
         raise NothingToDebug(describe_nothing_to_debug(options, mapping.skipped))
     if not options.force:  # a session by name may debug one of the stack's functions
@@ -97,7 +100,8 @@ def plan_attach(ctx: AwsContext, options: AttachOptions, project: Discovery | No
     warnings += [f"{name}: not debugged ({why})" for name, why in mapping.skipped.items()]
     return AttachPlan(helper=helper, functions=functions, caller_arn=caller_arn,
                       debugger_ctx=debugger_ctx, warnings=warnings,
-                      skipped=frozenset(mapping.skipped), project=discovery)
+                      skipped=frozenset(mapping.skipped), project=discovery,
+                      function_filters=filters)
 
 
 def refuse_if_debugged(store: SessionStore, names: list[str]) -> None:
@@ -129,6 +133,18 @@ def list_stack_resources(ctx: AwsContext, stack_name: str) -> list[dict[str, Any
                 "check --stack-name and --region"
             ) from exc
         raise
+
+
+def typed_names(patterns: tuple[str, ...], discovery: Discovery) -> tuple[str, ...]:
+    """``--function`` values as the session asks for them: one that is another name of
+    exactly one function (its serverless.yml key, CDK construct path or id, ``plldb
+    functions`` lists them) becomes its logical id, which the manager's filter matches too;
+    logical ids, physical names and globs stay as typed."""
+    resolved = []
+    for pattern in patterns:
+        owners = sorted({logical for logical, names in discovery.names.items() if pattern in names})
+        resolved.append(owners[0] if len(owners) == 1 and pattern not in discovery.functions else pattern)
+    return tuple(resolved)
 
 
 def select_functions(
