@@ -73,7 +73,8 @@ def test_attach_refuses_before_claiming_or_connecting(tmp_path: Path) -> None:
     ctx = AwsContext(region="us-east-1")
     fields = {name: name for name in HelperStack.__dataclass_fields__}
     helper = HelperStack(**{**fields, "websocket_url": URL})
-    plan = AttachPlan(helper=helper, functions={}, caller_arn="arn:me", debugger_ctx=ctx)
+    plan = AttachPlan(helper=helper, functions={}, caller_arn="arn:me", debugger_ctx=ctx,
+                      function_filters=tuple(GLOBS))  # as plan_attach resolves --function
     options = AttachOptions(stack_name="shop", template=tmp_path, functions=tuple(GLOBS))
     attachment = Attachment(ctx, options, plan)
     attachment.session_id = SESSION
