@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import os
@@ -30,6 +31,8 @@ import urllib.request
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+import botocore.session
 
 from plldb import naming
 from plldb.lambdas import common
@@ -76,9 +79,10 @@ def verifier_url() -> str:
     return naming.sts_url(region, _dns_suffix(sts.meta.partition))
 
 
+@functools.cache
 def _dns_suffix(partition: str) -> str:
-    import botocore.session  # the runtime's botocore: its partition data
-
+    """The partition's DNS suffix, from the runtime's botocore data; once per execution
+    environment (a new botocore session loads its endpoint data: about 50 ms per connect)."""
     resolver = botocore.session.get_session().get_component("endpoint_resolver")
     return resolver.get_partition_dns_suffix(partition)
 

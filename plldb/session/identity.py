@@ -15,6 +15,7 @@ GetCallerIdentity would accept the proof, nor another plldb helper stack.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import urllib.parse
 import uuid
@@ -66,7 +67,10 @@ def signing_url(ctx: AwsContext) -> str:
     return naming.sts_url(ctx.region_name, suffix)
 
 
+@functools.cache
 def dns_suffix(partition: str) -> str:
-    """The DNS suffix of an AWS partition (amazonaws.com, amazonaws.com.cn, ...)."""
+    """The DNS suffix of an AWS partition (amazonaws.com, amazonaws.com.cn, ...); looked up
+    once per process: a new botocore session loads its endpoint data (about 50 ms), and a
+    proof is made for every connect."""
     resolver = botocore.session.get_session().get_component("endpoint_resolver")
     return resolver.get_partition_dns_suffix(partition)
