@@ -39,6 +39,20 @@ def claim_value(caller_arn: str, session_id: str) -> str:
     return hashlib.sha256(f"{caller_arn}\n{session_id}".encode()).hexdigest()[:32]
 
 
+# A session of a shared stage (``attach --route``/``--mirror``) claims with a key of its own,
+# so that several developers' claims on one function never overwrite each other, and marks
+# the function shared. The manager may change a function only while it carries
+# ``plldb:claim`` (a whole-stack session) or ``plldb:shared`` (a shared stage).
+SHARED_TAG = "plldb:shared"
+SHARED_TAG_VALUE = "1"
+ROUTE_TAG_PREFIX = "plldb:route:"
+
+
+def route_tag(session_id: str) -> str:
+    """The tag key of a routed session's claim (its value is :func:`claim_value`)."""
+    return f"{ROUTE_TAG_PREFIX}{session_id}"
+
+
 # --- Who is calling (docs/security.md, "Who is calling") ---------------------------------
 # plldb attach signs an STS GetCallerIdentity request with its own credentials, the session
 # id among the signed headers, and sends the signed headers with the WebSocket upgrade; the
@@ -93,6 +107,8 @@ Q_FUNCTIONS = "functions"  # comma-separated --function globs
 Q_TIMEOUT = "timeout"
 Q_FORCE = "force"  # "1": close another identity's live session of the stack first
 Q_NAMES = "names"  # comma-separated exact function names: a by-name session, no stack
+Q_ROUTES = "routes"  # JSON list of route expressions (plldb/routing.py): a shared stage
+Q_MIRROR = "mirror"  # "1": a copy of each matching invocation, answered by the cloud
 
 # A by-name session (Terraform, Pulumi, console: no CloudFormation stack) is keyed in
 # StackName by this prefix and a digest of its sorted names. The colon cannot occur in a
@@ -129,7 +145,30 @@ KIND_PROOF = "proof"  # a used identity proof (single use)
 KIND_STACK_LOCK = "stack"  # which session holds a stack (or a set of names): one per key
 STACK_LOCK_PREFIX = "STACK#"
 A_HOLDER = "Holder"  # the session id a stack lock names
+# A shared stage: the lock item has no Holder but Mode "shared" and the route table, a map
+# from session id to its entry (the session's routes, when it attached, by whom, mirror).
+# The shim reads this one item to decide where an invocation goes.
+A_MODE = "Mode"
+MODE_SHARED = "shared"
+A_ROUTES = "Routes"  # in the lock item: the table; in a session item: its route list
+R_ROUTES = "Routes"  # entry fields
+R_AT = "At"  # epoch milliseconds of the attach: the earliest matching session wins
+R_BY = "By"
+R_MIRROR = "Mirror"
+A_MIRROR = "Mirror"  # in a session item: a mirror session (BOOL)
+MAX_SHARED_SESSIONS = 20  # live sessions on one shared stage
 FUNCTION_KEY_PREFIX = "FUNCTION#"
+
+
+def stack_lock_key(stack_name: str) -> str:
+    """The lock item's key; also the owner key of a shared stage's instrumentation."""
+    return f"{STACK_LOCK_PREFIX}{stack_name}"
+
+
+def is_route_table(owner: str) -> bool:
+    """True when an instrumentation owner (DEBUGGER_SESSION_ID) is a shared stage's
+    route table rather than one session."""
+    return owner.startswith(STACK_LOCK_PREFIX)
 
 A_FUNCTION_NAME = "FunctionName"
 A_FUNCTION_ARN = "FunctionArn"
