@@ -40,3 +40,9 @@ REQUEST_TTL_SECONDS = 3600
 DEFAULT_GRACE_SECONDS = 120
 IDLE_TIMEOUT_SECONDS = 600
 CONNECTION_LIFETIME_SECONDS = 2 * 3600
+
+# A shared stage's route table, as an execution environment keeps it (plldb/layer/stage.py):
+# used as is for FRESH seconds, re-read in the background until STALE, read before deciding
+# after that. A new or removed route reaches every environment within STALE seconds.
+ROUTE_TABLE_FRESH_SECONDS = 1.0
+ROUTE_TABLE_STALE_SECONDS = 2.0

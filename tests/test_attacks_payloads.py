@@ -154,8 +154,8 @@ def test_attacker_cannot_read_payloads(
 ) -> None:
     """As the debugger role (any account principal may assume it), another session's event
     and result objects can be neither read nor overwritten."""
-    event = shim.put_payload("req-victim", "event", EVENT)
-    result_key = shim.payload_key("req-victim", "response")
+    event = shim.put_payload("req-victim", "event", EVENT, VICTIM_SESSION)
+    result_key = shim.payload_key("req-victim", "response", VICTIM_SESSION)
     _client(cloud, harness, "s3").put_object(Bucket=bucket, Key=result_key, Body=RESULT)
     for action in ("s3:GetObject", "s3:PutObject"):
         expect_refusal(
@@ -180,18 +180,18 @@ def test_a_presigned_url_opens_only_its_own_object(
     """The signature covers the method and the key: a URL the shim sent for one request's
     object cannot read or write another request's or another session's object."""
     other_session = naming.payload_key(shim.owner, str(uuid.uuid4()), "req-other", "event")
-    other_request = shim.put_payload("req-other", "event", EVENT)["key"]
+    other_request = shim.put_payload("req-other", "event", EVENT, VICTIM_SESSION)["key"]
     _client(cloud, harness, "s3").put_object(Bucket=bucket, Key=other_session, Body=EVENT)
-    mine = shim.put_payload("req-mine", "event", b'{"mine": 1}')
+    mine = shim.put_payload("req-mine", "event", b'{"mine": 1}', VICTIM_SESSION)
     get_url = shim.presign("get", mine["key"], 60)
-    upload = shim.result_upload("req-mine", 60)
+    upload = shim.result_upload("req-mine", 60, VICTIM_SESSION)
     assert upload is not None
 
     # what the session's own connection may do: fetch its event, upload its result
     assert payloads.fetch({**mine, "url": get_url}) == b'{"mine": 1}'
     ref = payloads.upload(upload, RESULT)
     assert ref["key"] == naming.payload_key(shim.owner, VICTIM_SESSION, "req-mine", "response")
-    assert shim.get_payload("req-mine", ref) == RESULT
+    assert shim.get_payload("req-mine", VICTIM_SESSION, ref) == RESULT
 
     for victim in (other_request, other_session):
         status, body = _http(get_url.replace(_in_url(mine["key"]), _in_url(victim)), "GET")

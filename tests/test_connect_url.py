@@ -19,7 +19,7 @@ from websockets.sync.client import connect
 from plldb import naming
 from plldb.cloud.aws import AwsContext
 from plldb.cloud.helper_stack import HelperStack
-from plldb.lambdas import session_gate
+from plldb.lambdas import connect_options
 from plldb.session.attach import Attachment
 from plldb.session.connect_url import ConnectUrlTooLong, check_length, connect_url
 from plldb.session.plan import AttachOptions, AttachPlan
@@ -30,7 +30,7 @@ pytest_plugins = ["tests.harness.gateway_fixtures"]
 URL = "wss://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/prod"
 SESSION = "0" * 8 + "-0000-4000-8000-" + "0" * 12
 # Fifty globs of 140 characters: what the authorizer's own check admits, at its limits.
-GLOBS = [f"{i:02}" + "Fn*" * 46 for i in range(session_gate.MAX_FUNCTION_GLOBS)]
+GLOBS = [f"{i:02}" + "Fn*" * 46 for i in range(connect_options.MAX_FUNCTION_GLOBS)]
 
 
 def _query(globs: list[str]) -> dict[str, str]:
@@ -38,7 +38,7 @@ def _query(globs: list[str]) -> dict[str, str]:
 
 
 def test_globs_the_authorizer_admits_can_exceed_the_url_limit() -> None:
-    assert all(len(g) == 140 and session_gate._FUNCTION_GLOB.match(g) for g in GLOBS)
+    assert all(len(g) == 140 and connect_options._FUNCTION_GLOB.match(g) for g in GLOBS)
     assert len(connect_url(URL, _query(GLOBS))) > 4096
 
 

@@ -57,7 +57,7 @@ def test_payload_urls_use_the_regional_endpoint(monkeypatch: pytest.MonkeyPatch)
     bucket = "plldb-core-infrastructure-eu-west-1-123456789012"
     cloud = Cloud(ShimConfig("s", "t", "d", "https://example.com", bucket, "fn"))
     cloud._owner = "AROAEXAMPLE:fn"  # what GetCallerIdentity answers in AWS (no network here)
-    upload = cloud.result_upload("req-1", 60)
+    upload = cloud.result_upload("req-1", 60, "s")
     assert upload is not None
     assert upload["url"].startswith(
         f"https://{bucket}.s3.eu-west-1.amazonaws.com/payloads/AROAEXAMPLE%3Afn/s/req-1/"
@@ -221,9 +221,9 @@ def test_an_answer_racing_the_deadline_wins(
     invocation = emulator.submit('{"n": 3}', timeout_s=5, request_id="raced")
     real_expire = shim.cloud.expire
 
-    def expire_after_the_answer(request_id: str):  # type: ignore[no-untyped-def]
+    def expire_after_the_answer(request_id: str, session_id: str):  # type: ignore[no-untyped-def]
         respond(request_id, '"just in time"')()
-        return real_expire(request_id)
+        return real_expire(request_id, session_id)
 
     shim.cloud.expire = expire_after_the_answer  # type: ignore[method-assign]
     shim.handle(shim.api.next_invocation())

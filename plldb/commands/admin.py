@@ -69,10 +69,19 @@ def _print_sessions(sessions: list[dict[str, Any]], show_all: bool) -> None:
         return
     console.table(
         "Sessions" if show_all else "Active sessions",
-        ["Stack", "Session", "Status", "Since", "By"],
-        [[s["stack_name"], s["session_id"], _session_state(s), s["created_at"], s["created_by"]]
-         for s in sessions],
+        ["Stack", "Session", "Status", "Since", "By", "Takes"],
+        [[s["stack_name"], s["session_id"], _session_state(s), s["created_at"], s["created_by"],
+          _takes(s)] for s in sessions],
     )
+    if any(s["routes"] or s["mirror"] for s in sessions):
+        console.info("on a shared stage, an invocation matching several sessions' routes goes "
+                     "to the earliest attached (listed first); one matching none runs in the cloud")
+
+
+def _takes(session: dict[str, Any]) -> str:
+    """What a session receives: everything, its routes, or copies (mirror)."""
+    what = ", ".join(session["routes"]) or "everything"
+    return f"copies of {what} (mirror)" if session["mirror"] else what
 
 
 def _session_state(session: dict[str, Any]) -> str:

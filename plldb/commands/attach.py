@@ -56,6 +56,13 @@ if TYPE_CHECKING:
 @ALLOW_REMOTE_OPTION
 @click.option("--pycharm-port", type=click.IntRange(1, 65535),
               help="Connect to PyCharm's \"Python Debug Server\" on this port (needs pydevd-pycharm).")
+@click.option("--route", "routes", multiple=True, metavar="EXPR",
+              help="Share the stage: take only invocations this matches (header:NAME=VALUE, "
+              "path:A.B=VALUE, tenant:ID, attr:NAME=VALUE, sample:P%); repeatable, any may "
+              "match. The rest run as deployed. docs/routes.md.")
+@click.option("--mirror", is_flag=True,
+              help="Share the stage: the deployed code answers; a copy runs here afterwards and "
+              "the difference is shown (with --route: only what the routes match).")
 @click.option("--force", is_flag=True, help="Take over a stack attached by someone else.")
 @click.option(
     "--credentials",
@@ -82,6 +89,8 @@ def attach_command(
     wait_for_client: bool,
     allow_remote: bool,
     pycharm_port: int | None,
+    routes: tuple[str, ...],
+    mirror: bool,
     force: bool,
     credentials: str,
 ) -> None:
@@ -95,6 +104,7 @@ def attach_command(
 
     debugpy = debugpy_choice(use_debugpy, debugpy_host, debugpy_port, wait_for_client, allow_remote)
     named = named_functions(stack_name, functions, function_names, codes, handlers)
+    routes = _checked_routes(routes, mirror, bool(named))
     stack, project = (naming.by_name_key([n.name for n in named]), None) if named else \
         project_stack(stack_name, template, stage, cdk_out)
     options = AttachOptions(
@@ -109,6 +119,8 @@ def attach_command(
         pycharm=("localhost", pycharm_port) if pycharm_port else None,
         force=force,
         credentials=credentials,
+        routes=routes,
+        mirror=mirror,
     )
     try:
         plan = plan_attach(aws, options, project)
@@ -132,6 +144,19 @@ def attach_command(
     if options.debugpy:
         _print_debugpy_help(options.debugpy)
     raise click.exceptions.Exit(asyncio.run(attachment.run()))
+
+
+def _checked_routes(routes: tuple[str, ...], mirror: bool, named: bool) -> tuple[str, ...]:
+    """The --route expressions in their canonical form; a usage error names the bad one."""
+    from plldb import routing
+
+    if named and (routes or mirror):
+        raise click.UsageError("--route and --mirror share a stack's stage: they do not go "
+                               "with --function-name (a by-name session takes every invocation)")
+    try:
+        return tuple(str(route) for route in routing.parse_routes(routes))
+    except routing.RouteError as exc:
+        raise click.BadParameter(str(exc), param_hint="--route") from exc
 
 
 def _offer_bootstrap(aws: AwsContext, problem: Exception) -> bool:

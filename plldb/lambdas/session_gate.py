@@ -6,6 +6,13 @@ the identity that created it (a reconnect). One stack has one live session: anot
 identity's or the caller's own (a second terminal, or an attach that crashed: ``plldb
 status`` tells), is refused unless the connect says ``force=1``, which closes it.
 
+A shared stage (``routes=``/``mirror=1``): any number of sessions with routes or mirrors
+live on one stack at once (up to ``MAX_SHARED_SESSIONS``), each an entry of the route
+table in the stack's lock item (plldb/routing.py); a whole-stack session is refused while
+they live, and they are refused while one lives, unless ``force=1``. A session's routes are
+fixed when the authorizer creates it for its authenticated caller: nobody, its owner
+included, can change another session's entry.
+
 A by-name session (``names=``, functions deployed without CloudFormation) is keyed by
 :func:`plldb.protocol.by_name_key` of its names instead of a stack name: one set of names
 has one live session, and the names are kept in the session for the manager.
@@ -13,72 +20,22 @@ has one live session, and the names are kept in the session for the manager.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Any
 
 import botocore.exceptions
 
-from plldb import limits, naming
-from plldb.lambdas import common
+from plldb import limits, naming, routing
+from plldb.lambdas import common, stage_table
 from plldb.lambdas.caller import Caller
 from plldb.lambdas.common import log
+from plldb.lambdas.connect_options import Options, Refused
 from plldb.lambdas.manager.records import Records
 
-_STACK_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,127}$")
-_FUNCTION_GLOB = re.compile(r"^[A-Za-z0-9_*?\[\]!.:-]{1,140}$")
-MAX_FUNCTION_GLOBS = 50
 LIVE = (naming.PENDING, naming.ACTIVE, naming.DISCONNECTED)
 _NEW_KEY: dict[str, Any] = {  # a conditional put that only creates
     "ConditionExpression": "attribute_not_exists(#id)",
     "ExpressionAttributeNames": {"#id": naming.A_SESSION_ID},
 }
-
-
-class Refused(Exception):
-    """The connect may not open this session; the text says why (logged, never sent)."""
-
-
-@dataclass(frozen=True)
-class Options:
-    """What ``plldb attach`` asks for in the ``$connect`` query string."""
-
-    stack_name: str
-    functions: list[str]
-    timeout: int | None
-    force: bool
-    names: list[str]
-
-    @classmethod
-    def from_query(cls, query: dict[str, Any]) -> Options:
-        names = [n for n in str(query.get(naming.Q_NAMES) or "").split(",") if n]
-        stack_name = query.get(naming.Q_STACK_NAME)
-        if names:
-            stack_name = _by_name_key(names, stack_name, query.get(naming.Q_FUNCTIONS))
-        elif not isinstance(stack_name, str) or not _STACK_NAME.match(stack_name):
-            raise Refused("missing or malformed stackName")
-        globs = [g for g in str(query.get(naming.Q_FUNCTIONS) or "").split(",") if g]
-        if len(globs) > MAX_FUNCTION_GLOBS or not all(_FUNCTION_GLOB.match(g) for g in globs):
-            raise Refused("malformed functions filter")
-        raw_timeout = query.get(naming.Q_TIMEOUT)
-        timeout = None
-        if raw_timeout not in (None, ""):
-            if not str(raw_timeout).isdigit() or not 1 <= int(raw_timeout) <= limits.MAX_TIMEOUT:
-                raise Refused("timeout must be 1..900 seconds")
-            timeout = int(raw_timeout)
-        return cls(stack_name, globs, timeout, query.get(naming.Q_FORCE) == "1", names)
-
-
-def _by_name_key(names: list[str], stack_name: Any, functions: Any) -> str:
-    """The session key of exact function ``names``; a stackName given with them must be it."""
-    if len(names) > MAX_FUNCTION_GLOBS or not all(naming.FUNCTION_NAME_PATTERN.match(n) for n in names):
-        raise Refused("malformed names")
-    if functions:
-        raise Refused("names and a functions filter together")
-    key = naming.by_name_key(names)
-    if stack_name not in (None, "", key):
-        raise Refused(f"stackName {stack_name!r} is not the key of these names ({key})")
-    return key
 
 
 def spend_proof(config: common.Config, caller: Caller) -> None:
@@ -115,9 +72,69 @@ def open_session(
     if existing:
         return _resume(config, caller, session_id, connection_id, nonce)
     options = Options.from_query(query)
+    if options.shared:
+        _join_stage(config, caller, session_id, options, connection_id, nonce)
+        return options.stack_name
     seen = _make_room(config, caller, options, session_id)
     _create(config, caller, session_id, options, connection_id, nonce, seen)
     return options.stack_name
+
+
+def _join_stage(config: common.Config, caller: Caller, session_id: str, options: Options,
+                connection_id: str, nonce: str) -> None:
+    """Add a session with routes (or a mirror) to the stack's shared stage.
+
+    A live whole-stack session is closed first only with ``force=1`` and the caller's route
+    claims on its functions; a full stage is refused. The entry is written before the
+    session item, as the lock is for a whole-stack session.
+    """
+    if options.names:
+        raise Refused("routes and mirrors need a stack: a by-name session takes every invocation")
+    lock = stage_table.read(config, options.stack_name)
+    holder = None if stage_table.is_shared(lock) else (lock or {}).get(naming.A_HOLDER, {}).get("S")
+    if holder:
+        holding = _session_item(config, holder)
+        if holding and _is_live(holding, common.now()):
+            _force_out(config, caller, options, session_id, [(holding, f"stack {options.stack_name}")],
+                       naming.route_tag(session_id))
+    now = common.now()
+    live = [e for e in stage_table.entries(lock)
+            if _is_live(_session_item(config, e.session_id) or {}, now)]
+    if len(live) >= naming.MAX_SHARED_SESSIONS:
+        raise Refused(f"stack {options.stack_name} has {len(live)} live sessions on its shared "
+                      f"stage, the most plldb allows ({naming.MAX_SHARED_SESSIONS})")
+    entry = routing.entry_attribute([routing.Route.parse(r) for r in options.routes],
+                                    now * 1000, caller.arn, options.mirror)
+    try:
+        stage_table.join(config, options.stack_name, session_id, entry, holder)
+    except stage_table.StageRefused as exc:
+        raise Refused(str(exc)) from exc
+    item = _session_record(caller, session_id, options, connection_id, nonce)
+    item[naming.A_ROUTES] = {"L": [{"S": route} for route in options.routes]}
+    item[naming.A_MIRROR] = {"BOOL": options.mirror}
+    _put_unless(config, item, _NEW_KEY, f"session {session_id} was created meanwhile")
+    log.info("session %s joined the shared stage of %s for %s (routes %s%s)", session_id,
+             options.stack_name, caller.arn, options.routes or "all", ", mirror" if options.mirror else "")
+
+
+def _force_out(config: common.Config, caller: Caller, options: Options, new_session: str,
+               holders: list[tuple[dict[str, Any], str]], claim_key: str) -> None:
+    """Close the live sessions ``holders`` for the new session, if ``force=1`` and the
+    caller claimed (``claim_key``) every function they debug; Refused otherwise."""
+    for item, what in holders:
+        owner = item.get(naming.A_CREATED_BY, {}).get("S", "")
+        if not options.force:
+            raise Refused(f"{what} is attached by {owner} (no force)")
+        session_id = item[naming.A_SESSION_ID]["S"]
+        unclaimed = _not_claimed_by(config, caller, new_session, _records_of(config, item),
+                                    claim_key)
+        if unclaimed:
+            raise Refused(
+                f"--force takes {what} from {owner} only for a caller who claimed its functions "
+                f"first (plldb attach tags them): {', '.join(unclaimed)} not claimed by {caller.arn}"
+            )
+        log.info("closing session %s of %s for %s", session_id, owner, caller.arn)
+        Records(common.client("dynamodb"), config.sessions_table).close_session(session_id, None)
 
 
 def _resume(
@@ -182,55 +199,51 @@ def _make_room(
     function may be named).
     """
     holders = [(item, f"stack {options.stack_name}") for item in _live_sessions(config, options.stack_name)]
-    seen = _lock_holder(config, options.stack_name)
+    lock = stage_table.read(config, options.stack_name)
+    seen = naming.MODE_SHARED if stage_table.is_shared(lock) else (
+        (lock or {}).get(naming.A_HOLDER, {}).get("S"))
     known = {h[naming.A_SESSION_ID]["S"] for h, _ in holders}
-    if seen and seen not in known:
-        holder = _session_item(config, seen)
+    lock_holders = [e.session_id for e in stage_table.entries(lock)] or [seen]
+    for candidate in [c for c in lock_holders if c and c not in known]:
+        holder = _session_item(config, candidate)
         if holder and _is_live(holder, common.now()):
             holders.append((holder, f"stack {options.stack_name}"))
-            known.add(seen)
+            known.add(candidate)
     holders += _holders_of_names(config, options.names, known)
-    for item, what in holders:
-        owner = item.get(naming.A_CREATED_BY, {}).get("S", "")
-        if not options.force:
-            raise Refused(f"{what} is attached by {owner} (no force)")
-        session_id = item[naming.A_SESSION_ID]["S"]
-        unclaimed = _not_claimed_by(config, caller, new_session, session_id)
-        if unclaimed:
-            raise Refused(
-                f"--force takes {what} from {owner} only for a caller who claimed its functions "
-                f"first (plldb attach tags them): {', '.join(unclaimed)} not claimed by {caller.arn}"
-            )
-        log.info("closing session %s of %s for %s", session_id, owner, caller.arn)
-        Records(common.client("dynamodb"), config.sessions_table).close_session(session_id, None)
+    _force_out(config, caller, options, new_session, holders, naming.CLAIM_TAG)
     return seen
 
 
 def _not_claimed_by(
-    config: common.Config, caller: Caller, new_session: str, holder: str
+    config: common.Config, caller: Caller, new_session: str, records: list[dict[str, Any]],
+    claim_key: str,
 ) -> list[str]:
-    """The functions ``holder`` instrumented that do not carry the caller's claim for
-    ``new_session``: taking a session over needs the right to claim what it debugs, which
-    ``plldb attach`` exercises (lambda:TagResource) before it connects (docs/security.md)."""
+    """The functions of ``records`` that do not carry the caller's claim for
+    ``new_session`` under ``claim_key``: taking a session over needs the right to claim what
+    it debugs, which ``plldb attach`` exercises (lambda:TagResource) before it connects
+    (docs/security.md)."""
     wanted = naming.claim_value(caller.arn, new_session)
     lambda_ = common.client("lambda")
     unclaimed = []
-    for record in _records_of(config, holder):
+    for record in records:
         tags = lambda_.list_tags(Resource=record[naming.A_FUNCTION_ARN]["S"]).get("Tags", {})
-        if tags.get(naming.CLAIM_TAG) != wanted:
+        if tags.get(claim_key) != wanted:
             unclaimed.append(record[naming.A_FUNCTION_NAME]["S"])
     return sorted(unclaimed)
 
 
-def _records_of(config: common.Config, session_id: str) -> list[dict[str, Any]]:
-    """The instrumentation records of a session (found by the stack they name)."""
-    session = _session_item(config, session_id) or {}
+def _records_of(config: common.Config, session: dict[str, Any]) -> list[dict[str, Any]]:
+    """The instrumentation records of a session (found by the stack they name): its own,
+    or its shared stage's."""
     stack = session.get(naming.A_STACK_NAME, {}).get("S", "")
+    owner = session[naming.A_SESSION_ID]["S"]
+    if naming.A_ROUTES in session or naming.A_MIRROR in session:
+        owner = naming.stack_lock_key(stack)
     items = _query_stack(config, stack) if stack else []
     return [
         item for item in items
         if item.get(naming.A_KIND, {}).get("S") == naming.KIND_INSTRUMENTATION
-        and item.get(naming.A_INSTRUMENTED_BY, {}).get("S") == session_id
+        and item.get(naming.A_INSTRUMENTED_BY, {}).get("S") == owner
         and naming.A_FUNCTION_ARN in item
     ]
 
@@ -238,14 +251,19 @@ def _records_of(config: common.Config, session_id: str) -> list[dict[str, Any]]:
 def _take_lock(
     config: common.Config, stack_name: str, session_id: str, ttl: dict[str, str], seen: str | None
 ) -> None:
-    """One conditional write: the lock is absent, or still names ``seen``."""
+    """One conditional write: the lock is absent, or still names ``seen`` (or is still a
+    shared stage's, whose sessions :func:`_make_room` closed)."""
     condition = _NEW_KEY
-    if seen:
+    if seen == naming.MODE_SHARED:
+        condition = {"ConditionExpression": "#mode = :shared",
+                     "ExpressionAttributeNames": {"#mode": naming.A_MODE},
+                     "ExpressionAttributeValues": {":shared": {"S": naming.MODE_SHARED}}}
+    elif seen:
         condition = {"ConditionExpression": "#holder = :seen",
                      "ExpressionAttributeNames": {"#holder": naming.A_HOLDER},
                      "ExpressionAttributeValues": {":seen": {"S": seen}}}
     lock = {
-        **_lock_key(stack_name),
+        **stage_table.key(stack_name),
         naming.A_KIND: {"S": naming.KIND_STACK_LOCK},
         naming.A_HOLDER: {"S": session_id},
         naming.A_TTL: ttl,
@@ -263,18 +281,6 @@ def _put_unless(config: common.Config, item: dict[str, Any], condition: dict[str
         if common.error_code(exc) == "ConditionalCheckFailedException":
             raise Refused(refusal) from exc
         raise
-
-
-def _lock_key(stack_name: str) -> dict[str, Any]:
-    return {naming.A_SESSION_ID: {"S": f"{naming.STACK_LOCK_PREFIX}{stack_name}"}}
-
-
-def _lock_holder(config: common.Config, stack_name: str) -> str | None:
-    """The session the stack's lock names (live or not), from a consistent read."""
-    item = common.client("dynamodb").get_item(
-        TableName=config.sessions_table, Key=_lock_key(stack_name), ConsistentRead=True
-    ).get("Item", {})
-    return item.get(naming.A_HOLDER, {}).get("S")
 
 
 def _session_item(config: common.Config, session_id: str) -> dict[str, Any] | None:
@@ -353,6 +359,15 @@ def _create(
     :func:`_make_room` saw (or be absent), so of two attaches racing for a stack only one
     gets it; a lock left naming a session that was never written (a crash in between) is
     taken over like one naming a session that is over."""
+    item = _session_record(caller, session_id, options, connection_id, nonce)
+    _take_lock(config, options.stack_name, session_id, item[naming.A_TTL], seen)
+    _put_unless(config, item, _NEW_KEY, f"session {session_id} was created meanwhile")
+    log.info("session %s of %s opened for %s", session_id, options.stack_name, caller.arn)
+
+
+def _session_record(caller: Caller, session_id: str, options: Options, connection_id: str,
+                    nonce: str) -> dict[str, Any]:
+    """The new session's item: ACTIVE on this connection, owned by the caller."""
     now = common.now()
     item: dict[str, Any] = {
         naming.A_SESSION_ID: {"S": session_id},
@@ -372,6 +387,4 @@ def _create(
         item[naming.A_NAMES] = {"L": [{"S": name} for name in sorted(set(options.names))]}
     if options.timeout is not None:
         item[naming.A_TIMEOUT] = {"N": str(options.timeout)}
-    _take_lock(config, options.stack_name, session_id, item[naming.A_TTL], seen)
-    _put_unless(config, item, _NEW_KEY, f"session {session_id} was created meanwhile")
-    log.info("session %s of %s opened for %s", session_id, options.stack_name, caller.arn)
+    return item

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,6 +25,7 @@ import botocore.config
 import botocore.exceptions
 
 from plldb import limits, naming
+from plldb.layer.config import ShimConfig, ShimConfigError  # noqa: F401 - re-exported
 
 log = logging.getLogger("plldb.shim")
 
@@ -45,52 +45,8 @@ _CLIENT_CONFIG = botocore.config.Config(
 _S3_CONFIG = botocore.config.Config(signature_version="s3v4", s3={"addressing_style": "virtual"})
 
 
-class ShimConfigError(RuntimeError):
-    """A variable the manager sets on instrumented functions is missing."""
-
-
 class PayloadError(RuntimeError):
     """An event or response cannot travel (too large, no bucket, foreign reference)."""
-
-
-@dataclass(frozen=True)
-class ShimConfig:
-    """What the manager put in the function's environment for the shim."""
-
-    session_id: str
-    sessions_table: str
-    debugger_table: str
-    management_url: str
-    payload_bucket: str
-    function_name: str
-    grace_seconds: float = float(limits.DEFAULT_GRACE_SECONDS)
-
-    @classmethod
-    def from_environ(cls, environ: dict[str, str] | os._Environ) -> ShimConfig:
-        required = {
-            "session_id": naming.ENV_SESSION_ID,
-            "sessions_table": naming.ENV_SESSIONS_TABLE,
-            "debugger_table": naming.ENV_DEBUGGER_TABLE,
-            "management_url": naming.ENV_MANAGEMENT_URL,
-            "function_name": "AWS_LAMBDA_FUNCTION_NAME",
-        }
-        missing = [name for name in required.values() if not environ.get(name)]
-        if missing:
-            raise ShimConfigError(f"missing environment variable(s): {', '.join(missing)}")
-        values = {field: environ[name] for field, name in required.items()}
-        return cls(
-            payload_bucket=environ.get(naming.ENV_PAYLOAD_BUCKET, ""),
-            grace_seconds=_seconds(environ.get(naming.ENV_GRACE_SECONDS)),
-            **values,
-        )
-
-
-def _seconds(raw: str | None) -> float:
-    """The grace period from the environment; the default when unset or not a number."""
-    try:
-        return max(0.0, float(raw)) if raw else float(limits.DEFAULT_GRACE_SECONDS)
-    except ValueError:
-        return float(limits.DEFAULT_GRACE_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -166,16 +122,16 @@ class Cloud:
             self._owner = self.sts.get_caller_identity()["UserId"]
         return self._owner
 
-    def payload_key(self, request_id: str, direction: str) -> str:
-        return naming.payload_key(self.owner, self.config.session_id, request_id, direction)
+    def payload_key(self, request_id: str, direction: str, session_id: str) -> str:
+        return naming.payload_key(self.owner, session_id, request_id, direction)
 
     # --- session ------------------------------------------------------------------------
 
-    def read_session(self) -> Session:
+    def read_session(self, session_id: str) -> Session:
         self.session_reads += 1
         item = self.dynamodb.get_item(
             TableName=self.config.sessions_table,
-            Key={naming.A_SESSION_ID: {"S": self.config.session_id}},
+            Key={naming.A_SESSION_ID: {"S": session_id}},
             ConsistentRead=True,
         ).get("Item")
         if not item:
@@ -194,7 +150,7 @@ class Cloud:
 
     # --- request item -------------------------------------------------------------------
 
-    def put_request(self, request_id: str) -> None:
+    def put_request(self, request_id: str, session_id: str) -> None:
         """Record a PENDING request: the ``$default`` route accepts answers only for these.
 
         The item says whose request it is and nothing else: the event, the environment and
@@ -203,7 +159,7 @@ class Cloud:
         """
         item: dict[str, Any] = {
             naming.A_REQUEST_ID: {"S": request_id},
-            naming.A_SESSION_ID: {"S": self.config.session_id},
+            naming.A_SESSION_ID: {"S": session_id},
             naming.A_FUNCTION_NAME: {"S": self.config.function_name},
             naming.A_OWNER: {"S": self.owner},
             naming.A_STATUS: {"S": naming.REQUEST_PENDING},
@@ -224,7 +180,7 @@ class Cloud:
         for ref in refs:
             self.s3.delete_object(Bucket=ref["bucket"], Key=ref["key"])
 
-    def read_answer(self, request_id: str) -> Answer | None:
+    def read_answer(self, request_id: str, session_id: str) -> Answer | None:
         """The answer to ``request_id``, or None while it is still pending."""
         self.reads += 1
         item = self.dynamodb.get_item(
@@ -232,9 +188,9 @@ class Cloud:
             Key={naming.A_REQUEST_ID: {"S": request_id}},
             ConsistentRead=True,
         ).get("Item") or {}
-        return self._answer(request_id, item)
+        return self._answer(request_id, session_id, item)
 
-    def expire(self, request_id: str) -> Answer | None:
+    def expire(self, request_id: str, session_id: str) -> Answer | None:
         """Mark a still-pending request EXPIRED, so a late answer is refused by ``$default``.
 
         Returns the answer instead when one arrived in the meantime (the condition fails).
@@ -254,10 +210,10 @@ class Cloud:
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-            return self.read_answer(request_id)
+            return self.read_answer(request_id, session_id)
         return None
 
-    def _answer(self, request_id: str, item: dict[str, Any]) -> Answer | None:
+    def _answer(self, request_id: str, session_id: str, item: dict[str, Any]) -> Answer | None:
         status = _text(item, naming.A_STATUS)
         if status == naming.REQUEST_FAILED:
             return Answer(error=json.loads(_text(item, naming.A_ERROR) or "{}"))
@@ -268,11 +224,13 @@ class Cloud:
             return Answer(body=inline.encode())
         # $default stores an offloaded result's reference where the event's was.
         ref = json.loads(_text(item, naming.A_PAYLOAD_REF) or "null")
-        return Answer(body=self.get_payload(request_id, ref), ref=ref)
+        return Answer(body=self.get_payload(request_id, session_id, ref), ref=ref)
 
     # --- payloads -----------------------------------------------------------------------
 
-    def put_payload(self, request_id: str, direction: str, body: bytes) -> dict[str, Any]:
+    def put_payload(
+        self, request_id: str, direction: str, body: bytes, session_id: str
+    ) -> dict[str, Any]:
         """Upload an event too large for a message and return its reference."""
         if len(body) > limits.MAX_PAYLOAD:
             raise PayloadError(
@@ -283,7 +241,7 @@ class Cloud:
                 f"{direction} of {len(body)} bytes needs the payload bucket, but "
                 f"{naming.ENV_PAYLOAD_BUCKET} is not set"
             )
-        key = self.payload_key(request_id, direction)
+        key = self.payload_key(request_id, direction, session_id)
         self.s3.put_object(Bucket=self.config.payload_bucket, Key=key, Body=body)
         return {"bucket": self.config.payload_bucket, "key": key, "size": len(body)}
 
@@ -300,16 +258,18 @@ class Cloud:
             ExpiresIn=seconds,
         )
 
-    def result_upload(self, request_id: str, seconds: int) -> dict[str, Any] | None:
+    def result_upload(
+        self, request_id: str, seconds: int, session_id: str
+    ) -> dict[str, Any] | None:
         """Where the local tool may upload this request's result (None without a bucket)."""
         if not self.config.payload_bucket:
             return None
-        key = self.payload_key(request_id, "response")
+        key = self.payload_key(request_id, "response", session_id)
         return {"bucket": self.config.payload_bucket, "key": key, "url": self.presign("put", key, seconds)}
 
-    def get_payload(self, request_id: str, ref: Any) -> bytes:
+    def get_payload(self, request_id: str, session_id: str, ref: Any) -> bytes:
         """Download an offloaded response; only this request's own response object is read."""
-        key = self.payload_key(request_id, "response")
+        key = self.payload_key(request_id, "response", session_id)
         if not isinstance(ref, dict) or ref.get("bucket") != self.config.payload_bucket or ref.get("key") != key:
             raise PayloadError(f"response reference {ref!r} does not point to {key} in the payload bucket")
         found = self.s3.get_object(Bucket=ref["bucket"], Key=ref["key"])

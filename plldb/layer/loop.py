@@ -12,6 +12,15 @@ A session is over when it is deleted, CLOSED or past its TTL, and also when no d
 been connected for the grace period: DISCONNECTED since then, PENDING (a reconnect that does
 not arrive), or ACTIVE on a connection API Gateway says is gone (its ``$disconnect`` was
 lost). ``$disconnect`` is best effort, so the shim never waits on it alone.
+
+On a shared stage (``DEBUGGER_SESSION_ID`` names the stack's route table, see
+:mod:`plldb.layer.stage`) each invocation first picks its session by the routes
+(:func:`plldb.routing.choose`). One routed to nobody runs here, in this process, with no
+extra cold start, and the shim keeps serving; so does one routed to a session that is over
+(the other developers' routes stay). Mirror sessions get a copy of such an invocation and
+its result, posted after the caller has its answer. Only when no session is left on the
+stage does the shim hand over to the original runtime. Nothing on that path imports boto3:
+the AWS clients (:mod:`plldb.layer.cloud`) are made on the first invocation that needs them.
 """
 
 from __future__ import annotations
@@ -23,14 +32,17 @@ import sys
 import time
 from collections.abc import Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import botocore.exceptions
-
-from plldb import limits, naming, protocol, runner
-from plldb.layer import polling
-from plldb.layer.cloud import Answer, Cloud, PayloadError, Session, ShimConfig, ShimConfigError
+from plldb import limits, naming, protocol, routing, runner
+from plldb.layer import mirror, polling
+from plldb.layer.config import ShimConfig, ShimConfigError
 from plldb.layer.runtime_api import Invocation, RuntimeApi, RuntimeApiError
+from plldb.layer.stage import RouteTable
+from plldb.layer.table_reader import TableReadError
+
+if TYPE_CHECKING:
+    from plldb.layer.cloud import Answer, Cloud, Session
 
 log = logging.getLogger("plldb.shim")
 
@@ -52,21 +64,26 @@ class Shim:
         self,
         config: ShimConfig,
         api: RuntimeApi,
-        cloud: Cloud,
+        cloud: Cloud | None = None,
         environ: MutableMapping[str, str] = os.environ,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        stage: RouteTable | None = None,
     ) -> None:
         self.config = config
         self.api = api
-        self.cloud = cloud
+        self._cloud = cloud
         self.environ = environ
         self.clock = clock
         self.sleep = sleep
-        # One helper thread: the session read runs while the request item is written.
+        # One helper thread: the session read runs while the request item is written; the
+        # route table is re-read and mirrors are posted off the caller's path.
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plldb-shim")
         self.lost_connections: set[str] = set()  # posts to these got 410 Gone
-        self.away_since: float | None = None  # since when no debugger has been connected
+        self.away_since: dict[str, float] = {}  # session -> since when it has no debugger
+        if stage is None and config.shared:
+            stage = RouteTable(config.sessions_table, config.session_id, self._background)
+        self.stage = stage
 
     @classmethod
     def from_environ(cls) -> Shim:
@@ -74,7 +91,20 @@ class Shim:
         address = os.environ.get("AWS_LAMBDA_RUNTIME_API")
         if not address:
             raise ShimConfigError("missing environment variable: AWS_LAMBDA_RUNTIME_API")
-        return cls(config, RuntimeApi(address), Cloud(config))
+        return cls(config, RuntimeApi(address))
+
+    @property
+    def cloud(self) -> Cloud:
+        """The AWS clients, made on first use: an invocation that runs here needs none."""
+        if self._cloud is None:
+            from plldb.layer.cloud import Cloud
+
+            self._cloud = Cloud(self.config)
+        return self._cloud
+
+    @cloud.setter
+    def cloud(self, cloud: Cloud) -> None:
+        self._cloud = cloud
 
     def run(self) -> None:
         """Serve invocations; returns after a pass-through (the session is over)."""
@@ -112,10 +142,9 @@ class Shim:
         delay = polling.ACCESS_RETRY_FIRST_DELAY
         while True:
             try:
-                return self._debug(invocation)
-            except botocore.exceptions.ClientError as exc:
-                error = exc.response.get("Error", {})
-                code = error.get("Code", "")
+                return self._serve(invocation)
+            except Exception as exc:
+                code, text = refusal_of(exc)
                 if code not in ACCESS_DENIED_CODES:
                     raise
                 now = self.clock()
@@ -123,7 +152,7 @@ class Shim:
                     self.pass_through(
                         invocation,
                         f"plldb's calls are still refused after {now - started:.1f} s ({code}: "
-                        f"{error.get('Message', '')}); IAM changes take a while to propagate: "
+                        f"{text}); IAM changes take a while to propagate: "
                         f"if this persists, the function's role lacks {naming.SHIM_POLICY_NAME}",
                     )
                     return False
@@ -132,30 +161,80 @@ class Shim:
                 self.sleep(delay)
                 delay = min(polling.ACCESS_RETRY_MAX_DELAY, delay * 2)
 
+    # --- routing ------------------------------------------------------------------------
+
+    def _serve(self, invocation: Invocation) -> bool:
+        """Debug the invocation in its session; on a shared stage, pick the session first."""
+        if self.stage is None:
+            return self._debug(invocation, self.config.session_id)
+        try:
+            entries = self.stage.entries()
+        except TableReadError as exc:
+            if exc.code in ACCESS_DENIED_CODES:
+                raise
+            # Never guess a recipient: run it here, as for an invocation routed to nobody.
+            self.pass_through(invocation, f"the route table cannot be read ({exc})")
+            return True
+        if not entries:
+            self.pass_through(invocation, "no session is left on the shared stage")
+            return False
+        view = routing.InvocationView(
+            invocation.body, invocation.header(runner.H_TENANT_ID), invocation.request_id
+        )
+        decision = routing.choose(entries, view)
+        if decision.debug is not None:
+            return self._debug(invocation, decision.debug.session_id)
+        started = self.clock()
+        outcome = self.run_here(invocation)
+        if decision.mirrors:
+            self._background.submit(self._mirror, invocation, outcome, decision.mirrors, started)
+        return True
+
+    def _mirror(self, invocation: Invocation, outcome: runner.Outcome,
+                mirrors: tuple[routing.Entry, ...], started: float) -> None:
+        """Post a copy of an invocation answered here to each mirror session (after the
+        caller has its answer; a failure is only logged)."""
+        try:
+            for entry in mirrors:
+                session = self.cloud.read_session(entry.session_id)
+                if not self.reachable(session):
+                    continue
+                data = mirror.message(invocation, outcome, entry.session_id,
+                                      self.config.function_name, self.environ, started)
+                if not self.cloud.post(session.connection_id or "", data):
+                    self.lost_connections.add(session.connection_id or "")
+        except Exception:  # noqa: BLE001 - the caller was answered; the copy is best effort
+            log.exception("could not mirror request %s", invocation.request_id)
+
     # --- debug path ---------------------------------------------------------------------
 
-    def _debug(self, invocation: Invocation) -> bool:
-        # The session read and the request write overlap: one DynamoDB round trip less per
-        # invocation. If the session turns out to be gone, the item written for nothing is
-        # deleted like an answered one.
-        reading = self._background.submit(self.cloud.read_session)
-        message, ref = self._message(invocation)
-        self.cloud.put_request(invocation.request_id)
+    def _debug(self, invocation: Invocation, session_id: str) -> bool:
+        """Send the invocation to ``session_id``'s debugger and answer with its answer.
+
+        The session read and the request write overlap: one DynamoDB round trip less per
+        invocation. If the session turns out to be gone, the item written for nothing is
+        deleted like an answered one. False when the invocation ran here because the
+        session is over and no other session may come (the shim then hands over).
+        """
+        from plldb.layer.cloud import Answer
+
+        reading = self._background.submit(self.cloud.read_session, session_id)
+        message, ref = self._message(invocation, session_id)
+        self.cloud.put_request(invocation.request_id, session_id)
         session = reading.result()
         started = self.clock()
-        over = self.over(session, started)
+        over = self.over(session_id, session, started)
         if over:
             self._background.submit(self._forget, invocation.request_id, [ref] if ref else [])
-            self.pass_through(invocation, over)
-            return False
+            return self._session_over(invocation, over)
         self.cloud.reads = self.cloud.session_reads = 0
-        answer = self._wait(invocation, session, protocol.encode(message).encode(), started)
+        answer = self._wait(invocation, session_id, session,
+                            protocol.encode(message).encode(), started)
         result_ref = answer.ref if isinstance(answer, Answer) else None
         left = [r for r in (ref, result_ref) if r]
         self._background.submit(self._forget, invocation.request_id, left)
         if isinstance(answer, str):
-            self.pass_through(invocation, f"{answer} while waiting")
-            return False
+            return self._session_over(invocation, f"{answer} while waiting")
         log.info(
             "request %s answered after %.3f s (%d item reads, %d session reads)",
             invocation.request_id,
@@ -176,7 +255,14 @@ class Shim:
         except Exception:  # noqa: BLE001 - the TTL and the bucket's lifecycle rule remain
             log.exception("could not delete what request %s left behind", request_id)
 
-    def _message(self, invocation: Invocation) -> tuple[dict[str, Any], dict | None]:
+    def _session_over(self, invocation: Invocation, reason: str) -> bool:
+        """Run the invocation here; on a shared stage the shim goes on serving the others."""
+        self.pass_through(invocation, reason)
+        return self.stage is not None
+
+    def _message(
+        self, invocation: Invocation, session_id: str
+    ) -> tuple[dict[str, Any], dict | None]:
         """The ``invocation`` message, and the event's reference when it went to the bucket.
 
         The event travels inline when the whole message fits in one post to the connection
@@ -189,11 +275,13 @@ class Shim:
         try:
             event = invocation.body.decode("utf-8")
         except UnicodeDecodeError as exc:
+            from plldb.layer.cloud import PayloadError
+
             raise PayloadError(f"the event is not UTF-8 text: {exc}") from exc
         message: dict[str, Any] = {
             "type": protocol.TYPE_INVOCATION,
             "request_id": invocation.request_id,
-            "session_id": self.config.session_id,
+            "session_id": session_id,
             "function_name": self.config.function_name,
             "invoked_function_arn": invocation.header(runner.H_FUNCTION_ARN) or "",
             "deadline_ms": invocation.deadline_ms,
@@ -205,12 +293,12 @@ class Shim:
             "event": event,
         }
         seconds = payload_url_seconds(invocation.deadline_ms, self.clock())
-        upload = self.cloud.result_upload(invocation.request_id, seconds)
+        upload = self.cloud.result_upload(invocation.request_id, seconds, session_id)
         if upload is not None:  # sent always: any result may turn out too large for a message
             message["result_upload"] = upload
         if len(protocol.encode(message).encode()) <= limits.POST_SIZE:
             return message, None
-        ref = self.cloud.put_payload(invocation.request_id, "event", invocation.body)
+        ref = self.cloud.put_payload(invocation.request_id, "event", invocation.body, session_id)
         del message["event"]
         message["event_ref"] = {**ref, "url": self.cloud.presign("get", ref["key"], seconds)}
         return message, ref
@@ -219,7 +307,7 @@ class Shim:
         """ACTIVE on a connection that has not answered 410 Gone."""
         return session.connected and session.connection_id not in self.lost_connections
 
-    def over(self, session: Session, now: float) -> str | None:
+    def over(self, session_id: str, session: Session, now: float) -> str | None:
         """Why no debugger will answer (the invocation then runs in the cloud), or None.
 
         The time without a reachable debugger counts from the session's DisconnectedAt, or
@@ -228,11 +316,10 @@ class Shim:
         if session.gone:
             return f"session is {session.label}"
         if self.reachable(session):
-            self.away_since = None
+            self.away_since.pop(session_id, None)
             return None
-        if self.away_since is None:
-            self.away_since = min(now, session.disconnected_at or now)
-        away = now - self.away_since
+        since = self.away_since.setdefault(session_id, min(now, session.disconnected_at or now))
+        away = now - since
         if away >= self.config.grace_seconds:
             return (
                 f"no debugger connected for {away:.0f} s (session {session.status}, grace "
@@ -241,7 +328,8 @@ class Shim:
         return None
 
     def _wait(
-        self, invocation: Invocation, session: Session, data: bytes, started: float
+        self, invocation: Invocation, session_id: str, session: Session, data: bytes,
+        started: float,
     ) -> Answer | str:
         """Poll for the answer; why, when the session is over first (pass-through).
 
@@ -258,11 +346,11 @@ class Shim:
         while True:
             now = self.clock()
             if now >= session_due:
-                current = fresh or self.cloud.read_session()
+                current = fresh or self.cloud.read_session(session_id)
                 fresh = None
-                over = self.over(current, now)
+                over = self.over(session_id, current, now)
                 if over:
-                    return self.cloud.expire(request_id) or over
+                    return self.cloud.expire(request_id, session_id) or over
                 session_due = now + (
                     polling.SESSION_CHECK_INTERVAL
                     if self.reachable(current)
@@ -275,12 +363,14 @@ class Shim:
                     else:  # gone: look for the new connection at once
                         self.lost_connections.add(attempted)
                         session_due = now
-            answer = self.cloud.read_answer(request_id)
+            answer = self.cloud.read_answer(request_id, session_id)
             if answer is not None:
                 return answer
             now = self.clock()
             if now >= give_up_at:
-                return self.cloud.expire(request_id) or Answer(
+                from plldb.layer.cloud import Answer
+
+                return self.cloud.expire(request_id, session_id) or Answer(
                     error=shim_error(
                         "no response from the local debugger before the deadline (waited "
                         f"{now - started:.1f} s; answered {deadline - now:.1f} s before the "
@@ -294,9 +384,18 @@ class Shim:
     # --- pass-through -------------------------------------------------------------------
 
     def pass_through(self, invocation: Invocation, reason: str) -> None:
-        """Run the function's own handler here, exactly as the runtime would, and answer."""
+        """:meth:`run_here`, saying why in the function's log."""
+        log.info("%s: running %s in the cloud (pass-through)", reason,
+                 self.environ.get("_HANDLER", ""))
+        self.run_here(invocation)
+
+    def run_here(self, invocation: Invocation) -> runner.Outcome:
+        """Run the function's own handler here, exactly as the runtime would, and answer.
+
+        The handler's module is imported once per environment, as the runtime does: the
+        next invocation that runs here finds it loaded.
+        """
         handler = self.environ.get("_HANDLER", "")
-        log.info("%s: running %s in the cloud (pass-through)", reason, handler)
         use_runtime_sys_path(self.environ)
         runner.set_trace_id(invocation.header(runner.H_TRACE_ID), self.environ)
         outcome = runner.run_invocation(handler, invocation.body, invocation.headers, self.environ)
@@ -307,6 +406,16 @@ class Shim:
             sys.stdout.write(runner.error_log_text(outcome.error))
             sys.stdout.flush()
             self.api.post_error(invocation, outcome.error)
+        return outcome
+
+
+def refusal_of(exc: Exception) -> tuple[str, str]:
+    """(error code, message) of a refused AWS call, from boto3 or the table reader."""
+    if isinstance(exc, TableReadError):
+        return exc.code, str(exc)
+    response = getattr(exc, "response", None)
+    error = response.get("Error", {}) if isinstance(response, dict) else {}
+    return str(error.get("Code", "")), str(error.get("Message", ""))
 
 
 def payload_url_seconds(deadline_ms: int, now: float) -> int:

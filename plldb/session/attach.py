@@ -13,6 +13,7 @@ with its "suspend all threads" default (:mod:`plldb.local.debuggers`).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -25,7 +26,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from plldb import console, naming
+from plldb import console, limits, naming, routing
 from plldb import protocol as p
 from plldb.cloud.aws import AwsContext
 from plldb.local.debuggers import (
@@ -63,6 +64,20 @@ def instrumentation_problem(summary_message: dict[str, Any]) -> str | None:
     if not summary.get("instrumented"):
         return "no function could be instrumented"
     return None
+
+
+def print_routes(options: AttachOptions) -> None:
+    """On a shared stage: how to reach this session, and what happens to the rest."""
+    for route in routing.parse_routes(options.routes):
+        console.info(escape(f"route {route}: {route.hint()}"))
+    if options.mirror:
+        console.info("mirror: the deployed code answers the caller; a copy of each invocation "
+                     "(and the cloud's result) runs here afterwards, and the difference is shown")
+    if options.routes:
+        console.info(
+            "invocations your routes do not match run as deployed, or reach a colleague whose "
+            "routes match (plldb status lists every route); routes reach every execution "
+            f"environment within {limits.ROUTE_TABLE_STALE_SECONDS:g} s")
 
 
 class Attachment(InvocationServing):
@@ -142,13 +157,15 @@ class Attachment(InvocationServing):
             headers=self.identity_headers,
             check_live=lambda: self.store.ensure_live(self.session_id),
         )
+        shared = self.options.shared
         await asyncio.to_thread(
-            claim_functions, self.ctx, self.plan.caller_arn, self.session_id, functions
+            claim_functions, self.ctx, self.plan.caller_arn, self.session_id, functions, shared
         )
         try:
             await self.connection.open()
         except BaseException:
-            await asyncio.to_thread(release_claims, self.ctx, self.plan.caller_arn, functions)
+            await asyncio.to_thread(release_claims, self.ctx, self.plan.caller_arn, functions,
+                                    self.session_id, shared)
             raise
 
     def identity_headers(self) -> dict[str, str]:
@@ -167,6 +184,10 @@ class Attachment(InvocationServing):
             query[naming.Q_TIMEOUT] = str(self.options.timeout)
         if self.options.force:
             query[naming.Q_FORCE] = "1"
+        if self.options.routes:
+            query[naming.Q_ROUTES] = json.dumps(list(self.options.routes))
+        if self.options.mirror:
+            query[naming.Q_MIRROR] = "1"
         return query
 
     def on_interrupt(self) -> None:
@@ -225,6 +246,12 @@ class Attachment(InvocationServing):
             return 1
         restored = self.detached.get("restored", [])
         failed = self.detached.get("failed", [])
+        if self.detached.get("remaining"):
+            console.success(
+                f"detached: left the shared stage of {self.options.stack_name}; "
+                f"{self.detached['remaining']} other session(s) remain, so its functions stay "
+                "instrumented until the last one leaves")
+            return self.exit_code
         console.success(f"detached: {len(restored)} function(s) restored")
         for name in failed:
             console.error(f"not restored: {name}")
@@ -279,6 +306,7 @@ class Attachment(InvocationServing):
                 return
             if problem is None:
                 console.info("[bold]attached[/bold]: waiting for invocations (Ctrl-C to detach)")
+                print_routes(self.options)
                 return
             console.error(f"{problem}: detaching")
             self.exit_code = 1

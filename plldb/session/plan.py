@@ -41,6 +41,13 @@ class AttachOptions:
     stage: str | None = None  # Serverless Framework stage
     cdk_out: Path | None = None  # a CDK app's synthesized folder, when not cdk.out
     named: tuple[NamedCode, ...] = ()  # functions by name (no stack): stack_name is their key
+    routes: tuple[str, ...] = ()  # --route: a session of the stack's shared stage
+    mirror: bool = False  # --mirror: copies of what the cloud answered
+
+    @property
+    def shared(self) -> bool:
+        """A session of a shared stage: it takes only what its routes match."""
+        return bool(self.routes) or self.mirror
 
 
 @dataclass
@@ -75,7 +82,8 @@ def plan_attach(ctx: AwsContext, options: AttachOptions, project: Discovery | No
     helper = find_helper_stack(ctx)
     debugger_ctx = ctx.assumed(helper.debugger_role_arn, "plldb-attach")
     if not options.force:
-        SessionStore(debugger_ctx, helper.sessions_table).refuse_if_attached(options.stack_name)
+        SessionStore(debugger_ctx, helper.sessions_table).refuse_if_attached(
+            options.stack_name, shared=options.shared)
     if options.named:
         if not options.force:
             refuse_if_debugged(SessionStore(debugger_ctx, helper.sessions_table),

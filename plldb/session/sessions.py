@@ -4,7 +4,9 @@ The local tool never writes the table (docs/security.md): the authorizer creates
 on ``$connect`` for the identity that proves who it is, and only that identity can resume it.
 The tool reads the table, with the read-only debugger role, to say who holds a stack before
 anything starts, and whether a session it lost is still live. A stack has at most one live
-session: a second attach is refused, naming who attached and when, unless ``--force``.
+session: a second attach is refused, naming who attached and when, unless ``--force``; or
+any number of sessions with routes or mirrors (a shared stage), which refuse and are
+refused by a whole-stack session the same way.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class SessionInfo:
     created_by: str
     connection_id: str | None
     expires_at: int
+    routes: tuple[str, ...] = ()
+    mirror: bool = False
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> SessionInfo:
@@ -52,7 +56,14 @@ class SessionInfo:
             created_by=str(item.get(naming.A_CREATED_BY, "")),
             connection_id=item.get(naming.A_CONNECTION_ID),
             expires_at=int(item.get(naming.A_TTL, 0)),
+            routes=tuple(str(r) for r in item.get(naming.A_ROUTES, [])),
+            mirror=bool(item.get(naming.A_MIRROR, False)),
         )
+
+    @property
+    def shared(self) -> bool:
+        """A session of a shared stage (``--route``/``--mirror``)."""
+        return bool(self.routes) or self.mirror
 
     @property
     def live(self) -> bool:
@@ -126,15 +137,27 @@ class SessionStore:
         live = [s for s in self.sessions(stack_name) if s.live]
         return live[-1] if live else None
 
-    def refuse_if_attached(self, stack_name: str) -> None:
-        """SessionConflict when ``stack_name`` has a live session, naming who and since when."""
-        current = self.live_session(stack_name)
-        if current:
+    def refuse_if_attached(self, stack_name: str, shared: bool = False) -> None:
+        """SessionConflict when ``stack_name`` has a live session this attach cannot live
+        beside (any, for a whole-stack attach; a whole-stack one, for a shared attach),
+        naming who and since when."""
+        live = [s for s in self.sessions(stack_name) if s.live and not (shared and s.shared)]
+        if not live:
+            return
+        current = live[-1]
+        if current.shared:
+            owners = ", ".join(sorted({s.created_by for s in live}))
             raise SessionConflict(
-                f"stack {stack_name!r} is already attached by {current.created_by} since "
-                f"{current.created_at} (session {current.status.lower()}): "
-                "use --force to take it over"
+                f"stack {stack_name!r} is a shared stage: {len(live)} live session(s) with routes "
+                f"({owners}); attach with --route to share it (plldb status lists the routes), "
+                "or use --force to take it over"
             )
+        raise SessionConflict(
+            f"stack {stack_name!r} is already attached by {current.created_by} since "
+            f"{current.created_at} (session {current.status.lower()}): "
+            "use --force to take it over"
+            + ("" if not shared else ", or ask them to attach with --route to share it")
+        )
 
     def ensure_live(self, session_id: str) -> None:
         """SessionLost unless the session can still be resumed (before each reconnect)."""

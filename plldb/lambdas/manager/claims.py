@@ -6,6 +6,10 @@ debugged"). A principal that may not tag a function cannot produce the tag, and 
 value does not help: it is bound to its creator's ARN and session. The manager's policy
 lets it update and untag only functions that carry a claim tag at all; this module checks
 that the tag is this session's.
+
+A session of a shared stage claims under a key of its own, ``plldb:route:<session id>``,
+next to the stage's mark ``plldb:shared`` (plldb/naming.py): several developers' claims on
+one function then never overwrite each other.
 """
 
 from __future__ import annotations
@@ -25,27 +29,57 @@ class Claims:
     def __init__(self, lambda_: Any) -> None:
         self.lambda_ = lambda_
 
+    def tags(self, function_arn: str) -> dict[str, str]:
+        return self.lambda_.list_tags(Resource=function_arn).get("Tags", {})
+
     def tag(self, function_arn: str) -> str | None:
         """The function's claim tag value, or None when it has none."""
-        tags = self.lambda_.list_tags(Resource=function_arn).get("Tags", {})
-        return tags.get(naming.CLAIM_TAG)
+        return self.tags(function_arn).get(naming.CLAIM_TAG)
 
     def unclaimed(
-        self, function_arn: str, session: dict[str, Any] | None, session_id: str
+        self, function_arn: str, session: dict[str, Any] | None, session_id: str,
+        key: str = naming.CLAIM_TAG,
     ) -> str | None:
-        """Why this session may not instrument the function, or None when it claimed it."""
+        """Why this session may not instrument the function, or None when it claimed it
+        (under ``key``: a shared stage's session claims under its route key)."""
         creator = _creator(session)
         if not creator:
             return (
                 f"session {session_id} names no creator: plldb instruments only claimed functions"
             )
-        if self.tag(function_arn) != naming.claim_value(creator, session_id):
+        tags = self.tags(function_arn)
+        if tags.get(key) != naming.claim_value(creator, session_id):
             return (
                 f"not claimed by {creator} for this session: plldb debugs only functions your "
-                f"own credentials could tag ({naming.CLAIM_TAG}, lambda:TagResource); "
-                "see docs/security.md"
+                f"own credentials could tag ({key}, lambda:TagResource); see docs/security.md"
             )
+        if key != naming.CLAIM_TAG and naming.SHARED_TAG not in tags:
+            return f"not marked {naming.SHARED_TAG}: plldb attach --route sets it with the claim"
         return None
+
+    def release_keys(self, function_arn: str, keys: list[str]) -> None:
+        """Remove those of ``keys`` the function carries (a function deleted meanwhile has
+        none)."""
+        try:
+            present = [k for k in keys if k in self.tags(function_arn)]
+            if present:
+                self.lambda_.untag_resource(Resource=function_arn, TagKeys=present)
+        except botocore.exceptions.ClientError as exc:
+            if common.error_code(exc) != "ResourceNotFoundException":
+                raise
+
+    def release_stage(self, function_arn: str) -> None:
+        """A restored shared stage's function: remove the shared mark and every route claim
+        left on it (all of plldb's; the sessions are over)."""
+        try:
+            tags = self.tags(function_arn)
+        except botocore.exceptions.ClientError as exc:
+            if common.error_code(exc) == "ResourceNotFoundException":
+                return
+            raise
+        keys = [k for k in tags if k == naming.SHARED_TAG or k.startswith(naming.ROUTE_TAG_PREFIX)]
+        if keys:
+            self.lambda_.untag_resource(Resource=function_arn, TagKeys=keys)
 
     def release(self, function_arn: str, session_id: str, session: dict[str, Any] | None) -> None:
         """Remove the claim tag if it is still this session's (another may have re-claimed it).

@@ -32,6 +32,7 @@ from plldb import limits, naming, protocol
 from plldb.lambdas import common
 from plldb.lambdas.common import log
 from plldb.lambdas.manager import plan as manager_plan
+from plldb.lambdas.manager import stage
 from plldb.lambdas.manager.apply import MAX_WORKERS, Functions, Grants, parallel_map
 from plldb.lambdas.manager.claims import Claims
 from plldb.lambdas.manager.plan import (
@@ -129,6 +130,7 @@ class Manager:
             return {"error": refusal}
         session = self.records.session(request.session_id) or {}
         stack_name = session.get(naming.A_STACK_NAME, {}).get("S", "")
+        owner = stage.owner_of(session, request.session_id)
         filters = [value["S"] for value in session.get(naming.A_FUNCTIONS, {}).get("L", [])]
         functions, outcomes, described = self.targets.session_functions(
             session, stack_name, filters
@@ -141,14 +143,14 @@ class Manager:
         timeout = min(int(asked) if asked else self.config.default_timeout, limits.MAX_TIMEOUT)
         plans: list[Plan] = []
         for item in self.in_parallel(
-            lambda name: self.plan(name, request, timeout, session), functions
+            lambda name: self.plan(name, request, timeout, session, owner), functions
         ):
             if isinstance(item, Plan):
                 plans.append(item)
             else:
                 outcomes.append(item)
                 self.report(phase, item)
-        plans, failures = self.record_plans(plans, request, stack_name)
+        plans, failures = self.record_plans(plans, owner, stack_name)
         for outcome in failures:
             outcomes.append(outcome)
             self.report(phase, outcome)
@@ -180,7 +182,7 @@ class Manager:
             self.records.close_session(request.session_id, None)
         if self.records.session_status(request.session_id) == naming.CLOSED:
             log.info("session %s closed while instrumenting: restoring", request.session_id)
-            self.deinstrument(request.session_id, reply=False)
+            self.end_session(request.session_id, reply=False)
         return summary
 
     def refusal(self, request: Request) -> str | None:
@@ -205,7 +207,7 @@ class Manager:
     def detach(self, request: Request) -> dict[str, Any]:
         """``detach``: close the session first (the shim stops routing to it), then restore."""
         self.records.close_session(request.session_id, None)
-        return self.deinstrument(request.session_id, reply=request.reply)
+        return self.end_session(request.session_id, reply=request.reply)
 
     def deinstrument_after_grace(self, request: Request, remaining: float) -> dict[str, Any]:
         """Restore unless the client reconnects within the grace period."""
@@ -217,13 +219,16 @@ class Manager:
                 "session %s reconnected or closed meanwhile: nothing to do", request.session_id
             )
             return {"reconnected": True}
-        return self.deinstrument(request.session_id, reply=False)
+        return self.end_session(request.session_id, reply=False)
 
     def sweep(self) -> dict[str, Any]:
         """Restore the functions of every session that is over (see :meth:`session_over`)."""
         records = self.records.all()
-        over = {}
-        for owner in sorted({_owner(r) for r in records}):
+        over: dict[str, str] = {}
+        stages = sorted({_owner(r) for r in records if naming.is_route_table(_owner(r))})
+        for owner in stages:
+            stage.sweep(self, owner, [r for r in records if _owner(r) == owner])
+        for owner in sorted({_owner(r) for r in records} - set(stages)):
             reason = self.records.session_over(owner, self.config)
             if reason:
                 log.info("sweep: session %s is over (%s): restoring its functions", owner, reason)
@@ -231,6 +236,14 @@ class Manager:
                 over[owner] = reason
         result = self.restore_all([r for r in records if _owner(r) in over], reply=False)
         return {**result, "sessions": over}
+
+    def end_session(self, session_id: str, reply: bool) -> dict[str, Any]:
+        """Restore what a session that is over instrumented; a shared stage's session
+        leaves the stage, which is restored once the last one has left."""
+        session = self.records.session(session_id)
+        if stage.is_shared_session(session):
+            return stage.leave(self, session_id, session or {}, reply)
+        return self.deinstrument(session_id, reply)
 
     def deinstrument(self, session_id: str, reply: bool) -> dict[str, Any]:
         records = [r for r in self.records.all() if self.owned_by_finished(r, session_id)]
@@ -266,35 +279,46 @@ class Manager:
     # --- instrumenting one function ------------------------------------------------------
 
     def plan(
-        self, name: str, request: Request, timeout: int, session: dict[str, Any] | None
+        self, name: str, request: Request, timeout: int, session: dict[str, Any] | None,
+        owner: str,
     ) -> Plan | Outcome:
         """Decide what to do with one function; an Outcome when it is skipped.
 
-        A function this session's creator did not claim is skipped before anything else.
+        A function this session's creator did not claim is skipped before anything else. A
+        function its shared stage already instrumented keeps its configuration (the first
+        session's timeout): changing it would restart every execution environment, under
+        the other developers' feet.
         """
         configuration = self.lambda_.get_function_configuration(FunctionName=name)
         arn = configuration["FunctionArn"]
-        unclaimed = self.claims.unclaimed(arn, session, request.session_id)
+        shared = naming.is_route_table(owner)
+        key = naming.route_tag(request.session_id) if shared else naming.CLAIM_TAG
+        unclaimed = self.claims.unclaimed(arn, session, request.session_id, key)
         if unclaimed:
             return Outcome(name, SKIPPED, unclaimed)
+        record = self.records.get(name)
+        if shared and record and _owner(record) == owner:
+            timeout = configuration["Timeout"]
         own_layers = manager_plan.strip_traces(config_subset(configuration))["Layers"]
         return manager_plan.plan(
             name,
             configuration,
-            self.records.get(name),
+            record,
             self.config,
-            request.session_id,
+            owner,
             timeout,
             self.targets.surroundings(name, own_layers),
         )
 
     def record_plans(
-        self, plans: list[Plan], request: Request, stack_name: str
+        self, plans: list[Plan], owner: str, stack_name: str
     ) -> tuple[list[Plan], list[Outcome]]:
         """Write every record before any change; GrantAdded is decided per role.
 
         Returns the plans whose record is written, and a FAILED outcome for the others (a
         concurrent manager rewrote the record meanwhile: the function is left untouched).
+        A record its shared stage already holds is kept as it is: two developers joining
+        at once must not fail each other's write.
         """
         owned_roles = {
             r[naming.A_ROLE_NAME]["S"]
@@ -307,9 +331,12 @@ class Manager:
         written: list[Plan] = []
         failures: list[Outcome] = []
         for plan in plans:
+            if plan.record and naming.is_route_table(owner) and _owner(plan.record) == owner:
+                written.append(plan)
+                continue
             plan.grant_added = plan.role_name in added
             try:
-                self.records.write(plan, stack_name, request.session_id)
+                self.records.write(plan, stack_name, owner)
                 written.append(plan)
             except botocore.exceptions.ClientError as exc:
                 if common.error_code(exc) != "ConditionalCheckFailedException":
@@ -374,7 +401,9 @@ class Manager:
             if refused:
                 outcome = manager_plan.layers_left(outcome, refused)
         owner = _owner(record)
-        self.claims.release(configuration["FunctionArn"], owner, self.records.session(owner))
+        if not naming.is_route_table(owner):
+            self.claims.release(configuration["FunctionArn"], owner, self.records.session(owner))
+        self.claims.release_stage(configuration["FunctionArn"])  # shared stages' marks, if any
         self.records.delete(name)
         return outcome
 
@@ -389,6 +418,8 @@ class Manager:
         A record of another live session (a ``--force`` takeover) is left alone.
         """
         owner = _owner(record)
+        if naming.is_route_table(owner):
+            return False  # a shared stage is restored by its last session (stage.leave)
         return owner == session_id or self.records.session_status(owner) in (None, naming.CLOSED)
 
     # --- plumbing ------------------------------------------------------------------------

@@ -1,0 +1,140 @@
+"""A shared stage's route table: the stack's lock item in PLLDBSessions.
+
+Written only by the helper Lambdas that know the caller: the authorizer adds the entry of
+the session it creates (:func:`join`), the manager removes the entry of a session that is
+over (:func:`leave`) and, when none is left, restores the stage's functions between
+:func:`begin_restore` and :func:`finish_restore`. The shim only reads it
+(plldb/layer/stage.py). Every write is one conditional UpdateItem, so two developers
+joining or leaving at the same time never lose each other's entry, and nobody joins a
+stage while its functions are being restored (the join is refused: attach again).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import botocore.exceptions
+
+from plldb import limits, naming, routing
+from plldb.lambdas import common
+
+# How long a restore of the stage's functions may hold the lock item: as long as one run
+# may hold a function's record (a crashed run's hold lapses, and the sweep finishes it).
+RESTORE_HOLD_SECONDS = 600
+
+
+class StageRefused(Exception):
+    """A conditional write of the route table failed; the text says why."""
+
+
+def key(stack_name: str) -> dict[str, Any]:
+    return {naming.A_SESSION_ID: {"S": naming.stack_lock_key(stack_name)}}
+
+
+def read(config: common.Config, stack_name: str) -> dict[str, Any] | None:
+    """The stack's lock item (a whole-stack session's or a shared stage's), consistently."""
+    return common.client("dynamodb").get_item(
+        TableName=config.sessions_table, Key=key(stack_name), ConsistentRead=True
+    ).get("Item")
+
+
+def is_shared(item: dict[str, Any] | None) -> bool:
+    return bool(item) and item.get(naming.A_MODE, {}).get("S") == naming.MODE_SHARED
+
+
+def entries(item: dict[str, Any] | None) -> list[routing.Entry]:
+    """The route table's entries (none when the item is not a shared stage's)."""
+    return routing.entries_from_item(item) if item and is_shared(item) else []
+
+
+def join(config: common.Config, stack_name: str, session_id: str, entry: dict[str, Any],
+         holder: str | None) -> None:
+    """Add ``session_id``'s entry, turning the lock into a shared stage's if it names
+    ``holder`` (a whole-stack session that is over or was just closed) or does not exist.
+
+    Two writes: the map must exist before an entry can be set in it. The second is refused
+    while the stage's functions are being restored (:func:`begin_restore`).
+    """
+    dynamodb = common.client("dynamodb")
+    now = common.now()
+    names = {"#kind": naming.A_KIND, "#mode": naming.A_MODE, "#routes": naming.A_ROUTES,
+             "#ttl": naming.A_TTL, "#holder": naming.A_HOLDER}
+    values: dict[str, Any] = {
+        ":kind": {"S": naming.KIND_STACK_LOCK}, ":shared": {"S": naming.MODE_SHARED},
+        ":empty": {"M": {}}, ":ttl": {"N": str(now + limits.SESSION_TTL_SECONDS)},
+    }
+    condition = "attribute_not_exists(#kind) OR #mode = :shared"
+    if holder:
+        condition += " OR #holder = :holder"
+        values[":holder"] = {"S": holder}
+    _update(dynamodb, config, stack_name, refusal=f"stack {stack_name} was taken by a "
+            "whole-stack session meanwhile: plldb status shows who",
+            ConditionExpression=condition,
+            UpdateExpression="SET #kind = :kind, #mode = :shared, #ttl = :ttl, "
+            "#routes = if_not_exists(#routes, :empty) REMOVE #holder",
+            ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+    _update(dynamodb, config, stack_name, refusal=f"stack {stack_name}'s shared stage is "
+            "being restored (its last session just ended): attach again in a few seconds",
+            ConditionExpression="#mode = :shared AND (attribute_not_exists(#hold) OR "
+            "#hold < :now)",
+            UpdateExpression="SET #routes.#me = :entry",
+            ExpressionAttributeNames={"#mode": naming.A_MODE, "#routes": naming.A_ROUTES,
+                                      "#hold": naming.A_RESTORING_UNTIL, "#me": session_id},
+            ExpressionAttributeValues={":shared": {"S": naming.MODE_SHARED}, ":entry": entry,
+                                       ":now": {"N": str(now)}})
+
+
+def leave(config: common.Config, stack_name: str, session_id: str) -> None:
+    """Remove ``session_id``'s entry (nothing when it has none)."""
+    try:
+        _update(common.client("dynamodb"), config, stack_name, refusal="",
+                ConditionExpression="#mode = :shared",
+                UpdateExpression="REMOVE #routes.#me",
+                ExpressionAttributeNames={"#mode": naming.A_MODE, "#routes": naming.A_ROUTES,
+                                          "#me": session_id},
+                ExpressionAttributeValues={":shared": {"S": naming.MODE_SHARED}})
+    except StageRefused:
+        pass  # no shared stage any more: nothing to remove
+
+
+def begin_restore(config: common.Config, stack_name: str) -> bool:
+    """Hold the stage for restoring its functions, if no entry is left; False otherwise
+    (a session joined meanwhile, or another run restores it)."""
+    now = common.now()
+    try:
+        _update(common.client("dynamodb"), config, stack_name, refusal="",
+                ConditionExpression="#mode = :shared AND size(#routes) = :zero AND "
+                "(attribute_not_exists(#hold) OR #hold < :now)",
+                UpdateExpression="SET #hold = :until",
+                ExpressionAttributeNames={"#mode": naming.A_MODE, "#routes": naming.A_ROUTES,
+                                          "#hold": naming.A_RESTORING_UNTIL},
+                ExpressionAttributeValues={":shared": {"S": naming.MODE_SHARED},
+                                           ":zero": {"N": "0"}, ":now": {"N": str(now)},
+                                           ":until": {"N": str(now + RESTORE_HOLD_SECONDS)}})
+    except StageRefused:
+        return False
+    return True
+
+
+def finish_restore(config: common.Config, stack_name: str) -> None:
+    """Delete the lock item once the stage's functions are restored (if still empty)."""
+    try:
+        common.client("dynamodb").delete_item(
+            TableName=config.sessions_table, Key=key(stack_name),
+            ConditionExpression="#mode = :shared AND size(#routes) = :zero",
+            ExpressionAttributeNames={"#mode": naming.A_MODE, "#routes": naming.A_ROUTES},
+            ExpressionAttributeValues={":shared": {"S": naming.MODE_SHARED}, ":zero": {"N": "0"}},
+        )
+    except botocore.exceptions.ClientError as exc:
+        if common.error_code(exc) != "ConditionalCheckFailedException":
+            raise
+
+
+def _update(dynamodb: Any, config: common.Config, stack_name: str, refusal: str,
+            **arguments: Any) -> None:
+    try:
+        dynamodb.update_item(TableName=config.sessions_table, Key=key(stack_name), **arguments)
+    except botocore.exceptions.ClientError as exc:
+        if common.error_code(exc) == "ConditionalCheckFailedException":
+            raise StageRefused(refusal) from exc
+        raise

@@ -1,0 +1,180 @@
+"""A shared stage on the local cloud: two developers, two IAM users, one deployed stack.
+
+Alice and Bob each run `plldb attach --route header:x-debug-user=<name>` from their own
+copy of tests/test_stack, whose HelloFunction says whose copy answered (``module``). The
+deployed code says ``hello.app``. Interleaved invocations reach the right laptop; those no
+route matches answer from the cloud; a kill -9 of one developer leaves the other's routes
+alone; the last one to leave restores the stack byte-identical.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.config
+import pytest
+
+from tests.harness import developer_policy
+from tests.harness.localcloud import TEST_STACK_DIR, TEST_STACK_NAME, LocalCloud, LocalCloudSettings
+from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
+from tests.harness.principals import create_user
+from tests.test_e2e_attach import invoke, snapshot, wait_restored
+
+pytestmark = pytest.mark.e2e
+
+HELLO = "HelloFunction"
+GRACE_SECONDS = 3.0
+DEPLOYED = "hello.app"
+BOUND_SECONDS = 30.0  # generous bound for anything the grace period and a sweep decide
+
+
+def _copy(root: Path, who: str) -> Path:
+    """A copy of the test stack whose HelloFunction answers with ``hello.app@<who>``."""
+    copy = root / who / "test_stack"
+    shutil.copytree(TEST_STACK_DIR, copy, ignore=shutil.ignore_patterns(".aws-sam", "__pycache__"))
+    source = copy / "functions" / "hello" / "app.py"
+    source.write_text(source.read_text().replace(f'MODULE = "{DEPLOYED}"', f'MODULE = "{DEPLOYED}@{who}"'))
+    return copy.resolve()
+
+
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("shared")
+    return {who: _copy(root, who) for who in ("alice", "bob")}
+
+
+@pytest.fixture(scope="module")
+def stage_cloud() -> Iterator[LocalCloud]:
+    with LocalCloud(LocalCloudSettings(grace_seconds=GRACE_SECONDS)) as started, started.environ():
+        yield started
+
+
+@pytest.fixture(scope="module")
+def environments(stage_cloud: LocalCloud) -> dict[str, dict[str, str]]:
+    """Alice is the local cloud's developer; Bob a second IAM user with the same policy."""
+    policy = developer_policy.narrowed(stage_cloud.debuggable())
+    bob = create_user(boto3.client("iam"), "plldb-developer-bob", policy)
+    return {"alice": stage_cloud.environment, "bob": {**stage_cloud.environment, **bob.credentials}}
+
+
+@pytest.fixture(scope="module")
+def lam(stage_cloud: LocalCloud) -> Any:
+    return boto3.client("lambda", config=botocore.config.Config(read_timeout=120))
+
+
+@pytest.fixture
+def developers(apps: dict[str, Path], environments: dict[str, dict[str, str]]) -> Iterator[Callable[..., PlldbProcess]]:
+    """Start ``plldb <args>`` as a developer in their copy; every one still running is
+    Ctrl-C'd at the end."""
+    started: list[PlldbProcess] = []
+
+    def start(who: str, *args: str, wait: bool = True) -> PlldbProcess:
+        plldb = PlldbProcess(list(args), apps[who], environments[who])
+        started.append(plldb)
+        if wait:
+            plldb.wait_for(ATTACHED_MARKER)
+        return plldb
+
+    yield start
+    for plldb in started:
+        if plldb.process.poll() is None:
+            plldb.interrupt()
+
+
+def _answered_by(lam: Any, cloud: LocalCloud, user: str | None) -> str:
+    """Who answered an API Gateway-shaped invocation carrying ``x-debug-user: <user>``."""
+    headers = {"x-debug-user": user} if user else {"accept": "*/*"}
+    result, error = invoke(lam, cloud, HELLO, {"headers": headers, "name": user or "nobody"})
+    assert error is None, result
+    return str(result["module"])
+
+
+def test_two_developers_each_get_their_routed_invocations_and_the_rest_run_in_the_cloud(
+    stage_cloud: LocalCloud, lam: Any, developers: Callable[..., PlldbProcess]
+) -> None:
+    before = snapshot(stage_cloud, lam)
+    alice = developers("alice", "attach", "--route", "header:x-debug-user=alice")
+    assert 'send the header "x-debug-user: alice"' in " ".join(alice.text().split()), alice.text()
+    bob = developers("bob", "attach", "--route", "header:X-Debug-User=bob")
+    for _ in range(3):  # interleaved
+        assert _answered_by(lam, stage_cloud, "alice") == f"{DEPLOYED}@alice"
+        assert _answered_by(lam, stage_cloud, "bob") == f"{DEPLOYED}@bob"
+        assert _answered_by(lam, stage_cloud, None) == DEPLOYED
+        assert _answered_by(lam, stage_cloud, "carol") == DEPLOYED
+    status = developers("alice", "status", "--stack-name", TEST_STACK_NAME, wait=False)
+    assert status.wait(60) == 0, status.text()
+    flat = " ".join(status.text().split())
+    assert "header:x-debug-user=alice" in flat and "header:x-debug-user=bob" in flat, status.text()
+    assert "plldb-developer-bob" in flat, status.text()
+
+    assert alice.interrupt() == 0, alice.text()
+    assert "left the shared stage" in " ".join(alice.text().split()), alice.text()
+    assert snapshot(stage_cloud, lam) != before  # Bob still debugs: still instrumented
+    assert _answered_by(lam, stage_cloud, "bob") == f"{DEPLOYED}@bob"
+    assert _answered_by(lam, stage_cloud, "alice") == DEPLOYED
+    assert bob.interrupt() == 0, bob.text()
+    assert "function(s) restored" in bob.text(), bob.text()
+    assert snapshot(stage_cloud, lam) == before
+    tags = lam.list_tags(Resource=lam.get_function_configuration(
+        FunctionName=stage_cloud.functions[HELLO])["FunctionArn"])["Tags"]
+    assert not [k for k in tags if k.startswith("plldb:")], tags
+
+
+def test_kill_9_of_one_developer_affects_only_their_routes(
+    stage_cloud: LocalCloud, lam: Any, developers: Callable[..., PlldbProcess]
+) -> None:
+    before = snapshot(stage_cloud, lam)
+    alice = developers("alice", "attach", "--route", "header:x-debug-user=alice")
+    bob = developers("bob", "attach", "--route", "header:x-debug-user=bob")
+    assert _answered_by(lam, stage_cloud, "alice") == f"{DEPLOYED}@alice"
+    alice.kill()
+    started = time.monotonic()
+    while _answered_by(lam, stage_cloud, "alice") != DEPLOYED:  # within the grace period
+        assert time.monotonic() - started < BOUND_SECONDS
+    fell_back = time.monotonic() - started
+    print(f"alice's route fell back to the cloud {fell_back:.1f} s after kill -9 (grace {GRACE_SECONDS} s)")
+    assert fell_back <= GRACE_SECONDS + 10
+    assert _answered_by(lam, stage_cloud, "bob") == f"{DEPLOYED}@bob"
+    assert bob.interrupt() == 0, bob.text()
+    wait_restored(stage_cloud, lam, before, timeout=BOUND_SECONDS)
+
+
+def test_a_whole_stack_attach_and_a_routed_one_refuse_each_other(
+    stage_cloud: LocalCloud, lam: Any, developers: Callable[..., PlldbProcess]
+) -> None:
+    before = snapshot(stage_cloud, lam)
+    alice = developers("alice", "attach", "--route", "header:x-debug-user=alice")
+    whole = developers("bob", "attach", wait=False)
+    assert whole.wait(90) != 0
+    flat = " ".join(whole.text().split())
+    assert f"stack '{TEST_STACK_NAME}' is a shared stage: 1 live session(s) with routes" in flat, whole.text()
+    assert "attach with --route to share it" in flat
+    assert _answered_by(lam, stage_cloud, "alice") == f"{DEPLOYED}@alice"
+    assert alice.interrupt() == 0, alice.text()
+    assert snapshot(stage_cloud, lam) == before
+
+    bob = developers("bob", "attach")
+    routed = developers("alice", "attach", "--route", "header:x-debug-user=alice", wait=False)
+    assert routed.wait(90) != 0
+    assert "is already attached by" in routed.text() and "--route" in routed.text(), routed.text()
+    assert bob.interrupt() == 0, bob.text()
+    assert snapshot(stage_cloud, lam) == before
+
+
+@pytest.mark.parametrize(("route", "message"), [
+    ("cookie:x=1", "unknown route kind"),
+    ("header:x-debug-user", "header:NAME=VALUE"),
+])
+def test_a_malformed_route_is_refused_before_anything_changes(
+    stage_cloud: LocalCloud, lam: Any, developers: Callable[..., PlldbProcess], route: str, message: str
+) -> None:
+    before = snapshot(stage_cloud, lam)
+    plldb = developers("alice", "attach", "--route", route, wait=False)
+    assert plldb.wait(60) == 2, plldb.text()
+    assert message in " ".join(plldb.text().split()), plldb.text()
+    assert snapshot(stage_cloud, lam) == before
