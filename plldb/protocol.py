@@ -16,7 +16,14 @@ import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from plldb.limits import FRAME_SIZE, MAX_PAYLOAD, MESSAGE_LIMIT, PRESIGNED_URL_LIMIT
+from plldb.limits import (
+    FRAME_SIZE,
+    MAX_PAYLOAD,
+    MAX_TIMEOUT,
+    MESSAGE_LIMIT,
+    POST_SIZE,
+    PRESIGNED_URL_LIMIT,
+)
 from plldb.naming import PAYLOAD_PREFIX
 
 PROTOCOL_VERSION = 1
@@ -38,7 +45,10 @@ TYPE_MIRROR = "mirror"  # a copy of an invocation the cloud answered (attach --m
 TYPE_PONG = "pong"
 TYPE_REJECTED = "rejected"
 TYPE_DETACHED = "detached"
-SERVER_TYPES = (TYPE_INVOCATION, TYPE_PROGRESS, TYPE_LOG, TYPE_PONG, TYPE_REJECTED, TYPE_DETACHED)
+TYPE_MIRROR = "mirror"  # a copy of an invocation the cloud answered (attach --mirror)
+SERVER_TYPES = (
+    TYPE_INVOCATION, TYPE_PROGRESS, TYPE_LOG, TYPE_PONG, TYPE_REJECTED, TYPE_DETACHED, TYPE_MIRROR
+)
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -126,7 +136,29 @@ _SERVER_SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
     TYPE_PONG: {},
     TYPE_REJECTED: {"reason": (str, True)},
     TYPE_DETACHED: {"restored": (list, True), "failed": (list, False)},
+    # Either a whole copy (the fields of _MIRROR_COPY_FIELDS, all required then) or, when
+    # that would not fit one post, only the names and ``too_large`` (checked in _check_mirror).
+    TYPE_MIRROR: {
+        "request_id": (str, True),
+        "session_id": (str, True),
+        "function_name": (str, True),
+        "too_large": (int, False),
+        "invoked_function_arn": (str, False),
+        "deadline_ms": (int, False),
+        "remaining_ms": (int, False),
+        "environment": (dict, False),
+        "trace_id": ((str, type(None)), False),
+        "client_context": ((str, type(None)), False),
+        "cognito_identity": ((str, type(None)), False),
+        "tenant_id": ((str, type(None)), False),
+        "event": (str, False),
+        "cloud": (dict, False),
+    },
 }
+_MIRROR_COPY_FIELDS = (
+    "invoked_function_arn", "deadline_ms", "remaining_ms", "environment", "event", "cloud"
+)
+_MIRROR_OPTIONAL_FIELDS = ("trace_id", "client_context", "cognito_identity", "tenant_id")
 
 
 def _check_fields(message: dict[str, Any], schema: dict[str, tuple[Any, bool]], kind: str) -> None:
@@ -232,7 +264,41 @@ def parse_server_message(text: Any) -> dict[str, Any]:
         if "result_upload" in message:
             _check_object(message["result_upload"], "result_upload", _UPLOAD_FIELDS)
             _check_presigned(message["result_upload"], "result_upload")
+    if kind == TYPE_MIRROR:
+        _check_mirror(message)
     return message
+
+
+def _check_mirror(message: dict[str, Any]) -> None:
+    """A ``mirror`` is a whole copy (event, context fields, the cloud's result), or says only
+    that the copy was too large to post (``too_large``, its size in bytes), never a mix."""
+    if not is_request_id(message["request_id"]):
+        raise ProtocolError("malformed request_id")
+    if "too_large" in message:
+        extra = [name for name in (*_MIRROR_COPY_FIELDS, *_MIRROR_OPTIONAL_FIELDS) if name in message]
+        if extra:
+            raise ProtocolError(f"'mirror' with 'too_large' carries no {', '.join(map(repr, extra))}")
+        if message["too_large"] < 0:
+            raise ProtocolError("'mirror' field 'too_large' must be a size in bytes")
+        return
+    for name in _MIRROR_COPY_FIELDS:
+        if name not in message:
+            raise ProtocolError(f"'mirror' message without {name!r} (nor 'too_large')")
+    if not 0 <= message["remaining_ms"] <= MAX_TIMEOUT * 1000:
+        raise ProtocolError(f"'mirror' field 'remaining_ms' must be 0 to {MAX_TIMEOUT * 1000}")
+    environment = message["environment"]
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in environment.items()):
+        raise ProtocolError("'mirror' field 'environment' must map names to text")
+    cloud = message["cloud"]
+    if len(cloud) != 1 or not ("response" in cloud or "error" in cloud):
+        raise ProtocolError("'mirror' field 'cloud' needs exactly one of 'response' and 'error'")
+    if "response" in cloud and not isinstance(cloud["response"], str):
+        raise ProtocolError("'mirror' field 'cloud.response' must be the response body as text")
+    if "error" in cloud:
+        error = cloud["error"]
+        if not isinstance(error, dict):
+            raise ProtocolError("'mirror' field 'cloud.error' must be an object")
+        _check_fields(error, {k: (v, True) for k, v in _ERROR_FIELDS.items()}, "'mirror' cloud.error")
 
 
 # --- Message builders ---------------------------------------------------------------------
@@ -274,3 +340,36 @@ def progress_message(
 
 def rejected_message(reason: str) -> dict:
     return {"type": TYPE_REJECTED, "reason": reason}
+
+
+def mirror_message(
+    invocation: dict[str, Any],
+    remaining_ms: int,
+    response: str | None = None,
+    error: dict[str, Any] | None = None,
+) -> dict:
+    """The copy of an invocation the cloud answered (``attach --mirror``), to post to the
+    session: ``invocation`` holds the fields an ``invocation`` message has (an inline
+    ``event``), ``remaining_ms`` how long the invocation had when it started, and the cloud's
+    outcome is ``response`` (the body as text) or ``error`` (the runtime's error object).
+    When it would not fit one post (``POST_SIZE``), the ``too_large`` form instead
+    (:func:`mirror_too_large`)."""
+    if (response is None) == (error is None):
+        raise ValueError("a mirror carries exactly one of response and error")
+    copied = ("request_id", "session_id", "function_name", "invoked_function_arn", "deadline_ms",
+              "environment", "event")
+    message: dict[str, Any] = {"type": TYPE_MIRROR, **{name: invocation[name] for name in copied}}
+    message["remaining_ms"] = remaining_ms
+    message.update({name: invocation.get(name) for name in _MIRROR_OPTIONAL_FIELDS})
+    message["cloud"] = {"response": response} if response is not None else {"error": error}
+    size = len(encode(message).encode())
+    if size > POST_SIZE:
+        return mirror_too_large(invocation["request_id"], invocation["session_id"],
+                                invocation["function_name"], size)
+    return message
+
+
+def mirror_too_large(request_id: str, session_id: str, function_name: str, size: int) -> dict:
+    """What is posted instead of a mirror of ``size`` bytes, over what one post carries."""
+    return {"type": TYPE_MIRROR, "request_id": request_id, "session_id": session_id,
+            "function_name": function_name, "too_large": size}

@@ -4,15 +4,21 @@
 handles ``invocation`` messages: events and results over the inline limit travel through the
 presigned URLs of :mod:`plldb.session.payloads`, and every answer is kept for a while, to be
 resent when the shim reposts an invocation after a reconnect.
+
+It also handles ``mirror`` messages (``attach --mirror``, :meth:`InvocationServing.on_mirror`):
+a copy of an invocation the cloud already answered runs on the same executor and is never
+answered; :mod:`plldb.capture.mirror` compares, prints and captures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Coroutine
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +26,7 @@ from rich.markup import escape
 
 from plldb import console, limits
 from plldb import protocol as p
-from plldb.capture import records
+from plldb.capture import mirror, records
 from plldb.local.executor import Executor
 from plldb.session import checks, payloads
 from plldb.session.connection import Connection
@@ -156,6 +162,96 @@ class InvocationServing:
             console.error(f"request {request_id}: {exc}")
             return p.error_message(request_id, payload_error(exc))
         return p.response_message(request_id, result_ref=ref)
+
+    # -- mirrors (attach --mirror) ------------------------------------------------------
+
+    @functools.cached_property
+    def mirrored(self) -> mirror.Seen:
+        """Request ids of the mirrors received (a mirror posted twice runs once)."""
+        return mirror.Seen()
+
+    @functools.cached_property
+    def mirror_tasks(self) -> set[asyncio.Task]:
+        """Mirror tasks still running on the loop (held here so none is collected early)."""
+        return set()
+
+    async def on_mirror(self, message: dict[str, Any]) -> None:
+        """A copy of an invocation the cloud answered: run the local code on it, answer
+        nothing, print how the local outcome compares with the cloud's, capture it.
+
+        The checks of an invocation apply (this session's, the function's credentials with
+        ``--credentials function``, redirecting variables dropped); a mirror that fails one is
+        not run, and says why. The local run has ``remaining_ms`` from now.
+        """
+        arrived = time.time()
+        request_id = message["request_id"]
+        if message["session_id"] != self.session_id:
+            console.warn(mirror.foreign_line(message, self.session_id))
+            return
+        if not self.mirrored.first_time(request_id):
+            return
+        function = self.logical_id(message)
+        if "too_large" in message:
+            console.warn(mirror.skipped_line(function, message))
+            return
+        if message["function_name"] not in self.plan.functions:
+            reason = mirror.unknown_function_reason(message["function_name"])
+            console.error(mirror.not_run_line(function, request_id, reason))
+            return
+        refusal = self.refusal(message)
+        if refusal is not None:
+            console.error(mirror.not_run_line(function, request_id, refusal["errorMessage"]))
+            return
+        message = self.without_redirects(message)
+        if self.gate.is_set():
+            self.run_mirror(message, arrived)
+            return
+        self.print_held(message)  # --wait-for-client: held, without holding the connection
+        self.mirror_task(self.run_mirror_when_open(message, arrived))
+
+    def mirror_task(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.mirror_tasks.add(task)
+        task.add_done_callback(self.mirror_tasks.discard)
+
+    async def run_mirror_when_open(self, message: dict[str, Any], arrived: float) -> None:
+        while not self.gate.is_set():
+            await asyncio.sleep(GATE_POLL_SECONDS)
+        self.run_mirror(message, arrived)
+
+    def run_mirror(self, message: dict[str, Any], arrived: float) -> None:
+        """Start the local run on a worker thread (a breakpoint pauses only it)."""
+        loop = asyncio.get_running_loop()
+        age_ms = mirror.cloud_age_ms(message, arrived)
+        started = time.monotonic()
+
+        def done(request_id: str, outcome: Any) -> None:
+            seconds = time.monotonic() - started
+            try:
+                loop.call_soon_threadsafe(
+                    lambda: self.mirror_task(self.mirror_done(message, outcome, seconds, age_ms))
+                )
+            except RuntimeError:  # loop closed: plldb detached while this handler ran
+                log.debug("mirror %s finished after plldb detached; not compared", request_id)
+
+        self.executor.submit(mirror.local_invocation(message, arrived), done)
+
+    async def mirror_done(self, message: dict[str, Any], outcome: Any, seconds: float,
+                          age_ms: int) -> None:
+        """Print how the local run compares with the cloud's answer, and capture it."""
+        request_id = message["request_id"]
+        function = self.logical_id(message)
+        reason = mirror.not_run(outcome)
+        if reason is not None:
+            console.error(mirror.not_run_line(function, request_id, reason))
+            return
+        difference = mirror.compare(message["cloud"], outcome)
+        # One print: a handler's output, from another thread, never lands inside the diff.
+        console.info("\n".join(mirror.report(function, request_id, difference, age_ms, seconds)))
+        local = self.plan.functions.get(message["function_name"])
+        await asyncio.to_thread(
+            mirror.keep, local, message, outcome, seconds, age_ms, not difference
+        )
 
     def logical_id(self, invocation: dict[str, Any]) -> str:
         local = self.plan.functions.get(invocation["function_name"])
