@@ -41,7 +41,6 @@ CLIENT_ACTIONS = (ACTION_RESPONSE, ACTION_ERROR, ACTION_DETACH, ACTION_PING)
 TYPE_INVOCATION = "invocation"
 TYPE_PROGRESS = "progress"
 TYPE_LOG = "log"
-TYPE_MIRROR = "mirror"  # a copy of an invocation the cloud answered (attach --mirror)
 TYPE_PONG = "pong"
 TYPE_REJECTED = "rejected"
 TYPE_DETACHED = "detached"

@@ -263,6 +263,8 @@ class Attachment(InvocationServing):
         kind = message["type"]
         if kind == p.TYPE_INVOCATION:
             await self.on_invocation(message)
+        elif kind == p.TYPE_MIRROR:
+            await self.on_mirror(message)
         elif kind == p.TYPE_PROGRESS:
             self.on_progress(message)
         elif kind == p.TYPE_LOG:
