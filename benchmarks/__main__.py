@@ -2,12 +2,14 @@
 
 Prints a table and writes JSON (default benchmarks/results/latest.json). Options:
 ``--quick`` (smoke-test counts), ``--only lifecycle,latency,payloads,throughput,memory,
-passthrough,startup``, ``--output PATH``.
+passthrough,startup,routes``, ``--output PATH``. A selection of only ``routes`` and
+``startup`` starts no local cloud: those figures are measured in this process.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -19,7 +21,10 @@ from benchmarks import report, startup, suite
 from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
-GROUPS = ("lifecycle", "latency", "payloads", "throughput", "memory", "passthrough", "startup")
+GROUPS = (
+    "lifecycle", "latency", "payloads", "throughput", "memory", "passthrough", "startup", "routes"
+)
+CLOUDLESS = frozenset({"routes", "startup"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,9 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = suite.Settings.quick() if args.quick else suite.Settings()
     started = time.monotonic()
     cloud_settings = LocalCloudSettings(app_dir=None, max_containers=8)
+    needs_cloud = not only or not only <= CLOUDLESS
     with (
         tempfile.TemporaryDirectory(prefix="plldb-bench-") as work,
-        LocalCloud(cloud_settings) as cloud,
+        LocalCloud(cloud_settings) if needs_cloud else contextlib.nullcontext() as cloud,
     ):
         bench = suite.Bench(cloud, settings, Path(work))
         try:

@@ -22,7 +22,8 @@ import psutil
 from benchmarks import harness
 from benchmarks.harness import Clients, Environments, PlldbProcess, timed_invoke
 from benchmarks.report import Figure, figure
-from plldb import naming
+from plldb import naming, routing
+from tests.harness import aws_events
 from tests.harness.localcloud import LocalCloud
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class Settings:
     concurrency: int = 100
     passthrough_cold_runs: int = 10
     passthrough_warm_runs: int = 100
+    route_runs: int = 20000
 
     @classmethod
     def quick(cls) -> Settings:
@@ -58,12 +60,13 @@ class Settings:
             concurrency=20,
             passthrough_cold_runs=2,
             passthrough_warm_runs=10,
+            route_runs=2000,
         )
 
 
 @dataclass
 class Bench:
-    cloud: LocalCloud
+    cloud: LocalCloud | None  # None: only figures that need no cloud (routes, startup)
     settings: Settings
     work_dir: Path
     figures: list[Figure] = field(default_factory=list)
@@ -73,8 +76,9 @@ class Bench:
     app_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        self.clients = Clients(self.cloud)
-        self.environments = Environments(self.cloud)
+        if self.cloud is not None:
+            self.clients = Clients(self.cloud)
+            self.environments = Environments(self.cloud)
 
     def add(self, item: Figure) -> None:
         log.info(
@@ -424,6 +428,60 @@ def passthrough(bench: Bench, instrumented: object) -> None:
         bench.add(figure(group, f"warm invocation: {label} vs no layer", samples, warms[0]))
 
 
+# --------------------------------------------------------------------------- shared stage
+
+ROUTE_SESSIONS = (1, 5, 20)
+# A REST API proxy event of about 2 KB (a browser's headers, twice: headers and
+# multiValueHeaders) plus the x-debug-user header the routes look at.
+ROUTE_HEADERS = aws_events.BROWSER_HEADERS[:10]
+
+
+def route_check(bench: Bench) -> None:
+    """What the shim adds to every invocation on a shared stage: the view of the invocation
+    and :func:`plldb.routing.choose` over the route table, each session one header route
+    with a value of its own. The baseline is the view alone (a stage with no route table),
+    interleaved. Each run is a new view, so each pays its own parse of the event."""
+    for count in ROUTE_SESSIONS:
+        table = [
+            routing.Entry(f"s-{n:02d}", (routing.Route.parse(f"header:x-debug-user=dev-{n}"),),
+                          n, "bench", False)
+            for n in range(1, count + 1)
+        ]
+        for case, user, taker in (
+            ("the last session matches", f"dev-{count}", table[-1]),
+            ("no session matches", "nobody", None),
+        ):
+            raw = aws_events.encoded(
+                aws_events.rest_event(ROUTE_HEADERS + [("X-Debug-User", user)])
+            )
+            assert routing.choose(table, routing.InvocationView(raw, None, "r")).debug is taker
+
+            def view_only(raw: bytes = raw) -> float:
+                started = time.perf_counter()
+                routing.InvocationView(raw, None, "8f5b4e2a-0d3c-4c1e-9a0b-1c2d3e4f5a6b")
+                return time.perf_counter() - started
+
+            def view_and_choose(raw: bytes = raw, table: list = table) -> float:
+                started = time.perf_counter()
+                view = routing.InvocationView(raw, None, "8f5b4e2a-0d3c-4c1e-9a0b-1c2d3e4f5a6b")
+                routing.choose(table, view)
+                return time.perf_counter() - started
+
+            interleaved(1000, view_only, view_and_choose)  # warm: caches, branch history
+            base, measured = interleaved(bench.settings.route_runs, view_only, view_and_choose)
+            bench.add(
+                figure(
+                    "route check (per invocation on a shared stage)",
+                    f"{count} session(s), {case}: choose() vs view alone",
+                    measured,
+                    base,
+                    unit="µs",
+                    scale=1e6,
+                    note=f"{len(raw)} B REST API event",
+                )
+            )
+
+
 # --------------------------------------------------------------------------- all
 
 
@@ -433,6 +491,8 @@ def run_all(bench: Bench, only: set[str] | None = None) -> None:
     def wanted(name: str) -> bool:
         return not only or name in only
 
+    if wanted("routes"):
+        route_check(bench)
     if wanted("lifecycle"):
         attach_and_detach(bench)
     if not any(wanted(n) for n in ("latency", "payloads", "throughput", "memory", "passthrough")):

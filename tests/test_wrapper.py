@@ -60,6 +60,7 @@ SHIM_FILES = {
     "plldb-shim/plldb/naming.py",
     "plldb-shim/plldb/limits.py",
     "plldb-shim/plldb/protocol.py",
+    "plldb-shim/plldb/routing.py",
     "plldb-shim/plldb/runner/__init__.py",
     "plldb-shim/plldb/runner/context.py",
     "plldb-shim/plldb/runner/encoding.py",

@@ -26,8 +26,9 @@ LAMBDA_NAMES = ("authorizer", "connect", "disconnect", "default", "manager")
 LAYER_NAME = "layer"
 LAYER_PREFIX = f"{LAYER_DIR}/"  # the layer unpacks to /opt/plldb-shim/
 WRAPPER = "wrapper"
-# The modules every side shares (names, limits, messages), bundled into each zip.
-SHARED_MODULES = ("naming.py", "limits.py", "protocol.py")
+# The modules every side shares (names, limits, messages, a shared stage's routes), bundled
+# into each zip: the authorizer checks and writes routes, the shim matches them.
+SHARED_MODULES = ("naming.py", "limits.py", "protocol.py", "routing.py")
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o644
