@@ -167,7 +167,7 @@ def test_a_whole_stack_attach_and_a_routed_one_refuse_each_other(
 
 
 @pytest.mark.parametrize(("route", "message"), [
-    ("cookie:x=1", "unknown route kind"),
+    ("cookie:x=1", "route 'cookie:x=1': unknown kind 'cookie'. Accepted forms: header:NAME=VALUE"),
     ("header:x-debug-user", "header:NAME=VALUE"),
 ])
 def test_a_malformed_route_is_refused_before_anything_changes(

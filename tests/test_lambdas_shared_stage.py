@@ -18,6 +18,7 @@ import pytest
 from plldb import naming, routing
 from plldb.lambdas import authorizer, stage_table
 from plldb.lambdas.common import Config
+from plldb.session.claims import claim_tags
 from tests.harness.gateway import Gateway
 from tests.harness.gateway_setup import get_session, put_session, scan
 from tests.harness.identity_proof import caller_arn, proof_headers
@@ -36,7 +37,7 @@ def _connect(session_id: str, who: boto3.Session | None = None, connection: str 
         "type": "REQUEST",
         "methodArn": METHOD_ARN,
         "headers": proof_headers(session_id, who),
-        "queryStringParameters": {"sessionId": session_id, "stackName": STACK, **query},
+        "queryStringParameters": {"sessionId": session_id, "stackName": STACK} | query,
         "requestContext": {"connectionId": connection or f"c-{session_id[:8]}=", "routeKey": "$connect"},
     }
     return authorizer.handler(event, None)
@@ -119,20 +120,30 @@ def test_a_whole_stack_session_is_refused_while_routed_ones_live(
 
 
 def test_force_needs_the_callers_claims_on_the_stages_functions(
-    alice_session: str, bob: Principal, caplog: pytest.LogCaptureFixture
+    bob: Principal, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A stage with instrumented functions: Bob's force without his claim on them fails."""
-    boto3.client("dynamodb").put_item(TableName=naming.SESSIONS_TABLE, Item={
-        naming.A_SESSION_ID: {"S": naming.function_key("shop-fn")},
-        naming.A_KIND: {"S": naming.KIND_INSTRUMENTATION},
-        naming.A_STACK_NAME: {"S": STACK},
-        naming.A_FUNCTION_NAME: {"S": "shop-fn"},
-        naming.A_FUNCTION_ARN: {"S": _function("shop-fn")},
-        naming.A_INSTRUMENTED_BY: {"S": naming.stack_lock_key(STACK)},
-    })
-    _refused(caplog, "only for a caller who claimed its functions first.*shop-fn not claimed",
-             str(uuid.uuid4()), bob.session(), force="1")
-    assert get_session(alice_session)[naming.A_STATUS]["S"] == naming.ACTIVE
+    """A stage with an instrumented function: Bob's force without his claim on it fails;
+    with it, the stage's sessions are closed."""
+    from plldb.lambdas.manager import entry as manager
+    from tests.harness.gateway_setup import instrument_nonce
+    from tests.harness.gateway_stack import STACK_NAME, create_stack
+
+    plain = create_stack()["Plain"]
+    alice = str(uuid.uuid4())
+    lambda_ = boto3.client("lambda")
+    arn = lambda_.get_function_configuration(FunctionName=plain)["FunctionArn"]
+    lambda_.tag_resource(Resource=arn, Tags=claim_tags(caller_arn(), alice, shared=True))
+    assert _effect(_connect(alice, stackName=STACK_NAME, functions="Plain",
+                            routes=_routes("header:x-u=alice"))) == "Allow"
+    assert manager.handler({"action": "instrument", "session_id": alice, "connection_id": f"c-{alice[:8]}=",
+                            "nonce": instrument_nonce(alice)}, None)["instrumented"] == [plain]
+    takeover = str(uuid.uuid4())
+    _refused(caplog, f"only for a caller who claimed its functions first.*{plain} not claimed by "
+             f"{re.escape(bob.arn)}", takeover, bob.session(), stackName=STACK_NAME, force="1")
+    assert get_session(alice)[naming.A_STATUS]["S"] == naming.ACTIVE
+    lambda_.tag_resource(Resource=arn, Tags=claim_tags(bob.arn, takeover, shared=False))
+    assert _effect(_connect(takeover, bob.session(), stackName=STACK_NAME, force="1")) == "Allow"
+    assert get_session(alice)[naming.A_STATUS]["S"] == naming.CLOSED
 
 
 def test_a_routed_session_is_refused_while_a_whole_stack_one_lives(
@@ -147,7 +158,7 @@ def test_a_routed_session_is_refused_while_a_whole_stack_one_lives(
 @pytest.mark.parametrize(("routes", "reason"), [
     ("not json", "routes is not a JSON list"),
     ('{"a": 1}', "routes is not a JSON list of strings"),
-    (_routes("cookie:x=1"), "malformed routes: .*unknown route kind"),
+    (_routes("cookie:x=1"), "malformed routes: route .cookie:x=1.: unknown kind .cookie."),
     (_routes(*[f"header:x-u=v{i}" for i in range(routing.MAX_ROUTES + 1)]), "malformed routes"),
 ])
 def test_malformed_routes_are_refused(gateway: Gateway, caplog: pytest.LogCaptureFixture,
@@ -190,6 +201,3 @@ def test_the_last_entry_can_be_restored_only_once_and_not_while_one_remains(gate
     assert stage_table.begin_restore(config, STACK)
     assert not stage_table.begin_restore(config, STACK)  # another run holds it
 
-
-def _function(name: str) -> str:
-    return f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
