@@ -2,7 +2,7 @@
 
 Prints a table and writes JSON (default benchmarks/results/latest.json). Options:
 ``--quick`` (smoke-test counts), ``--only lifecycle,latency,payloads,throughput,memory,
-passthrough,startup,routes``, ``--output PATH``. A selection of only ``routes`` and
+passthrough,shared,startup,routes``, ``--output PATH``. A selection of only ``routes`` and
 ``startup`` starts no local cloud: those figures are measured in this process.
 """
 
@@ -22,7 +22,8 @@ from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
 GROUPS = (
-    "lifecycle", "latency", "payloads", "throughput", "memory", "passthrough", "startup", "routes"
+    "lifecycle", "latency", "payloads", "throughput", "memory", "passthrough", "shared", "startup",
+    "routes",
 )
 CLOUDLESS = frozenset({"routes", "startup"})
 

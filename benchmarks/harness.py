@@ -32,6 +32,7 @@ from tests.harness.localcloud import LocalCloud
 from tests.harness.localcloud_lambda import FunctionSpec, Invoker, Slot
 from tests.harness.moto_server import FAKE_CREDENTIALS, REGION
 
+BENCH_STACK = "plldb-bench"
 ATTACHED_LINE = "attached: waiting for invocations"
 SESSION_LINE = re.compile(r"session (?P<id>[0-9a-f-]{36}) opened")
 DETACHED_LINE = re.compile(r"detached: (?P<count>\d+) function\(s\) restored")
@@ -329,3 +330,12 @@ def timed_invoke(slot: Slot, payload: bytes, wait_s: float = 60.0) -> tuple[floa
     if result.status != "success":
         raise RuntimeError(f"invocation failed ({result.status}): {result.body[:500]!r}")
     return elapsed, result.body
+
+
+def interleaved(runs: int, *calls: Callable[[], float]) -> list[list[float]]:
+    """Run the calls in turn ``runs`` times; the samples of each."""
+    samples: list[list[float]] = [[] for _ in calls]
+    for _ in range(runs):
+        for index, call in enumerate(calls):
+            samples[index].append(call())
+    return samples

@@ -7,23 +7,26 @@ weighs on both alike.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
-from benchmarks import harness
-from benchmarks.harness import Clients, Environments, PlldbProcess, timed_invoke
+from benchmarks import environments, harness
+from benchmarks.harness import (
+    BENCH_STACK,
+    Clients,
+    Environments,
+    PlldbProcess,
+    interleaved,
+    timed_invoke,
+)
 from benchmarks.report import Figure, figure
-from plldb import naming, routing
-from tests.harness import aws_events
 from tests.harness.localcloud import LocalCloud
 
 log = logging.getLogger(__name__)
@@ -31,7 +34,6 @@ log = logging.getLogger(__name__)
 KB = 1024
 MB = 1024 * KB
 PAYLOAD_SIZES = {"100 KB": 100 * KB, "1 MB": MB, "6 MB": 6 * MB}
-BENCH_STACK = "plldb-bench"
 LIFECYCLE_SIZES = (1, 10, 30)
 BENCH_FUNCTIONS = ("Trivial", "Sized")  # attached
 PLAIN_FUNCTIONS = ("TrivialPlain", "SizedPlain")  # same code, never attached: baselines
@@ -107,15 +109,6 @@ def lifecycle_app(bench: Bench, count: int) -> tuple[Path, str, list[str]]:
     app_dir = harness.write_app(bench.work_dir / f"n{count}-app", sources, stack)
     functions = harness.deploy_app(bench.cloud, app_dir, stack)
     return app_dir, stack, sorted(functions.values())
-
-
-def interleaved(runs: int, *calls: Callable[[], float]) -> list[list[float]]:
-    """Run the calls in turn ``runs`` times; the samples of each."""
-    samples: list[list[float]] = [[] for _ in calls]
-    for _ in range(runs):
-        for index, call in enumerate(calls):
-            samples[index].append(call())
-    return samples
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -371,117 +364,6 @@ def memory_figures(bench: Bench, idle_mb: float, payload_mb: float, load_mb: flo
         bench.add(figure(group, name, [value], unit="MB", scale=1.0))
 
 
-# --------------------------------------------------------------------------- pass-through
-
-
-def passthrough(bench: Bench, instrumented: object) -> None:
-    """Layer attached but no session vs no layer: cold start and warm invocation.
-
-    Two cases with the layer: the wrapper with no session variable (``exec`` of the runtime),
-    and the instrumentation's variables with the session closed (the window before the
-    restore: the shim starts, sees the session closed, runs the handler, hands over).
-    """
-    envs = bench.environments
-    name = bench.functions["Trivial"]
-    plain = envs.spec(name)  # restored: no layer
-    wrapper_only = dataclasses.replace(
-        plain,
-        layer_sha256s=instrumented.layer_sha256s,  # type: ignore[attr-defined]
-        environment=((naming.ENV_EXEC_WRAPPER, naming.WRAPPER_PATH),),
-    )
-    variants = {
-        "no layer": plain,
-        "layer, no session": wrapper_only,
-        "layer + variables, session closed": instrumented,
-    }
-
-    def cold(spec: object) -> Callable[[], float]:
-        def run() -> float:
-            started = time.perf_counter()
-            slot = envs.start(spec)  # type: ignore[arg-type]
-            try:
-                timed_invoke(slot, b"{}")
-                return time.perf_counter() - started
-            finally:
-                slot.stop()
-
-        return run
-
-    colds = interleaved(bench.settings.passthrough_cold_runs, *(cold(s) for s in variants.values()))
-    base = colds[0]
-    group = "pass-through cost (layer attached, no session)"
-    for (label, _), samples in zip(list(variants.items())[1:], colds[1:], strict=True):
-        bench.add(figure(group, f"cold start to first answer: {label} vs no layer", samples, base))
-    slots = [envs.start(spec) for spec in variants.values()]  # type: ignore[arg-type]
-    try:
-        for slot in slots:
-            for _ in range(3):
-                timed_invoke(slot, b"{}")
-        warms = interleaved(
-            bench.settings.passthrough_warm_runs,
-            *(lambda s=s: timed_invoke(s, b"{}")[0] for s in slots),
-        )
-    finally:
-        for slot in slots:
-            slot.stop()
-    for (label, _), samples in zip(list(variants.items())[1:], warms[1:], strict=True):
-        bench.add(figure(group, f"warm invocation: {label} vs no layer", samples, warms[0]))
-
-
-# --------------------------------------------------------------------------- shared stage
-
-ROUTE_SESSIONS = (1, 5, 20)
-# A REST API proxy event of about 2 KB (a browser's headers, twice: headers and
-# multiValueHeaders) plus the x-debug-user header the routes look at.
-ROUTE_HEADERS = aws_events.BROWSER_HEADERS[:10]
-
-
-def route_check(bench: Bench) -> None:
-    """What the shim adds to every invocation on a shared stage: the view of the invocation
-    and :func:`plldb.routing.choose` over the route table, each session one header route
-    with a value of its own. The baseline is the view alone (a stage with no route table),
-    interleaved. Each run is a new view, so each pays its own parse of the event."""
-    for count in ROUTE_SESSIONS:
-        table = [
-            routing.Entry(f"s-{n:02d}", (routing.Route.parse(f"header:x-debug-user=dev-{n}"),),
-                          n, "bench", False)
-            for n in range(1, count + 1)
-        ]
-        for case, user, taker in (
-            ("the last session matches", f"dev-{count}", table[-1]),
-            ("no session matches", "nobody", None),
-        ):
-            raw = aws_events.encoded(
-                aws_events.rest_event(ROUTE_HEADERS + [("X-Debug-User", user)])
-            )
-            assert routing.choose(table, routing.InvocationView(raw, None, "r")).debug is taker
-
-            def view_only(raw: bytes = raw) -> float:
-                started = time.perf_counter()
-                routing.InvocationView(raw, None, "8f5b4e2a-0d3c-4c1e-9a0b-1c2d3e4f5a6b")
-                return time.perf_counter() - started
-
-            def view_and_choose(raw: bytes = raw, table: list = table) -> float:
-                started = time.perf_counter()
-                view = routing.InvocationView(raw, None, "8f5b4e2a-0d3c-4c1e-9a0b-1c2d3e4f5a6b")
-                routing.choose(table, view)
-                return time.perf_counter() - started
-
-            interleaved(1000, view_only, view_and_choose)  # warm: caches, branch history
-            base, measured = interleaved(bench.settings.route_runs, view_only, view_and_choose)
-            bench.add(
-                figure(
-                    "route check (per invocation on a shared stage)",
-                    f"{count} session(s), {case}: choose() vs view alone",
-                    measured,
-                    base,
-                    unit="µs",
-                    scale=1e6,
-                    note=f"{len(raw)} B REST API event",
-                )
-            )
-
-
 # --------------------------------------------------------------------------- all
 
 
@@ -492,10 +374,11 @@ def run_all(bench: Bench, only: set[str] | None = None) -> None:
         return not only or name in only
 
     if wanted("routes"):
-        route_check(bench)
+        environments.route_check(bench)
     if wanted("lifecycle"):
         attach_and_detach(bench)
-    if not any(wanted(n) for n in ("latency", "payloads", "throughput", "memory", "passthrough")):
+    if not any(wanted(n) for n in ("latency", "payloads", "throughput", "memory", "passthrough",
+                                   "shared")):
         return
     deploy_bench_app(bench)
     assert bench.app_dir is not None
@@ -516,4 +399,6 @@ def run_all(bench: Bench, only: set[str] | None = None) -> None:
         memory_figures(bench, idle_mb, payload_mb, load_mb)
         plldb.detach()
     if wanted("passthrough"):
-        passthrough(bench, instrumented)
+        environments.passthrough(bench, instrumented)
+    if wanted("shared"):
+        environments.shared_stage(bench)
