@@ -209,7 +209,7 @@ def test_a_presigned_url_opens_only_its_own_object(
 def test_a_presigned_url_stops_working_when_it_expires(shim: Cloud) -> None:
     """URLs live until the invocation's deadline plus a margin (plldb.layer.loop
     ``payload_url_seconds``); a URL copied from a log or a message later opens nothing."""
-    key = shim.put_payload("req-expiring", "event", EVENT)["key"]
+    key = shim.put_payload("req-expiring", "event", EVENT, VICTIM_SESSION)["key"]
     url = shim.presign("get", key, 1)
     assert _http(url, "GET") == (200, EVENT)
     deadline = time.monotonic() + 10
@@ -222,11 +222,11 @@ def test_a_presigned_url_stops_working_when_it_expires(shim: Cloud) -> None:
 def test_a_result_object_over_the_limit_is_refused_by_the_shim(shim: Cloud) -> None:
     """A PUT URL does not bound the size of what is uploaded: the shim checks it before
     reading, so the function never answers with more than Lambda's 6 MB."""
-    upload = shim.result_upload("req-huge", 60)
+    upload = shim.result_upload("req-huge", 60, VICTIM_SESSION)
     assert upload is not None
     assert _http(upload["url"], "PUT", b"x" * (limits.MAX_PAYLOAD + 1))[0] == 200
     ref = {"bucket": upload["bucket"], "key": upload["key"], "size": 10}
     with pytest.raises(PayloadError, match=f"over the {limits.MAX_PAYLOAD} byte limit"):
-        shim.get_payload("req-huge", ref)
+        shim.get_payload("req-huge", VICTIM_SESSION, ref)
     with pytest.raises(payloads.PayloadError, match="over the 6291456 byte limit"):
         payloads.upload(upload, b"x" * (limits.MAX_PAYLOAD + 1))

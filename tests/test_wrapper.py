@@ -68,10 +68,15 @@ SHIM_FILES = {
     "plldb-shim/plldb/runner/running.py",
     "plldb-shim/plldb/layer/__init__.py",
     "plldb-shim/plldb/layer/cloud.py",
+    "plldb-shim/plldb/layer/config.py",
     "plldb-shim/plldb/layer/loop.py",
+    "plldb-shim/plldb/layer/mirror.py",
     "plldb-shim/plldb/layer/polling.py",
     "plldb-shim/plldb/layer/runtime_api.py",
     "plldb-shim/plldb/layer/shim.py",
+    "plldb-shim/plldb/layer/sigv4.py",
+    "plldb-shim/plldb/layer/stage.py",
+    "plldb-shim/plldb/layer/table_reader.py",
 }
 
 

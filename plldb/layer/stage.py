@@ -35,6 +35,12 @@ STALE_SECONDS = limits.ROUTE_TABLE_STALE_SECONDS
 Reader = Callable[[str, dict[str, Any]], "dict[str, Any] | None"]
 
 
+def read_table(table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+    """One GetItem with short timeouts: the caller of an invocation that nobody debugs must
+    not wait long for the table (on a failure the shim runs the invocation here)."""
+    return table_reader.read_item(table, key, connect_timeout=1.0, read_timeout=2.0)
+
+
 class RouteTable:
     """The route table of one shared stage, re-read as :data:`FRESH_SECONDS` says."""
 
@@ -43,7 +49,7 @@ class RouteTable:
         sessions_table: str,
         stage_key: str,
         background: Executor,
-        read: Reader = table_reader.read_item,
+        read: Reader = read_table,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sessions_table = sessions_table
