@@ -69,6 +69,7 @@ SHIM_FILES = {
     "plldb-shim/plldb/layer/__init__.py",
     "plldb-shim/plldb/layer/cloud.py",
     "plldb-shim/plldb/layer/config.py",
+    "plldb-shim/plldb/layer/in_place.py",
     "plldb-shim/plldb/layer/loop.py",
     "plldb-shim/plldb/layer/mirror.py",
     "plldb-shim/plldb/layer/polling.py",

@@ -69,13 +69,22 @@ def _print_sessions(sessions: list[dict[str, Any]], show_all: bool) -> None:
         return
     console.table(
         "Sessions" if show_all else "Active sessions",
-        ["Stack", "Session", "Status", "Since", "By", "Takes"],
-        [[s["stack_name"], s["session_id"], _session_state(s), s["created_at"], s["created_by"],
-          _takes(s)] for s in sessions],
+        ["Stack", "Session", "Status", "Since", "By"],
+        [[s["stack_name"], s["session_id"], _session_state(s), s["created_at"], s["created_by"]]
+         for s in sessions],
     )
-    if any(s["routes"] or s["mirror"] for s in sessions):
-        console.info("on a shared stage, an invocation matching several sessions' routes goes "
-                     "to the earliest attached (listed first); one matching none runs in the cloud")
+    _print_routes([s for s in sessions if s["live"] and (s["routes"] or s["mirror"])])
+
+
+def _print_routes(shared: list[dict[str, Any]]) -> None:
+    """Every live route of the shared stages, in the order they win (earliest first)."""
+    if not shared:
+        return
+    console.table(
+        "Routes on shared stages (an invocation goes to the first that matches; none: the cloud)",
+        ["Stack", "Takes", "By"],
+        [[s["stack_name"], _takes(s), s["created_by"]] for s in shared],
+    )
 
 
 def _takes(session: dict[str, Any]) -> str:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from plldb import limits, naming, protocol, routing, runner
 from plldb.layer import mirror, polling
 from plldb.layer.config import ShimConfig, ShimConfigError
+from plldb.layer.in_place import use_runtime_sys_path
 from plldb.layer.runtime_api import Invocation, RuntimeApi, RuntimeApiError
 from plldb.layer.stage import RouteTable
 from plldb.layer.table_reader import TableReadError
@@ -427,21 +428,3 @@ def payload_url_seconds(deadline_ms: int, now: float) -> int:
     """
     remaining = math.ceil(deadline_ms / 1000 - now)
     return max(0, min(remaining, limits.MAX_TIMEOUT)) + limits.PAYLOAD_URL_MARGIN_SECONDS
-
-
-def use_runtime_sys_path(environ: MutableMapping[str, str]) -> None:
-    """Put the function's code on ``sys.path`` like the runtime's bootstrap does.
-
-    Precedence: task root, then (only when PYTHONPATH is unset) the layers' site-packages
-    and ``/opt/python``: the standard locations of other layers, not of this one.
-    """
-    wanted = []
-    task_root = environ.get("LAMBDA_TASK_ROOT")
-    if task_root:
-        wanted.append(task_root)
-    if "PYTHONPATH" not in environ:
-        version = f"{sys.version_info.major}.{sys.version_info.minor}"
-        wanted += [f"/opt/python/lib/python{version}/site-packages", "/opt/python"]
-    for path in reversed(wanted):
-        if path not in sys.path:
-            sys.path.insert(0, path)

@@ -307,8 +307,8 @@ class Attachment(InvocationServing):
             if self.detaching:  # a reconnect's re-instrument, overtaken by Ctrl-C: moot
                 return
             if problem is None:
-                console.info("[bold]attached[/bold]: waiting for invocations (Ctrl-C to detach)")
                 print_routes(self.options)
+                console.info("[bold]attached[/bold]: waiting for invocations (Ctrl-C to detach)")
                 return
             console.error(f"{problem}: detaching")
             self.exit_code = 1
