@@ -22,6 +22,8 @@ import pytest
 from tests.harness import developer_policy
 from tests.harness.localcloud import TEST_STACK_DIR, TEST_STACK_NAME, LocalCloud, LocalCloudSettings
 from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
+from tests.harness.localcloud_dap import DapClient
+from tests.harness.moto_server import free_port
 from tests.harness.principals import create_user
 from tests.test_e2e_attach import invoke, snapshot, wait_restored
 
@@ -177,4 +179,35 @@ def test_a_malformed_route_is_refused_before_anything_changes(
     plldb = developers("alice", "attach", "--route", route, wait=False)
     assert plldb.wait(60) == 2, plldb.text()
     assert message in " ".join(plldb.text().split()), plldb.text()
+    assert snapshot(stage_cloud, lam) == before
+
+
+def test_mirror_answers_from_the_cloud_while_the_local_run_sits_at_a_breakpoint(
+    stage_cloud: LocalCloud, lam: Any, developers: Callable[..., PlldbProcess], apps: dict[str, Path]
+) -> None:
+    """Alice mirrors the stage with debugpy: the caller gets the deployed answer at once,
+    while her local copy is stopped at a breakpoint; continuing shows the difference."""
+    before = snapshot(stage_cloud, lam)
+    port = free_port()
+    alice = developers("alice", "attach", "--mirror", "--debugpy", "--debugpy-port", str(port))
+    source = apps["alice"] / "functions" / "hello" / "app.py"
+    line = source.read_text().splitlines().index("    return {") + 1
+    debugger = DapClient("127.0.0.1", port)
+    try:
+        assert debugger.attach({source: [line]})[source][0]["verified"]
+        assert _answered_by(lam, stage_cloud, "mirrored") == DEPLOYED  # not held by the breakpoint
+        stopped = debugger.wait_event("stopped", timeout=60)
+        assert stopped["reason"] == "breakpoint"
+        frame = debugger.top_frame(stopped["threadId"])
+        assert Path(frame["source"]["path"]).resolve() == source
+        assert _answered_by(lam, stage_cloud, "again") == DEPLOYED  # still answered while stopped
+        debugger.request("continue", threadId=stopped["threadId"])
+        second = debugger.wait_event("stopped", timeout=60)  # the second copy reaches it too
+        debugger.request("continue", threadId=second["threadId"])
+    finally:
+        debugger.close()
+    alice.wait_for("mirror HelloFunction")
+    flat = " ".join(alice.text().split())
+    assert "changed" in flat and f"{DEPLOYED}@alice" in flat, alice.text()
+    assert alice.interrupt() == 0, alice.text()
     assert snapshot(stage_cloud, lam) == before
