@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from benchmarks.harness import BENCH_STACK, Environments, PlldbProcess, interleaved, timed_invoke
 from benchmarks.report import figure
-from plldb import naming, routing
+from plldb import naming, route_table, routing
 from tests.harness import aws_events
 
 if TYPE_CHECKING:
@@ -96,12 +96,12 @@ ROUTE_HEADERS = aws_events.BROWSER_HEADERS[:10]
 
 def route_check(bench: Bench) -> None:
     """What the shim adds to every invocation on a shared stage: the view of the invocation
-    and :func:`plldb.routing.choose` over the route table, each session one header route
+    and :func:`plldb.route_table.choose` over the route table, each session one header route
     with a value of its own. The baseline is the view alone (a stage with no route table),
     interleaved. Each run is a new view, so each pays its own parse of the event."""
     for count in ROUTE_SESSIONS:
         table = [
-            routing.Entry(f"s-{n:02d}", (routing.Route.parse(f"header:x-debug-user=dev-{n}"),),
+            route_table.Entry(f"s-{n:02d}", (routing.Route.parse(f"header:x-debug-user=dev-{n}"),),
                           n, "bench", False)
             for n in range(1, count + 1)
         ]
@@ -112,7 +112,7 @@ def route_check(bench: Bench) -> None:
             raw = aws_events.encoded(
                 aws_events.rest_event(ROUTE_HEADERS + [("X-Debug-User", user)])
             )
-            assert routing.choose(table, routing.InvocationView(raw, None, "r")).debug is taker
+            assert route_table.choose(table, routing.InvocationView(raw, None, "r")).debug is taker
 
             def view_only(raw: bytes = raw) -> float:
                 started = time.perf_counter()
@@ -122,7 +122,7 @@ def route_check(bench: Bench) -> None:
             def view_and_choose(raw: bytes = raw, table: list = table) -> float:
                 started = time.perf_counter()
                 view = routing.InvocationView(raw, None, "8f5b4e2a-0d3c-4c1e-9a0b-1c2d3e4f5a6b")
-                routing.choose(table, view)
+                route_table.choose(table, view)
                 return time.perf_counter() - started
 
             interleaved(1000, view_only, view_and_choose)  # warm: caches, branch history
@@ -176,7 +176,7 @@ def extra_entries(bench: Bench, count: int) -> Iterator[None]:
     key = {naming.A_SESSION_ID: {"S": naming.stack_lock_key(BENCH_STACK)}}
     ids = [f"bench-{i:02}" for i in range(count)]
     for i, session_id in enumerate(ids):
-        entry = routing.entry_attribute([f"header:x-debug-user=colleague-{i}"], i, "arn:bench", False)
+        entry = route_table.entry_attribute([f"header:x-debug-user=colleague-{i}"], i, "arn:bench", False)
         dynamodb.update_item(TableName=naming.SESSIONS_TABLE, Key=key,
                              UpdateExpression="SET #r.#s = :e",
                              ExpressionAttributeNames={"#r": naming.A_ROUTES, "#s": session_id},

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from plldb import naming, routing
+from plldb import naming, route_table, routing
 from plldb.lambdas import authorizer, stage_table
 from plldb.lambdas.common import Config
 from plldb.session.claims import claim_tags
@@ -51,7 +51,7 @@ def _routes(*expressions: str) -> str:
     return json.dumps(list(expressions))
 
 
-def _table() -> dict[str, routing.Entry]:
+def _table() -> dict[str, route_table.Entry]:
     item = stage_table.read(Config.from_environ(), STACK)
     return {e.session_id: e for e in stage_table.entries(item)}
 
@@ -170,7 +170,7 @@ def test_a_full_stage_is_refused(gateway: Gateway, caplog: pytest.LogCaptureFixt
     for i in range(naming.MAX_SHARED_SESSIONS):
         session_id = put_session(STACK, status=naming.ACTIVE, claim=False)
         stage_table.join(Config.from_environ(), STACK, session_id,
-                         routing.entry_attribute([f"header:x-u=u{i}"], i, "arn:aws:iam::1:user/u", False), None)
+                         route_table.entry_attribute([f"header:x-u=u{i}"], i, "arn:aws:iam::1:user/u", False), None)
     _refused(caplog, f"has {naming.MAX_SHARED_SESSIONS} live sessions on its shared stage",
              str(uuid.uuid4()), routes=_routes("header:x-u=late"))
 
@@ -180,7 +180,7 @@ def test_nobody_joins_while_the_stage_is_being_restored(
 ) -> None:
     config = Config.from_environ()
     session_id = put_session(STACK, status=naming.CLOSED, claim=False)
-    stage_table.join(config, STACK, session_id, routing.entry_attribute(["sample:1%"], 1, "arn:x", False), None)
+    stage_table.join(config, STACK, session_id, route_table.entry_attribute(["sample:1%"], 1, "arn:x", False), None)
     stage_table.leave(config, STACK, session_id)
     assert stage_table.begin_restore(config, STACK)
     _refused(caplog, "being restored .* attach again in a few seconds", str(uuid.uuid4()),
@@ -194,7 +194,7 @@ def test_the_last_entry_can_be_restored_only_once_and_not_while_one_remains(gate
     config = Config.from_environ()
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
     for session_id in (first, second):
-        stage_table.join(config, STACK, session_id, routing.entry_attribute(["sample:5%"], 1, "arn:x", False), None)
+        stage_table.join(config, STACK, session_id, route_table.entry_attribute(["sample:5%"], 1, "arn:x", False), None)
     stage_table.leave(config, STACK, first)
     assert not stage_table.begin_restore(config, STACK)  # the second is still there
     stage_table.leave(config, STACK, second)

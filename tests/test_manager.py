@@ -511,7 +511,7 @@ def test_a_customer_managed_kms_key_is_a_clear_skip(gateway: Gateway) -> None:
     request = manager.Request.parse(
         {"action": "instrument", "session_id": session_id, "nonce": "n"})
 
-    outcome = planner.plan("encrypted", request, 900, session)
+    outcome = planner.plan("encrypted", request, 900, session, session_id)
 
     assert outcome == manager_plan.Outcome(
         "encrypted", manager_plan.SKIPPED,

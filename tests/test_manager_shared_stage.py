@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from plldb import naming, routing
+from plldb import naming, route_table
 from plldb.lambdas import stage_table
 from plldb.lambdas.common import Config
 from plldb.lambdas.manager import entry as manager
@@ -56,7 +56,7 @@ def _join(who: str, route: str, function: str, claim: bool = True) -> str:
         ExpressionAttributeNames={"#r": naming.A_ROUTES, "#m": naming.A_MIRROR},
         ExpressionAttributeValues={":r": {"L": [{"S": route}]}, ":m": {"BOOL": False}})
     stage_table.join(Config.from_environ(), STACK_NAME, session_id,
-                     routing.entry_attribute([route], len(route), who, False), None)
+                     route_table.entry_attribute([route], len(route), who, False), None)
     return session_id
 
 

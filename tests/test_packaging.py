@@ -36,7 +36,7 @@ def test_two_builds_give_identical_bytes(tmp_path: Path) -> None:
 
 
 def test_lambda_zip_listing_modes_and_timestamps() -> None:
-    expected = _present(["__init__.py", "naming.py", "limits.py", "protocol.py", "routing.py"])
+    expected = _present(["__init__.py", "naming.py", "limits.py", "protocol.py", "routing.py", "route_table.py"])
     expected += sorted(p.relative_to(SOURCE).as_posix() for p in (SOURCE / "lambdas").rglob("*.py"))
     for name in packaging.LAMBDA_NAMES:
         entries = _entries(packaging.lambda_zip(name))
@@ -48,7 +48,7 @@ def test_lambda_zip_listing_modes_and_timestamps() -> None:
 
 
 def test_layer_zip_listing_and_executable_wrapper() -> None:
-    expected = _present(["__init__.py", "naming.py", "limits.py", "protocol.py", "routing.py"])
+    expected = _present(["__init__.py", "naming.py", "limits.py", "protocol.py", "routing.py", "route_table.py"])
     expected += sorted(p.relative_to(SOURCE).as_posix() for p in (SOURCE / "runner").rglob("*.py"))
     expected += sorted(f"layer/{p.name}" for p in (SOURCE / "layer").glob("*.py"))
     names = [f"plldb-shim/plldb/{n}" for n in expected]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from plldb import naming, routing
+from plldb import naming, route_table, routing
 from plldb.layer.stage import FRESH_SECONDS, STALE_SECONDS, RouteTable, stage_entries
 
 
@@ -39,7 +39,7 @@ class Table:
 
 def stage_item(*sessions: str) -> dict[str, Any]:
     entries = {
-        sid: routing.entry_attribute([routing.Route.parse(f"header:x-user={sid}")], 1000 + i, "arn:u", False)
+        sid: route_table.entry_attribute([routing.Route.parse(f"header:x-user={sid}")], 1000 + i, "arn:u", False)
         for i, sid in enumerate(sessions)
     }
     return {naming.A_SESSION_ID: {"S": "STACK#orders"}, naming.A_MODE: {"S": naming.MODE_SHARED},

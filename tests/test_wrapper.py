@@ -61,6 +61,7 @@ SHIM_FILES = {
     "plldb-shim/plldb/limits.py",
     "plldb-shim/plldb/protocol.py",
     "plldb-shim/plldb/routing.py",
+    "plldb-shim/plldb/route_table.py",
     "plldb-shim/plldb/runner/__init__.py",
     "plldb-shim/plldb/runner/context.py",
     "plldb-shim/plldb/runner/encoding.py",

@@ -28,7 +28,7 @@ LAYER_PREFIX = f"{LAYER_DIR}/"  # the layer unpacks to /opt/plldb-shim/
 WRAPPER = "wrapper"
 # The modules every side shares (names, limits, messages, a shared stage's routes), bundled
 # into each zip: the authorizer checks and writes routes, the shim matches them.
-SHARED_MODULES = ("naming.py", "limits.py", "protocol.py", "routing.py")
+SHARED_MODULES = ("naming.py", "limits.py", "protocol.py", "routing.py", "route_table.py")
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o644

@@ -24,7 +24,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from plldb import limits, naming, routing
+from plldb import limits, naming, route_table, routing
 from plldb.lambdas import common, stage_table
 from plldb.lambdas.caller import Caller
 from plldb.lambdas.common import log
@@ -103,7 +103,7 @@ def _join_stage(config: common.Config, caller: Caller, session_id: str, options:
     if len(live) >= naming.MAX_SHARED_SESSIONS:
         raise Refused(f"stack {options.stack_name} has {len(live)} live sessions on its shared "
                       f"stage, the most plldb allows ({naming.MAX_SHARED_SESSIONS})")
-    entry = routing.entry_attribute([routing.Route.parse(r) for r in options.routes],
+    entry = route_table.entry_attribute([routing.Route.parse(r) for r in options.routes],
                                     now * 1000, caller.arn, options.mirror)
     try:
         stage_table.join(config, options.stack_name, session_id, entry, holder)

@@ -15,7 +15,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from plldb import limits, naming, routing
+from plldb import limits, naming, route_table
 from plldb.lambdas import common
 
 # How long a restore of the stage's functions may hold the lock item: as long as one run
@@ -42,9 +42,9 @@ def is_shared(item: dict[str, Any] | None) -> bool:
     return bool(item) and item.get(naming.A_MODE, {}).get("S") == naming.MODE_SHARED
 
 
-def entries(item: dict[str, Any] | None) -> list[routing.Entry]:
+def entries(item: dict[str, Any] | None) -> list[route_table.Entry]:
     """The route table's entries (none when the item is not a shared stage's)."""
-    return routing.entries_from_item(item) if item and is_shared(item) else []
+    return route_table.entries_from_item(item) if item and is_shared(item) else []
 
 
 def join(config: common.Config, stack_name: str, session_id: str, entry: dict[str, Any],

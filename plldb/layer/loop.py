@@ -15,7 +15,7 @@ lost). ``$disconnect`` is best effort, so the shim never waits on it alone.
 
 On a shared stage (``DEBUGGER_SESSION_ID`` names the stack's route table, see
 :mod:`plldb.layer.stage`) each invocation first picks its session by the routes
-(:func:`plldb.routing.choose`). One routed to nobody runs here, in this process, with no
+(:func:`plldb.route_table.choose`). One routed to nobody runs here, in this process, with no
 extra cold start, and the shim keeps serving; so does one routed to a session that is over
 (the other developers' routes stay). Mirror sessions get a copy of such an invocation and
 its result, posted after the caller has its answer. Only when no session is left on the
@@ -34,7 +34,7 @@ from collections.abc import Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from plldb import limits, naming, protocol, routing, runner
+from plldb import limits, naming, protocol, route_table, routing, runner
 from plldb.layer import mirror, polling
 from plldb.layer.config import ShimConfig, ShimConfigError
 from plldb.layer.in_place import use_runtime_sys_path
@@ -182,7 +182,7 @@ class Shim:
         view = routing.InvocationView(
             invocation.body, invocation.header(runner.H_TENANT_ID), invocation.request_id
         )
-        decision = routing.choose(entries, view)
+        decision = route_table.choose(entries, view)
         if decision.debug is not None:
             return self._debug(invocation, decision.debug.session_id)
         started = self.clock()
@@ -192,7 +192,7 @@ class Shim:
         return True
 
     def _mirror(self, invocation: Invocation, outcome: runner.Outcome,
-                mirrors: tuple[routing.Entry, ...], started: float) -> None:
+                mirrors: tuple[route_table.Entry, ...], started: float) -> None:
         """Post a copy of an invocation answered here to each mirror session (after the
         caller has its answer; a failure is only logged)."""
         try:

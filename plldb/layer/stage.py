@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from plldb import limits, naming, routing
+from plldb import limits, naming, route_table
 from plldb.layer import table_reader
 
 log = logging.getLogger("plldb.shim")
@@ -58,12 +58,12 @@ class RouteTable:
         self.read = read
         self.clock = clock
         self._lock = threading.Lock()
-        self._entries: list[routing.Entry] = []
+        self._entries: list[route_table.Entry] = []
         self._read_at: float | None = None
         self._refreshing = False
         self.reads = 0  # table reads made (the benchmark and the log count them)
 
-    def entries(self) -> list[routing.Entry]:
+    def entries(self) -> list[route_table.Entry]:
         """The live stage's entries (empty: the stage is over), fresh as the module says."""
         with self._lock:
             age = None if self._read_at is None else self.clock() - self._read_at
@@ -76,7 +76,7 @@ class RouteTable:
                 return self._entries
         return self.refresh()
 
-    def refresh(self) -> list[routing.Entry]:
+    def refresh(self) -> list[route_table.Entry]:
         """Read the table now (errors propagate: the caller decides what an unknown table
         means for the invocation in hand)."""
         item = self.read(self.sessions_table, self.key)
@@ -98,9 +98,9 @@ class RouteTable:
                 self._read_at = None  # too old now: the next invocation reads before deciding
 
 
-def stage_entries(item: dict[str, Any] | None) -> list[routing.Entry]:
+def stage_entries(item: dict[str, Any] | None) -> list[route_table.Entry]:
     """The entries of a lock item; none when it is gone or is not a shared stage's (a
     whole-stack session took the stack over)."""
     if not item or item.get(naming.A_MODE, {}).get("S") != naming.MODE_SHARED:
         return []
-    return routing.entries_from_item(item)
+    return route_table.entries_from_item(item)

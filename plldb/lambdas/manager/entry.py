@@ -48,6 +48,7 @@ from plldb.lambdas.manager.plan import (
 )
 from plldb.lambdas.manager.records import Records
 from plldb.lambdas.manager.request import InvalidRequest, Request
+from plldb.lambdas.manager.restore import Restorer
 from plldb.lambdas.manager.targets import StackNotFound, Targets
 
 RESTORE_RESERVE_SECONDS = 120.0  # of the manager's own time, kept for the restore after the grace
@@ -108,6 +109,7 @@ class Manager:
         self.grants = Grants(common.client("iam"), config)
         self.claims = Claims(self.lambda_)
         self.records = Records(common.client("dynamodb"), config.sessions_table)
+        self.restorer = Restorer(self.lambda_, self.functions, self.targets, self.claims, self.records)
 
     # --- actions -------------------------------------------------------------------------
 
@@ -167,7 +169,7 @@ class Manager:
             for warning in plan.warnings if plan.name in warned else []:
                 outcomes.append(Outcome(plan.name, WARNING, warning))
                 self.report(phase, outcomes[-1])
-        summary = _summary(outcomes)
+        summary = manager_plan.summary(outcomes)
         self.post(
             phase,
             f"{len(summary['instrumented'])} instrumented, {len(summary['skipped'])} skipped, "
@@ -256,7 +258,7 @@ class Manager:
             self.post(phase, f"{len(records)} function(s) to restore")
         outcomes = []
         for outcome in self.in_parallel(
-            self.restore, records, name_of=lambda r: r[naming.A_FUNCTION_NAME]["S"]
+            self.restorer.restore, records, name_of=lambda r: r[naming.A_FUNCTION_NAME]["S"]
         ):
             outcomes.append(outcome)
             if reply:
@@ -359,54 +361,6 @@ class Manager:
         self.records.mark_instrumented(plan.name)
         return Outcome(plan.name, OK, f"instrumented (timeout {plan.applied['Timeout']} s)")
 
-    # --- restoring one function ----------------------------------------------------------
-
-    def restore(self, record: dict[str, Any]) -> Outcome:
-        """Remove plldb's traces from the function's current configuration, then the record.
-
-        The record only names the function: what is set comes from the function itself
-        (:func:`manager_plan.restoration`), never from the record. Only the run that holds
-        the record (:meth:`Records.hold_for_restore`) calls Lambda: a run restoring the same
-        function at the same time leaves it to that one.
-        """
-        name = record[naming.A_FUNCTION_NAME]["S"]
-        if not self.records.hold_for_restore(record):
-            return Outcome(name, OK, "restored by another plldb run at the same time")
-        try:
-            return self.restore_held(name, record)
-        except Exception:
-            self.records.release_hold(record)
-            raise
-
-    def restore_held(self, name: str, record: dict[str, Any]) -> Outcome:
-        """:meth:`restore`, once this run holds the record.
-
-        A layer version of the function that was deleted meanwhile cannot be sent again: the
-        layers are then left as they are (the plldb layer, inert without its variables,
-        with them) and everything else of plldb's is removed.
-        """
-        try:
-            configuration = self.lambda_.get_function_configuration(FunctionName=name)
-        except botocore.exceptions.ClientError as exc:
-            if common.error_code(exc) != "ResourceNotFoundException":
-                raise
-            self.records.delete(name)
-            return Outcome(name, GONE, "function no longer exists")
-        current = config_subset(configuration)
-        instrumented = record.get(naming.A_STATUS, {}).get("S") == naming.INSTRUMENTED
-        target, outcome = manager_plan.restoration(name, current, instrumented)
-        if target is not None and target != current:
-            refused = self.targets.unusable_layers(target["Layers"])
-            self.functions.update(name, target, layers=not refused)
-            if refused:
-                outcome = manager_plan.layers_left(outcome, refused)
-        owner = _owner(record)
-        if not naming.is_route_table(owner):
-            self.claims.release(configuration["FunctionArn"], owner, self.records.session(owner))
-        self.claims.release_stage(configuration["FunctionArn"])  # shared stages' marks, if any
-        self.records.delete(name)
-        return outcome
-
     def revoke(self, roles: set[str]) -> None:
         """Remove our policy from roles we granted that no remaining record still uses."""
         in_use = {r[naming.A_ROLE_NAME]["S"] for r in self.records.all()}
@@ -461,18 +415,3 @@ def _reason(exc: Exception) -> str:
         error = exc.response.get("Error", {})
         return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
     return str(exc) or type(exc).__name__
-
-
-def _summary(outcomes: list[Outcome]) -> dict[str, Any]:
-    return {
-        "instrumented": sorted(o.function for o in outcomes if o.status == OK),
-        "skipped": [
-            {"function": o.function, "reason": o.message} for o in outcomes if o.status == SKIPPED
-        ],
-        "failed": [
-            {"function": o.function, "reason": o.message} for o in outcomes if o.status == FAILED
-        ],
-        "warnings": [
-            {"function": o.function, "reason": o.message} for o in outcomes if o.status == WARNING
-        ],
-    }

@@ -367,3 +367,19 @@ def plan(
         warnings=queue_warnings(surroundings, timeout)
         + [w for w in [features.runtime_warning(configuration["Runtime"], today)] if w],
     )
+
+
+def summary(outcomes: list[Outcome]) -> dict[str, Any]:
+    """What the manager reports at the end of a run, by status."""
+    return {
+        "instrumented": sorted(o.function for o in outcomes if o.status == OK),
+        "skipped": [
+            {"function": o.function, "reason": o.message} for o in outcomes if o.status == SKIPPED
+        ],
+        "failed": [
+            {"function": o.function, "reason": o.message} for o in outcomes if o.status == FAILED
+        ],
+        "warnings": [
+            {"function": o.function, "reason": o.message} for o in outcomes if o.status == WARNING
+        ],
+    }

@@ -12,14 +12,24 @@ nobody joins a stage whose functions are being restored.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from plldb import naming
-from plldb.lambdas import stage_table
+from plldb.lambdas import common, stage_table
 from plldb.lambdas.common import log
+from plldb.lambdas.manager.claims import Claims
+from plldb.lambdas.manager.records import Records
 
-if TYPE_CHECKING:
-    from plldb.lambdas.manager.entry import Manager
+
+class Manager(Protocol):
+    """What ending a stage's session needs of the manager run (plldb/lambdas/manager/entry.py)."""
+
+    config: common.Config
+    connection: common.Connection
+    records: Records
+    claims: Claims
+
+    def restore_all(self, records: list[dict[str, Any]], reply: bool) -> dict[str, Any]: ...
 
 
 def owner_of(session: dict[str, Any], session_id: str) -> str:
