@@ -16,17 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from plldb import naming, routing
-from plldb.routing import (
-    Decision,
-    Entry,
-    InvocationView,
-    Route,
-    RouteError,
-    choose,
-    entries_from_item,
-    entry_attribute,
-    parse_routes,
-)
+from plldb.route_table import Decision, Entry, choose, entries_from_item, entry_attribute
+from plldb.routing import InvocationView, Route, RouteError, parse_routes
 from tests.harness.aws_events import (
     BROWSER_HEADERS,
     alb_event,
