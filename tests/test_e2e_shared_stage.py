@@ -17,14 +17,17 @@ from typing import Any
 
 import boto3
 import botocore.config
+import botocore.exceptions
 import pytest
 
+from plldb import naming
 from tests.harness import developer_policy
+from tests.harness.iam_audit import expect_refusal
 from tests.harness.localcloud import TEST_STACK_DIR, TEST_STACK_NAME, LocalCloud, LocalCloudSettings
 from tests.harness.localcloud_attach import ATTACHED_MARKER, PlldbProcess
 from tests.harness.localcloud_dap import DapClient
 from tests.harness.moto_server import free_port
-from tests.harness.principals import create_user
+from tests.harness.principals import Principal, assume_role, create_user
 from tests.test_e2e_attach import invoke, snapshot, wait_restored
 
 pytestmark = pytest.mark.e2e
@@ -57,10 +60,14 @@ def stage_cloud() -> Iterator[LocalCloud]:
 
 
 @pytest.fixture(scope="module")
-def environments(stage_cloud: LocalCloud) -> dict[str, dict[str, str]]:
-    """Alice is the local cloud's developer; Bob a second IAM user with the same policy."""
+def bob(stage_cloud: LocalCloud) -> Principal:
+    """A second IAM user with the same policy as the local cloud's developer (Alice)."""
     policy = developer_policy.narrowed(stage_cloud.debuggable())
-    bob = create_user(boto3.client("iam"), "plldb-developer-bob", policy)
+    return create_user(boto3.client("iam"), "plldb-developer-bob", policy)
+
+
+@pytest.fixture(scope="module")
+def environments(stage_cloud: LocalCloud, bob: Principal) -> dict[str, dict[str, str]]:
     return {"alice": stage_cloud.environment, "bob": {**stage_cloud.environment, **bob.credentials}}
 
 
@@ -211,3 +218,48 @@ def test_mirror_answers_from_the_cloud_while_the_local_run_sits_at_a_breakpoint(
     assert "changed" in flat and f"{DEPLOYED}@alice" in flat, alice.text()
     assert alice.interrupt() == 0, alice.text()
     assert snapshot(stage_cloud, lam) == before
+
+
+def test_bob_holding_alices_route_gets_nothing_she_attached_for_first(
+    stage_cloud: LocalCloud, lam: Any, developers: Callable[..., PlldbProcess]
+) -> None:
+    developers("alice", "attach", "--route", "header:x-debug-user=alice")
+    developers("bob", "attach", "--route", "header:x-debug-user=alice", "--route", "header:x-debug-user=bob")
+    for _ in range(3):
+        assert _answered_by(lam, stage_cloud, "alice") == f"{DEPLOYED}@alice"
+        assert _answered_by(lam, stage_cloud, "bob") == f"{DEPLOYED}@bob"
+
+
+def test_bob_cannot_write_the_route_table_with_what_his_session_holds(
+    stage_cloud: LocalCloud, lam: Any, developers: Callable[..., PlldbProcess], bob: Principal
+) -> None:
+    """As himself and as the debugger role (what his attach assumes), Bob tries to remove
+    Alice's entry, add one that takes everything, and replace the table: all refused."""
+    developers("alice", "attach", "--route", "header:x-debug-user=alice")
+    key = {naming.A_SESSION_ID: {"S": naming.stack_lock_key(TEST_STACK_NAME)}}
+    admin = boto3.client("dynamodb")
+    before = admin.get_item(TableName=naming.SESSIONS_TABLE, Key=key, ConsistentRead=True)["Item"]
+    [alice_session] = before[naming.A_ROUTES]["M"]
+    debugger_role = stage_cloud.helper_outputs[naming.OUTPUT_DEBUGGER_ROLE]
+    expect_refusal("dynamodb:*Item", "*plldb-developer-bob*", why="Bob writes the route table")
+    expect_refusal("dynamodb:*Item", "*:role/PLLDBDebuggerRole-*", why="Bob writes the route table as the debugger role")
+    everything = {"M": {naming.R_ROUTES: {"L": []}, naming.R_AT: {"N": "0"},
+                        naming.R_BY: {"S": bob.arn}, naming.R_MIRROR: {"BOOL": False}}}
+    for who in (bob, assume_role(bob, debugger_role, "bob")):
+        dynamodb = who.client("dynamodb")
+        for attempt in (
+            lambda: dynamodb.update_item(TableName=naming.SESSIONS_TABLE, Key=key,  # noqa: B023
+                                         UpdateExpression="REMOVE #r.#s",
+                                         ExpressionAttributeNames={"#r": naming.A_ROUTES, "#s": alice_session}),
+            lambda: dynamodb.update_item(TableName=naming.SESSIONS_TABLE, Key=key,  # noqa: B023
+                                         UpdateExpression="SET #r.#s = :e",
+                                         ExpressionAttributeNames={"#r": naming.A_ROUTES, "#s": "bob-everything"},
+                                         ExpressionAttributeValues={":e": everything}),
+            lambda: dynamodb.put_item(TableName=naming.SESSIONS_TABLE, Item={**key}),  # noqa: B023
+        ):
+            with pytest.raises(botocore.exceptions.ClientError) as refused:
+                attempt()
+            assert refused.value.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException")
+    assert admin.get_item(TableName=naming.SESSIONS_TABLE, Key=key, ConsistentRead=True)["Item"] == before
+    assert _answered_by(lam, stage_cloud, "alice") == f"{DEPLOYED}@alice"
+    assert _answered_by(lam, stage_cloud, None) == DEPLOYED
