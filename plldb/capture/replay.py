@@ -13,14 +13,15 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from plldb import runner
-from plldb.capture import records
+from plldb.capture import aws_calls, records
 from plldb.capture.invoke import (
     CREDENTIALS_LOCAL,
+    CREDENTIALS_NONE,
     InvocationFields,
     RunSetting,
     find_function,
@@ -38,10 +39,19 @@ class Replayed:
     seconds: float
     difference: list[str]  # empty: the same outcome as captured
     code_changed: bool  # the function's sources differ from the captured code version
+    offline: bool = False  # AWS calls answered from the record
+    calls_changed: list[str] = field(default_factory=list)  # aws_calls.calls_difference
+    unanswered: list[str] = field(default_factory=list)  # calls the record could not answer
+    http_calls: list[dict[str, str]] = field(default_factory=list)  # plain HTTP, listed
 
     @property
     def same(self) -> bool:
-        return not self.difference
+        return not self.difference and not self.calls_changed and not self.unanswered
+
+
+def holds_calls(record: dict[str, Any]) -> bool:
+    """Whether the capture recorded its AWS calls (then a replay answers them by default)."""
+    return isinstance(record.get("aws_calls"), list)
 
 
 def chosen(template: Path, capture_id: str | None, all_of: str | None, *,
@@ -110,18 +120,31 @@ def _lines(value: dict[str, Any]) -> list[str]:
 
 def replay(record: dict[str, Any], template: Path, credentials: str = CREDENTIALS_LOCAL,
            timeout: int | None = None, *, stage: str | None = None, cdk_out: Path | None = None,
-           stack_name: str | None = None, setting: RunSetting | None = None) -> Replayed:
+           stack_name: str | None = None, setting: RunSetting | None = None,
+           offline: bool | None = None) -> Replayed:
     """Run ``record`` again with the function as it is in ``template`` now (``stage``/``cdk_out``/
     ``stack_name`` as for :func:`find_function`); the captured environment, reserved variables
-    included, is the function's, over ``setting``'s defaults."""
+    included, is the function's, over ``setting``'s defaults.
+
+    ``offline`` (the default when the record holds AWS calls) answers every AWS call from the
+    record, with no credentials at all; otherwise the calls go to AWS with ``credentials``. In
+    both cases the calls made now are compared with the recorded ones."""
     function = find_function(template, record["function"], stage=stage, cdk_out=cdk_out, stack_name=stack_name)
-    outcome, seconds = run_invocation(function, fields_of(record), credentials, timeout, setting=setting)
+    offline = holds_calls(record) if offline is None else offline
+    with aws_calls.replaying(record, offline) as tape:
+        outcome, seconds = run_invocation(function, fields_of(record), CREDENTIALS_NONE if offline else credentials,
+                                          timeout, setting=setting)
+    now = tape.snapshot()
     return Replayed(
         record=record,
         outcome=outcome,
         seconds=seconds,
         difference=difference(record["outcome"], outcome_dict(outcome)),
         code_changed=records.code_version(function) != record.get("code_version"),
+        offline=offline,
+        calls_changed=aws_calls.calls_difference(record["aws_calls"], now) if holds_calls(record) else [],
+        unanswered=list(tape.missed),
+        http_calls=list(tape.http_calls),
     )
 
 
