@@ -33,69 +33,10 @@ from plldb.local import binding, executor
 from plldb.project.model import LocalFunction
 
 KEPT_TAPES = 1000  # finished tapes waiting for their record; beyond, the oldest are dropped
-INIT, INVOKE = "init", "invoke"
+INIT, INVOKE = aws_wire.INIT, aws_wire.INVOKE
 
 
-class Tape:
-    """One invocation's calls (an :class:`aws_wire.Tap`); with a ``player``, each call is
-    answered from a record instead of going to AWS, and what could not be is kept in
-    ``missed``."""
-
-    def __init__(self, keep_secrets: bool = False, redact_paths: tuple[tuple[str, ...], ...] = (),
-                 player: aws_wire.Player | None = None) -> None:
-        self.keep_secrets = keep_secrets
-        self.redact_paths = redact_paths
-        self.player = player
-        self.phase = INVOKE
-        self.calls: list[dict[str, Any]] = []
-        self.http_calls: list[dict[str, str]] = []
-        self.missed: list[str] = []
-        self._lock = threading.Lock()
-
-    def begin(self, service: str, operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        entry = {"service": service, "operation": operation, "phase": self.phase,
-                 "params": aws_wire.normal_params(params, self.keep_secrets, self.redact_paths)}
-        with self._lock:
-            self.calls.append(entry)
-        return entry
-
-    def answer(self, entry: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
-        if self.player is None:
-            return None
-        try:
-            recorded = self.player.answer(entry)
-            if "error" in recorded:
-                entry["error"] = recorded["error"]
-                aws_wire.raise_error(recorded["error"])
-            return recorded["status"], aws_wire.decode_response(recorded["response"])
-        except aws_wire.UnanswerableCall as exc:
-            with self._lock:
-                self.missed.append(str(exc))
-            raise
-
-    def finish(self, entry: dict[str, Any], status: int, parsed: dict[str, Any]) -> None:
-        entry["status"] = status
-        if self.player is None:  # a replay's calls are compared by their parameters only
-            response = aws_wire.snapshot_response(parsed)
-            entry["response"] = aws_wire.private(response, self.keep_secrets, self.redact_paths)
-
-    def fail(self, entry: dict[str, Any], exc: BaseException) -> None:
-        entry["error"] = aws_wire.encode_error(exc)
-
-    def listed_http(self, method: str, host: str, path: str) -> None:
-        with self._lock:
-            self.http_calls.append({"method": method, "host": host, "path": path.split("?", 1)[0]})
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        """The calls so far; one still waiting for its answer is marked unfinished."""
-        with self._lock:
-            calls = [dict(c) for c in self.calls]
-        for call in calls:
-            if "status" not in call and "error" not in call:
-                call["error"] = {"type": "Unfinished", "module": "plldb", "kwargs": None,
-                                 "message": "the call had no answer when the invocation was answered"}
-        return calls
-
+Tape = aws_wire.Tape
 
 _tapes: dict[Any, Tape] = {}  # an invocation's output object (binding) -> its tape
 
@@ -158,7 +99,7 @@ _original_putrequest = http.client.HTTPConnection.putrequest
 
 def _putrequest(self: http.client.HTTPConnection, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
     """List a plain HTTP request of a handler (botocore's own are calls, not listed)."""
-    tape = None if getattr(aws_wire._local, "busy", False) else current()
+    tape = None if aws_wire.in_call() else current()
     if tape is not None:
         tape.listed_http(method, f"{self.host}:{self.port}", url)
     return _original_putrequest(self, method, url, *args, **kwargs)

@@ -19,16 +19,13 @@ never share it. A call made while another is in flight on the same thread (a cre
 refresh during signing, S3's region redirect) is the SDK's own and is not recorded.
 
 This module imports only the standard library, botocore and its sibling
-:mod:`secrets` (relatively), because ``plldb events export`` copies it beside an exported
+:mod:`aws_values` (relatively), because ``plldb events export`` copies it beside an exported
 test, which must run where plldb is not installed.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime
-import hashlib
-import io
+import difflib
 import json
 import threading
 import weakref
@@ -36,228 +33,24 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import botocore.client
-import botocore.exceptions
 from botocore.awsrequest import AWSResponse
-from botocore.response import StreamingBody
 
-from . import secrets  # relative: the exported copy sits in its own package
+# relative: the exported copy sits in a package of its own
+from .aws_values import (
+    UnanswerableCall,
+    decode_response,
+    encode_error,
+    normal_params,
+    private,
+    raise_error,
+    snapshot_response,
+)
 
-TAG = "$plldb"
-BODY_LIMIT = 1 << 20  # bytes of a request or response body kept; larger ones by size and hash
-SECRET = "[secret not recorded]"
 _CONTEXT_KEY = "plldb_call"
+INIT, INVOKE = "init", "invoke"  # a call made while the modules load, or by the handler
 # Operations whose answer depends on their parameters: never answered by another call's.
 READ_PREFIXES = ("Get", "List", "Describe", "Head", "Query", "Scan", "BatchGet", "Receive",
                  "Select", "Search", "Lookup", "Filter", "Invoke", "Decrypt", "Generate", "Assume")
-
-# --- Values -----------------------------------------------------------------------------------
-
-
-def encode(value: Any) -> Any:
-    """``value`` (parameters or a parsed response) as JSON data: bytes, datetimes and
-    streams become tagged objects (``{"$plldb": "bytes", ...}``) :func:`decode` turns back.
-    A stream is read whole only up to :data:`BODY_LIMIT`; a seekable one is put back where
-    it was, so the SDK still sends it."""
-    if isinstance(value, dict):
-        return {str(k): encode(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [encode(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if isinstance(value, (bytes, bytearray)):
-        return _bytes(bytes(value))
-    if isinstance(value, datetime.datetime):
-        return {TAG: "datetime", "iso": value.isoformat()}
-    if hasattr(value, "read"):
-        return _stream(value)
-    return {TAG: "object", "type": type(value).__name__, "repr": repr(value)[:200]}
-
-
-def _bytes(data: bytes) -> dict[str, Any]:
-    if len(data) > BODY_LIMIT:
-        return {TAG: "bytes", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    return {TAG: "bytes", "base64": base64.b64encode(data).decode()}
-
-
-def _stream(stream: Any) -> dict[str, Any]:
-    """A request body (a file the caller opened) as bytes, read without consuming it."""
-    try:
-        start = stream.tell()
-        data = stream.read()
-        stream.seek(start)
-    except (OSError, ValueError, AttributeError):
-        return {TAG: "stream", "recorded": False}
-    return _bytes(data.encode() if isinstance(data, str) else data)
-
-
-def decode(value: Any) -> Any:
-    """The Python value :func:`encode` wrote down (bodies come back as fresh streams where
-    botocore gives streams: see :func:`decode_response`)."""
-    if isinstance(value, list):
-        return [decode(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    kind = value.get(TAG)
-    if kind is None:
-        return {k: decode(v) for k, v in value.items()}
-    if kind == "datetime":
-        return datetime.datetime.fromisoformat(value["iso"])
-    if kind == "bytes" and "base64" in value:
-        return base64.b64decode(value["base64"])
-    if kind == "secret":
-        return b"\0" * value["size"] if "size" in value else SECRET
-    raise UnanswerableCall(f"a value that was not recorded ({_describe_tag(value)})")
-
-
-def _describe_tag(value: dict[str, Any]) -> str:
-    if value.get(TAG) == "bytes":
-        return f"a body of {value['size']} bytes, more than the {BODY_LIMIT} kept"
-    return f"a {value.get(TAG)} ({value.get('type', 'not readable')})"
-
-
-def decode_response(value: dict[str, Any]) -> dict[str, Any]:
-    """A recorded parsed response as botocore returns it: streaming bodies as streams."""
-    parsed = decode(value)
-    for name, field in value.items():
-        if isinstance(field, dict) and field.get(TAG) == "body":
-            data = decode(field["data"])
-            parsed[name] = StreamingBody(io.BytesIO(data), len(data))
-    return parsed
-
-
-def snapshot_response(parsed: dict[str, Any]) -> dict[str, Any]:
-    """``parsed`` encoded. A streaming body (S3 GetObject's ``Body``) is read, up to
-    :data:`BODY_LIMIT`, and replaced in ``parsed`` by a fresh stream of the same bytes, so the
-    handler still reads it; a larger one is left unread and marked not recorded."""
-    encoded = {}
-    for name, field in parsed.items():
-        if isinstance(field, StreamingBody):
-            size = _content_length(parsed, field)
-            if size is not None and size > BODY_LIMIT:
-                encoded[name] = {TAG: "body", "data": {TAG: "bytes", "size": size, "sha256": None}}
-                continue
-            data = field.read()
-            parsed[name] = StreamingBody(io.BytesIO(data), len(data))
-            encoded[name] = {TAG: "body", "data": _bytes(data)}
-        elif hasattr(field, "read") or type(field).__name__ == "EventStream":
-            encoded[name] = {TAG: "stream", "recorded": False, "type": type(field).__name__}
-        else:
-            encoded[name] = encode(field)
-    return encoded
-
-
-def _content_length(parsed: dict[str, Any], body: StreamingBody) -> int | None:
-    size = parsed.get("ContentLength", getattr(body, "_content_length", None))
-    try:
-        return int(size) if size is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def encode_error(exc: BaseException) -> dict[str, Any]:
-    """A failure without a response (no connection, a timeout): its class and text."""
-    kwargs = getattr(exc, "kwargs", None)
-    return {
-        "type": type(exc).__name__,
-        "module": type(exc).__module__,
-        "message": str(exc),
-        "kwargs": {k: str(v) for k, v in kwargs.items()} if isinstance(kwargs, dict) else None,
-    }
-
-
-def raise_error(error: dict[str, Any]) -> None:
-    """Raise the recorded failure again: botocore's own class when it is one of botocore's."""
-    cls = getattr(botocore.exceptions, error["type"], None) if error["module"] == "botocore.exceptions" else None
-    if isinstance(cls, type) and issubclass(cls, botocore.exceptions.BotoCoreError) and error.get("kwargs") is not None:
-        try:
-            exc = cls(**error["kwargs"])
-        except (KeyError, TypeError):
-            exc = None
-        if exc is not None:
-            raise exc
-    raise RecordedFailure(f"{error['type']}: {error['message']}")
-
-
-class RecordedFailure(Exception):
-    """A recorded failure whose own class cannot be rebuilt here."""
-
-
-# --- Calls ------------------------------------------------------------------------------------
-
-
-def normal_params(params: Any, keep_secrets: bool, redact_paths: tuple[tuple[str, ...], ...] = ()) -> Any:
-    """Parameters as written in a record, and as compared in a replay: encoded, with
-    :func:`private` applied."""
-    return private(encode(params), keep_secrets, redact_paths)
-
-
-def private(value: Any, keep_secrets: bool, redact_paths: tuple[tuple[str, ...], ...] = ()) -> Any:
-    """Encoded parameters or a response fit to write down: secret values
-    (:data:`SECRET_FIELDS`, SSM SecureString values) replaced by markers, always; the
-    well-known secret fields of :mod:`secrets` blanked unless ``keep_secrets``; the
-    ``--capture-redact`` paths applied."""
-    value = mark_secrets(value)
-    if not keep_secrets:
-        value = _redact_fields(value)
-    for path in redact_paths:
-        value = secrets.redact(value, path)
-    return value
-
-
-# Fields that hold a secret's value in the AWS APIs: Secrets Manager's values and random
-# passwords, KMS plaintexts and data keys, STS/SSO/Cognito credentials, IAM's new access keys,
-# Cognito user pool tokens, ECR's authorization token, RDS and Redshift master passwords.
-SECRET_FIELDS = frozenset({
-    "SecretString", "SecretBinary", "RandomPassword", "Plaintext", "PrivateKeyPlaintext",
-    "SecretAccessKey", "SessionToken", "secretAccessKey", "sessionToken", "SecretKey",
-    "AccessToken", "IdToken", "RefreshToken", "authorizationToken", "MasterUserPassword",
-})
-_ATTRIBUTE_TYPES = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "BOOL", "NULL"})
-
-
-def mark_secrets(value: Any) -> Any:
-    """``value`` (encoded) with every secret value replaced by a marker (:func:`_marker`)."""
-    if isinstance(value, list):
-        return [mark_secrets(v) for v in value]
-    if not isinstance(value, dict) or TAG in value:
-        return value
-    secure = value.get("Type") == "SecureString"
-    return {k: _marker(v) if k in SECRET_FIELDS or (secure and k == "Value") else mark_secrets(v)
-            for k, v in value.items()}
-
-
-def _marker(value: Any) -> Any:
-    """A secret's place: bytes keep their length (a data key still fits its cipher), a JSON
-    object keeps its keys (``json.loads`` of a secret still works), anything else a text."""
-    if isinstance(value, dict) and value.get(TAG) == "bytes":
-        size = value.get("size") or len(base64.b64decode(value.get("base64", "")))
-        return {TAG: "secret", "size": size}
-    if isinstance(value, str):
-        try:
-            shape = json.loads(value)
-        except ValueError:
-            return SECRET
-        if isinstance(shape, dict):
-            return json.dumps({k: SECRET for k in shape})
-    return SECRET
-
-
-def _redact_fields(value: Any) -> Any:
-    """:func:`secrets.redact_secrets` for AWS data: a DynamoDB attribute value keeps its type
-    (``{"S": "[redacted]"}``), so boto3 still reads the item."""
-    if isinstance(value, list):
-        return [_redact_fields(v) for v in value]
-    if not isinstance(value, dict) or TAG in value:
-        return value
-    return {k: _blank(v) if secrets.is_secret(k) else _redact_fields(v) for k, v in value.items()}
-
-
-def _blank(value: Any) -> Any:
-    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _ATTRIBUTE_TYPES:
-        kind = next(iter(value))
-        return {kind: secrets.REDACTED} if kind == "S" else {"NULL": True}
-    return secrets.redact_secrets({"secret": value})["secret"]
-
 
 def call_key(call: dict[str, Any]) -> tuple[str, str, str]:
     """What matches a call to a recorded one: service, operation and parameters."""
@@ -276,10 +69,6 @@ def call_name(call: dict[str, Any]) -> str:
 
 def is_read(operation: str) -> bool:
     return operation.startswith(READ_PREFIXES)
-
-
-class UnanswerableCall(Exception):
-    """A call a replay cannot answer from the record (the replay fails with this text)."""
 
 
 class Player:
@@ -318,12 +107,71 @@ class Player:
         """The recorded call most like ``call``: same operation, then same service, then the
         most parameters in common."""
         def likeness(other: dict[str, Any]) -> tuple[int, int, float]:
-            import difflib
-
             ratio = difflib.SequenceMatcher(None, canonical(other["params"]), canonical(call["params"])).ratio()
             return (other["service"] == call["service"],
                     other["operation"] == call["operation"], ratio)
         return max(self.calls, key=likeness, default=None)
+
+
+class Tape:
+    """One invocation's calls (an :class:`Tap`); with a ``player``, each call is
+    answered from a record instead of going to AWS, and what could not be is kept in
+    ``missed``."""
+
+    def __init__(self, keep_secrets: bool = False, redact_paths: tuple[tuple[str, ...], ...] = (),
+                 player: Player | None = None) -> None:
+        self.keep_secrets = keep_secrets
+        self.redact_paths = redact_paths
+        self.player = player
+        self.phase = INVOKE
+        self.calls: list[dict[str, Any]] = []
+        self.http_calls: list[dict[str, str]] = []
+        self.missed: list[str] = []
+        self._lock = threading.Lock()
+
+    def begin(self, service: str, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        entry = {"service": service, "operation": operation, "phase": self.phase,
+                 "params": normal_params(params, self.keep_secrets, self.redact_paths)}
+        with self._lock:
+            self.calls.append(entry)
+        return entry
+
+    def answer(self, entry: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        if self.player is None:
+            return None
+        try:
+            recorded = self.player.answer(entry)
+            if "error" in recorded:
+                entry["error"] = recorded["error"]
+                raise_error(recorded["error"])
+            return recorded["status"], decode_response(recorded["response"])
+        except UnanswerableCall as exc:
+            with self._lock:
+                self.missed.append(str(exc))
+            raise
+
+    def finish(self, entry: dict[str, Any], status: int, parsed: dict[str, Any]) -> None:
+        entry["status"] = status
+        if self.player is None:  # a replay's calls are compared by their parameters only
+            response = snapshot_response(parsed)
+            entry["response"] = private(response, self.keep_secrets, self.redact_paths)
+
+    def fail(self, entry: dict[str, Any], exc: BaseException) -> None:
+        entry["error"] = encode_error(exc)
+
+    def listed_http(self, method: str, host: str, path: str) -> None:
+        with self._lock:
+            self.http_calls.append({"method": method, "host": host, "path": path.split("?", 1)[0]})
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The calls so far; one still waiting for its answer is marked unfinished."""
+        with self._lock:
+            calls = [dict(c) for c in self.calls]
+        for call in calls:
+            if "status" not in call and "error" not in call:
+                call["error"] = {"type": "Unfinished", "module": "plldb", "kwargs": None,
+                                 "message": "the call had no answer when the invocation was answered"}
+        return calls
 
 
 # --- The hook ---------------------------------------------------------------------------------
@@ -350,6 +198,11 @@ _original: Callable[..., Any] | None = None
 _resolve: Callable[[], Tap | None] = lambda: None  # noqa: E731 - replaced by install
 _hooked: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()  # client -> operations
 _install_lock = threading.Lock()
+
+
+def in_call() -> bool:
+    """Whether this thread is inside a botocore call (its HTTP requests are the SDK's)."""
+    return bool(getattr(_local, "busy", False))
 
 
 def install(resolve: Callable[[], Tap | None]) -> None:

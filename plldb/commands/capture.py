@@ -231,8 +231,11 @@ def events_export(capture_ids: tuple[str, ...], target: Path, template: Path) ->
 @click.argument("capture_id", metavar="ID", required=False)
 @click.option("--all", "all_of", metavar="FUNCTION", help="Replay every capture of FUNCTION and summarise.")
 @click.option("--edit", is_flag=True, help="Open the event in $EDITOR first, and replay what you save.")
+@click.option("--offline/--live", "offline", default=None,
+              help="Answer the handler's AWS calls from the capture, with no credentials (the "
+              "default when the capture recorded them), or call AWS.")
 @_run_flags
-def replay_command(capture_id: str | None, all_of: str | None, edit: bool, template: Path,
+def replay_command(capture_id: str | None, all_of: str | None, edit: bool, offline: bool | None, template: Path,
                    cdk_out: Path | None, stage: str | None, stack_name: str | None, credentials: str,
                    timeout: int | None, use_debugpy: bool, debugpy_host: str, debugpy_port: int,
                    wait_for_client: bool, allow_remote: bool) -> None:
@@ -252,8 +255,11 @@ def replay_command(capture_id: str | None, all_of: str | None, edit: bool, templ
     invoke.start_debugger(debugpy)
     allowed = invoke.time_allowed(timeout, bool(debugpy))
     setting = invoke.RunSetting(_region()[1])
+    if offline and not any(replay.holds_calls(r) for r in chosen):
+        raise click.UsageError("--offline needs a capture that recorded its AWS calls (made by attach "
+                               "since plldb recorded them); replay it with --live")
     results = [replay.replay(r, template, credentials, allowed, stage=stage, cdk_out=cdk_out,
-                             stack_name=stack_name, setting=setting) for r in chosen]
+                             stack_name=stack_name, setting=setting, offline=offline) for r in chosen]
     for result in results:
         _print_replayed(result)
     if all_of:
@@ -286,13 +292,24 @@ def _edited(record: dict[str, Any]) -> dict[str, Any]:
 
 def _print_replayed(result: Any) -> None:
     short = result.record["id"][:8]
-    code = " (code changed since the capture)" if result.code_changed else ""
+    notes = [n for n, shown in (("code changed since the capture", result.code_changed),
+                                ("AWS calls answered from the capture", result.offline)) if shown]
+    note = f" ({'; '.join(notes)})" if notes else ""
     if result.same:
-        console.success(f"{short} {escape(result.record['function'])}: same{code}")
-        return
-    console.info(f"[yellow]{short} {escape(result.record['function'])}: changed{code}[/yellow]")
+        console.success(f"{short} {escape(result.record['function'])}: same{note}")
+    else:
+        console.info(f"[yellow]{short} {escape(result.record['function'])}: changed{note}[/yellow]")
     for line in result.difference:
         console.info(escape(line))
+    for text in result.unanswered:
+        console.error(escape(text))
+    if result.calls_changed:
+        console.info("AWS calls changed:")
+    for line in result.calls_changed:
+        console.info(escape(line))
+    hosts = sorted({f"{c['method']} {c['host']}" for c in result.http_calls})
+    if hosts and result.offline:
+        console.warn(escape(f"the handler also made plain HTTP requests, not answered from the capture: {', '.join(hosts)}"))
 
 
 COMMANDS = (invoke_command, events_group, replay_command)
