@@ -1,0 +1,261 @@
+"""Hermetic replay (issue 23): captures keep the AWS calls a handler made; replays and
+exported tests answer them from the capture, with no credentials and no network.
+
+The function (tests/fixtures/hermetic) fetches a secret when its module loads, reads a
+DynamoDB item on a worker thread and puts an S3 object. It runs through plldb's executor
+against a real moto server, captured the way attach captures (the executor hook, then
+``records.keep`` once answered); replays run as `plldb replay` processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from plldb.capture import invoke, records
+from plldb.local.executor import CREDENTIALS_LOCAL, Executor
+from tests.harness.moto_server import MotoServer, free_port
+from tests.test_invoke import TESTS, plldb
+
+HERMETIC = TESTS / "fixtures" / "hermetic"
+API_KEY = "sk-live-TOPSECRET-4242"
+SECRET_ID = "orders/api"
+ITEMS = {"o1": 12, "o2": 30}
+
+
+def make_state(client: Any) -> None:
+    """The table, its items, the bucket and the secret the function uses."""
+    dynamodb, s3, secrets = client("dynamodb"), client("s3"), client("secretsmanager")
+    dynamodb.create_table(TableName="orders", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                          AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                          BillingMode="PAY_PER_REQUEST")
+    for key, total in ITEMS.items():
+        dynamodb.put_item(TableName="orders", Item={"id": {"S": key}, "total": {"N": str(total)}})
+    s3.create_bucket(Bucket="receipts")
+    secrets.create_secret(Name=SECRET_ID, SecretString=json.dumps({"api_key": API_KEY}))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(HERMETIC, tmp_path / "orders"))
+
+
+@pytest.fixture
+def state(aws: MotoServer) -> MotoServer:
+    make_state(boto3.client)
+    return aws
+
+
+def capture(project: Path, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run ``events`` at once through one executor with capture on, as attach does."""
+    template = project / "template.yaml"
+    function = invoke.find_function(template, "OrdersFunction")
+    folder = records.capture_dir(template)
+    records.start(records.CaptureOptions(folder))
+    executor = Executor({function.logical_id: function}, credentials=CREDENTIALS_LOCAL, max_workers=16,
+                        output=lambda *_: None)
+    answered = threading.Semaphore(0)
+    try:
+        for event in events:
+            message = invoke.build_invocation(function, invoke.InvocationFields(event=json.dumps(event)),
+                                              invoke.CREDENTIALS_LOCAL, None)
+
+            def done(_request_id: str, outcome: Any, message: dict = message) -> None:
+                records.keep(function, message, outcome, 0.01)
+                answered.release()
+
+            executor.submit(message, done)
+        boto3.client("s3").list_buckets()  # plldb's own thread, while the handlers run: never recorded
+        for _ in events:
+            assert answered.acquire(timeout=60)
+    finally:
+        executor.shutdown(10)
+        records.stop()
+    return records.load_records(folder)
+
+
+def names(record: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(c["phase"], c["service"], c["operation"]) for c in record["aws_calls"]]
+
+
+def edit(project: Path, old: str, new: str) -> None:
+    source = project / "functions" / "orders" / "app.py"
+    text = source.read_text()
+    assert old in text
+    source.write_text(text.replace(old, new))
+
+
+def replay(project: Path, capture_id: str, *args: str, endpoint: str | None = None) -> subprocess.CompletedProcess:
+    """`plldb replay`, with every AWS endpoint pointing at a port nothing listens on (unless
+    ``endpoint``): a call that left the process would fail."""
+    return plldb(["replay", capture_id[:8], *args], project,
+                 env={"AWS_ENDPOINT_URL": endpoint or f"http://127.0.0.1:{free_port()}"})
+
+
+# --- Capture ------------------------------------------------------------------------------------
+
+
+def test_capture_keeps_every_call_of_the_handler_and_its_threads(state: MotoServer, project: Path) -> None:
+    [record] = capture(project, [{"id": "o1"}])
+    assert names(record) == [("init", "secretsmanager", "GetSecretValue"),
+                             ("invoke", "dynamodb", "GetItem"), ("invoke", "s3", "PutObject")]
+    secret, get, put = record["aws_calls"]
+    assert get["params"] == {"TableName": "orders", "Key": {"id": {"S": "o1"}}}, "made on a worker thread"
+    assert get["response"]["Item"] == {"id": {"S": "o1"}, "total": {"N": "12"}}, "before boto3 made it Python"
+    assert put["params"]["Key"] == "receipts/o1.json" and put["status"] == 200
+    assert json.loads(secret["response"]["SecretString"]) == {"api_key": "[secret not recorded]"}
+    assert record["http_calls"] == []
+
+
+def test_a_warm_invocation_carries_the_calls_of_the_module_load(state: MotoServer, project: Path) -> None:
+    first, second = capture(project, [{"id": "o1"}]), capture(project, [{"id": "o1"}, {"id": "o2"}])
+    assert names(first[0])[0] == ("init", "secretsmanager", "GetSecretValue")
+    cold = [r for r in second if r["id"] != first[0]["id"]]
+    assert all(names(r)[0] == ("init", "secretsmanager", "GetSecretValue") for r in cold), \
+        "each record holds the last load's calls: a replay loads the modules again"
+    assert sorted(len(r["aws_calls"]) for r in cold) == [3, 3]
+
+
+def test_a_secret_fetched_during_capture_never_reaches_the_disk(state: MotoServer, project: Path) -> None:
+    capture(project, [{"id": "o1"}, {"id": "o2"}])
+    written = [p for p in (project / ".plldb").rglob("*") if p.is_file()]
+    assert len(written) >= 3
+    for path in written:
+        assert API_KEY not in path.read_text(), path
+
+
+def test_concurrent_invocations_keep_their_own_calls(state: MotoServer, project: Path) -> None:
+    events = [{"id": key, "together": 6} for key in ("o1", "o2") * 3]
+    kept = capture(project, events)
+    assert len(kept) == 6
+    for record in kept:
+        invoked = [c for c in record["aws_calls"] if c["phase"] == "invoke"]
+        key = record["event"]["id"]
+        assert [c["operation"] for c in invoked] == ["GetItem", "PutObject"]
+        assert invoked[0]["params"]["Key"] == {"id": {"S": key}}
+        assert invoked[1]["params"]["Key"] == f"receipts/{key}.json"
+
+
+def test_calls_plldb_makes_itself_are_never_recorded(state: MotoServer, project: Path) -> None:
+    kept = capture(project, [{"id": "o1"}, {"id": "o2"}])
+    assert all("ListBuckets" not in {c["operation"] for c in r["aws_calls"]} for r in kept)
+
+
+# --- Replay -------------------------------------------------------------------------------------
+
+
+def test_replay_with_the_local_cloud_stopped_answers_from_the_capture(project: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    server = MotoServer().start()
+    try:
+        for name, value in server.environment().items():
+            monkeypatch.setenv(name, value)
+        make_state(boto3.client)
+        [record] = capture(project, [{"id": "o2"}])
+    finally:
+        server.stop()
+    result = replay(project, record["id"], endpoint=server.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{record['id'][:8]} OrdersFunction: same (AWS calls answered from the capture)" in result.stdout
+
+
+def test_a_write_with_other_parameters_is_reported_when_the_result_is_the_same(state: MotoServer,
+                                                                                project: Path) -> None:
+    [record] = capture(project, [{"id": "o1"}])
+    edit(project, '"total": int(item["total"])})', '"total": int(item["total"]), "currency": "EUR"})')
+    result = replay(project, record["id"])
+    assert result.returncode == 1, result.stderr
+    out = result.stdout
+    assert "OrdersFunction: changed (code changed since the capture; AWS calls answered from the capture)" in out
+    assert "--- captured" not in out, "the result is the same"
+    assert "AWS calls changed:" in out and "~ different parameters: s3:PutObject" in out
+    assert '-    "base64": "eyJpZCI6ICJvMSIsICJ0b3RhbCI6IDEyfQ=="' in out
+
+
+def test_a_new_key_is_an_added_and_removed_write(state: MotoServer, project: Path) -> None:
+    [record] = capture(project, [{"id": "o1"}])
+    edit(project, 'RECEIPT_PREFIX = "receipts/"', 'RECEIPT_PREFIX = "receipts/v2/"')
+    result = replay(project, record["id"])
+    assert result.returncode == 1
+    assert '-  "Key": "receipts/o1.json"' in result.stdout and '+  "Key": "receipts/v2/o1.json"' in result.stdout
+
+
+def test_a_read_the_capture_does_not_hold_fails_naming_the_nearest(state: MotoServer, project: Path) -> None:
+    [record] = capture(project, [{"id": "o1"}])
+    edit(project, 'Key={"id": event["id"]}', 'Key={"id": event["id"] + "-v2"}')
+    result = replay(project, record["id"])
+    assert result.returncode == 1
+    assert ('error: dynamodb:GetItem {"Key":{"id":{"S":"o1-v2"}},"TableName":"orders"} was not recorded '
+            '(the nearest recorded call is dynamodb:GetItem {"Key":{"id":{"S":"o1"}},"TableName":"orders"}): '
+            "replay with --live to call AWS") in " ".join(result.stderr.split()).replace("\n", " ")
+    assert "- removed: dynamodb:GetItem" in result.stdout or "~ different parameters: dynamodb:GetItem" in result.stdout
+
+
+def test_live_replay_calls_aws_and_still_compares_the_calls(state: MotoServer, project: Path) -> None:
+    [record] = capture(project, [{"id": "o1"}])
+    live = plldb(["replay", record["id"][:8], "--live"], project, env=state.environment())
+    assert live.returncode == 0, live.stdout + live.stderr
+    assert f"{record['id'][:8]} OrdersFunction: same" in live.stdout and "answered" not in live.stdout
+    edit(project, 'RECEIPT_PREFIX = "receipts/"', 'RECEIPT_PREFIX = "r/"')
+    changed = plldb(["replay", record["id"][:8], "--live"], project, env=state.environment())
+    assert changed.returncode == 1 and "~ different parameters: s3:PutObject" in changed.stdout
+
+
+def test_offline_needs_a_capture_with_recorded_calls(state: MotoServer, project: Path) -> None:
+    [record] = capture(project, [{"id": "o1"}])
+    path = next((project / ".plldb" / "captures").rglob("*.json"))
+    old = {k: v for k, v in record.items() if k not in ("aws_calls", "http_calls")}
+    path.write_text(json.dumps(old))
+    result = replay(project, record["id"], "--offline")
+    assert result.returncode == 2
+    assert ("--offline needs a capture that recorded its AWS calls (made by attach since plldb "
+            "recorded them); replay it with --live") in " ".join(result.stderr.split())
+
+
+# --- Export -------------------------------------------------------------------------------------
+
+
+def run_exported(test_file: Path) -> subprocess.CompletedProcess:
+    """pytest on the exported module in a fresh process where plldb cannot be imported, with no
+    AWS configuration and every endpoint refusing connections."""
+    code = "import sys; sys.modules['plldb'] = None; import pytest; sys.exit(pytest.main(sys.argv[1:]))"
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(test_file.parent),
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
+    return subprocess.run([sys.executable, "-c", code, "-q", "-p", "no:cacheprovider", str(test_file)],
+                          cwd=test_file.parent, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_exported_test_runs_without_plldb_then_fails_on_a_changed_write(state: MotoServer, project: Path) -> None:
+    kept = capture(project, [{"id": "o1"}, {"id": "o2"}])
+    target = project / "tests" / "test_orders_captured.py"
+    result = plldb(["events", "export", *(r["id"][:8] for r in kept), "--pytest", str(target)], project)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (target.parent / "plldb_hermetic").iterdir()) == [
+        "__init__.py", "aws_values.py", "aws_wire.py", "secrets.py", "standalone.py"]
+    assert API_KEY not in target.with_suffix(".json").read_text()
+    passed = run_exported(target)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "2 passed" in passed.stdout
+    edit(project, 'RECEIPT_PREFIX = "receipts/"', 'RECEIPT_PREFIX = "r/"')
+    failed = run_exported(target)
+    assert failed.returncode == 1 and "2 failed" in failed.stdout
+    assert "AWS calls changed:" in failed.stdout and '+ s3:PutObject {"Body"' in failed.stdout
+
+
+def test_exported_test_fails_on_a_call_the_capture_does_not_hold(state: MotoServer, project: Path) -> None:
+    [record] = capture(project, [{"id": "o1"}])
+    target = project / "tests" / "test_orders_captured.py"
+    assert plldb(["events", "export", record["id"][:8], "--pytest", str(target)], project).returncode == 0
+    edit(project, "    return {", '    boto3.client("sqs").list_queues()\n    return {')
+    failed = run_exported(target)
+    assert failed.returncode == 1
+    assert "sqs:ListQueues {} was not recorded (the nearest recorded call is" in failed.stdout
