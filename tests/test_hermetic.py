@@ -9,6 +9,7 @@ against a real moto server, captured the way attach captures (the executor hook,
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from typing import Any
 
 import boto3
 import pytest
+from packaging.requirements import Requirement
 
 from plldb.capture import invoke, records
 from plldb.local.executor import CREDENTIALS_LOCAL, Executor
@@ -259,3 +261,40 @@ def test_exported_test_fails_on_a_call_the_capture_does_not_hold(state: MotoServ
     failed = run_exported(target)
     assert failed.returncode == 1
     assert "sqs:ListQueues {} was not recorded (the nearest recorded call is" in failed.stdout
+
+
+def fresh_venv(folder: Path, *wanted: str) -> Path:
+    """A new virtualenv holding only the distributions ``wanted`` and what they require
+    (linked from this interpreter's, so no network is needed); returns its python."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=120)
+    python = folder / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    todo, seen = list(wanted), set()
+    while todo:
+        dist = importlib.metadata.distribution(todo.pop())
+        if dist.metadata["Name"].lower() in seen:
+            continue
+        seen.add(dist.metadata["Name"].lower())
+        needed = [Requirement(r) for r in dist.requires or []]
+        todo += [r.name for r in needed if r.marker is None or r.marker.evaluate({"extra": ""})]
+        for top in {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}:
+            source = Path(str(dist.locate_file(top)))
+            if source.exists() and not (site / top).exists():
+                (site / top).symlink_to(source)
+    return python
+
+
+def test_exported_test_passes_in_a_fresh_virtualenv_with_only_pytest_and_boto3(
+        state: MotoServer, project: Path, tmp_path: Path) -> None:
+    kept = capture(project, [{"id": "o1"}])
+    target = project / "tests" / "test_orders_captured.py"
+    assert plldb(["events", "export", kept[0]["id"][:8], "--pytest", str(target)], project).returncode == 0
+    python = fresh_venv(tmp_path / "venv", "pytest", "boto3")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
+    assert subprocess.run([str(python), "-c", "import plldb"], cwd=tmp_path, env=env,
+                          capture_output=True).returncode == 1, "plldb is not in the new virtualenv"
+    result = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(target)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout + result.stderr
