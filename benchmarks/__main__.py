@@ -2,7 +2,7 @@
 
 Prints a table and writes JSON (default benchmarks/results/latest.json). Options:
 ``--quick`` (smoke-test counts), ``--only lifecycle,latency,payloads,throughput,memory,
-passthrough,startup``, ``--output PATH``.
+passthrough,startup,recording``, ``--output PATH``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from benchmarks import report, startup, suite
 from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
-GROUPS = ("lifecycle", "latency", "payloads", "throughput", "memory", "passthrough", "startup")
+GROUPS = ("lifecycle", "latency", "payloads", "throughput", "memory", "passthrough", "startup", "recording")
 
 
 def main(argv: list[str] | None = None) -> int:
