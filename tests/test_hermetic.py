@@ -9,6 +9,7 @@ against a real moto server, captured the way attach captures (the executor hook,
 
 from __future__ import annotations
 
+import datetime
 import importlib.metadata
 import json
 import os
@@ -23,7 +24,7 @@ import boto3
 import pytest
 from packaging.requirements import Requirement
 
-from plldb.capture import invoke, records
+from plldb.capture import aws_calls, aws_values, invoke, records
 from plldb.local.executor import CREDENTIALS_LOCAL, Executor
 from tests.harness.moto_server import MotoServer, free_port
 from tests.test_invoke import TESTS, plldb
@@ -298,3 +299,68 @@ def test_exported_test_passes_in_a_fresh_virtualenv_with_only_pytest_and_boto3(
     result = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(target)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout + result.stderr
+
+
+# --- What is written down -------------------------------------------------------------------
+
+
+def test_secret_values_become_markers_that_keep_their_shape() -> None:
+    response = aws_values.private(aws_values.encode({
+        "SecretString": json.dumps({"user": "ada", "password": "pw"}),
+        "Parameters": [{"Name": "a", "Type": "SecureString", "Value": "s3cret"},
+                       {"Name": "b", "Type": "String", "Value": "plain"}],
+        "Plaintext": b"k" * 32,
+        "Credentials": {"AccessKeyId": "ASIA1", "SecretAccessKey": "sk", "SessionToken": "tok"},
+        "Item": {"token": {"S": "abc"}, "name": {"S": "ada"}},
+    }), keep_secrets=False)
+    assert json.loads(response["SecretString"]) == {"user": "[secret not recorded]", "password": "[secret not recorded]"}
+    assert [p["Value"] for p in response["Parameters"]] == ["[secret not recorded]", "plain"]
+    assert aws_values.decode(response["Plaintext"]) == b"\0" * 32, "a data key keeps its length"
+    assert response["Credentials"] == {"AccessKeyId": "ASIA1", "SecretAccessKey": "[secret not recorded]",
+                                       "SessionToken": "[secret not recorded]"}
+    assert response["Item"] == {"token": {"S": "[redacted]"}, "name": {"S": "ada"}}, "boto3 still reads the item"
+    kept = aws_values.private(aws_values.encode({"Item": {"token": {"S": "abc"}}}), keep_secrets=True)
+    assert kept == {"Item": {"token": {"S": "abc"}}}, "--capture-keep-secrets keeps fields, never secret values"
+
+
+def test_values_round_trip_and_what_cannot_be_answered() -> None:
+    when = datetime.datetime(2026, 12, 1, 20, 15, tzinfo=datetime.timezone.utc)
+    value = {"Blob": b"\x00\x01", "When": when, "List": [1, "a", None]}
+    assert aws_values.decode(json.loads(json.dumps(aws_values.encode(value)))) == value
+    big = aws_values.encode(b"x" * (aws_values.BODY_LIMIT + 1))
+    with pytest.raises(aws_values.UnanswerableCall,
+                       match=f"a value that was not recorded \\(a body of {aws_values.BODY_LIMIT + 1} bytes, "
+                             f"more than the {aws_values.BODY_LIMIT} kept\\)"):
+        aws_values.decode({"Body": big})
+    with pytest.raises(aws_values.RecordedFailure, match="^ValueError: boom$"):
+        aws_values.raise_error(aws_values.encode_error(ValueError("boom")))
+
+
+def test_an_aws_error_is_recorded_and_raised_again_offline(state: MotoServer, project: Path) -> None:
+    edit(project, 'os.environ["TABLE"]', '"no-such-table"')
+    [record] = capture(project, [{"id": "o1"}])
+    get = record["aws_calls"][1]
+    assert get["status"] == 400 and get["response"]["Error"]["Code"] == "ResourceNotFoundException"
+    assert record["outcome"]["error"]["errorType"] == "ResourceNotFoundException"
+    result = replay(project, record["id"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_plain_http_requests_are_listed_not_recorded(state: MotoServer, project: Path) -> None:
+    url = f"{state.url}/moto-api/data.json?token=abc"
+    edit(project, "    return {", f"    import urllib.request\n    urllib.request.urlopen({url!r}).read()\n    return {{")
+    [record] = capture(project, [{"id": "o1"}])
+    assert record["http_calls"] == [{"method": "GET", "host": f"127.0.0.1:{state.port}",
+                                     "path": "/moto-api/data.json"}], "no query string, no content"
+    assert [c["operation"] for c in record["aws_calls"]] == ["GetSecretValue", "GetItem", "PutObject"]
+    result = replay(project, record["id"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (f"the handler also made plain HTTP requests, not answered from the capture: GET 127.0.0.1:{state.port}"
+            in " ".join(result.stderr.split()))
+
+
+def test_a_call_without_an_answer_yet_is_written_as_unfinished() -> None:
+    tape = aws_calls.Tape()
+    tape.begin("s3", "PutObject", {"Bucket": "b", "Key": "k", "Body": b"x"})
+    [call] = tape.snapshot()
+    assert call["error"]["message"] == "the call had no answer when the invocation was answered"

@@ -7,7 +7,7 @@ module, :mod:`aws_wire`, :mod:`aws_values` and :mod:`secrets` into a package bes
 
 :func:`check` loads the function's handler from its folders (as Lambda does: the code folder
 and layers on ``sys.path``, the code folder as the working directory), sets the captured
-environment with dummy credentials and no AWS configuration, answers every AWS call from the
+environment with no credentials and no AWS configuration, answers every AWS call from the
 capture, calls the handler with the captured event and a context of the captured fields, and
 says what differs from the capture: the result (or error type and message), the AWS calls.
 This is a simpler runner than plldb's executor (one function at a time, no module isolation
@@ -29,11 +29,10 @@ from typing import Any
 
 from . import aws_wire  # relative: this package is copied beside the exported test
 
-# What the handler must not find: your AWS configuration, endpoints, proxies of this machine.
+# What the handler must not find: your AWS configuration and credentials, endpoints, proxies
+# of this machine. No credentials are needed: every call is answered before it is signed.
 HIDDEN_PREFIXES = ("AWS_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")
 NO_AWS = {
-    "AWS_ACCESS_KEY_ID": "plldb-replay",
-    "AWS_SECRET_ACCESS_KEY": "plldb-replay",
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
     "AWS_CONFIG_FILE": os.devnull,
     "AWS_EC2_METADATA_DISABLED": "true",
@@ -126,7 +125,7 @@ def _calls_difference(recorded: list[dict[str, Any]], now: list[dict[str, Any]])
 
 @contextlib.contextmanager
 def _environment(captured: dict[str, str]) -> Iterator[None]:
-    """The captured variables, dummy credentials, and nothing of this machine's AWS setup."""
+    """The captured variables, and nothing of this machine's AWS setup (no credentials)."""
     saved = dict(os.environ)
     for name in [n for n in os.environ if n.startswith(HIDDEN_PREFIXES)]:
         del os.environ[name]
