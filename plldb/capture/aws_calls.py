@@ -9,7 +9,7 @@ in one process never mix their calls. Threads that are not bound (plldb's own: t
 connection, payload transfers, the capture writer) have no tape: plldb's calls are never
 recorded. A contextvar would not do: threads do not inherit context before Python 3.14.
 
-:class:`Recorder` is the executor's invocation hook (:func:`plldb.local.executor.add_hook`):
+:class:`Recorder` is the executor's invocation hook (:func:`plldb.local.invocation_hooks.add_hook`):
 each invocation gets a tape while it runs, calls made while the function's modules load
 are marked ``init`` and kept per function, and every record of that function carries the
 last load's calls, since a replay always loads the modules again. Plain HTTP requests of
@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from plldb.capture import aws_wire
-from plldb.local import binding, executor
+from plldb.local import binding, invocation_hooks
 from plldb.project.model import LocalFunction
 
 KEPT_TAPES = 1000  # finished tapes waiting for their record; beyond, the oldest are dropped
@@ -109,11 +109,11 @@ def start(recorder: Recorder) -> None:
     """Give every invocation from now on a tape (until :func:`stop`)."""
     aws_wire.install(current)
     http.client.HTTPConnection.putrequest = _putrequest  # type: ignore[method-assign]
-    executor.add_hook(recorder)
+    invocation_hooks.add_hook(recorder)
 
 
 def stop(recorder: Recorder) -> None:
-    executor.remove_hook(recorder)
+    invocation_hooks.remove_hook(recorder)
     http.client.HTTPConnection.putrequest = _original_putrequest  # type: ignore[method-assign]
     aws_wire.uninstall()
 

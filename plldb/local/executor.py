@@ -17,15 +17,21 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from plldb import console, runner
 from plldb.layer import polling
-from plldb.local import binding, isolation, lambda_logging, public_names, redirects
+from plldb.local import (
+    binding,
+    invocation_hooks,
+    isolation,
+    lambda_logging,
+    public_names,
+    redirects,
+)
 from plldb.local.debuggers import keep_running
 from plldb.naming import ENV_EXEC_WRAPPER, SECRET_ENV_VARS, SHIM_ENV_VARS
 from plldb.project.model import LocalFunction
@@ -52,39 +58,6 @@ CONTAINER_ONLY_ENV = frozenset(
 PROFILE_ENV = frozenset({"AWS_PROFILE", "AWS_DEFAULT_PROFILE"})
 
 Done = Callable[[str, runner.Outcome], None]
-
-
-class InvocationHook(Protocol):
-    """Code that follows every invocation from its worker thread (capture records the
-    handler's AWS calls this way, :mod:`plldb.capture.aws_calls`): both are entered on the
-    thread bound to the invocation, so threads the handler starts are attributed too."""
-
-    def running(self, function: LocalFunction, invocation: dict[str, Any]) -> AbstractContextManager[Any]:
-        """Around the whole run: loading the handler if needed, and calling it."""
-
-    def loading(self, function: LocalFunction) -> AbstractContextManager[Any]:
-        """Around the import of the function's modules (a cold start), inside ``running``."""
-
-
-_hooks: list[InvocationHook] = []
-
-
-def add_hook(hook: InvocationHook) -> None:
-    """Follow every invocation started from now on (until :func:`remove_hook`)."""
-    _hooks.append(hook)
-
-
-def remove_hook(hook: InvocationHook) -> None:
-    if hook in _hooks:
-        _hooks.remove(hook)
-
-
-@contextmanager
-def _hooked(enter: Callable[[InvocationHook], AbstractContextManager[Any]]) -> Iterator[None]:
-    with ExitStack() as stack:
-        for hook in list(_hooks):
-            stack.enter_context(enter(hook))
-        yield
 
 
 def function_environment(
@@ -136,7 +109,7 @@ class FunctionRuntime:
             self.namespace.reset()
             self.cold_starts += 1
             self.logging = output.logging = lambda_logging.FunctionLogging(env, self.logging)
-            with output.initialising(), _hooked(lambda hook: hook.loading(self.function)):
+            with output.initialising(), invocation_hooks.loading(self.function):
                 try:
                     self._handler = runner.load_handler(self.function.handler, self.namespace.import_module)
                 except runner.HandlerLoadError as fault:
@@ -295,7 +268,7 @@ class Executor:
         lambda_logging.ensure_streams()
         with binding.bound(env, runtime.namespace, output):
             try:
-                with _hooked(lambda hook: hook.running(runtime.function, invocation)):
+                with invocation_hooks.running(runtime.function, invocation):
                     outcome = self._call(runtime, invocation, env, output)
                 outcome = _without_plldb_frames(outcome, env)
                 if not outcome.ok and not outcome.init_error and outcome.error_type != EXIT_ERROR:
