@@ -346,7 +346,8 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
         "captured_at": record["captured_at"],
         "time": captured.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
         "function": record["function"],
-        "outcome": "ok" if outcome["ok"] else str(outcome["error"].get("errorType") or "error"),
+        "outcome": ("imported" if outcome is None else "ok" if outcome["ok"]
+                    else str(outcome["error"].get("errorType") or "error")),
         "duration_ms": record["duration_ms"],
         "event_bytes": record["event_bytes"],
         "code_version": record["code_version"],

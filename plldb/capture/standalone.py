@@ -95,7 +95,10 @@ def _run(handler: str, capture: dict[str, Any], tape: aws_wire.Tape) -> dict[str
         return {"ok": False, "error": {"errorType": type(exc).__name__, "errorMessage": str(exc)}}
 
 
-def _outcome_difference(captured: dict[str, Any], now: dict[str, Any]) -> list[str]:
+def _outcome_difference(captured: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+    """The diff of the outcomes; for an imported event (no outcome), the error if it failed."""
+    if captured is None:
+        return [] if now["ok"] else [f"the handler failed: {now['error']['errorType']}: {now['error']['errorMessage']}"]
     before, after = _comparable(captured), _comparable(now)
     if before == after:
         return []
