@@ -15,6 +15,7 @@ import pytest
 
 from plldb.capture import records
 from tests.harness.moto_server import MotoServer
+from tests.test_hermetic import run_exported
 from tests.test_invoke import plldb
 
 TEMPLATE = """AWSTemplateFormatVersion: "2010-09-09"
@@ -127,6 +128,14 @@ def test_eventbridge_exports_and_powertools_log_lines_become_captures(project: P
     ran = plldb(["replay", "--all", "Worker", "--credentials", "none"], project)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "3 same, 0 changed" in ran.stdout
+    target = project / "tests" / "test_imported.py"
+    assert plldb(["events", "export", *(r["id"][:8] for r in kept), "--pytest", str(target)], project).returncode == 0
+    passed = run_exported(target)
+    assert passed.returncode == 0 and "3 passed" in passed.stdout, passed.stdout
+    (project / "worker" / "app.py").write_text(HANDLER.replace('return {"source": event.get("source")',
+                                                               'raise KeyError("detail")\n    return {"source": 1'))
+    failed = run_exported(target)
+    assert "3 failed" in failed.stdout and "the handler failed: KeyError: 'detail'" in failed.stdout
 
 
 def test_a_file_without_events_and_bad_options_are_clear_errors(project: Path, tmp_path: Path) -> None:
