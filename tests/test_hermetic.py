@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import io
 import json
 import os
 import shutil
@@ -332,6 +333,13 @@ def test_values_round_trip_and_what_cannot_be_answered() -> None:
                        match=f"a value that was not recorded \\(a body of {aws_values.BODY_LIMIT + 1} bytes, "
                              f"more than the {aws_values.BODY_LIMIT} kept\\)"):
         aws_values.decode({"Body": big})
+    upload = io.BytesIO(b"y" * (aws_values.BODY_LIMIT + 6))
+    upload.seek(5)
+    assert aws_values.encode({"Body": upload}) == {"Body": {"$plldb": "bytes", "size": aws_values.BODY_LIMIT + 1,
+                                                            "sha256": None}}
+    assert upload.tell() == 5, "a body is read (here: measured) without moving it"
+    small = io.BytesIO(b"abc")
+    assert aws_values.decode(aws_values.encode(small)) == b"abc" and small.read() == b"abc"
     with pytest.raises(aws_values.RecordedFailure, match="^ValueError: boom$"):
         aws_values.raise_error(aws_values.encode_error(ValueError("boom")))
 

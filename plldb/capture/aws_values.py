@@ -65,12 +65,20 @@ def _bytes(data: bytes) -> dict[str, Any]:
 
 
 def _stream(stream: Any) -> dict[str, Any]:
-    """A request body (a file the caller opened) as bytes, read without consuming it."""
+    """A request body (a file the caller opened) as bytes, read without consuming it: only a
+    seekable one, and only up to :data:`BODY_LIMIT` (a larger one by its size alone, never
+    read: an upload of gigabytes must not be read twice)."""
     try:
+        if callable(getattr(stream, "seekable", None)) and not stream.seekable():
+            return {TAG: "stream", "recorded": False}
         start = stream.tell()
+        size = stream.seek(0, 2) - start
+        stream.seek(start)
+        if size > BODY_LIMIT:
+            return {TAG: "bytes", "size": size, "sha256": None}
         data = stream.read()
         stream.seek(start)
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, TypeError):
         return {TAG: "stream", "recorded": False}
     return _bytes(data.encode() if isinstance(data, str) else data)
 
