@@ -25,7 +25,7 @@ import boto3
 import pytest
 from packaging.requirements import Requirement
 
-from plldb.capture import aws_calls, aws_values, invoke, records
+from plldb.capture import aws_calls, aws_values, aws_wire, invoke, records
 from plldb.local.executor import CREDENTIALS_LOCAL, Executor
 from tests.harness.moto_server import MotoServer, free_port
 from tests.test_invoke import TESTS, plldb
@@ -59,14 +59,15 @@ def state(aws: MotoServer) -> MotoServer:
     return aws
 
 
-def capture(project: Path, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run ``events`` at once through one executor with capture on, as attach does."""
+def capture(project: Path, events: list[dict[str, Any]], lines: list[str] | None = None) -> list[dict[str, Any]]:
+    """Run ``events`` at once through one executor with capture on, as attach does; the
+    function's output goes to ``lines``."""
     template = project / "template.yaml"
     function = invoke.find_function(template, "OrdersFunction")
     folder = records.capture_dir(template)
     records.start(records.CaptureOptions(folder))
     executor = Executor({function.logical_id: function}, credentials=CREDENTIALS_LOCAL, max_workers=16,
-                        output=lambda *_: None)
+                        output=lambda _function, line: (lines if lines is not None else []).append(line))
     answered = threading.Semaphore(0)
     try:
         for event in events:
@@ -372,3 +373,16 @@ def test_a_call_without_an_answer_yet_is_written_as_unfinished() -> None:
     tape.begin("s3", "PutObject", {"Bucket": "b", "Key": "k", "Body": b"x"})
     [call] = tape.snapshot()
     assert call["error"]["message"] == "the call had no answer when the invocation was answered"
+
+
+def test_a_call_that_cannot_be_written_down_still_goes_through(state: MotoServer, project: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: Any) -> Any:  # a fault no real parameter produces: encode takes any value
+        raise RuntimeError("cannot encode")
+
+    monkeypatch.setattr(aws_wire, "normal_params", broken)
+    lines: list[str] = []
+    [record] = capture(project, [{"id": "o1"}], lines)
+    assert record["outcome"]["ok"] and record["aws_calls"] == []
+    text = "\n".join(lines)  # the warning is in the function's output: the thread is the handler's
+    assert "secretsmanager:GetSecretValue not recorded" in text and "dynamodb:GetItem not recorded" in text

@@ -10,7 +10,8 @@ Stubber builds on:
 - ``before-parameter-build`` (last, so after boto3's DynamoDB resource turned Python values
   into attribute values): the call starts, with its low-level parameters;
 - ``before-call`` (first): a replaying tap answers here, and nothing is signed or sent;
-- ``after-call`` (first, before boto3 turns the answer back into Python values): the
+- ``after-call.<service>.<Operation>`` (the operation's own event, whose handlers run before
+  boto3's ``after-call.dynamodb`` turns the answer into Python values in place): the
   response, with its status (botocore raises the error class from it, as in the cloud);
 - ``after-call-error``: a failure that never got a response (connection, timeout).
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import threading
 import weakref
 from collections.abc import Callable
@@ -46,11 +48,14 @@ from .aws_values import (
     snapshot_response,
 )
 
+log = logging.getLogger(__name__)
+
 _CONTEXT_KEY = "plldb_call"
 INIT, INVOKE = "init", "invoke"  # a call made while the modules load, or by the handler
 # Operations whose answer depends on their parameters: never answered by another call's.
 READ_PREFIXES = ("Get", "List", "Describe", "Head", "Query", "Scan", "BatchGet", "Receive",
                  "Select", "Search", "Lookup", "Filter", "Invoke", "Decrypt", "Generate", "Assume")
+
 
 def call_key(call: dict[str, Any]) -> tuple[str, str, str]:
     """What matches a call to a recorded one: service, operation and parameters."""
@@ -106,15 +111,15 @@ class Player:
     def nearest(self, call: dict[str, Any]) -> dict[str, Any] | None:
         """The recorded call most like ``call``: same operation, then same service, then the
         most parameters in common."""
-        def likeness(other: dict[str, Any]) -> tuple[int, int, float]:
+        def likeness(other: dict[str, Any]) -> tuple[bool, bool, float]:
+            service = other["service"] == call["service"]
             ratio = difflib.SequenceMatcher(None, canonical(other["params"]), canonical(call["params"])).ratio()
-            return (other["service"] == call["service"],
-                    other["operation"] == call["operation"], ratio)
+            return service and other["operation"] == call["operation"], service, ratio
         return max(self.calls, key=likeness, default=None)
 
 
 class Tape:
-    """One invocation's calls (an :class:`Tap`); with a ``player``, each call is
+    """One invocation's calls (a :class:`Tap`); with a ``player``, each call is
     answered from a record instead of going to AWS, and what could not be is kept in
     ``missed``."""
 
@@ -243,17 +248,21 @@ def _hook(client: Any, operation: str) -> None:
     ``after-call`` event: handlers of a more specific event run first, and boto3's DynamoDB
     resource changes the answer in place on ``after-call.dynamodb``."""
     operations = _hooked.get(client)
-    if operations is None:
-        events = client.meta.events
-        events.register_last("before-parameter-build", _on_params, unique_id="plldb-params")
-        events.register_first("before-call", _on_call, unique_id="plldb-call")
-        events.register_first("after-call-error", _on_error, unique_id="plldb-error")
-        operations = _hooked.setdefault(client, set())
-    if operation not in operations:
-        service_id = client.meta.service_model.service_id.hyphenize()
-        client.meta.events.register_first(f"after-call.{service_id}.{operation}", _on_response,
-                                          unique_id=f"plldb-response-{operation}")
-        operations.add(operation)
+    if operations is not None and operation in operations:
+        return
+    with _install_lock:
+        operations = _hooked.get(client)
+        if operations is None:
+            events = client.meta.events
+            events.register_last("before-parameter-build", _on_params, unique_id="plldb-params")
+            events.register_first("before-call", _on_call, unique_id="plldb-call")
+            events.register_first("after-call-error", _on_error, unique_id="plldb-error")
+            operations = _hooked.setdefault(client, set())
+        if operation not in operations:
+            service_id = client.meta.service_model.service_id.hyphenize()
+            client.meta.events.register_first(f"after-call.{service_id}.{operation}", _on_response,
+                                              unique_id=f"plldb-response-{operation}")
+            operations.add(operation)
 
 
 def _on_params(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
@@ -261,7 +270,10 @@ def _on_params(params: dict[str, Any], model: Any, context: dict[str, Any], **_:
     if tap is None:
         return
     _local.pending = None  # a nested call on this thread is the SDK's own
-    context[_CONTEXT_KEY] = (tap, tap.begin(model.service_model.service_name, model.name, params))
+    try:
+        context[_CONTEXT_KEY] = (tap, tap.begin(model.service_model.service_name, model.name, params))
+    except Exception:  # noqa: BLE001 - a call that cannot be written down still goes through
+        log.warning("%s:%s not recorded", model.service_model.service_name, model.name, exc_info=True)
 
 
 def _on_call(model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> Any:
@@ -269,7 +281,7 @@ def _on_call(model: Any, params: dict[str, Any], context: dict[str, Any], **_: A
     if held is None:
         return None
     tap, entry = held
-    answer = tap.answer(entry)
+    answer = tap.answer(entry)  # a replay's refusal reaches the handler, as a failed call would
     if answer is None:
         return None
     status, parsed = answer
@@ -278,8 +290,12 @@ def _on_call(model: Any, params: dict[str, Any], context: dict[str, Any], **_: A
 
 def _on_response(http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
     held = context.get(_CONTEXT_KEY)
-    if held is not None:
+    if held is None:
+        return
+    try:
         held[0].finish(held[1], http_response.status_code, parsed)
+    except Exception:  # noqa: BLE001 - the handler still gets its answer
+        log.warning("the response of a call was not recorded", exc_info=True)
 
 
 def _on_error(exception: BaseException, context: dict[str, Any], **_: Any) -> None:
