@@ -2,8 +2,8 @@
 
 Prints a table and writes JSON (default benchmarks/results/latest.json). Options:
 ``--quick`` (smoke-test counts), ``--only lifecycle,latency,payloads,throughput,memory,
-passthrough,shared,startup,routes``, ``--output PATH``. A selection of only ``routes`` and
-``startup`` starts no local cloud: those figures are measured in this process.
+passthrough,shared,startup,routes,recording``, ``--output PATH``. A selection of only
+``routes`` and ``startup`` starts no local cloud: those figures are measured in this process.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.harness.localcloud import LocalCloud, LocalCloudSettings
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
 GROUPS = (
     "lifecycle", "latency", "payloads", "throughput", "memory", "passthrough", "shared", "startup",
-    "routes",
+    "routes", "recording",
 )
 CLOUDLESS = frozenset({"routes", "startup"})
 

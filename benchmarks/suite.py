@@ -375,6 +375,10 @@ def run_all(bench: Bench, only: set[str] | None = None) -> None:
 
     if wanted("routes"):
         environments.route_check(bench)
+    if wanted("recording"):
+        from benchmarks.recording import recording  # it builds on this module
+
+        recording(bench)
     if wanted("lifecycle"):
         attach_and_detach(bench)
     if not any(wanted(n) for n in ("latency", "payloads", "throughput", "memory", "passthrough",

@@ -25,7 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from plldb.capture import secrets
+from plldb.capture import aws_calls, secrets
+from plldb.capture.secrets import redact  # noqa: F401 - part of this module's interface
 from plldb.local.debuggers import plldb_thread
 from plldb.local.executor import CONTAINER_ONLY_ENV
 from plldb.naming import without_secrets
@@ -126,18 +127,6 @@ def parse_path(text: str) -> tuple[str, ...]:
     return tuple(match.group(1) or match.group(2) for match in _PATH_PART.finditer(text))
 
 
-def redact(value: Any, path: tuple[str, ...]) -> Any:
-    """``value`` with the field at ``path`` replaced by a marker (a copy; absent: unchanged)."""
-    if not path:
-        return REDACTED
-    head, rest = path[0], path[1:]
-    if isinstance(value, dict):
-        return {k: redact(v, rest) if head in ("*", k) else v for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, rest) if head == "*" or head == str(i) else v for i, v in enumerate(value)]
-    return value
-
-
 def safe_environment(environment: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     """The function's variables fit to write down, and the names left out as secrets.
 
@@ -177,9 +166,11 @@ def _json_or_text(text: str) -> tuple[Any, bool]:
 
 def build_record(function: LocalFunction, invocation: dict[str, Any], outcome: Any, seconds: float,
                  finished_at: float, redact_paths: tuple[tuple[str, ...], ...] = (),
-                 keep_secrets: bool = False) -> dict[str, Any]:
+                 keep_secrets: bool = False, calls: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record of one answered invocation (format 1), redacted: the well-known secret
-    fields unless ``keep_secrets`` (:mod:`plldb.capture.secrets`), and ``redact_paths``."""
+    fields unless ``keep_secrets`` (:mod:`plldb.capture.secrets`), and ``redact_paths``.
+    ``calls`` are the AWS calls it made (``aws_calls``, ``http_calls``: already fit to write
+    down, :mod:`plldb.capture.aws_calls`); absent when they were not recorded."""
     event, event_is_text = _json_or_text(invocation["event"])
     environment, dropped = safe_environment(invocation.get("environment") or {})
     received_ms = (finished_at - seconds) * 1000
@@ -220,6 +211,7 @@ def build_record(function: LocalFunction, invocation: dict[str, Any], outcome: A
         "duration_ms": round(seconds * 1000, 1),
         "redacted": [".".join(path) for path in redact_paths],
         "secrets_redacted": not keep_secrets,
+        **(calls or {}),
     }
 
 
@@ -264,10 +256,11 @@ class CaptureWriter:
         self._thread = plldb_thread(self._drain, "plldb-capture")
         self._thread.start()
 
-    def submit(self, function: LocalFunction, invocation: dict[str, Any], outcome: Any, seconds: float) -> None:
-        """Queue one answered invocation; never blocks."""
+    def submit(self, function: LocalFunction, invocation: dict[str, Any], outcome: Any, seconds: float,
+               calls: dict[str, Any] | None = None) -> None:
+        """Queue one answered invocation (with its AWS calls, if recorded); never blocks."""
         try:
-            self._queue.put_nowait((function, invocation, outcome, seconds, time.time()))
+            self._queue.put_nowait((function, invocation, outcome, seconds, time.time(), calls))
         except queue.Full:
             log.warning("%s: not captured, %d records are still waiting to be written",
                         invocation["request_id"], QUEUE_LIMIT)
@@ -279,10 +272,10 @@ class CaptureWriter:
 
     def _drain(self) -> None:
         while (item := self._queue.get()) is not None:
-            function, invocation, outcome, seconds, finished_at = item
+            function, invocation, outcome, seconds, finished_at, calls = item
             try:
                 record = build_record(function, invocation, outcome, seconds, finished_at,
-                                      self.options.redact, self.options.keep_secrets)
+                                      self.options.redact, self.options.keep_secrets, calls)
                 write_record(self.options.folder, record, self.options.max_records)
                 self.written += 1
             except Exception as exc:  # noqa: BLE001 - a lost capture must never stop the others
@@ -290,24 +283,32 @@ class CaptureWriter:
 
 
 _writer: CaptureWriter | None = None
+_recorder: aws_calls.Recorder | None = None
 
 
 def start(options: CaptureOptions) -> CaptureWriter:
-    """Capture every invocation attach answers from now on (until :func:`stop`)."""
-    global _writer
+    """Capture every invocation attach answers from now on, with the AWS calls its handler
+    makes (until :func:`stop`)."""
+    global _writer, _recorder
     _writer = CaptureWriter(options)
+    _recorder = aws_calls.Recorder(lambda: aws_calls.Tape(options.keep_secrets, options.redact))
+    aws_calls.start(_recorder)
     return _writer
 
 
 def keep(function: LocalFunction | None, invocation: dict[str, Any], outcome: Any, seconds: float) -> None:
     """The hook attach calls once an invocation is answered: queue it, if capturing."""
     if _writer is not None and function is not None:
-        _writer.submit(function, invocation, outcome, seconds)
+        calls = _recorder.take(invocation["request_id"]) if _recorder is not None else None
+        _writer.submit(function, invocation, outcome, seconds, calls)
 
 
 def stop() -> None:
     """Write what is left and stop capturing."""
-    global _writer
+    global _writer, _recorder
+    if _recorder is not None:
+        aws_calls.stop(_recorder)
+        _recorder = None
     if _writer is not None:
         _writer.close()
         _writer = None
@@ -345,7 +346,8 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
         "captured_at": record["captured_at"],
         "time": captured.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
         "function": record["function"],
-        "outcome": "ok" if outcome["ok"] else str(outcome["error"].get("errorType") or "error"),
+        "outcome": ("imported" if outcome is None else "ok" if outcome["ok"]
+                    else str(outcome["error"].get("errorType") or "error")),
         "duration_ms": record["duration_ms"],
         "event_bytes": record["event_bytes"],
         "code_version": record["code_version"],

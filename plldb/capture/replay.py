@@ -13,19 +13,21 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from plldb import runner
-from plldb.capture import records
+from plldb.capture import aws_calls, records
 from plldb.capture.invoke import (
     CREDENTIALS_LOCAL,
+    CREDENTIALS_NONE,
     InvocationFields,
     RunSetting,
     find_function,
     run_invocation,
 )
+from plldb.capture.lambda_environment import template_variables
 from plldb.naming import SECRET_ENV_VARS
 
 COMPARED_ERROR_KEYS = ("errorType", "errorMessage")
@@ -38,10 +40,26 @@ class Replayed:
     seconds: float
     difference: list[str]  # empty: the same outcome as captured
     code_changed: bool  # the function's sources differ from the captured code version
+    offline: bool = False  # AWS calls answered from the record
+    calls_changed: list[str] = field(default_factory=list)  # aws_calls.calls_difference
+    unanswered: list[str] = field(default_factory=list)  # calls the record could not answer
+    http_calls: list[dict[str, str]] = field(default_factory=list)  # plain HTTP, listed
+
+    @property
+    def imported(self) -> bool:
+        """An imported event (plldb events import): no outcome to compare, it should not fail."""
+        return self.record.get("outcome") is None
 
     @property
     def same(self) -> bool:
-        return not self.difference
+        if self.imported:
+            return self.outcome.ok and not self.unanswered
+        return not self.difference and not self.calls_changed and not self.unanswered
+
+
+def holds_calls(record: dict[str, Any]) -> bool:
+    """Whether the capture recorded its AWS calls (then a replay answers them by default)."""
+    return isinstance(record.get("aws_calls"), list)
 
 
 def chosen(template: Path, capture_id: str | None, all_of: str | None, *,
@@ -110,18 +128,31 @@ def _lines(value: dict[str, Any]) -> list[str]:
 
 def replay(record: dict[str, Any], template: Path, credentials: str = CREDENTIALS_LOCAL,
            timeout: int | None = None, *, stage: str | None = None, cdk_out: Path | None = None,
-           stack_name: str | None = None, setting: RunSetting | None = None) -> Replayed:
+           stack_name: str | None = None, setting: RunSetting | None = None,
+           offline: bool | None = None) -> Replayed:
     """Run ``record`` again with the function as it is in ``template`` now (``stage``/``cdk_out``/
     ``stack_name`` as for :func:`find_function`); the captured environment, reserved variables
-    included, is the function's, over ``setting``'s defaults."""
+    included, is the function's, over ``setting``'s defaults.
+
+    ``offline`` (the default when the record holds AWS calls) answers every AWS call from the
+    record, with no credentials at all; otherwise the calls go to AWS with ``credentials``. In
+    both cases the calls made now are compared with the recorded ones."""
     function = find_function(template, record["function"], stage=stage, cdk_out=cdk_out, stack_name=stack_name)
-    outcome, seconds = run_invocation(function, fields_of(record), credentials, timeout, setting=setting)
+    offline = holds_calls(record) if offline is None else offline
+    with aws_calls.replaying(record, offline) as tape:
+        outcome, seconds = run_invocation(function, fields_of(record), CREDENTIALS_NONE if offline else credentials,
+                                          timeout, setting=setting)
+    now = tape.snapshot()
     return Replayed(
         record=record,
         outcome=outcome,
         seconds=seconds,
-        difference=difference(record["outcome"], outcome_dict(outcome)),
+        difference=difference(record["outcome"], outcome_dict(outcome)) if record.get("outcome") else [],
         code_changed=records.code_version(function) != record.get("code_version"),
+        offline=offline,
+        calls_changed=aws_calls.calls_difference(record["aws_calls"], now) if holds_calls(record) else [],
+        unanswered=list(tape.missed),
+        http_calls=list(tape.http_calls),
     )
 
 
@@ -141,7 +172,8 @@ def not_replayed(record: dict[str, Any]) -> list[str]:
 
 
 def check(record: dict[str, Any], template: Path) -> str | None:
-    """None when ``record`` replays to its captured outcome, else the diff (exported tests)."""
+    """None when ``record`` replays to its captured outcome, else the diff (what tests exported
+    by earlier versions of plldb call; they run through plldb's executor)."""
     replayed = replay(record, template)
     return None if replayed.same else "\n".join(replayed.difference)
 
@@ -153,45 +185,79 @@ def summary(results: list[Replayed]) -> str:
 
 # --- Export as a pytest module -------------------------------------------------------------
 
+HELPER_PACKAGE = "plldb_hermetic"
+# The modules an exported test runs on: the standard library, botocore and each other only.
+HELPER_MODULES = ("aws_values.py", "aws_wire.py", "secrets.py", "standalone.py")
+
 TEST_MODULE = '''"""Regression tests exported by `plldb events export`: captured invocations of {functions}.
 
-Each capture in {data} is run again through plldb's executor with its event, context and
-environment; the test fails when the function's result (or error type and message) is no
-longer the one captured.
+Each capture in {data} runs the function's handler again with its event, context fields and
+environment; every AWS call is answered from the capture (no credentials, no network). A
+test fails when the result (or error type and message) is no longer the one captured, when
+the AWS calls differ, or when the handler makes a call the capture does not hold.
+Needs pytest and boto3 (or botocore); plldb_hermetic/ beside this file is the runner.
 """
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from plldb.capture.replay import check
-
 HERE = Path(__file__).resolve().parent
-TEMPLATE = HERE / {template!r}
+if str(HERE) not in sys.path:  # plldb_hermetic/ is beside this file, wherever pytest runs
+    sys.path.insert(0, str(HERE))
+
+from plldb_hermetic.standalone import check  # noqa: E402
+
 CAPTURES = json.loads((HERE / {data!r}).read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("capture", CAPTURES, ids=[c["function"] + "-" + c["id"][:8] for c in CAPTURES])
 def test_captured_outcome(capture):
-    difference = check(capture, TEMPLATE)
-    assert difference is None, "outcome changed since the capture:\\n" + difference
+    problems = check(capture, HERE)
+    assert not problems, "changed since the capture:\\n" + "\\n".join(problems)
 '''
 
 
 def export_pytest(chosen: list[dict[str, Any]], target: Path, template: Path) -> Path:
-    """Write ``target`` (a pytest module) and the captures beside it as ``<stem>.json``, both
-    readable by their owner only (they hold captured data); returns the JSON file. The
-    template is found relative to the module, so it can be committed once reviewed."""
+    """Write ``target`` (a pytest module), the captures beside it as ``<stem>.json`` (both
+    readable by their owner only: they hold captured data) and the runner package
+    ``plldb_hermetic/``; returns the JSON file. Each capture says where its function's
+    handler and folders are, relative to the module, so the set can be committed."""
     if target.suffix != ".py":
         raise records.CaptureError(f"--pytest {target}: give a Python file name, such as tests/test_captured.py")
     data = target.with_suffix(".json")
     target.parent.mkdir(parents=True, exist_ok=True)
-    relative = _relative(Path(template).resolve(), target.parent.resolve())
-    records.write_owner_only(data, json.dumps(chosen, indent=1, ensure_ascii=False) + "\n")
+    here = target.parent.resolve()
+    exported = [{**record, "exported": _where(record, find_function(template, record["function"]), here)}
+                for record in chosen]
+    _write_helpers(here / HELPER_PACKAGE)
+    records.write_owner_only(data, json.dumps(exported, indent=1, ensure_ascii=False) + "\n")
     functions = ", ".join(sorted({r["function"] for r in chosen}))
-    records.write_owner_only(target, TEST_MODULE.format(functions=functions, data=data.name, template=relative))
+    records.write_owner_only(target, TEST_MODULE.format(functions=functions, data=data.name))
     return data
+
+
+def _where(record: dict[str, Any], function: Any, here: Path) -> dict[str, Any]:
+    """The handler and the folders it imports from (code folder first), relative to ``here``,
+    and the template's own values of variables the capture left out as secret-looking (they
+    are in the project already; a replay takes them from the template too)."""
+    variables, _ = template_variables(function)
+    left_out = set(record.get("environment_left_out", []))
+    return {"handler": function.handler,
+            "import_path": [_relative(Path(p).resolve(), here) for p in function.import_path],
+            "template_environment": {k: v for k, v in variables.items() if k in left_out}}
+
+
+def _write_helpers(package: Path) -> None:
+    """Copy the runner's modules (plldb's own, unchanged) into ``package``."""
+    package.mkdir(exist_ok=True)
+    (package / "__init__.py").write_text(
+        '"""Copied by `plldb events export` from plldb: runs exported captures (see standalone.py)."""\n')
+    source = Path(__file__).resolve().parent
+    for name in HELPER_MODULES:
+        (package / name).write_text((source / name).read_text(encoding="utf-8"), encoding="utf-8")
 
 
 def _relative(path: Path, start: Path) -> str:

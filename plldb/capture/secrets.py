@@ -48,3 +48,16 @@ def _blank(value: Any) -> Any:
     if isinstance(value, list):
         return [REDACTED] * len(value)
     return REDACTED
+
+
+def redact(value: Any, path: tuple[str, ...]) -> Any:
+    """``value`` with the field at ``path`` (a parsed ``--capture-redact`` path; ``*`` matches
+    every key or item) replaced by a marker (a copy; absent: unchanged)."""
+    if not path:
+        return REDACTED
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        return {k: redact(v, rest) if head in ("*", k) else v for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, rest) if head == "*" or head == str(i) else v for i, v in enumerate(value)]
+    return value

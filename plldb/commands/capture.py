@@ -10,6 +10,7 @@ in :func:`plldb.cli.user_errors`.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -190,7 +191,8 @@ def events_list(function: str | None, template: Path, as_json: bool) -> None:
     else:
         console.table(f"Captured invocations ({escape(str(folder))})",
                       ["Time", "Function", "Outcome", "Duration", "Size", "Id"],
-                      [[r["time"], r["function"], r["outcome"], f"{r['duration_ms']:.0f} ms",
+                      [[r["time"], r["function"], r["outcome"],
+                        "-" if r["duration_ms"] is None else f"{r['duration_ms']:.0f} ms",
                         f"{r['event_bytes']} B", r["short_id"]] for r in rows])
 
 
@@ -231,8 +233,11 @@ def events_export(capture_ids: tuple[str, ...], target: Path, template: Path) ->
 @click.argument("capture_id", metavar="ID", required=False)
 @click.option("--all", "all_of", metavar="FUNCTION", help="Replay every capture of FUNCTION and summarise.")
 @click.option("--edit", is_flag=True, help="Open the event in $EDITOR first, and replay what you save.")
+@click.option("--offline/--live", "offline", default=None,
+              help="Answer the handler's AWS calls from the capture, with no credentials (the "
+              "default when the capture recorded them), or call AWS.")
 @_run_flags
-def replay_command(capture_id: str | None, all_of: str | None, edit: bool, template: Path,
+def replay_command(capture_id: str | None, all_of: str | None, edit: bool, offline: bool | None, template: Path,
                    cdk_out: Path | None, stage: str | None, stack_name: str | None, credentials: str,
                    timeout: int | None, use_debugpy: bool, debugpy_host: str, debugpy_port: int,
                    wait_for_client: bool, allow_remote: bool) -> None:
@@ -252,8 +257,11 @@ def replay_command(capture_id: str | None, all_of: str | None, edit: bool, templ
     invoke.start_debugger(debugpy)
     allowed = invoke.time_allowed(timeout, bool(debugpy))
     setting = invoke.RunSetting(_region()[1])
+    if offline and not any(replay.holds_calls(r) for r in chosen):
+        raise click.UsageError("--offline needs a capture that recorded its AWS calls (made by attach "
+                               "since plldb recorded them); replay it with --live")
     results = [replay.replay(r, template, credentials, allowed, stage=stage, cdk_out=cdk_out,
-                             stack_name=stack_name, setting=setting) for r in chosen]
+                             stack_name=stack_name, setting=setting, offline=offline) for r in chosen]
     for result in results:
         _print_replayed(result)
     if all_of:
@@ -286,13 +294,92 @@ def _edited(record: dict[str, Any]) -> dict[str, Any]:
 
 def _print_replayed(result: Any) -> None:
     short = result.record["id"][:8]
-    code = " (code changed since the capture)" if result.code_changed else ""
-    if result.same:
-        console.success(f"{short} {escape(result.record['function'])}: same{code}")
+    if result.imported:
+        _print_imported(result)
         return
-    console.info(f"[yellow]{short} {escape(result.record['function'])}: changed{code}[/yellow]")
+    notes = [n for n, shown in (("code changed since the capture", result.code_changed),
+                                ("AWS calls answered from the capture", result.offline)) if shown]
+    note = f" ({'; '.join(notes)})" if notes else ""
+    if result.same:
+        console.success(f"{short} {escape(result.record['function'])}: same{note}")
+    else:
+        console.info(f"[yellow]{short} {escape(result.record['function'])}: changed{note}[/yellow]")
     for line in result.difference:
         console.info(escape(line))
+    for text in result.unanswered:
+        console.error(escape(text))
+    if result.calls_changed:
+        console.info("AWS calls changed:")
+    for line in result.calls_changed:
+        console.info(escape(line))
+    hosts = sorted({f"{c['method']} {c['host']}" for c in result.http_calls})
+    if hosts and result.offline:
+        console.warn(escape(f"the handler also made plain HTTP requests, not answered from the capture: {', '.join(hosts)}"))
+
+
+def _print_imported(result: Any) -> None:
+    """An imported event has no outcome to compare: say how it ran."""
+    short, name = result.record["id"][:8], escape(result.record["function"])
+    source = escape(result.record["imported"].get("from", "a file"))
+    if result.outcome.ok:
+        console.success(f"{short} {name}: ran ok (imported from {source})")
+    else:
+        error = result.outcome.error or {}
+        console.info(f"[yellow]{short} {name}: failed (imported from {source}): "
+                     f"{escape(str(error.get('errorType')))}: {escape(str(error.get('errorMessage')))}[/yellow]")
+    for text in result.unanswered:
+        console.error(escape(text))
+
+
+@events_group.command("import")
+@click.argument("function")
+@click.option("--sqs-dlq", "queue", metavar="QUEUE", help="Read the messages of this queue (URL or name), "
+              "without deleting them; each becomes the SQS event of one message.")
+@click.option("--from-file", "path", type=click.Path(path_type=Path), metavar="FILE",
+              help="EventBridge events (an archive or replay export: JSON, an array, or one a line), or "
+              "CloudWatch Logs lines holding a Powertools log_event.")
+@click.option("--max", "limit", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="Messages read from the queue at most.")
+@click.option("--keep-secrets", is_flag=True, help="Keep Authorization, cookies, tokens and passwords "
+              "(blanked by default).")
+@TEMPLATE_OPTION
+@PROJECT_OPTIONS[0]
+@PROJECT_OPTIONS[1]
+def events_import(function: str, queue: str | None, path: Path | None, limit: int, keep_secrets: bool,
+                  template: Path, cdk_out: Path | None, stage: str | None) -> None:
+    """Keep events from a dead-letter queue or a file as captures of FUNCTION (plldb replay runs them)."""
+    from plldb.capture import imports, invoke, records
+
+    if bool(queue) == bool(path):
+        raise click.UsageError("give --sqs-dlq QUEUE or --from-file FILE")
+    local = invoke.find_function(template, function, _warn, stage=stage, cdk_out=cdk_out)
+    found = _queue_events(queue, limit) if queue else imports.file_events(path)  # type: ignore[arg-type]
+    folder = records.capture_dir(template)
+    records.prepare_folder(folder)
+    kept = records.load_records(folder, local.logical_id)
+    made = [imports.record_of(local, event, source, keep_secrets) for event, source in found]
+    for record in made:
+        records.write_record(folder, record, len(kept) + len(made))  # nothing of yours pruned
+    where = f"queue {queue}" if queue else str(path)
+    console.success(escape(f"kept {len(made)} event(s) of {where} as captures of {local.logical_id} in {folder}"))
+    for record in made:
+        console.info(f"  {record['id'][:8]}  {escape(json.dumps(record['imported']))}")
+
+
+def _queue_events(queue: str, limit: int) -> list[Any]:
+    """The queue's messages as SQS events, with your credentials; AWS errors said plainly."""
+    from plldb.capture import imports
+    from plldb.cloud.aws import AwsContext, error_code
+
+    profile, region = _region()
+    try:
+        return imports.sqs_events(AwsContext(profile=profile, region=region.name).client("sqs"), queue, limit)
+    except imports.NotEvents:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any AWS failure is one line for the user
+        code = error_code(exc) or type(exc).__name__
+        raise imports.NotEvents(f"--sqs-dlq {queue}: cannot read the queue ({code}: "
+                                f"{' '.join(str(exc).split())[:200]})") from None
 
 
 COMMANDS = (invoke_command, events_group, replay_command)

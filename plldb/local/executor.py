@@ -24,7 +24,14 @@ from typing import Any
 
 from plldb import console, runner
 from plldb.layer import polling
-from plldb.local import binding, isolation, lambda_logging, public_names, redirects
+from plldb.local import (
+    binding,
+    invocation_hooks,
+    isolation,
+    lambda_logging,
+    public_names,
+    redirects,
+)
 from plldb.local.debuggers import keep_running
 from plldb.naming import ENV_EXEC_WRAPPER, SECRET_ENV_VARS, SHIM_ENV_VARS
 from plldb.project.model import LocalFunction
@@ -102,7 +109,7 @@ class FunctionRuntime:
             self.namespace.reset()
             self.cold_starts += 1
             self.logging = output.logging = lambda_logging.FunctionLogging(env, self.logging)
-            with output.initialising():
+            with output.initialising(), invocation_hooks.loading(self.function):
                 try:
                     self._handler = runner.load_handler(self.function.handler, self.namespace.import_module)
                 except runner.HandlerLoadError as fault:
@@ -261,7 +268,9 @@ class Executor:
         lambda_logging.ensure_streams()
         with binding.bound(env, runtime.namespace, output):
             try:
-                outcome = _without_plldb_frames(self._call(runtime, invocation, env, output), env)
+                with invocation_hooks.running(runtime.function, invocation):
+                    outcome = self._call(runtime, invocation, env, output)
+                outcome = _without_plldb_frames(outcome, env)
                 if not outcome.ok and not outcome.init_error and outcome.error_type != EXIT_ERROR:
                     output.log_error(outcome.error or {}, init=False)
                 return outcome

@@ -293,7 +293,21 @@ def _s3_delete_objects(handler: Any, bucket_arn: str) -> list[Call]:
     return calls
 
 
+def _secretsmanager(handler: Any, _: str) -> list[Call]:
+    """A request on one secret is authorised on the secret's ARN (its name and a random
+    suffix, as moto holds it); the hermetic replay tests' function reads one."""
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    action, body = handler._get_action(), _json_body(handler)
+    if "SecretId" not in body:
+        raise LookupError(f"no ARN derivation for secretsmanager:{action}")
+    backend = secretsmanager_backends[handler.current_account][handler.region]
+    secret = backend.secrets.get(body["SecretId"])
+    return [(f"secretsmanager:{action}", secret.arn if secret is not None else body["SecretId"], {})]
+
+
 _DERIVERS = {
+    "secretsmanager": _secretsmanager,
     "dynamodb": _dynamodb,
     "lambda": _lambda,
     "iam": _iam,
