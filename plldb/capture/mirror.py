@@ -173,7 +173,8 @@ def keep(function: LocalFunction | None, message: dict[str, Any], local: runner.
     ``deadline_left_ms``, the local run's duration, and ``"mirror": {"same", "local",
     "cloud_age_ms"}`` (``local``: ``ok`` or the local error's type, never its values).
     Blocking: call it off the event loop. A failure is a warning, as for any capture."""
-    writer = records._writer  # the capture attach started, if any (as records.keep checks)
+    writer = records.active()
+    calls = records.take_calls(message["request_id"])
     if writer is None or function is None:
         return None
     finished_at = time.time() if finished_at is None else finished_at
@@ -181,7 +182,7 @@ def keep(function: LocalFunction | None, message: dict[str, Any], local: runner.
     try:
         invocation = local_invocation(message, finished_at - seconds)
         record = records.build_record(function, invocation, cloud_outcome(message["cloud"]), seconds,
-                                      finished_at, options.redact, options.keep_secrets)
+                                      finished_at, options.redact, options.keep_secrets, calls)
         record["context"]["deadline_left_ms"] = message["remaining_ms"]
         record[RECORD_MARK] = {
             "same": same,

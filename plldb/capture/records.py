@@ -299,8 +299,17 @@ def start(options: CaptureOptions) -> CaptureWriter:
 def keep(function: LocalFunction | None, invocation: dict[str, Any], outcome: Any, seconds: float) -> None:
     """The hook attach calls once an invocation is answered: queue it, if capturing."""
     if _writer is not None and function is not None:
-        calls = _recorder.take(invocation["request_id"]) if _recorder is not None else None
-        _writer.submit(function, invocation, outcome, seconds, calls)
+        _writer.submit(function, invocation, outcome, seconds, take_calls(invocation["request_id"]))
+
+
+def active() -> CaptureWriter | None:
+    """The capture attach started, if any (a mirror writes its own record through it)."""
+    return _writer
+
+
+def take_calls(request_id: str) -> dict[str, Any] | None:
+    """The AWS calls recorded for ``request_id``'s local run, handed over once."""
+    return _recorder.take(request_id) if _recorder is not None else None
 
 
 def stop() -> None:
