@@ -263,3 +263,23 @@ def test_bob_cannot_write_the_route_table_with_what_his_session_holds(
     assert admin.get_item(TableName=naming.SESSIONS_TABLE, Key=key, ConsistentRead=True)["Item"] == before
     assert _answered_by(lam, stage_cloud, "alice") == f"{DEPLOYED}@alice"
     assert _answered_by(lam, stage_cloud, None) == DEPLOYED
+
+
+def test_detach_after_a_crash_keeps_a_colleagues_session_and_the_last_one_restores(
+    stage_cloud: LocalCloud, lam: Any, developers: Callable[..., PlldbProcess]
+) -> None:
+    before = snapshot(stage_cloud, lam)
+    alice = developers("alice", "attach", "--route", "header:x-debug-user=alice")
+    bob = developers("bob", "attach", "--route", "header:x-debug-user=bob")
+    alice.kill()
+    detach = developers("alice", "detach", "--stack-name", TEST_STACK_NAME, wait=False)
+    assert detach.wait(90) == 0, detach.text()
+    flat = " ".join(detach.text().split())
+    assert (f"{TEST_STACK_NAME} is a shared stage: the live sessions of "
+            "arn:aws:iam::123456789012:user/plldb-developer-bob keep their routes") in flat, detach.text()
+    assert _answered_by(lam, stage_cloud, "bob") == f"{DEPLOYED}@bob"
+    bob.kill()
+    detach = developers("bob", "detach", "--stack-name", TEST_STACK_NAME, wait=False)
+    assert detach.wait(90) == 0, detach.text()
+    assert "restored plldb-test-stack-HelloFunction" in detach.text(), detach.text()
+    assert snapshot(stage_cloud, lam) == before

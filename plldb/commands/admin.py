@@ -28,10 +28,14 @@ def detach_command(aws: AwsContext, stack_name: str | None) -> None:
         console.success(f"restored {escape(function)}")
     for function in result.failed:
         console.error(f"not restored: {escape(function)}")
-    if not result.restored and not result.failed:
+    if not result.restored and not result.failed and not result.sessions_kept:
         console.info(f"nothing to restore: {escape(name)} is not instrumented")
     if result.sessions_closed:
         console.info(f"closed {len(result.sessions_closed)} session(s)")
+    if result.sessions_kept:
+        console.info(escape(
+            f"{name} is a shared stage: the live sessions of {', '.join(result.sessions_kept)} "
+            "keep their routes, and its functions stay instrumented until the last one leaves"))
     if result.failed:
         raise click.exceptions.Exit(1)
 

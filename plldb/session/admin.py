@@ -30,16 +30,22 @@ class DetachResult:
     restored: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     sessions_closed: list[str] = field(default_factory=list)
+    sessions_kept: list[str] = field(default_factory=list)  # colleagues' on a shared stage
 
 
 def detach_stack(ctx: AwsContext, stack_name: str) -> DetachResult:
     """Restore every instrumented function of ``stack_name`` and close its sessions.
+
+    On a shared stage only the caller's own sessions are closed: a colleague's live session
+    keeps its routes, and the stage stays instrumented for it (the last session to leave
+    restores it).
 
     The manager does both, session by session: it closes the session first, so the shim
     stops routing to it, then restores what the session instrumented (and records of
     sessions that are over). The local tool only reads the table.
     """
     helper, store = helper_and_store(ctx, "plldb-detach")
+    me = naming.session_owner(caller_identity(ctx)["Arn"])
     sessions, records = store.contents(stack_name)
     if not sessions and not records:  # a typo must not read as "nothing to restore"
         if stack_name.startswith(naming.BY_NAME_PREFIX):
@@ -49,13 +55,20 @@ def detach_stack(ctx: AwsContext, stack_name: str) -> DetachResult:
             )
         list_stack_resources(ctx, stack_name)  # StackNotFound when there is no such stack
     result = DetachResult()
-    open_sessions = [s.session_id for s in sessions if s.status != naming.CLOSED]
+    others = {s.session_id for s in sessions if s.shared and s.live and s.created_by != me}
+    open_sessions = [s.session_id for s in sessions
+                     if s.status != naming.CLOSED and s.session_id not in others]
     result.sessions_closed = open_sessions
-    owners = sorted(set(open_sessions) | {f.session_id for f in records if f.session_id})
-    for session_id in owners:
-        outcome = invoke_manager(
-            ctx, helper.manager_function, {"action": "deinstrument", "session_id": session_id}
-        )
+    result.sessions_kept = sorted({s.created_by for s in sessions if s.session_id in others})
+    owners = {f.session_id for f in records if f.session_id}
+    requests = [{"action": "deinstrument", "session_id": session_id}
+                for session_id in sorted(set(open_sessions) | {o for o in owners if not naming.is_route_table(o)})]
+    if any(naming.is_route_table(o) for o in owners):
+        # A shared stage is restored when its last session leaves: the sessions above leave
+        # it, and the sweep restores a stage whose sessions are all over already.
+        requests.append({"action": "sweep"})
+    for request in requests:
+        outcome = invoke_manager(ctx, helper.manager_function, request)
         result.restored += list(outcome.get("restored", []))
         result.failed += list(outcome.get("failed", []))
     return result

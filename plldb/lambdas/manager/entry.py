@@ -228,8 +228,8 @@ class Manager:
         records = self.records.all()
         over: dict[str, str] = {}
         stages = sorted({_owner(r) for r in records if naming.is_route_table(_owner(r))})
-        for owner in stages:
-            stage.sweep(self, owner, [r for r in records if _owner(r) == owner])
+        ended = [stage.sweep(self, owner, [r for r in records if _owner(r) == owner])
+                 for owner in stages]
         for owner in sorted({_owner(r) for r in records} - set(stages)):
             reason = self.records.session_over(owner, self.config)
             if reason:
@@ -237,6 +237,9 @@ class Manager:
                 self.records.close_session(owner, None)
                 over[owner] = reason
         result = self.restore_all([r for r in records if _owner(r) in over], reply=False)
+        for done in ended:
+            result["restored"] += done["restored"]
+            result["failed"] += done["failed"]
         return {**result, "sessions": over}
 
     def end_session(self, session_id: str, reply: bool) -> dict[str, Any]:
