@@ -595,4 +595,4 @@ def test_plldb_replay_takes_a_mirrors_capture_as_it_is(
     source.write_text(source.read_text().replace("PRICE = 3", "PRICE = 4"))
     same = plldb(["replay", short], shop)
     assert same.returncode == 0, same.stdout + same.stderr
-    assert f"{short} ShopFunction: same (code changed since the capture)" in same.stdout
+    assert f"{short} ShopFunction: same (code changed since the capture; AWS calls answered from the capture)" in same.stdout
