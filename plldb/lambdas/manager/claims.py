@@ -14,6 +14,7 @@ one function then never overwrite each other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import botocore.exceptions
@@ -58,28 +59,25 @@ class Claims:
         return None
 
     def release_keys(self, function_arn: str, keys: list[str]) -> None:
-        """Remove those of ``keys`` the function carries (a function deleted meanwhile has
-        none)."""
-        try:
-            present = [k for k in keys if k in self.tags(function_arn)]
-            if present:
-                self.lambda_.untag_resource(Resource=function_arn, TagKeys=present)
-        except botocore.exceptions.ClientError as exc:
-            if common.error_code(exc) != "ResourceNotFoundException":
-                raise
+        """Remove those of ``keys`` the function carries."""
+        self._untag(function_arn, lambda key: key in keys)
 
     def release_stage(self, function_arn: str) -> None:
         """A restored shared stage's function: remove the shared mark and every route claim
         left on it (all of plldb's; the sessions are over)."""
+        self._untag(function_arn, lambda key: key == naming.SHARED_TAG
+                    or key.startswith(naming.ROUTE_TAG_PREFIX))
+
+    def _untag(self, function_arn: str, wanted: Callable[[str], bool]) -> None:
+        """Remove the function's tags ``wanted`` selects (a function deleted meanwhile has
+        none)."""
         try:
-            tags = self.tags(function_arn)
+            keys = [key for key in self.tags(function_arn) if wanted(key)]
+            if keys:
+                self.lambda_.untag_resource(Resource=function_arn, TagKeys=keys)
         except botocore.exceptions.ClientError as exc:
-            if common.error_code(exc) == "ResourceNotFoundException":
-                return
-            raise
-        keys = [k for k in tags if k == naming.SHARED_TAG or k.startswith(naming.ROUTE_TAG_PREFIX)]
-        if keys:
-            self.lambda_.untag_resource(Resource=function_arn, TagKeys=keys)
+            if common.error_code(exc) != "ResourceNotFoundException":
+                raise
 
     def release(self, function_arn: str, session_id: str, session: dict[str, Any] | None) -> None:
         """Remove the claim tag if it is still this session's (another may have re-claimed it).
