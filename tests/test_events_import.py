@@ -4,9 +4,9 @@ captures that `plldb replay` runs."""
 
 from __future__ import annotations
 
-import io
 import json
-from contextlib import redirect_stdout
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -88,21 +88,28 @@ def test_a_queue_that_cannot_be_read_is_one_clear_line(aws: MotoServer, project:
         " ".join(result.stderr.split())
 
 
+POWERTOOLS_LOGGER = """
+import json, sys
+from aws_lambda_powertools import Logger
+
+class Context:
+    function_name, memory_limit_in_mb = "worker", 128
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:111122223333:function:worker"
+    aws_request_id = "req-1"
+
+logger = Logger(service="worker", logger_handler=None)
+logger.registered_handler.setStream(sys.stdout)
+logger.inject_lambda_context(log_event=True)(lambda e, c: None)(json.loads(sys.argv[1]), Context())
+"""
+
+
 def powertools_log_line(event: dict[str, Any]) -> str:
-    """What a Powertools Logger with log_event=True writes for ``event`` (run here, for real)."""
-    from aws_lambda_powertools import Logger
-
-    class Context:
-        function_name, memory_limit_in_mb = "worker", 128
-        invoked_function_arn = "arn:aws:lambda:eu-west-1:111122223333:function:worker"
-        aws_request_id = "req-1"
-
-    logger = Logger(service="worker", logger_handler=None)
-    out = io.StringIO()
-    logger.registered_handler.setStream(out)
-    with redirect_stdout(out):
-        logger.inject_lambda_context(log_event=True)(lambda e, c: None)(event, Context())
-    [line] = [text for text in out.getvalue().splitlines() if text.strip()]
+    """What a Powertools Logger with log_event=True writes for ``event``, run for real in a
+    process of its own: Powertools keeps process-wide state (its cold-start flag) that later
+    tests of this process compare with Lambda's."""
+    result = subprocess.run([sys.executable, "-c", POWERTOOLS_LOGGER, json.dumps(event)],
+                            capture_output=True, text=True, timeout=60, check=True)
+    [line] = [text for text in result.stdout.splitlines() if text.strip()]
     return line
 
 
