@@ -23,6 +23,9 @@ from plldb.lambdas import common
 RESTORE_HOLD_SECONDS = 600
 
 
+_NOT_RESTORING = "(attribute_not_exists(#hold) OR #hold < :now)"
+
+
 class StageRefused(Exception):
     """A conditional write of the route table failed; the text says why."""
 
@@ -52,36 +55,47 @@ def join(config: common.Config, stack_name: str, session_id: str, entry: dict[st
     """Add ``session_id``'s entry, turning the lock into a shared stage's if it names
     ``holder`` (a whole-stack session that is over or was just closed) or does not exist.
 
-    Two writes: the map must exist before an entry can be set in it. The second is refused
-    while the stage's functions are being restored (:func:`begin_restore`).
+    Two writes: the map must exist before an entry can be set in it. Both are refused while
+    the stage's functions are being restored (:func:`begin_restore`), so a refused join
+    changes nothing.
     """
     dynamodb = common.client("dynamodb")
     now = common.now()
     names = {"#kind": naming.A_KIND, "#mode": naming.A_MODE, "#routes": naming.A_ROUTES,
-             "#ttl": naming.A_TTL, "#holder": naming.A_HOLDER}
+             "#ttl": naming.A_TTL, "#holder": naming.A_HOLDER, "#hold": naming.A_RESTORING_UNTIL}
     values: dict[str, Any] = {
         ":kind": {"S": naming.KIND_STACK_LOCK}, ":shared": {"S": naming.MODE_SHARED},
         ":empty": {"M": {}}, ":ttl": {"N": str(now + limits.SESSION_TTL_SECONDS)},
+        ":now": {"N": str(now)},
     }
-    condition = "attribute_not_exists(#kind) OR #mode = :shared"
+    owner = "attribute_not_exists(#kind) OR #mode = :shared"
     if holder:
-        condition += " OR #holder = :holder"
+        owner += " OR #holder = :holder"
         values[":holder"] = {"S": holder}
-    _update(dynamodb, config, stack_name, refusal=f"stack {stack_name} was taken by a "
-            "whole-stack session meanwhile: plldb status shows who",
-            ConditionExpression=condition,
-            UpdateExpression="SET #kind = :kind, #mode = :shared, #ttl = :ttl, "
-            "#routes = if_not_exists(#routes, :empty) REMOVE #holder",
-            ExpressionAttributeNames=names, ExpressionAttributeValues=values)
-    _update(dynamodb, config, stack_name, refusal=f"stack {stack_name}'s shared stage is "
-            "being restored (its last session just ended): attach again in a few seconds",
-            ConditionExpression="#mode = :shared AND (attribute_not_exists(#hold) OR "
-            "#hold < :now)",
-            UpdateExpression="SET #routes.#me = :entry",
-            ExpressionAttributeNames={"#mode": naming.A_MODE, "#routes": naming.A_ROUTES,
-                                      "#hold": naming.A_RESTORING_UNTIL, "#me": session_id},
-            ExpressionAttributeValues={":shared": {"S": naming.MODE_SHARED}, ":entry": entry,
-                                       ":now": {"N": str(now)}})
+    try:
+        _update(dynamodb, config, stack_name, refusal="",
+                ConditionExpression=f"({owner}) AND {_NOT_RESTORING}",
+                UpdateExpression="SET #kind = :kind, #mode = :shared, #ttl = :ttl, "
+                "#routes = if_not_exists(#routes, :empty) REMOVE #holder",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+        _update(dynamodb, config, stack_name, refusal="",
+                ConditionExpression=f"#mode = :shared AND {_NOT_RESTORING}",
+                UpdateExpression="SET #routes.#me = :entry",
+                ExpressionAttributeNames={"#mode": naming.A_MODE, "#routes": naming.A_ROUTES,
+                                          "#hold": naming.A_RESTORING_UNTIL, "#me": session_id},
+                ExpressionAttributeValues={":shared": {"S": naming.MODE_SHARED}, ":entry": entry,
+                                           ":now": {"N": str(now)}})
+    except StageRefused as exc:
+        raise StageRefused(_why_not(read(config, stack_name), stack_name, now)) from exc
+
+
+def _why_not(item: dict[str, Any] | None, stack_name: str, now: int) -> str:
+    """Why a join was refused, from the lock item as it is now."""
+    hold = int((item or {}).get(naming.A_RESTORING_UNTIL, {}).get("N", "0"))
+    if hold >= now:
+        return (f"stack {stack_name}'s shared stage is being restored (its last session just "
+                "ended): attach again in a few seconds")
+    return f"stack {stack_name} was taken by a whole-stack session meanwhile: plldb status shows who"
 
 
 def leave(config: common.Config, stack_name: str, session_id: str) -> None:
@@ -103,8 +117,7 @@ def begin_restore(config: common.Config, stack_name: str) -> bool:
     now = common.now()
     try:
         _update(common.client("dynamodb"), config, stack_name, refusal="",
-                ConditionExpression="#mode = :shared AND size(#routes) = :zero AND "
-                "(attribute_not_exists(#hold) OR #hold < :now)",
+                ConditionExpression=f"#mode = :shared AND size(#routes) = :zero AND {_NOT_RESTORING}",
                 UpdateExpression="SET #hold = :until",
                 ExpressionAttributeNames={"#mode": naming.A_MODE, "#routes": naming.A_ROUTES,
                                           "#hold": naming.A_RESTORING_UNTIL},
