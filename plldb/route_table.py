@@ -114,3 +114,14 @@ def entry_attribute(routes: Iterable[Route | str], at: int, by: str, mirror: boo
             naming.R_MIRROR: {"BOOL": bool(mirror)},
         }
     }
+
+
+def is_shared(item: dict[str, Any] | None) -> bool:
+    """A stack's lock item that is a shared stage's (not a whole-stack session's)."""
+    return bool(item) and item.get(naming.A_MODE, {}).get("S") == naming.MODE_SHARED
+
+
+def stage_entries(item: dict[str, Any] | None) -> list[Entry]:
+    """The entries of a lock item; none when it is gone or is not a shared stage's (a
+    whole-stack session took the stack over)."""
+    return entries_from_item(item) if is_shared(item) else []

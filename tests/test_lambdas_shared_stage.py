@@ -53,7 +53,7 @@ def _routes(*expressions: str) -> str:
 
 def _table() -> dict[str, route_table.Entry]:
     item = stage_table.read(Config.from_environ(), STACK)
-    return {e.session_id: e for e in stage_table.entries(item)}
+    return {e.session_id: e for e in route_table.stage_entries(item)}
 
 
 def _refused(caplog: pytest.LogCaptureFixture, reason: str, session_id: str,

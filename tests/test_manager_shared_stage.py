@@ -91,7 +91,7 @@ def test_the_stage_is_instrumented_once_and_restored_by_the_last_session(plain: 
     assert _configuration(plain) == instrumented
     assert get_session(alice)[naming.A_STATUS]["S"] == naming.CLOSED
     assert naming.route_tag(alice) not in _tags(plain) and naming.route_tag(bob) in _tags(plain)
-    assert list({e.session_id for e in stage_table.entries(
+    assert list({e.session_id for e in route_table.stage_entries(
         stage_table.read(Config.from_environ(), STACK_NAME))}) == [bob]
 
     assert _detach(bob)["restored"] == [plain]

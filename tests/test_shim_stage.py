@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from plldb import naming, route_table, routing
-from plldb.layer.stage import FRESH_SECONDS, STALE_SECONDS, RouteTable, stage_entries
+from plldb.layer.stage import FRESH_SECONDS, STALE_SECONDS, RouteTable
+from plldb.route_table import stage_entries
 
 
 class Clock:

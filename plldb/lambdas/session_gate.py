@@ -91,14 +91,14 @@ def _join_stage(config: common.Config, caller: Caller, session_id: str, options:
     if options.names:
         raise Refused("routes and mirrors need a stack: a by-name session takes every invocation")
     lock = stage_table.read(config, options.stack_name)
-    holder = None if stage_table.is_shared(lock) else (lock or {}).get(naming.A_HOLDER, {}).get("S")
+    holder = None if route_table.is_shared(lock) else (lock or {}).get(naming.A_HOLDER, {}).get("S")
     if holder:
         holding = _session_item(config, holder)
         if holding and _is_live(holding, common.now()):
             _force_out(config, caller, options, session_id, [(holding, f"stack {options.stack_name}")],
                        naming.route_tag(session_id))
     now = common.now()
-    live = [e for e in stage_table.entries(lock)
+    live = [e for e in route_table.stage_entries(lock)
             if _is_live(_session_item(config, e.session_id) or {}, now)]
     if len(live) >= naming.MAX_SHARED_SESSIONS:
         raise Refused(f"stack {options.stack_name} has {len(live)} live sessions on its shared "
@@ -200,10 +200,10 @@ def _make_room(
     """
     holders = [(item, f"stack {options.stack_name}") for item in _live_sessions(config, options.stack_name)]
     lock = stage_table.read(config, options.stack_name)
-    seen = naming.MODE_SHARED if stage_table.is_shared(lock) else (
+    seen = naming.MODE_SHARED if route_table.is_shared(lock) else (
         (lock or {}).get(naming.A_HOLDER, {}).get("S"))
     known = {h[naming.A_SESSION_ID]["S"] for h, _ in holders}
-    lock_holders = [e.session_id for e in stage_table.entries(lock)] or [seen]
+    lock_holders = [e.session_id for e in route_table.stage_entries(lock)] or [seen]
     for candidate in [c for c in lock_holders if c and c not in known]:
         holder = _session_item(config, candidate)
         if holder and _is_live(holder, common.now()):

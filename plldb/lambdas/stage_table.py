@@ -15,7 +15,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from plldb import limits, naming, route_table
+from plldb import limits, naming
 from plldb.lambdas import common
 
 # How long a restore of the stage's functions may hold the lock item: as long as one run
@@ -39,15 +39,6 @@ def read(config: common.Config, stack_name: str) -> dict[str, Any] | None:
     return common.client("dynamodb").get_item(
         TableName=config.sessions_table, Key=key(stack_name), ConsistentRead=True
     ).get("Item")
-
-
-def is_shared(item: dict[str, Any] | None) -> bool:
-    return bool(item) and item.get(naming.A_MODE, {}).get("S") == naming.MODE_SHARED
-
-
-def entries(item: dict[str, Any] | None) -> list[route_table.Entry]:
-    """The route table's entries (none when the item is not a shared stage's)."""
-    return route_table.entries_from_item(item) if item and is_shared(item) else []
 
 
 def join(config: common.Config, stack_name: str, session_id: str, entry: dict[str, Any],

@@ -281,16 +281,10 @@ class Shim:
             raise PayloadError(f"the event is not UTF-8 text: {exc}") from exc
         message: dict[str, Any] = {
             "type": protocol.TYPE_INVOCATION,
-            "request_id": invocation.request_id,
+            **invocation.context_fields(),
             "session_id": session_id,
             "function_name": self.config.function_name,
-            "invoked_function_arn": invocation.header(runner.H_FUNCTION_ARN) or "",
-            "deadline_ms": invocation.deadline_ms,
             "environment": dict(self.environ),
-            "trace_id": invocation.header(runner.H_TRACE_ID),
-            "client_context": invocation.header(runner.H_CLIENT_CONTEXT),
-            "cognito_identity": invocation.header(runner.H_COGNITO_IDENTITY),
-            "tenant_id": invocation.header(runner.H_TENANT_ID),
             "event": event,
         }
         seconds = payload_url_seconds(invocation.deadline_ms, self.clock())

@@ -19,16 +19,10 @@ def message(invocation: Invocation, outcome: runner.Outcome, session_id: str,
             function_name: str, environ: Mapping[str, str], started: float) -> bytes:
     """The ``mirror`` message of an invocation that started at ``started`` (epoch s)."""
     fields = {
-        "request_id": invocation.request_id,
+        **invocation.context_fields(),
         "session_id": session_id,
         "function_name": function_name,
-        "invoked_function_arn": invocation.header(runner.H_FUNCTION_ARN) or "",
-        "deadline_ms": invocation.deadline_ms,
         "environment": dict(environ),
-        "trace_id": invocation.header(runner.H_TRACE_ID),
-        "client_context": invocation.header(runner.H_CLIENT_CONTEXT),
-        "cognito_identity": invocation.header(runner.H_COGNITO_IDENTITY),
-        "tenant_id": invocation.header(runner.H_TENANT_ID),
         "event": invocation.body.decode("utf-8", errors="replace"),
     }
     remaining_ms = max(0, invocation.deadline_ms - int(started * 1000))

@@ -41,6 +41,19 @@ class Invocation:
     def deadline_ms(self) -> int:
         return int(self.header(runner.H_DEADLINE_MS) or 0)
 
+    def context_fields(self) -> dict[str, Any]:
+        """What the local tool rebuilds the context from, as the ``invocation`` and
+        ``mirror`` messages carry it (plldb/protocol.py)."""
+        return {
+            "request_id": self.request_id,
+            "invoked_function_arn": self.header(runner.H_FUNCTION_ARN) or "",
+            "deadline_ms": self.deadline_ms,
+            "trace_id": self.header(runner.H_TRACE_ID),
+            "client_context": self.header(runner.H_CLIENT_CONTEXT),
+            "cognito_identity": self.header(runner.H_COGNITO_IDENTITY),
+            "tenant_id": self.header(runner.H_TENANT_ID),
+        }
+
 
 class RuntimeApi:
     """Client of the Runtime API at ``AWS_LAMBDA_RUNTIME_API`` (``host:port``)."""

@@ -80,7 +80,7 @@ class RouteTable:
         """Read the table now (errors propagate: the caller decides what an unknown table
         means for the invocation in hand)."""
         item = self.read(self.sessions_table, self.key)
-        entries = stage_entries(item)
+        entries = route_table.stage_entries(item)
         with self._lock:
             self.reads += 1
             self._entries = entries
@@ -97,10 +97,3 @@ class RouteTable:
                 self._refreshing = False
                 self._read_at = None  # too old now: the next invocation reads before deciding
 
-
-def stage_entries(item: dict[str, Any] | None) -> list[route_table.Entry]:
-    """The entries of a lock item; none when it is gone or is not a shared stage's (a
-    whole-stack session took the stack over)."""
-    if not item or item.get(naming.A_MODE, {}).get("S") != naming.MODE_SHARED:
-        return []
-    return route_table.entries_from_item(item)

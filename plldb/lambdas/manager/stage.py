@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from plldb import naming
+from plldb import naming, protocol, route_table
 from plldb.lambdas import common, stage_table
 from plldb.lambdas.common import log
 from plldb.lambdas.manager.claims import Claims
@@ -71,25 +71,27 @@ def end_if_empty(manager: Manager, owner: str, records: list[dict[str, Any]],
     remaining = prune(manager, stack, records)
     if remaining:
         log.info("stage %s: %d session(s) remain: its functions stay instrumented", stack, remaining)
-        if reply:
-            manager.connection.post({"type": "detached", "restored": [], "failed": [],
-                                     "remaining": remaining})
-        return {"restored": [], "failed": [], "remaining": remaining}
+        return _stays(manager, reply, remaining)
     if not stage_table.begin_restore(manager.config, stack):
         log.info("stage %s: a session joined, or another run restores it: nothing to do", stack)
-        if reply:
-            manager.connection.post({"type": "detached", "restored": [], "failed": [],
-                                     "remaining": 1})
-        return {"restored": [], "failed": [], "remaining": 1}
+        return _stays(manager, reply, 1)
     result = manager.restore_all(stage_records(manager, owner), reply)
     stage_table.finish_restore(manager.config, stack)
+    return result
+
+
+def _stays(manager: Manager, reply: bool, remaining: int) -> dict[str, Any]:
+    """The stage stays instrumented for ``remaining`` session(s): say so, if asked."""
+    result = {"restored": [], "failed": [], "remaining": remaining}
+    if reply:
+        manager.connection.post({"type": protocol.TYPE_DETACHED, **result})
     return result
 
 
 def prune(manager: Manager, stack: str, records: list[dict[str, Any]]) -> int:
     """Remove the entries of sessions that are over (closing them); the live ones left."""
     live = 0
-    for entry in stage_table.entries(stage_table.read(manager.config, stack)):
+    for entry in route_table.stage_entries(stage_table.read(manager.config, stack)):
         reason = manager.records.session_over(entry.session_id, manager.config)
         if reason is None:
             live += 1
