@@ -24,11 +24,12 @@ from typing import Any
 
 import botocore.exceptions
 
-from plldb import limits, naming, route_table, routing
+from plldb import limits, naming, route_table
 from plldb.lambdas import common, stage_table
 from plldb.lambdas.caller import Caller
 from plldb.lambdas.common import log
 from plldb.lambdas.connect_options import Options, Refused
+from plldb.lambdas.manager import stage
 from plldb.lambdas.manager.records import Records
 
 LIVE = (naming.PENDING, naming.ACTIVE, naming.DISCONNECTED)
@@ -103,8 +104,7 @@ def _join_stage(config: common.Config, caller: Caller, session_id: str, options:
     if len(live) >= naming.MAX_SHARED_SESSIONS:
         raise Refused(f"stack {options.stack_name} has {len(live)} live sessions on its shared "
                       f"stage, the most plldb allows ({naming.MAX_SHARED_SESSIONS})")
-    entry = route_table.entry_attribute([routing.Route.parse(r) for r in options.routes],
-                                    now * 1000, caller.arn, options.mirror)
+    entry = route_table.entry_attribute(options.routes, now * 1000, caller.arn, options.mirror)
     try:
         stage_table.join(config, options.stack_name, session_id, entry, holder)
     except stage_table.StageRefused as exc:
@@ -236,9 +236,7 @@ def _records_of(config: common.Config, session: dict[str, Any]) -> list[dict[str
     """The instrumentation records of a session (found by the stack they name): its own,
     or its shared stage's."""
     stack = session.get(naming.A_STACK_NAME, {}).get("S", "")
-    owner = session[naming.A_SESSION_ID]["S"]
-    if naming.A_ROUTES in session or naming.A_MIRROR in session:
-        owner = naming.stack_lock_key(stack)
+    owner = stage.owner_of(session, session[naming.A_SESSION_ID]["S"])
     items = _query_stack(config, stack) if stack else []
     return [
         item for item in items
